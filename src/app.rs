@@ -1,0 +1,190 @@
+//! Wiring of `ticketgate serve`: store, pipeline, one poller per mailbox, the outbox worker
+//! and the web server in one tokio process, and a clean stop on SIGINT/SIGTERM.
+//!
+//! A stop request cancels one token. Pollers finish the batch they hold (its transactions
+//! commit or roll back whole) and log out; the worker finishes the sends in flight; the web
+//! server drains its requests. Nothing is half-processed because every change is one
+//! transaction and the server is told only after the commit.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::inbound::{imap, pipeline::Pipeline};
+use crate::outbound::smtp::SmtpSender;
+use crate::outbound::worker::OutboxWorker;
+use crate::store::Store;
+use crate::web::{self, AppState};
+
+/// Connects the store and applies migrations; creates the attachment directory.
+pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    if let Some(path) = cfg.database.url.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or(path);
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating the database directory {parent:?}"))?;
+            }
+        }
+    }
+    let store = Store::connect(&cfg.database.url, cfg.database.max_connections)
+        .await
+        .with_context(|| format!("opening the database {}", redact_url(&cfg.database.url)))?;
+    store
+        .migrate()
+        .await
+        .context("applying database migrations")?;
+    std::fs::create_dir_all(&cfg.storage.dir)
+        .with_context(|| format!("creating storage.dir {:?}", cfg.storage.dir))?;
+    Ok(store)
+}
+
+/// Hides the password of a `postgres://user:pass@host/db` URL in messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:***{}", &url[..s], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The pieces of a running gateway, for `serve` and for tests that drive it in-process.
+#[derive(Debug)]
+pub struct Gateway {
+    pub store: Store,
+    pub pipeline: Arc<Pipeline>,
+    pub worker: OutboxWorker,
+    pub outbox_wake: Arc<Notify>,
+}
+
+impl Gateway {
+    pub async fn build(cfg: Arc<Config>) -> anyhow::Result<Gateway> {
+        let store = open_store(&cfg).await?;
+        let outbox_wake = Arc::new(Notify::new());
+        let pipeline = Arc::new(Pipeline::new(
+            store.clone(),
+            cfg.clone(),
+            outbox_wake.clone(),
+        ));
+        let smtp = SmtpSender::new(&cfg.smtp)?;
+        let worker = OutboxWorker::new(
+            store.clone(),
+            smtp,
+            Arc::new(cfg.outbox.clone()),
+            outbox_wake.clone(),
+        );
+        Ok(Gateway {
+            store,
+            pipeline,
+            worker,
+            outbox_wake,
+        })
+    }
+}
+
+fn install_metrics() -> Option<PrometheusHandle> {
+    // A second install (tests building several gateways) fails; the first one serves.
+    PrometheusBuilder::new().install_recorder().ok()
+}
+
+/// Runs until SIGINT/SIGTERM or until `stop` is cancelled.
+pub async fn serve(cfg: Arc<Config>, stop: CancellationToken) -> anyhow::Result<()> {
+    let metrics = install_metrics();
+    let gw = Gateway::build(cfg.clone()).await?;
+    let shutdown = stop;
+    let mut tasks = tokio::task::JoinSet::new();
+
+    tasks.spawn(gw.worker.clone().run(shutdown.clone()));
+    for mb in &cfg.mailboxes {
+        let mb = Arc::new(mb.clone());
+        tasks.spawn(imap::run_mailbox(mb, gw.pipeline.clone(), shutdown.clone()));
+    }
+    // Rows left `pending` by an `ingest` that died before processing.
+    {
+        let pipeline = gw.pipeline.clone();
+        tasks.spawn(async move {
+            if let Err(e) = process_orphans(&pipeline).await {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "processing pending ingested messages"
+                );
+            }
+        });
+    }
+
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("binding the web server to {}", cfg.server.listen))?;
+    let app = web::router(AppState {
+        store: gw.store.clone(),
+        metrics,
+    });
+    {
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "web server stopped");
+            }
+        });
+    }
+    tracing::info!(listen = %cfg.server.listen, mailboxes = cfg.mailboxes.len(), "ticketgate serving");
+
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stop requested: finishing the work in hand");
+            shutdown.cancel();
+        });
+    }
+    while let Some(res) = tasks.join_next().await {
+        if let Err(e) = res {
+            tracing::error!(error = %e, "a task ended abnormally");
+        }
+    }
+    gw.store.close().await;
+    tracing::info!("ticketgate stopped");
+    Ok(())
+}
+
+/// Processes raw messages left pending outside any IMAP mailbox generation (ingest).
+async fn process_orphans(pipeline: &Pipeline) -> anyhow::Result<()> {
+    for id in pipeline.store().pending_ingested().await? {
+        pipeline.process(id).await?;
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

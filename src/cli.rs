@@ -1,0 +1,476 @@
+//! The `ticketgate` command line: argument shapes (clap) and the operator commands that are
+//! not `serve` — migrate, check-config, ingest, ticket list/show, quarantine list/retry.
+//!
+//! JSON shapes printed here are a contract with operators' scripts (issue 2): field names do
+//! not change; new fields may be added.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+
+use crate::app;
+use crate::config::{Config, Severity};
+use crate::domain::rfc3339;
+use crate::inbound::ingest::ingest_stdin;
+use crate::inbound::pipeline::{Outcome, Pipeline};
+use crate::store::{Store, TicketView};
+
+/// sysexits.h EX_TEMPFAIL: the MTA keeps the message and retries.
+pub const EX_TEMPFAIL: u8 = 75;
+/// sysexits.h EX_CONFIG.
+pub const EX_CONFIG: u8 = 78;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ticketgate",
+    version,
+    about = "Email-driven ticket gateway for municipalities"
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "TICKETGATE_CONFIG",
+        default_value = "config/ticketgate.toml"
+    )]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pollers, the outbox worker and the web server until SIGINT/SIGTERM.
+    Serve,
+    /// Create or upgrade the database (a missing SQLite file is created).
+    Migrate,
+    /// Check the configuration; name every bad key.
+    CheckConfig {
+        /// Also log in to every IMAP mailbox and to the SMTP server.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Process one raw message from stdin (MTA pipe delivery). Exit 75 if it was not stored.
+    Ingest {
+        /// The `[[mailbox]]` name it arrived for (routing default, records).
+        #[arg(long)]
+        mailbox: String,
+    },
+    /// Tickets.
+    Ticket {
+        #[command(subcommand)]
+        command: TicketCommand,
+    },
+    /// Messages kept aside with a reason.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TicketCommand {
+    /// All tickets, newest first.
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[arg(long)]
+        limit: Option<i64>,
+    },
+    /// One ticket with its events, messages and attachments.
+    Show {
+        /// Reference, e.g. 2026-000123.
+        reference: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// Quarantined messages with their reasons.
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Process a quarantined message again (e.g. after fixing the configuration).
+    Retry { id: i64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Loads and validates the configuration (semantic errors included).
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    let cfg = Config::load(path)?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Runs a command; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::CheckConfig { connect } => check_config(&cli.config, connect).await,
+        Command::Ingest { mailbox } => Ok(ingest(&cli.config, &mailbox).await),
+        Command::Serve => {
+            let cfg = Arc::new(load_config(&cli.config)?);
+            app::serve(cfg, tokio_util::sync::CancellationToken::new()).await?;
+            Ok(0)
+        }
+        Command::Migrate => {
+            let cfg = load_config(&cli.config)?;
+            app::open_store(&cfg).await?;
+            println!("database ready: {}", app::redact_url(&cfg.database.url));
+            Ok(0)
+        }
+        Command::Ticket { command } => {
+            let cfg = load_config(&cli.config)?;
+            let store = app::open_store(&cfg).await?;
+            match command {
+                TicketCommand::List { format, limit } => {
+                    ticket_list(&store, format, limit.unwrap_or(i64::MAX)).await
+                }
+                TicketCommand::Show { reference, format } => {
+                    ticket_show(&store, &reference, format).await
+                }
+            }
+        }
+        Command::Quarantine { command } => {
+            let cfg = Arc::new(load_config(&cli.config)?);
+            let store = app::open_store(&cfg).await?;
+            match command {
+                QuarantineCommand::List { format } => quarantine_list(&store, format).await,
+                QuarantineCommand::Retry { id } => {
+                    if !store.requeue_quarantined(id).await? {
+                        eprintln!("no quarantined message with id {id}");
+                        return Ok(1);
+                    }
+                    let pipeline = Pipeline::new(store, cfg, Arc::new(tokio::sync::Notify::new()));
+                    let outcome = pipeline.process(id).await?;
+                    println!("{}", describe(&outcome));
+                    Ok(0)
+                }
+            }
+        }
+    }
+}
+
+async fn check_config(path: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EX_CONFIG);
+        }
+    };
+    let problems = cfg.problems();
+    let errors = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .count();
+    for p in &problems {
+        eprintln!("{p}");
+    }
+    if errors > 0 {
+        eprintln!("{errors} error(s) in {}", path.display());
+        return Ok(EX_CONFIG);
+    }
+    let mut failed = 0;
+    if connect {
+        for mb in &cfg.mailboxes {
+            match crate::inbound::imap::connect(mb).await {
+                Ok((mut session, idle, _)) => {
+                    let selected = session.select(&mb.folder).await;
+                    let _ = session.logout().await;
+                    match selected {
+                        Ok(_) => println!(
+                            "ok: mailbox {:?} ({}:{}), folder {:?}{}",
+                            mb.name,
+                            mb.host,
+                            mb.port,
+                            mb.folder,
+                            if idle { ", IDLE" } else { ", no IDLE: polling" }
+                        ),
+                        Err(e) => {
+                            failed += 1;
+                            println!("FAIL: mailbox {:?}: folder {:?}: {e}", mb.name, mb.folder)
+                        }
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    println!("FAIL: mailbox {:?}: {e:#}", mb.name);
+                }
+            }
+        }
+        match crate::outbound::smtp::SmtpSender::new(&cfg.smtp) {
+            Ok(s) => match s.test().await {
+                Ok(()) => println!("ok: smtp {}:{}", cfg.smtp.host, cfg.smtp.port),
+                Err(e) => {
+                    failed += 1;
+                    println!("FAIL: smtp {}:{}: {e:#}", cfg.smtp.host, cfg.smtp.port);
+                }
+            },
+            Err(e) => {
+                failed += 1;
+                println!("FAIL: smtp: {e:#}");
+            }
+        }
+    }
+    if failed > 0 {
+        return Ok(1);
+    }
+    println!("configuration ok: {}", path.display());
+    Ok(0)
+}
+
+/// `ingest`: any failure before the raw message is committed is EX_TEMPFAIL.
+async fn ingest(path: &std::path::Path, mailbox: &str) -> u8 {
+    let result: anyhow::Result<(i64, Outcome)> = async {
+        let cfg = Arc::new(load_config(path)?);
+        let store = app::open_store(&cfg).await?;
+        let pipeline = Pipeline::new(store, cfg, Arc::new(tokio::sync::Notify::new()));
+        ingest_stdin(&pipeline, mailbox).await
+    }
+    .await;
+    match result {
+        Ok((_, outcome)) => {
+            println!("{}", describe(&outcome));
+            0
+        }
+        Err(e) => {
+            eprintln!("ticketgate ingest: message not stored, try again later: {e:#}");
+            EX_TEMPFAIL
+        }
+    }
+}
+
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Ticket {
+            reference,
+            acknowledged,
+        } => {
+            if *acknowledged {
+                reference.clone()
+            } else {
+                format!("{reference} (no acknowledgment)")
+            }
+        }
+        Outcome::Duplicate { of_message } => format!("duplicate of message {of_message}"),
+        Outcome::Recorded { reference, kind } => format!("{reference} ({kind} recorded)"),
+        Outcome::Quarantined { reason } => format!("quarantined: {reason}"),
+        Outcome::AlreadyDone { state } => format!("already {state}"),
+    }
+}
+
+fn ticket_json(t: &TicketView) -> Value {
+    json!({
+        "ref": t.reference,
+        "kind": t.kind,
+        "area": t.area,
+        "status": t.status,
+        "citizen": t.citizen,
+        "subject": t.subject,
+        "text": t.text,
+        "channel": t.channel,
+        "created_at": rfc3339(t.created_at),
+        "updated_at": rfc3339(t.updated_at),
+    })
+}
+
+async fn ticket_list(store: &Store, format: Format, limit: i64) -> anyhow::Result<u8> {
+    let tickets = store.list_tickets(limit).await?;
+    match format {
+        Format::Json => {
+            let all: Vec<Value> = tickets.iter().map(ticket_json).collect();
+            println!("{}", serde_json::to_string_pretty(&all)?);
+        }
+        Format::Text => {
+            println!(
+                "{:<12} {:<20} {:<13} {:<10} {:<32} SUBJECT",
+                "REF", "CREATED", "KIND", "STATUS", "CITIZEN"
+            );
+            for t in &tickets {
+                println!(
+                    "{:<12} {:<20} {:<13} {:<10} {:<32} {}",
+                    t.reference,
+                    rfc3339(t.created_at).get(..19).unwrap_or(""),
+                    t.kind,
+                    t.status,
+                    t.citizen,
+                    t.subject
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::Result<u8> {
+    let Some(t) = store.ticket_by_ref(reference.trim()).await? else {
+        eprintln!("no ticket {reference}");
+        return Ok(1);
+    };
+    let events = store.ticket_events(t.ticket_id).await?;
+    let messages = store.ticket_messages(t.ticket_id).await?;
+    let attachments = store.ticket_attachments(t.ticket_id).await?;
+    let events_json: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "kind": e.kind,
+                "at": rfc3339(e.at),
+                "actor": e.actor,
+                "details": serde_json::from_str::<Value>(&e.details).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    let messages_json: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let delivery = m.delivery_state.as_ref().map(|state| {
+                json!({
+                    "state": state,
+                    "smtp_reply": m.delivery_reply,
+                    "attempts": m.delivery_attempts,
+                    "sent_at": m.sent_at.map(rfc3339),
+                })
+            });
+            json!({
+                "direction": m.direction,
+                "kind": m.kind,
+                "message_id": m.rfc_message_id,
+                "in_reply_to": m.in_reply_to,
+                "from": m.from_addr,
+                "to": m.to_addrs,
+                "subject": m.subject,
+                "text": m.text,
+                "at": rfc3339(m.at),
+                "sha256": m.sha256,
+                "delivery": delivery,
+            })
+        })
+        .collect();
+    let attachments_json: Vec<Value> = attachments
+        .iter()
+        .map(|a| {
+            json!({
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "sha256": a.sha256,
+            })
+        })
+        .collect();
+    match format {
+        Format::Json => {
+            let doc = json!({
+                "ticket": ticket_json(&t),
+                "events": events_json,
+                "messages": messages_json,
+                "attachments": attachments_json,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        Format::Text => {
+            println!("Ticket   {}", t.reference);
+            println!("Subject  {}", t.subject);
+            println!("Citizen  {}", t.citizen);
+            println!(
+                "Area     {}   Kind {}   Status {}   Channel {}",
+                t.area, t.kind, t.status, t.channel
+            );
+            println!("Created  {}", rfc3339(t.created_at));
+            println!("\n{}\n", t.text.trim());
+            println!("Events:");
+            for e in &events {
+                println!(
+                    "  {}  {:<14} {:<32} {}",
+                    rfc3339(e.at),
+                    e.kind,
+                    e.actor,
+                    e.details
+                );
+            }
+            println!("Messages:");
+            for m in &messages {
+                let delivery = match (&m.delivery_state, &m.delivery_reply) {
+                    (Some(s), Some(r)) => format!(" [{s}: {r}]"),
+                    (Some(s), None) => format!(" [{s}]"),
+                    _ => String::new(),
+                };
+                println!(
+                    "  {}  {:<3} {:<12} {} -> {}  {}{}",
+                    rfc3339(m.at),
+                    m.direction,
+                    m.kind,
+                    m.from_addr,
+                    m.to_addrs,
+                    m.subject,
+                    delivery
+                );
+            }
+            if !attachments.is_empty() {
+                println!("Attachments:");
+                for a in &attachments {
+                    println!(
+                        "  {} ({}, {} bytes) sha256 {}",
+                        a.filename, a.content_type, a.size, a.sha256
+                    );
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn quarantine_list(store: &Store, format: Format) -> anyhow::Result<u8> {
+    let rows = store
+        .quarantined()
+        .await
+        .context("reading the quarantine")?;
+    match format {
+        Format::Json => {
+            let all: Vec<Value> = rows
+                .iter()
+                .map(|q| {
+                    json!({
+                        "id": q.raw_message_id,
+                        "mailbox": q.mailbox,
+                        "uid": q.uid,
+                        "size": q.size,
+                        "sha256": q.sha256,
+                        "received_at": rfc3339(q.received_at),
+                        "reason": q.reason,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&all)?);
+        }
+        Format::Text => {
+            for q in &rows {
+                println!(
+                    "{:>6}  {}  {:<12} uid {:<8} {} bytes  {}",
+                    q.raw_message_id,
+                    rfc3339(q.received_at).get(..19).unwrap_or(""),
+                    q.mailbox,
+                    q.uid.map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
+                    q.size,
+                    q.reason
+                );
+            }
+            if rows.is_empty() {
+                println!("quarantine is empty");
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,643 @@
+//! The operator's one TOML file: its shape, its defaults, and the checks that name a bad key.
+//!
+//! Loading goes through figment so that every key can be overridden from the environment as
+//! `TICKETGATE__SECTION__KEY` and so that a type error names the file and the key. Semantic
+//! checks (unknown area, duplicate address, short secret…) live in [`Config::problems`], which
+//! `ticketgate check-config` prints and every other command refuses to start on.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::domain::{EmailAddress, TicketKind};
+
+/// Shortest accepted HMAC key: 256 bits, the output size of the HMAC-SHA256 it keys.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub storage: StorageConfig,
+    pub security: SecurityConfig,
+    pub smtp: SmtpConfig,
+    #[serde(default)]
+    pub tickets: TicketsConfig,
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+    #[serde(default, rename = "mailbox")]
+    pub mailboxes: Vec<MailboxConfig>,
+    #[serde(default, rename = "area")]
+    pub areas: Vec<AreaConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where the web server listens.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Public address of the web page, used in the mails we send.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            base_url: default_base_url(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_base_url() -> String {
+    "http://127.0.0.1:8080".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/file.db` (created if missing) or `postgres://…`.
+    pub url: String,
+    /// Connections kept in the pool.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    4
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory for content-addressed attachments.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// HMAC key that signs our Message-IDs; at least [`MIN_SECRET_BYTES`] bytes.
+    #[serde(default = "empty_secret")]
+    pub secret: SecretString,
+}
+
+fn empty_secret() -> SecretString {
+    SecretString::from(String::new())
+}
+
+/// Transport security for IMAP and SMTP connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain TCP: only for loopback or a trusted network.
+    None,
+    /// Plain connection upgraded with STARTTLS.
+    Starttls,
+    /// TLS from the first byte (IMAPS 993, SMTPS 465).
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    /// Seconds to wait for the SMTP server on connect and on each command.
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_smtp_timeout() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketsConfig {
+    /// Word inside the subject tag: `[Ticket #2026-000123]`.
+    #[serde(default = "default_tag_prefix")]
+    pub tag_prefix: String,
+    /// Larger messages are quarantined (their headers kept, the message left on the server)
+    /// and the sender is told the limit.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: u64,
+    /// Acknowledgments one sender can receive in an hour; more are suppressed (the ticket is
+    /// still made), which stops mail loops and floods from turning us into a spam source.
+    #[serde(default = "default_acks_per_hour")]
+    pub acks_per_sender_per_hour: u32,
+}
+
+impl Default for TicketsConfig {
+    fn default() -> Self {
+        TicketsConfig {
+            tag_prefix: default_tag_prefix(),
+            max_message_bytes: default_max_message_bytes(),
+            acks_per_sender_per_hour: default_acks_per_hour(),
+        }
+    }
+}
+
+fn default_tag_prefix() -> String {
+    "Ticket".to_owned()
+}
+fn default_max_message_bytes() -> u64 {
+    25 * 1024 * 1024
+}
+fn default_acks_per_hour() -> u32 {
+    10
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// First retry delay after a temporary SMTP failure; it doubles on every attempt.
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial_seconds: u64,
+    /// Cap of the retry delay.
+    #[serde(default = "default_retry_max")]
+    pub retry_max_seconds: u64,
+    /// After this many temporary failures the message is marked failed.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            retry_initial_seconds: default_retry_initial(),
+            retry_max_seconds: default_retry_max(),
+            max_attempts: default_max_attempts(),
+        }
+    }
+}
+
+fn default_retry_initial() -> u64 {
+    5
+}
+fn default_retry_max() -> u64 {
+    900
+}
+fn default_max_attempts() -> u32 {
+    100
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxConfig {
+    /// Operator's name for the mailbox; also the key of its checkpoint.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: String,
+    pub password: SecretString,
+    #[serde(default = "default_folder")]
+    pub folder: String,
+    /// Handled messages are moved here (after being flagged `\Seen`).
+    pub processed_folder: Option<String>,
+    /// Use IMAP IDLE when the server offers it.
+    #[serde(default = "default_true")]
+    pub idle: bool,
+    /// Polling interval when IDLE is off or not offered.
+    #[serde(default = "default_poll_seconds")]
+    pub poll_seconds: u64,
+    /// Area for mail whose recipients match no area address.
+    pub default_area: Option<String>,
+}
+
+fn default_folder() -> String {
+    "INBOX".to_owned()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_poll_seconds() -> u64 {
+    60
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AreaConfig {
+    pub slug: String,
+    pub name: String,
+    pub addresses: Vec<AreaAddress>,
+    #[serde(default)]
+    pub staff: Vec<String>,
+    /// Working days within which the office answers; told to the citizen.
+    #[serde(default = "default_response_days")]
+    pub response_days: u32,
+    /// What the office handles, for the web page and the acknowledgment.
+    #[serde(default)]
+    pub description: String,
+}
+
+fn default_response_days() -> u32 {
+    30
+}
+
+/// An area address, optionally with the kind its tickets get (e.g. `reclami@` → `reclamo`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AreaAddress {
+    Plain(String),
+    WithKind { address: String, kind: String },
+}
+
+impl AreaAddress {
+    pub fn address(&self) -> &str {
+        match self {
+            AreaAddress::Plain(a) => a,
+            AreaAddress::WithKind { address, .. } => address,
+        }
+    }
+    pub fn kind(&self) -> Option<&str> {
+        match self {
+            AreaAddress::Plain(_) => None,
+            AreaAddress::WithKind { kind, .. } => Some(kind),
+        }
+    }
+}
+
+/// Why the configuration could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} not found")]
+    NotFound(PathBuf),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// How bad a [`Problem`] is: errors stop the service, warnings are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One finding of [`Config::problems`]: the key it is about and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub severity: Severity,
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let label = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{label}: {}: {}", self.key, self.message)
+    }
+}
+
+/// A resolved area address: where mail to it goes and with which default kind.
+#[derive(Debug, Clone)]
+pub struct AddressRoute {
+    pub area: String,
+    pub kind: Option<TicketKind>,
+}
+
+impl Config {
+    /// Reads the file at `path`, then `TICKETGATE__SECTION__KEY` environment overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        if !path.exists() {
+            return Err(ConfigError::NotFound(path.to_owned()));
+        }
+        Self::from_figment(Figment::from(Toml::file(path)).merge(env_provider()))
+    }
+
+    /// Parses a TOML text (tests and tools); environment overrides still apply.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::from(Toml::string(text)).merge(env_provider()))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        figment.extract::<Config>().map_err(|e| {
+            // figment's messages name the key path and the source (file or env var);
+            // join them all so an operator sees every mistake in one run.
+            let all: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            ConfigError::Invalid(all.join("\n"))
+        })
+    }
+
+    /// Every semantic problem found, errors first. Empty means the file is good.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut err = |key: String, message: String| {
+            out.push(Problem {
+                severity: Severity::Error,
+                key,
+                message,
+            })
+        };
+
+        let secret_len = self.security.secret.expose_secret().len();
+        if secret_len == 0 {
+            err(
+                "security.secret".into(),
+                format!("missing: set a random key of at least {MIN_SECRET_BYTES} bytes"),
+            );
+        } else if secret_len < MIN_SECRET_BYTES {
+            err(
+                "security.secret".into(),
+                format!("too short: {secret_len} bytes, at least {MIN_SECRET_BYTES} needed"),
+            );
+        }
+        if !(self.server.base_url.starts_with("http://")
+            || self.server.base_url.starts_with("https://"))
+        {
+            err(
+                "server.base_url".into(),
+                format!("{:?} is not an http(s) URL", self.server.base_url),
+            );
+        }
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
+        {
+            err(
+                "database.url".into(),
+                "must start with sqlite:// or postgres://".into(),
+            );
+        }
+        let prefix = &self.tickets.tag_prefix;
+        if prefix.is_empty()
+            || !prefix
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+        {
+            err(
+                "tickets.tag_prefix".into(),
+                format!("{prefix:?}: use letters, digits, '-' or '_'"),
+            );
+        }
+        if self.tickets.max_message_bytes < 1024 {
+            err(
+                "tickets.max_message_bytes".into(),
+                "must be at least 1024".into(),
+            );
+        }
+
+        let mut slugs = HashSet::new();
+        let mut addresses: HashMap<String, String> = HashMap::new();
+        for (i, area) in self.areas.iter().enumerate() {
+            let key = format!("area[{i}]");
+            if !valid_slug(&area.slug) {
+                err(
+                    format!("{key}.slug"),
+                    format!(
+                        "{:?}: use lowercase letters, digits and '-' (e.g. lavori-pubblici)",
+                        area.slug
+                    ),
+                );
+            }
+            if !slugs.insert(area.slug.clone()) {
+                err(
+                    format!("{key}.slug"),
+                    format!("duplicate area {:?}", area.slug),
+                );
+            }
+            if area.addresses.is_empty() {
+                err(
+                    format!("{key}.addresses"),
+                    format!("area {:?} has no address", area.slug),
+                );
+            }
+            for (j, a) in area.addresses.iter().enumerate() {
+                let akey = format!("{key}.addresses[{j}]");
+                match EmailAddress::parse(a.address()) {
+                    Err(e) => err(akey.clone(), format!("{:?}: {e}", a.address())),
+                    Ok(addr) => {
+                        if let Some(other) =
+                            addresses.insert(addr.as_str().to_owned(), area.slug.clone())
+                        {
+                            err(
+                                akey.clone(),
+                                format!("duplicate address {addr}: already used by area {other:?}"),
+                            );
+                        }
+                    }
+                }
+                if let Some(kind) = a.kind() {
+                    if TicketKind::parse(kind).is_none() {
+                        err(
+                            format!("{akey}.kind"),
+                            format!("unknown kind {kind:?}: segnalazione, suggerimento or reclamo"),
+                        );
+                    }
+                }
+            }
+            for (j, s) in area.staff.iter().enumerate() {
+                if let Err(e) = EmailAddress::parse(s) {
+                    err(format!("{key}.staff[{j}]"), format!("{s:?}: {e}"));
+                }
+            }
+        }
+
+        let mut names = HashSet::new();
+        for (i, mb) in self.mailboxes.iter().enumerate() {
+            let key = format!("mailbox[{i}]");
+            if mb.name.trim().is_empty() {
+                err(format!("{key}.name"), "must not be empty".into());
+            }
+            if !names.insert(mb.name.clone()) {
+                err(
+                    format!("{key}.name"),
+                    format!("duplicate mailbox name {:?}", mb.name),
+                );
+            }
+            if let Some(area) = &mb.default_area {
+                if !self.areas.iter().any(|a| &a.slug == area) {
+                    err(
+                        format!("{key}.default_area"),
+                        format!("unknown area {area:?} (no [[area]] with that slug)"),
+                    );
+                }
+            }
+            if mb.poll_seconds == 0 {
+                err(format!("{key}.poll_seconds"), "must be at least 1".into());
+            }
+        }
+
+        let mut warnings = Vec::new();
+        if self.areas.is_empty() {
+            warnings.push(Problem {
+                severity: Severity::Warning,
+                key: "area".into(),
+                message: "no [[area]] configured: every message will be quarantined".into(),
+            });
+        }
+        if self.mailboxes.is_empty() {
+            warnings.push(Problem {
+                severity: Severity::Warning,
+                key: "mailbox".into(),
+                message: "no [[mailbox]] configured: mail arrives only through `ingest`".into(),
+            });
+        }
+        for (i, area) in self.areas.iter().enumerate() {
+            if area.staff.is_empty() {
+                warnings.push(Problem {
+                    severity: Severity::Warning,
+                    key: format!("area[{i}].staff"),
+                    message: format!(
+                        "area {:?} has no staff: nobody will be notified of its tickets",
+                        area.slug
+                    ),
+                });
+            }
+        }
+        out.extend(warnings);
+        out
+    }
+
+    /// Errors only, as one message; `Ok` when the service may start.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let errors: Vec<String> = self
+            .problems()
+            .into_iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| p.to_string())
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(errors.join("\n")))
+        }
+    }
+
+    pub fn area(&self, slug: &str) -> Option<&AreaConfig> {
+        self.areas.iter().find(|a| a.slug == slug)
+    }
+
+    pub fn mailbox(&self, name: &str) -> Option<&MailboxConfig> {
+        self.mailboxes.iter().find(|m| m.name == name)
+    }
+
+    /// Lowercased area address → route. Built once at start-up.
+    pub fn address_routes(&self) -> HashMap<String, AddressRoute> {
+        let mut map = HashMap::new();
+        for area in &self.areas {
+            for a in &area.addresses {
+                if let Ok(addr) = EmailAddress::parse(a.address()) {
+                    map.entry(addr.as_str().to_owned())
+                        .or_insert_with(|| AddressRoute {
+                            area: area.slug.clone(),
+                            kind: a.kind().and_then(TicketKind::parse),
+                        });
+                }
+            }
+        }
+        map
+    }
+}
+
+fn env_provider() -> Env {
+    // `TICKETGATE__SMTP__PORT=2525` → smtp.port. The double underscore keeps keys such as
+    // `max_message_bytes` intact, and `TICKETGATE_CONFIG` (single underscore) out of it.
+    Env::prefixed("TICKETGATE__").split("__")
+}
+
+fn valid_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [database]
+        url = "sqlite://x.db"
+        [storage]
+        dir = "data"
+        [security]
+        secret = "0123456789abcdef0123456789abcdef"
+        [smtp]
+        host = "127.0.0.1"
+        port = 25
+        tls = "none"
+        [[mailbox]]
+        name = "main"
+        host = "127.0.0.1"
+        port = 143
+        tls = "none"
+        username = "u"
+        password = "p"
+        default_area = "lavori-pubblici"
+        [[area]]
+        slug = "lavori-pubblici"
+        name = "Lavori pubblici"
+        addresses = ["Lavori-Pubblici@comune.test", { address = "reclami@comune.test", kind = "reclamo" }]
+        staff = ["mario@comune.test"]
+    "#;
+
+    #[test]
+    fn a_good_file_has_no_problems_and_defaults_apply() {
+        let cfg = Config::from_toml_str(GOOD).expect("parses");
+        assert_eq!(cfg.problems(), vec![]);
+        assert_eq!(cfg.tickets.tag_prefix, "Ticket");
+        assert_eq!(cfg.tickets.acks_per_sender_per_hour, 10);
+        assert_eq!(cfg.tickets.max_message_bytes, 25 * 1024 * 1024);
+        assert!(cfg.mailboxes[0].idle);
+        let routes = cfg.address_routes();
+        assert_eq!(
+            routes["lavori-pubblici@comune.test"].area,
+            "lavori-pubblici"
+        );
+        assert_eq!(
+            routes["reclami@comune.test"].kind,
+            Some(TicketKind::Reclamo)
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let text = GOOD.replace("[smtp]", "[smtp]\nhots = \"x\"");
+        let e = Config::from_toml_str(&text).unwrap_err().to_string();
+        assert!(e.contains("hots"), "{e}");
+    }
+
+    #[test]
+    fn short_secret_unknown_default_area_and_duplicate_address_are_named() {
+        let text = GOOD
+            .replace("0123456789abcdef0123456789abcdef", "short")
+            .replace(
+                "default_area = \"lavori-pubblici\"",
+                "default_area = \"ambiente\"",
+            )
+            + r#"
+        [[area]]
+        slug = "verde"
+        name = "Verde"
+        addresses = ["lavori-pubblici@comune.test"]
+        "#;
+        let cfg = Config::from_toml_str(&text).expect("parses");
+        let problems = cfg.problems();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"security.secret"), "{problems:?}");
+        assert!(keys.contains(&"mailbox[0].default_area"), "{problems:?}");
+        assert!(keys.contains(&"area[1].addresses[0]"), "{problems:?}");
+        assert!(keys.contains(&"area[1].staff"), "{problems:?}");
+        assert!(cfg.validate().is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! Pure types and rules of the ticket world: no I/O, no async, no SQL.
+//!
+//! Everything that crosses an edge (mail, config, CLI) is parsed into these types once, so the
+//! rest of the code can trust them.
+
+mod address;
+mod signed_id;
+mod ticket;
+
+pub use address::{AddressError, EmailAddress};
+pub use signed_id::{OurMessageId, SignedIds};
+pub use ticket::{Channel, TicketKind, TicketRef, TicketRefError, TicketStatus};
+
+/// Unix millis as RFC 3339 (UTC), the time format of every JSON output.
+pub fn rfc3339(millis: i64) -> String {
+    let nanos = i128::from(millis) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| millis.to_string())
+}

@@ -1,0 +1,6 @@
+//! Mail handling: pure functions over raw message bytes (parsing, loop protection).
+
+pub mod autoreply;
+pub mod compose;
+pub mod parse;
+pub mod route;

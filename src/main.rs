@@ -1,0 +1,37 @@
+//! `ticketgate`: parse the command line, set up logging and TLS, run the command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ticketgate::cli::{self, Cli};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // ring is the one crypto provider we build with; installing it explicitly keeps rustls
+    // from panicking should a dependency ever bring a second one (STACK.md).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("TICKETGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ticketgate: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("ticketgate: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

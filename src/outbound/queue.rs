@@ -1,0 +1,77 @@
+//! Putting a mail in the outbox: compose the exact bytes with our signed Message-ID and queue
+//! them, inside the caller's transaction. Nothing here talks to an SMTP server: the worker
+//! sends later, at least once, the very bytes stored here.
+
+use crate::domain::{SignedIds, TicketRef};
+use crate::mail::compose::{self, Envelope};
+use crate::store::{now_millis, raw_sha256_hex, NewMessage, Result, Store, Tx};
+
+/// One mail to queue.
+#[derive(Debug, Clone)]
+pub struct Queued<'a> {
+    pub ticket: Option<(i64, TicketRef)>,
+    /// `ack`, `notification`, `notice`, …
+    pub kind: &'a str,
+    pub from_name: &'a str,
+    pub from_addr: &'a str,
+    pub to: Vec<String>,
+    pub reply_to: Option<(&'a str, &'a str)>,
+    pub subject: &'a str,
+    pub in_reply_to: Option<&'a str>,
+    pub references: Vec<String>,
+    pub auto_replied: bool,
+    pub text: &'a str,
+}
+
+/// Composes and queues `q`; returns our message row id.
+pub async fn queue_mail(tx: &mut Tx, ids: &SignedIds, q: &Queued<'_>) -> Result<i64> {
+    let at = now_millis();
+    let to_addrs = q.to.join(", ");
+    let message_id = Store::insert_message(
+        tx,
+        &NewMessage {
+            ticket_id: q.ticket.map(|t| t.0),
+            direction: "out",
+            kind: q.kind,
+            rfc_message_id: None,
+            in_reply_to: q.in_reply_to,
+            dedup_key: None,
+            from_addr: q.from_addr,
+            to_addrs: &to_addrs,
+            subject: q.subject,
+            text: q.text,
+            html: None,
+            at,
+            sha256: "",
+            raw_message_id: None,
+        },
+    )
+    .await?
+    // Outbound rows have no dedup key, so the insert cannot conflict.
+    .ok_or(crate::store::StoreError::Db(sqlx::Error::RowNotFound))?;
+    let domain = q
+        .from_addr
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or("localhost");
+    let rfc_id = ids.make(q.ticket.map(|t| t.1), message_id, domain);
+    let bytes = compose::build(
+        &Envelope {
+            from_name: q.from_name,
+            from_addr: q.from_addr,
+            to: &q.to,
+            reply_to: q.reply_to,
+            subject: q.subject,
+            message_id: &rfc_id,
+            in_reply_to: q.in_reply_to,
+            references: &q.references,
+            auto_replied: q.auto_replied,
+            date_millis: at,
+        },
+        q.text,
+    );
+    let sha = raw_sha256_hex(&bytes);
+    Store::set_outbound_bytes(tx, message_id, &rfc_id, &bytes, &sha).await?;
+    Store::enqueue(tx, message_id, q.from_addr, &q.to.join(",")).await?;
+    Ok(message_id)
+}

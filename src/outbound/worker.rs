@@ -1,0 +1,160 @@
+//! The outbox worker: claims due rows with a lease, sends the stored bytes, records every
+//! attempt and the server's reply, retries temporary failures with exponential backoff.
+//!
+//! At least once: a row is marked sent only after the server's 2xx. If the process dies in
+//! between, the row is sent again after its lease expires — the same bytes, so the same
+//! Message-ID, and the recipient's client shows one message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::OutboxConfig;
+use crate::outbound::smtp::{SendResult, SmtpSender};
+use crate::store::{now_millis, Store};
+
+/// A claimed row belongs to its worker this long; longer than any SMTP timeout.
+const LEASE: Duration = Duration::from_secs(300);
+/// Messages sent at the same time (each on its own pooled SMTP connection).
+const CONCURRENCY: usize = 4;
+/// Rows looked at per round.
+const CLAIM_BATCH: i64 = 64;
+/// The worker looks for due rows at least this often, also when nobody wakes it (rows
+/// queued by another process, e.g. `ticketgate ingest`).
+const IDLE_RECHECK: Duration = Duration::from_secs(1);
+
+/// Sends what is in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxWorker {
+    store: Store,
+    smtp: SmtpSender,
+    cfg: Arc<OutboxConfig>,
+    wake: Arc<Notify>,
+}
+
+impl OutboxWorker {
+    pub fn new(store: Store, smtp: SmtpSender, cfg: Arc<OutboxConfig>, wake: Arc<Notify>) -> Self {
+        OutboxWorker {
+            store,
+            smtp,
+            cfg,
+            wake,
+        }
+    }
+
+    /// Sends every row due now, once. Returns how many attempts were made.
+    pub async fn run_pending(&self) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            let now = now_millis();
+            let due = self.store.due_outbox(now, CLAIM_BATCH).await?;
+            if due.is_empty() {
+                return Ok(total);
+            }
+            let lease_until = now + LEASE.as_millis() as i64;
+            let mut claimed = Vec::with_capacity(due.len());
+            for d in due {
+                if self
+                    .store
+                    .claim_outbox(d.outbox_id, now, lease_until)
+                    .await?
+                {
+                    claimed.push(d.outbox_id);
+                }
+            }
+            if claimed.is_empty() {
+                return Ok(total);
+            }
+            total += claimed.len();
+            let results: Vec<anyhow::Result<()>> = futures::stream::iter(claimed)
+                .map(|id| self.send_one(id))
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+            for r in results {
+                r?;
+            }
+        }
+    }
+
+    async fn send_one(&self, outbox_id: i64) -> anyhow::Result<()> {
+        let Some(item) = self.store.outbox_item(outbox_id).await? else {
+            return Ok(());
+        };
+        let result = self
+            .smtp
+            .send(&item.envelope_from, &item.recipients, &item.raw)
+            .await;
+        let at = now_millis();
+        match result {
+            SendResult::Accepted(reply) => {
+                metrics::counter!("ticketgate_outbox_sent_total").increment(1);
+                tracing::info!(outbox_id, message_id = item.message_id, %reply, "mail sent");
+                self.store
+                    .record_attempt(outbox_id, at, true, &reply, None)
+                    .await?;
+            }
+            SendResult::Temporary(reply) => {
+                let attempts = item.attempts + 1;
+                metrics::counter!("ticketgate_outbox_retries_total").increment(1);
+                let next = if attempts >= i64::from(self.cfg.max_attempts) {
+                    tracing::error!(outbox_id, %reply, attempts, "giving up on mail after repeated temporary failures");
+                    None
+                } else {
+                    let delay = self.backoff(attempts);
+                    tracing::warn!(outbox_id, %reply, retry_in = ?delay, "temporary SMTP failure");
+                    Some(at + delay.as_millis() as i64)
+                };
+                self.store
+                    .record_attempt(outbox_id, at, false, &reply, next)
+                    .await?;
+            }
+            SendResult::Permanent(reply) => {
+                metrics::counter!("ticketgate_outbox_failed_total").increment(1);
+                tracing::error!(outbox_id, %reply, "permanent SMTP failure");
+                self.store
+                    .record_attempt(outbox_id, at, false, &reply, None)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `retry_initial_seconds * 2^(attempts-1)`, capped at `retry_max_seconds`.
+    fn backoff(&self, attempts: i64) -> Duration {
+        let exp = u32::try_from(attempts.saturating_sub(1))
+            .unwrap_or(u32::MAX)
+            .min(20);
+        let secs = self
+            .cfg
+            .retry_initial_seconds
+            .saturating_mul(1u64 << exp)
+            .min(self.cfg.retry_max_seconds);
+        Duration::from_secs(secs.max(1))
+    }
+
+    /// Sends until `shutdown`; wakes on [`Notify`] from the pipeline, on the next due retry,
+    /// or every [`IDLE_RECHECK`].
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.run_pending().await {
+                tracing::error!(error = format!("{e:#}"), "outbox worker round failed");
+            }
+            let mut wait = IDLE_RECHECK;
+            if let Ok(Some(due)) = self.store.next_outbox_due().await {
+                let ms = (due - now_millis()).max(0) as u64;
+                wait = wait.min(Duration::from_millis(ms));
+            }
+            // A floor, so a row that is due but cannot be claimed never spins the loop.
+            let wait = wait.max(Duration::from_millis(50));
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! All SQL of ticketgate, and nothing else: the `Store` and the rows it reads and writes.
+//!
+//! One code path serves SQLite and PostgreSQL through sqlx's `Any` driver, so columns keep to
+//! BIGINT/INTEGER/TEXT/BLOB and times are unix millis. Every statement is a `&'static str`
+//! with `$N` placeholders. Writes that belong together take a [`Tx`] so the caller decides the
+//! transaction's extent (DESIGN.md: one transaction per change).
+
+mod outbox;
+mod raw;
+mod read;
+mod tickets;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, ConnectOptions, Transaction};
+
+pub use outbox::{DueOutbox, OutboxItem};
+pub use raw::{sha256_hex as raw_sha256_hex, RawIn, RawRow};
+pub use read::{AttachmentView, EventView, MessageView, QuarantineView, TicketView};
+pub use tickets::{MessageTicket, NewAttachment, NewMessage, NewTicket};
+
+/// A transaction on the store.
+pub type Tx = Transaction<'static, Any>;
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database url {0:?}: use sqlite:// or postgres://")]
+    UnsupportedUrl(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The database behind ticketgate.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    sqlite: bool,
+}
+
+impl Store {
+    /// Connects; a missing SQLite file is created. SQLite runs in WAL mode with full sync,
+    /// because "raw first" means a committed message survives a power cut.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        if !sqlite && !url.starts_with("postgres") {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        }
+        let url = if sqlite && !url.contains("mode=") {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}mode=rwc")
+        } else {
+            url.to_owned()
+        };
+        let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if sqlite {
+                        // busy_timeout: a second process (`ingest`, the CLI) waits its turn
+                        // instead of failing. WAL lets readers run beside the writer.
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = FULL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Store { pool, sqlite })
+    }
+
+    /// Applies the migrations of this backend.
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = if self.sqlite {
+            &SQLITE_MIGRATOR
+        } else {
+            &POSTGRES_MIGRATOR
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`): a deferred transaction that reads then writes can fail with SQLITE_BUSY
+    /// without waiting when another connection wrote in between.
+    pub async fn begin(&self) -> Result<Tx> {
+        let stmt = if self.sqlite {
+            "BEGIN IMMEDIATE"
+        } else {
+            "BEGIN"
+        };
+        Ok(self.pool.begin_with(stmt).await?)
+    }
+
+    /// Cheap liveness check for `/healthz`.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn now_millis() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}

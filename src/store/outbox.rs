@@ -1,0 +1,145 @@
+//! The outbox: rows the worker claims with a lease, sends, and records attempt by attempt.
+//!
+//! Claiming is a conditional UPDATE on `lease_until` (SQLite has no `SKIP LOCKED`); a row
+//! whose worker died becomes claimable again when its lease runs out.
+
+use sqlx::Row;
+
+use super::{Result, Store};
+
+/// A row due for sending.
+#[derive(Debug, Clone, Copy)]
+pub struct DueOutbox {
+    pub outbox_id: i64,
+}
+
+/// What the worker needs to send one row.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub outbox_id: i64,
+    pub message_id: i64,
+    pub envelope_from: String,
+    pub recipients: Vec<String>,
+    pub raw: Vec<u8>,
+    pub attempts: i64,
+}
+
+impl Store {
+    /// Queued rows whose next attempt is due, oldest first.
+    pub async fn due_outbox(&self, now: i64, limit: i64) -> Result<Vec<DueOutbox>> {
+        let rows = sqlx::query(
+            "SELECT outbox_id FROM outbox WHERE state = 'queued' AND next_attempt_at <= $1 \
+             AND (lease_until IS NULL OR lease_until < $1) ORDER BY outbox_id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| DueOutbox {
+                outbox_id: r.get(0),
+            })
+            .collect())
+    }
+
+    /// Earliest next attempt among queued rows, to know how long the worker may sleep.
+    pub async fn next_outbox_due(&self) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at \
+             THEN lease_until ELSE next_attempt_at END) FROM outbox WHERE state = 'queued'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get::<Option<i64>, _>(0))
+    }
+
+    /// Takes the row for `lease_until`; false if another worker holds it or it is done.
+    pub async fn claim_outbox(&self, outbox_id: i64, now: i64, lease_until: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE outbox SET lease_until = $1 WHERE outbox_id = $2 AND state = 'queued' \
+             AND (lease_until IS NULL OR lease_until < $3)",
+        )
+        .bind(lease_until)
+        .bind(outbox_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn outbox_item(&self, outbox_id: i64) -> Result<Option<OutboxItem>> {
+        let row = sqlx::query(
+            "SELECT o.outbox_id, o.message_id, o.envelope_from, o.recipients, m.raw, o.attempts \
+             FROM outbox o JOIN message m ON m.message_id = o.message_id WHERE o.outbox_id = $1",
+        )
+        .bind(outbox_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| {
+            let recipients: String = r.get(3);
+            OutboxItem {
+                outbox_id: r.get(0),
+                message_id: r.get(1),
+                envelope_from: r.get(2),
+                recipients: recipients
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                raw: r.get::<Option<Vec<u8>>, _>(4).unwrap_or_default(),
+                attempts: r.get(5),
+            }
+        }))
+    }
+
+    /// Records one attempt. `next_attempt_at = None` with `ok = false` means given up
+    /// (permanent failure); `ok = true` means sent.
+    pub async fn record_attempt(
+        &self,
+        outbox_id: i64,
+        at: i64,
+        ok: bool,
+        reply: &str,
+        next_attempt_at: Option<i64>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO delivery_attempt (outbox_id, at, ok, reply) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(outbox_id)
+        .bind(at)
+        .bind(i64::from(ok))
+        .bind(reply)
+        .execute(&mut *tx)
+        .await?;
+        let state = match (ok, next_attempt_at) {
+            (true, _) => "sent",
+            (false, Some(_)) => "queued",
+            (false, None) => "failed",
+        };
+        sqlx::query(
+            "UPDATE outbox SET state = $1, attempts = attempts + 1, last_reply = $2, \
+             lease_until = NULL, next_attempt_at = $3, \
+             sent_at = CASE WHEN $1 = 'sent' THEN $4 ELSE sent_at END WHERE outbox_id = $5",
+        )
+        .bind(state)
+        .bind(reply)
+        .bind(next_attempt_at.unwrap_or(at))
+        .bind(at)
+        .bind(outbox_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Counts of outbox rows by state, for `/metrics` and tests.
+    pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}

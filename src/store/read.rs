@@ -1,0 +1,207 @@
+//! Read models for operators (`ticketgate ticket …`, `quarantine list`) and the web page.
+
+use sqlx::Row;
+
+use super::{Result, Store};
+
+#[derive(Debug, Clone)]
+pub struct TicketView {
+    pub ticket_id: i64,
+    pub reference: String,
+    pub kind: String,
+    pub area: String,
+    pub status: String,
+    pub citizen: String,
+    pub subject: String,
+    pub text: String,
+    pub channel: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventView {
+    pub kind: String,
+    pub at: i64,
+    pub actor: String,
+    pub details: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageView {
+    pub message_id: i64,
+    pub direction: String,
+    pub kind: String,
+    pub rfc_message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub from_addr: String,
+    pub to_addrs: String,
+    pub subject: String,
+    pub text: String,
+    pub at: i64,
+    pub sha256: String,
+    /// Outbound only: queued | sent | failed.
+    pub delivery_state: Option<String>,
+    pub delivery_reply: Option<String>,
+    pub delivery_attempts: Option<i64>,
+    pub sent_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttachmentView {
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct QuarantineView {
+    pub raw_message_id: i64,
+    pub mailbox: String,
+    pub uid: Option<i64>,
+    pub size: i64,
+    pub sha256: String,
+    pub received_at: i64,
+    pub reason: String,
+}
+
+const TICKET_COLUMNS_LIST: &str = "SELECT ticket_id, ref, kind, area, status, citizen, subject, \
+     text, channel, created_at, updated_at FROM ticket ORDER BY ticket_id DESC LIMIT $1";
+
+fn ticket_from_row(r: &sqlx::any::AnyRow) -> TicketView {
+    TicketView {
+        ticket_id: r.get(0),
+        reference: r.get(1),
+        kind: r.get(2),
+        area: r.get(3),
+        status: r.get(4),
+        citizen: r.get(5),
+        subject: r.get(6),
+        text: r.get(7),
+        channel: r.get(8),
+        created_at: r.get(9),
+        updated_at: r.get(10),
+    }
+}
+
+impl Store {
+    /// Tickets, newest first.
+    pub async fn list_tickets(&self, limit: i64) -> Result<Vec<TicketView>> {
+        let rows = sqlx::query(TICKET_COLUMNS_LIST)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(ticket_from_row).collect())
+    }
+
+    pub async fn ticket_by_ref(&self, reference: &str) -> Result<Option<TicketView>> {
+        let row = sqlx::query(
+            "SELECT ticket_id, ref, kind, area, status, citizen, subject, text, channel, \
+             created_at, updated_at FROM ticket WHERE ref = $1",
+        )
+        .bind(reference)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(ticket_from_row))
+    }
+
+    pub async fn ticket_events(&self, ticket_id: i64) -> Result<Vec<EventView>> {
+        let rows = sqlx::query(
+            "SELECT kind, at, actor, details FROM event WHERE ticket_id = $1 ORDER BY event_id",
+        )
+        .bind(ticket_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| EventView {
+                kind: r.get(0),
+                at: r.get(1),
+                actor: r.get(2),
+                details: r.get(3),
+            })
+            .collect())
+    }
+
+    pub async fn ticket_messages(&self, ticket_id: i64) -> Result<Vec<MessageView>> {
+        let rows = sqlx::query(
+            "SELECT m.message_id, m.direction, m.kind, m.rfc_message_id, m.in_reply_to, \
+             m.from_addr, m.to_addrs, m.subject, m.text, m.at, m.sha256, \
+             o.state, o.last_reply, o.attempts, o.sent_at \
+             FROM message m LEFT JOIN outbox o ON o.message_id = m.message_id \
+             WHERE m.ticket_id = $1 ORDER BY m.message_id",
+        )
+        .bind(ticket_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| MessageView {
+                message_id: r.get(0),
+                direction: r.get(1),
+                kind: r.get(2),
+                rfc_message_id: r.get(3),
+                in_reply_to: r.get(4),
+                from_addr: r.get(5),
+                to_addrs: r.get(6),
+                subject: r.get(7),
+                text: r.get(8),
+                at: r.get(9),
+                sha256: r.get(10),
+                delivery_state: r.get(11),
+                delivery_reply: r.get(12),
+                delivery_attempts: r.get(13),
+                sent_at: r.get(14),
+            })
+            .collect())
+    }
+
+    pub async fn ticket_attachments(&self, ticket_id: i64) -> Result<Vec<AttachmentView>> {
+        let rows = sqlx::query(
+            "SELECT filename, content_type, size, sha256 FROM attachment WHERE ticket_id = $1 \
+             ORDER BY attachment_id",
+        )
+        .bind(ticket_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AttachmentView {
+                filename: r.get(0),
+                content_type: r.get(1),
+                size: r.get(2),
+                sha256: r.get(3),
+            })
+            .collect())
+    }
+
+    pub async fn quarantined(&self) -> Result<Vec<QuarantineView>> {
+        let rows = sqlx::query(
+            "SELECT raw_message_id, mailbox, uid, size, sha256, received_at, reason \
+             FROM raw_message WHERE state = 'quarantined' ORDER BY raw_message_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| QuarantineView {
+                raw_message_id: r.get(0),
+                mailbox: r.get(1),
+                uid: r.get(2),
+                size: r.get(3),
+                sha256: r.get(4),
+                received_at: r.get(5),
+                reason: r.get::<Option<String>, _>(6).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Raw-message counts by state, for `/metrics` and tests.
+    pub async fn raw_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM raw_message GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
