@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::attachments::AttachmentStore;
 use crate::config::{AddressRoute, Config};
 use crate::domain::{rfc3339, Channel, OurMessageId, SignedIds, TicketKind, TicketRef};
+use crate::mail::autoreply::AutoReason;
 use crate::mail::compose::{self, AckText, NotificationText, OversizeText};
 use crate::mail::parse::{self, InboundMail};
 use crate::mail::route::{route, RoutedArea};
@@ -185,7 +186,11 @@ impl Pipeline {
                 }
             };
         }
-        if mail.auto.is_some() || is_own {
+        // X-Auto-Response-Suppress asks us not to answer, but Outlook also puts it on mail a
+        // person wrote: such a mail is handled as a person's, only without acknowledgment.
+        let suppress_only = matches!(mail.auto, Some(AutoReason::AutoResponseSuppress(_)));
+        let machine = mail.auto.is_some() && !suppress_only;
+        if machine || is_own {
             let reason = match &mail.auto {
                 Some(a) => a.describe(),
                 None => format!("sent from our own address {from_addr}"),
@@ -226,7 +231,8 @@ impl Pipeline {
                 .record(raw, &mail, &dedup_key, &t, "follow_up", details, &from_addr)
                 .await;
         }
-        self.new_ticket(raw, &mail, &dedup_key, &sender, None).await
+        let no_ack = mail.auto.as_ref().map(|a| a.describe());
+        self.new_ticket(raw, &mail, &dedup_key, &sender, no_ack).await
     }
 
     async fn quarantine(&self, raw: &RawRow, reason: &str) -> anyhow::Result<Outcome> {

@@ -180,9 +180,11 @@ fn keyword(value: &str) -> String {
             ';' if depth == 0 => break,
             _ if depth > 0 => {}
             c if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') => {
-                if out.chars().count() < MAX_KEYWORD_CHARS {
-                    out.push(c.to_ascii_lowercase());
+                // Only ASCII is pushed, so bytes are characters.
+                if out.len() == MAX_KEYWORD_CHARS {
+                    break;
                 }
+                out.push(c.to_ascii_lowercase());
             }
             // Whitespace between the keyword and a comment, or stray bytes: a keyword has
             // no inner spaces, so stop at the first gap once one has started.

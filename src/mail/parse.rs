@@ -9,6 +9,7 @@
 //! The raw bytes stay the record; nothing here is meant to reconstruct them.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::LazyLock;
@@ -315,16 +316,21 @@ fn first_id(headers: &[Header<'_>]) -> Option<String> {
 }
 
 fn ids(headers: &[Header<'_>], name: &HeaderName<'_>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for id in values(headers, name)
+    let found = values(headers, name)
         .flat_map(text_list)
-        .filter_map(clean_id)
-    {
-        if !out.contains(&id) {
-            out.push(id);
-        }
-    }
-    out
+        .filter_map(clean_id);
+    unique_by(found, |id| id.clone())
+}
+
+/// Keeps the first item for each key, in order. A set rather than `Vec::contains`: a hostile
+/// header can carry hundreds of thousands of addresses or ids, and quadratic time would stall
+/// the poller.
+fn unique_by<T>(items: impl IntoIterator<Item = T>, key: impl Fn(&T) -> String) -> Vec<T> {
+    let mut seen = HashSet::new();
+    items
+        .into_iter()
+        .filter(|item| seen.insert(key(item)))
+        .collect()
 }
 
 fn addrs<'a, 'x>(value: &'a HeaderValue<'x>) -> impl Iterator<Item = &'a Addr<'x>> {
@@ -356,13 +362,8 @@ fn first_mailbox(headers: &[Header<'_>], name: &HeaderName<'_>) -> Option<Mailbo
 }
 
 fn mailboxes(headers: &[Header<'_>], name: &HeaderName<'_>) -> Vec<Mailbox> {
-    let mut out: Vec<Mailbox> = Vec::new();
-    for mailbox in values(headers, name).flat_map(addrs).filter_map(mailbox) {
-        if !out.iter().any(|m| m.address == mailbox.address) {
-            out.push(mailbox);
-        }
-    }
-    out
+    let found = values(headers, name).flat_map(addrs).filter_map(mailbox);
+    unique_by(found, |m| m.address.clone())
 }
 
 /// An address from a trace field (`X-Original-To`, `Delivered-To`, `Return-Path`, DSN
@@ -379,14 +380,8 @@ fn trace_address(value: &str) -> Option<String> {
 }
 
 fn original_recipients(headers: &[Header<'_>]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
     let found = other_texts(headers, "x-original-to").chain(other_texts(headers, "delivered-to"));
-    for address in found.filter_map(trace_address) {
-        if !out.contains(&address) {
-            out.push(address);
-        }
-    }
-    out
+    unique_by(found.filter_map(trace_address), |a| a.clone())
 }
 
 /// RFC 5321 §4.4: the final delivery agent prepends `Return-Path`, so the topmost one is the
@@ -464,11 +459,18 @@ fn body_text(message: &Message<'_>) -> String {
 
 /// The text of a text or HTML part, as the reader should see it.
 fn readable_text(part: &MessagePart<'_>) -> Option<String> {
-    match &part.body {
-        PartType::Text(_) => Some(normalize_newlines(&decoded_text(part)?)),
-        PartType::Html(_) => Some(html_to_readable_text(&decoded_text(part)?)),
-        _ => None,
-    }
+    let text = decoded_text(part)?;
+    Some(if is_html_part(part) {
+        html_to_readable_text(&text)
+    } else {
+        normalize_newlines(&text)
+    })
+}
+
+/// HTML by mail-parser's account or by its declared type: on an encoding problem mail-parser
+/// demotes a `text/html` part to `PartType::Text`.
+fn is_html_part(part: &MessagePart<'_>) -> bool {
+    matches!(part.body, PartType::Html(_)) || part.is_content_type("text", "html")
 }
 
 /// The decoded text of a text or HTML part, re-decoding it when mail-parser gave up on its
@@ -548,13 +550,21 @@ fn is_orphan_body(part: &MessagePart<'_>) -> bool {
         })
 }
 
+/// The first HTML body part (mail-parser also lists a text/plain part in `html_body` when there
+/// is no HTML; that one is not HTML). Falls back to an orphaned HTML body like [`body_text`].
 fn body_html(message: &Message<'_>) -> Option<String> {
-    message.html_body.iter().find_map(
-        |id| match message.parts.get(*id as usize).map(|p| &p.body) {
-            Some(PartType::Html(h)) => Some(normalize_newlines(h)),
-            _ => None,
-        },
-    )
+    let html_of = |id: &u32| {
+        let part = message.parts.get(*id as usize)?;
+        is_html_part(part)
+            .then(|| decoded_text(part))
+            .flatten()
+            .map(|h| normalize_newlines(&h))
+    };
+    message
+        .html_body
+        .iter()
+        .find_map(html_of)
+        .or_else(|| orphan_body_id(message).as_ref().and_then(html_of))
 }
 
 /// Block elements whose boundaries are line breaks when the HTML is rendered.
@@ -852,12 +862,9 @@ fn dsn(message: &Message<'_>) -> Option<Dsn> {
         .unwrap_or_default();
     let failed: Vec<&StatusRecipient> = recipients.iter().filter(|r| r.failed()).collect();
     let reported = failed.first().copied().or_else(|| recipients.first());
-    let mut failed_recipients: Vec<String> = Vec::new();
-    for address in failed.iter().filter_map(|r| r.address.clone()) {
-        if !failed_recipients.contains(&address) {
-            failed_recipients.push(address);
-        }
-    }
+    let failed_recipients = unique_by(failed.iter().filter_map(|r| r.address.clone()), |a| {
+        a.clone()
+    });
 
     Some(Dsn {
         original_message_id: parts.iter().find_map(returned_message_id),
@@ -1604,6 +1611,20 @@ mod tests {
     }
 
     #[test]
+    fn an_unclosed_quoted_printable_html_body_is_decoded_into_html_and_text() {
+        let raw = b"From: a@example.test\nContent-Type: multipart/mixed; boundary=b\n\n\
+            --b\nContent-Type: text/html; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\n\
+            <div>Citt=E0</div><div>pi=F9 pulita</div>\n";
+        let mail = parse(raw).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(mail.text, "Citt\u{e0}\npi\u{f9} pulita");
+        assert_eq!(
+            mail.html.as_deref(),
+            Some("<div>Citt\u{e0}</div><div>pi\u{f9} pulita</div>\n")
+        );
+        assert!(mail.attachments.is_empty());
+    }
+
+    #[test]
     fn a_quoted_printable_soft_break_before_the_boundary_does_not_panic() {
         // mail-parser 0.11.9 subtracts past zero here (a panic with overflow checks on).
         let raw = b"From: a@example.test\nContent-Type: multipart/mixed; boundary=b\n\n\
@@ -1614,6 +1635,24 @@ mod tests {
         } else {
             assert!(result.is_ok(), "{result:?}");
         }
+    }
+
+    #[test]
+    fn a_huge_recipient_list_is_handled_in_linear_time() {
+        let mut raw = b"From: a@example.test\nTo: ".to_vec();
+        for i in 0..100_000 {
+            raw.extend_from_slice(format!("u{i}@example.test, ").as_bytes());
+        }
+        raw.extend_from_slice(b"u0@example.test\nReferences:");
+        for i in 0..50_000 {
+            raw.extend_from_slice(format!(" <{i}@example.test>").as_bytes());
+        }
+        raw.extend_from_slice(b"\n\n.\n");
+        let started = std::time::Instant::now();
+        let mail = parse(&raw).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(mail.to.len(), 100_000);
+        assert_eq!(mail.references.len(), 50_000);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
     }
 
     #[test]

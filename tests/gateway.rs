@@ -1,0 +1,447 @@
+//! End to end through real servers: mail in over SMTP (Postfix → Dovecot LMTP), the real
+//! `ticketgate serve` polling Dovecot over IMAP, acknowledgments and notifications out over
+//! SMTP and read back over IMAP. Each test has its own mail stack and gateway.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::gateway::*;
+use support::mail::*;
+use support::mailstack::MailStack;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn tag_of(reference: &str) -> String {
+    format!("[Ticket #{reference}]")
+}
+
+fn ticket_count(gw: &Gateway) -> usize {
+    gw.tickets().len()
+}
+
+/// Waits until `n` tickets exist, returns them.
+fn wait_tickets(gw: &Gateway, n: usize) -> Vec<Value> {
+    gw.wait_for(&format!("{n} ticket(s)"), WAIT, || {
+        let t = gw.tickets();
+        (t.len() >= n).then_some(t)
+    })
+}
+
+fn all_seen(stack: &MailStack, user: &str, n: usize) -> bool {
+    let f = flags(stack, user);
+    f.len() >= n && f.iter().all(|(_, fl)| fl.iter().any(|x| x.contains("Seen")))
+}
+
+#[test]
+fn a_mail_to_an_area_becomes_a_ticket_acknowledged_to_the_citizen_and_notified_to_staff() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (id, raw) = citizen_mail(CITIZEN, LAVORI, "Buca in via Roma", "C'è una buca profonda davanti al civico 12.");
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+
+    let ack = wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("[Ticket #"));
+    let tickets = wait_tickets(&gw, 1);
+    let t = &tickets[0];
+    let reference = t["ref"].as_str().expect("ref");
+    assert_eq!(t["area"], "lavori-pubblici");
+    assert_eq!(t["kind"], "segnalazione");
+    assert_eq!(t["status"], "received");
+    assert_eq!(t["citizen"], CITIZEN);
+    assert_eq!(t["channel"], "email");
+    assert_eq!(t["subject"], "Buca in via Roma");
+    assert!(t["text"].as_str().unwrap_or("").contains("buca profonda"));
+
+    let (subject, text) = subject_and_text(&ack);
+    assert_eq!(subject, format!("{} Buca in via Roma", tag_of(reference)));
+    assert!(text.contains(&format!("Numero della pratica: {reference}")), "{text}");
+    assert!(text.contains("Lavori pubblici"), "{text}");
+    assert!(text.contains("entro 30 giorni"), "{text}");
+    assert_eq!(header(&ack, "In-Reply-To").as_deref(), Some(format!("<{id}>").as_str()));
+    assert_eq!(header(&ack, "Auto-Submitted").as_deref(), Some("auto-replied"));
+    let from = header(&ack, "From").unwrap_or_default();
+    assert!(from.contains(LAVORI), "{from}");
+    let ack_id = header(&ack, "Message-ID").unwrap_or_default();
+    assert!(ack_id.starts_with(&format!("<t{reference}.m")), "{ack_id}");
+
+    let note = wait_for_mail(&stack, STAFF_LAVORI, WAIT, |m| m.contains(reference));
+    let (nsubject, ntext) = subject_and_text(&note);
+    assert!(nsubject.contains(&tag_of(reference)), "{nsubject}");
+    assert!(ntext.contains("buca profonda"), "{ntext}");
+    assert!(header(&note, "Reply-To").unwrap_or_default().contains(LAVORI));
+
+    // Everything is on record: the inbound raw's sha256, both outbound messages sent.
+    let shown = gw.wait_for("both outbound mails recorded as sent", WAIT, || {
+        let s = gw.show(reference);
+        let sent = s["messages"]
+            .as_array()?
+            .iter()
+            .filter(|m| m["direction"] == "out" && m["delivery"]["state"] == "sent")
+            .count();
+        (sent == 2).then_some(s)
+    });
+    let messages = shown["messages"].as_array().expect("messages");
+    let inbound = messages.iter().find(|m| m["direction"] == "in").expect("inbound");
+    let expected_sha = {
+        use sha2::Digest;
+        // Dovecot adds Return-Path/Delivered-To on delivery: the stored bytes are what IMAP
+        // served, so compare with the copy in the area mailbox.
+        let served = fetch_all(&stack, LAVORI);
+        hex::encode(sha2::Sha256::digest(&served[0]))
+    };
+    assert_eq!(inbound["sha256"], expected_sha.as_str());
+    assert_eq!(inbound["message_id"], id.as_str());
+    let out_ack = messages.iter().find(|m| m["kind"] == "ack").expect("ack row");
+    assert!(out_ack["delivery"]["smtp_reply"].as_str().unwrap_or("").starts_with("250"));
+    assert_eq!(shown["events"][0]["kind"], "received");
+
+    // The message was flagged \Seen on the server only after it was stored.
+    gw.wait_for("message flagged Seen", WAIT, || all_seen(&stack, LAVORI, 1).then_some(()));
+}
+
+#[test]
+fn a_5_mb_photo_is_stored_with_its_sha256_and_listed() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let photo: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&photo))
+    };
+    let id = unique_id();
+    let b64 = {
+        use base64_lite::encode;
+        encode(&photo)
+    };
+    let raw = format!(
+        "From: <{CITIZEN}>\r\nTo: <{LAVORI}>\r\nSubject: Foto della buca\r\nMessage-ID: <{id}>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"XYZ\"\r\n\r\n\
+         --XYZ\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nEcco la foto.\r\n\
+         --XYZ\r\nContent-Type: image/jpeg\r\nContent-Disposition: attachment; filename=\"buca.jpg\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--XYZ--\r\n"
+    );
+    send(&stack, CITIZEN, &[LAVORI], raw.as_bytes());
+    let t = wait_tickets(&gw, 1);
+    let reference = t[0]["ref"].as_str().expect("ref").to_owned();
+    let shown = gw.show(&reference);
+    let atts = shown["attachments"].as_array().expect("attachments");
+    assert_eq!(atts.len(), 1, "{shown}");
+    assert_eq!(atts[0]["filename"], "buca.jpg");
+    assert_eq!(atts[0]["content_type"], "image/jpeg");
+    assert_eq!(atts[0]["size"], photo.len());
+    assert_eq!(atts[0]["sha256"], sha.as_str());
+    let stored = gw.dir.join("attachments").join(&sha[0..2]).join(&sha[2..4]).join(&sha);
+    assert_eq!(std::fs::read(&stored).expect("attachment file"), photo);
+    // The staff notification lists it.
+    let note = wait_for_mail(&stack, STAFF_LAVORI, WAIT, |m| m.contains(&reference));
+    assert!(subject_and_text(&note).1.contains("buca.jpg"));
+}
+
+/// Tiny base64 encoder so the test needs no extra crate.
+mod base64_lite {
+    pub fn encode(data: &[u8]) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::with_capacity(data.len() * 4 / 3 + data.len() / 57 * 2 + 4);
+        for (i, chunk) in data.chunks(3).enumerate() {
+            if i > 0 && i % 19 == 0 {
+                out.push_str("\r\n");
+            }
+            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            out.push(T[(n >> 18) as usize & 63] as char);
+            out.push(T[(n >> 12) as usize & 63] as char);
+            out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+            out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        }
+        out
+    }
+}
+
+#[test]
+fn the_same_message_delivered_twice_makes_one_ticket_and_one_acknowledgment() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (_, raw) = citizen_mail(CITIZEN, LAVORI, "Lampione spento", "Il lampione di via Po è spento.");
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    gw.wait_for("both copies handled", WAIT, || all_seen(&stack, LAVORI, 2).then_some(()));
+    wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("[Ticket #"));
+    // Give a wrongly made second ack the time to arrive before counting.
+    let (_, probe) = citizen_mail(CITIZEN2, LAVORI, "Sonda", "ordine di arrivo");
+    send(&stack, CITIZEN2, &[LAVORI], &probe);
+    wait_for_mail(&stack, CITIZEN2, WAIT, |m| m.contains("[Ticket #"));
+    assert_eq!(ticket_count(&gw), 2);
+    let acks = fetch_all(&stack, CITIZEN);
+    assert_eq!(acks.len(), 1, "one acknowledgment for one message delivered twice");
+}
+
+#[test]
+fn a_mail_to_two_areas_is_one_ticket_and_both_offices_are_notified() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let id = unique_id();
+    let raw = format!(
+        "From: <{CITIZEN}>\r\nTo: <{LAVORI}>\r\nCc: <{AMBIENTE}>\r\nSubject: Rifiuti sulla strada\r\n\
+         Message-ID: <{id}>\r\n\r\nCi sono rifiuti abbandonati in strada.\r\n"
+    );
+    send(&stack, CITIZEN, &[LAVORI, AMBIENTE], raw.as_bytes());
+    let t = wait_tickets(&gw, 1);
+    let reference = t[0]["ref"].as_str().expect("ref").to_owned();
+    assert_eq!(t[0]["area"], "lavori-pubblici");
+    wait_for_mail(&stack, STAFF_LAVORI, WAIT, |m| m.contains(&reference));
+    let other = wait_for_mail(&stack, STAFF_AMBIENTE, WAIT, |m| m.contains(&reference));
+    assert!(subject_and_text(&other).1.contains("Lavori pubblici"));
+    // Both mailboxes got a copy; both are handled, still one ticket and one ack.
+    gw.wait_for("both copies Seen", WAIT, || {
+        (all_seen(&stack, LAVORI, 1) && all_seen(&stack, AMBIENTE, 1)).then_some(())
+    });
+    assert_eq!(ticket_count(&gw), 1);
+    wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains(&reference));
+    assert_eq!(fetch_all(&stack, CITIZEN).len(), 1);
+    let shown = gw.show(&reference);
+    assert_eq!(shown["events"][0]["details"]["also_addressed"][0], "ambiente");
+}
+
+#[test]
+fn auto_replies_and_bounces_get_no_acknowledgment_but_are_kept() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    // A normal report, to have an ack of ours to bounce.
+    let (_, raw) = citizen_mail(CITIZEN, LAVORI, "Semaforo guasto", "Il semaforo lampeggia.");
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    let ack = wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("[Ticket #"));
+    let ack_id = header(&ack, "Message-ID").expect("ack id");
+    let reference = wait_tickets(&gw, 1)[0]["ref"].as_str().expect("ref").to_owned();
+
+    // An out-of-office from someone: a ticket, but no acknowledgment.
+    let ooo = format!(
+        "From: <{CITIZEN2}>\r\nTo: <{LAVORI}>\r\nSubject: Fuori sede\r\nAuto-Submitted: auto-replied\r\n\
+         Message-ID: <{}>\r\n\r\nSono fuori sede fino a lunedì.\r\n",
+        unique_id()
+    );
+    send(&stack, CITIZEN2, &[LAVORI], ooo.as_bytes());
+    // A DSN for our ack: recorded on the ticket as a bounce.
+    let dsn = format!(
+        "From: MAILER-DAEMON@citizen.test\r\nTo: <{LAVORI}>\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+         Message-ID: <{}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+         --B\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you...\r\n\
+         --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.citizen.test\r\n\r\n\
+         Final-Recipient: rfc822; {CITIZEN}\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n\
+         --B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {ack_id}\r\nSubject: x\r\n\r\n--B--\r\n",
+        unique_id()
+    );
+    send(&stack, "", &[LAVORI], dsn.as_bytes());
+    // A DSN for nothing of ours: quarantined with its reason.
+    let stray = dsn.replace(&ack_id, "<unknown@elsewhere.test>").replace("Message-ID: <", "Message-ID: <stray.");
+    send(&stack, "", &[LAVORI], stray.as_bytes());
+
+    gw.wait_for("all four messages handled", WAIT, || all_seen(&stack, LAVORI, 4).then_some(()));
+    let tickets = gw.tickets();
+    assert_eq!(tickets.len(), 2, "report + out-of-office; the DSNs are not tickets");
+    let ooo_ticket = tickets.iter().find(|t| t["citizen"] == CITIZEN2).expect("ooo ticket");
+    let shown = gw.show(ooo_ticket["ref"].as_str().expect("ref"));
+    assert!(shown["events"].as_array().expect("events").iter().any(|e| e["kind"] == "ack_withheld"));
+    assert!(fetch_all(&stack, CITIZEN2).is_empty(), "no acknowledgment to an auto-reply");
+
+    let shown = gw.show(&reference);
+    let bounce = shown["events"].as_array().expect("events").iter().find(|e| e["kind"] == "bounce").cloned();
+    let bounce = bounce.unwrap_or_else(|| panic!("bounce event on {reference}: {shown}"));
+    assert_eq!(bounce["details"]["status"], "5.1.1");
+
+    let q = gw.quarantine();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert!(q[0]["reason"].as_str().unwrap_or("").contains("matches none of our messages"));
+    // Still exactly one mail (the first ack) for the citizen: nothing answered a bounce.
+    assert_eq!(fetch_all(&stack, CITIZEN).len(), 1);
+}
+
+#[test]
+fn html_only_latin1_quoted_printable_and_base64_italian_mail_is_read_correctly() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let mails = [
+        (
+            "Content-Type: text/html; charset=utf-8\r\n\r\n<html><body><p>Il marciapiede &egrave; rotto <b>in via Verdi</b>.</p></body></html>\r\n",
+            "Il marciapiede è rotto",
+        ),
+        (
+            "Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nLa citt=E0 =E8 sporca, perch=E9 nessuno pulisce? Costo: 5=80\r\n",
+            "La città è sporca, perché nessuno pulisce?",
+        ),
+        (
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nUGVyY2jDqSBsJ2FjcXVhIMOoIG1hcnJvbmU/IMOAIG1lesOgIHN0cmFkYS4=\r\n",
+            "Perché l'acqua è marrone? À mezà strada.",
+        ),
+    ];
+    for (i, (body, _)) in mails.iter().enumerate() {
+        let raw = format!(
+            "From: <{CITIZEN}>\r\nTo: <{LAVORI}>\r\nSubject: =?utf-8?q?Segnalazione_n=C2=B0_{i}?=\r\n\
+             Message-ID: <{}>\r\nMIME-Version: 1.0\r\n{body}",
+            unique_id()
+        );
+        send(&stack, CITIZEN, &[LAVORI], raw.as_bytes());
+    }
+    let tickets = wait_tickets(&gw, 3);
+    for (i, (_, expected)) in mails.iter().enumerate() {
+        let subject = format!("Segnalazione n° {i}");
+        let t = tickets
+            .iter()
+            .find(|t| t["subject"] == subject.as_str())
+            .unwrap_or_else(|| panic!("ticket {subject:?} in {tickets:?}"));
+        let text = t["text"].as_str().unwrap_or("");
+        assert!(text.contains(expected), "{subject}: {text:?} should contain {expected:?}");
+    }
+}
+
+#[test]
+fn over_limit_mail_is_quarantined_and_its_sender_told_the_limit() {
+    let stack = MailStack::start();
+    let gw = Gateway::start_with(&stack, "max_message_bytes = 50000", "retry_initial_seconds = 1");
+    let big = "x".repeat(120_000);
+    let (_, raw) = citizen_mail(CITIZEN, LAVORI, "Troppo grande", &big);
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    let notice = wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("troppo grande") || m.contains("too large"));
+    assert!(subject_and_text(&notice).1.contains("MB"));
+    let q = gw.quarantine();
+    assert_eq!(q.len(), 1);
+    assert!(q[0]["reason"].as_str().unwrap_or("").contains("max_message_bytes"));
+    assert_eq!(ticket_count(&gw), 0);
+    gw.wait_for("oversize message flagged Seen", WAIT, || all_seen(&stack, LAVORI, 1).then_some(()));
+    // Still on the server, whole: nothing is lost.
+    assert!(fetch_all(&stack, LAVORI)[0].len() > 120_000);
+}
+
+#[test]
+fn acknowledgments_per_sender_are_rate_limited_but_every_ticket_is_made() {
+    let stack = MailStack::start();
+    let gw = Gateway::start_with(&stack, "acks_per_sender_per_hour = 2", "retry_initial_seconds = 1");
+    for i in 0..3 {
+        let (_, raw) = citizen_mail(CITIZEN, LAVORI, &format!("Segnalazione {i}"), "testo");
+        send(&stack, CITIZEN, &[LAVORI], &raw);
+    }
+    let tickets = wait_tickets(&gw, 3);
+    assert_eq!(tickets.len(), 3);
+    gw.wait_for("two acks", WAIT, || (fetch_all(&stack, CITIZEN).len() == 2).then_some(()));
+    let withheld = tickets
+        .iter()
+        .filter(|t| {
+            let s = gw.show(t["ref"].as_str().unwrap_or(""));
+            s["events"].as_array().map(|e| e.iter().any(|e| e["kind"] == "ack_withheld")).unwrap_or(false)
+        })
+        .count();
+    assert_eq!(withheld, 1);
+}
+
+#[test]
+fn serve_killed_and_restarted_loses_nothing_and_doubles_nothing() {
+    let stack = MailStack::start();
+    let mut gw = Gateway::start_with(&stack, "acks_per_sender_per_hour = 1000", "retry_initial_seconds = 1");
+    let n = 30;
+    for i in 0..n {
+        let (_, raw) = citizen_mail(CITIZEN, LAVORI, &format!("Report {i}"), "testo");
+        send(&stack, CITIZEN, &[LAVORI], &raw);
+        if i == n / 2 {
+            gw.kill();
+            gw.restart();
+        }
+    }
+    gw.kill();
+    gw.restart();
+    let tickets = wait_tickets(&gw, n);
+    assert_eq!(tickets.len(), n, "one ticket per message");
+    let mut subjects: Vec<&str> = tickets.iter().filter_map(|t| t["subject"].as_str()).collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    assert_eq!(subjects.len(), n, "no ticket made twice");
+    // Every ack arrives; a resend after a crash would carry the same Message-ID.
+    let acks = gw.wait_for("all acks", WAIT, || {
+        let m = fetch_all(&stack, CITIZEN);
+        (m.len() >= n).then_some(m)
+    });
+    let mut ids: Vec<String> = acks
+        .iter()
+        .filter_map(|m| header(&String::from_utf8_lossy(m), "Message-ID"))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "one distinct acknowledgment per ticket");
+    assert!(gw.stop(), "SIGTERM ends serve with success");
+}
+
+#[test]
+fn dovecot_restarted_under_a_running_gateway_is_reconnected() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (_, raw) = citizen_mail(CITIZEN, LAVORI, "Prima", "prima");
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    wait_tickets(&gw, 1);
+    stack.stop_imap();
+    std::thread::sleep(Duration::from_millis(500));
+    stack.start_imap();
+    let (_, raw) = citizen_mail(CITIZEN, LAVORI, "Dopo il riavvio", "dopo");
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    let t = wait_tickets(&gw, 2);
+    assert!(t.iter().any(|t| t["subject"] == "Dopo il riavvio"));
+}
+
+#[test]
+fn acknowledgments_go_out_once_the_smtp_server_is_back() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    stack.stop_smtp();
+    // With the MTA down mail reaches us by pipe delivery instead.
+    let (_, raw) = citizen_mail(CITIZEN, LAVORI, "Con SMTP giù", "testo");
+    let out = gw.ingest("lavori-pubblici", &raw);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reference = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(reference.parse::<ticketgate::domain::TicketRef>().is_ok(), "ingest prints the reference: {reference:?}");
+    gw.wait_for("a failed attempt recorded", WAIT, || {
+        let s = gw.show(&reference);
+        let ack = s["messages"].as_array()?.iter().find(|m| m["kind"] == "ack")?.clone();
+        (ack["delivery"]["state"] == "queued" && ack["delivery"]["attempts"].as_i64()? >= 1).then_some(())
+    });
+    stack.start_smtp();
+    let ack = wait_for_mail(&stack, CITIZEN, Duration::from_secs(60), |m| m.contains(&reference));
+    assert!(subject_and_text(&ack).0.contains(&tag_of(&reference)));
+}
+
+#[test]
+fn ingest_exits_75_when_the_message_cannot_be_stored() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    // Point the database somewhere that cannot be created.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+        .arg("--config")
+        .arg(&gw.config_path)
+        .args(["ingest", "--mailbox", "lavori-pubblici"])
+        .env("TICKETGATE__DATABASE__URL", "sqlite:///proc/no/such/dir/x.db")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run ingest");
+    assert_eq!(out.status.code(), Some(75), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn check_config_connect_names_the_mailbox_that_fails() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let ok = gw.cli(&["check-config", "--connect"]);
+    assert!(ok.status.success(), "{}{}", String::from_utf8_lossy(&ok.stdout), String::from_utf8_lossy(&ok.stderr));
+    let text = std::fs::read_to_string(&gw.config_path).expect("config");
+    let broken = text.replacen(&format!("password = \"{}\"", stack.password), "password = \"wrong\"", 1);
+    let path = gw.dir.join("broken.toml");
+    std::fs::write(&path, broken).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+        .arg("--config")
+        .arg(&path)
+        .args(["check-config", "--connect"])
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("FAIL: mailbox \"lavori-pubblici\""), "{stdout}");
+    assert!(stdout.contains("ok: mailbox \"ambiente\""), "{stdout}");
+}

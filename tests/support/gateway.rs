@@ -1,0 +1,298 @@
+//! A `ticketgate serve` process for integration tests: its own directory, SQLite file,
+//! config pointing at a private [`MailStack`], and a free web port. It runs the real binary,
+//! so SIGKILL and restart are real.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::mailstack::MailStack;
+
+/// The test secret (32 bytes).
+pub const SECRET: &str = "test-secret-test-secret-test-sec";
+
+/// Area and people used by the tests.
+pub const LAVORI: &str = "lavori-pubblici@comune.test";
+pub const AMBIENTE: &str = "ambiente@comune.test";
+pub const STAFF_LAVORI: &str = "mario.rossi@comune.test";
+pub const STAFF_AMBIENTE: &str = "giulia.bianchi@comune.test";
+pub const CITIZEN: &str = "anna.verdi@citizen.test";
+pub const CITIZEN2: &str = "luca.neri@citizen.test";
+
+pub struct Gateway {
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    pub web_port: u16,
+    child: Option<Child>,
+    _tmp: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The test configuration; `extra` is appended (more TOML) and may override nothing
+/// already set, so tests that need other values pass their own `tickets`/`outbox` tables
+/// through `sections`.
+pub fn config_text(stack: &MailStack, dir: &std::path::Path, web_port: u16, tickets: &str, outbox: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{web_port}"
+base_url = "http://127.0.0.1:{web_port}"
+
+[database]
+url = "sqlite://{dir}/ticketgate.db"
+
+[storage]
+dir = "{dir}/attachments"
+
+[security]
+secret = "{SECRET}"
+
+[smtp]
+host = "127.0.0.1"
+port = {smtp}
+tls = "none"
+timeout_seconds = 10
+
+[tickets]
+{tickets}
+
+[outbox]
+{outbox}
+
+[[mailbox]]
+name = "lavori-pubblici"
+host = "127.0.0.1"
+port = {imap}
+tls = "none"
+username = "{LAVORI}"
+password = "{pw}"
+poll_seconds = 1
+default_area = "lavori-pubblici"
+
+[[mailbox]]
+name = "ambiente"
+host = "127.0.0.1"
+port = {imap}
+tls = "none"
+username = "{AMBIENTE}"
+password = "{pw}"
+poll_seconds = 1
+
+[[area]]
+slug = "lavori-pubblici"
+name = "Lavori pubblici"
+addresses = ["{LAVORI}", {{ address = "reclami@comune.test", kind = "reclamo" }}]
+staff = ["{STAFF_LAVORI}"]
+response_days = 30
+
+[[area]]
+slug = "ambiente"
+name = "Ambiente"
+addresses = ["{AMBIENTE}"]
+staff = ["{STAFF_AMBIENTE}"]
+response_days = 20
+"#,
+        dir = dir.display(),
+        smtp = stack.smtp_port,
+        imap = stack.imap_port,
+        pw = stack.password,
+    )
+}
+
+impl Gateway {
+    /// Writes the default test config and starts `ticketgate serve`.
+    pub fn start(stack: &MailStack) -> Gateway {
+        Self::start_with(stack, "", "retry_initial_seconds = 1\nretry_max_seconds = 2")
+    }
+
+    /// Same, with the bodies of the `[tickets]` and `[outbox]` tables given.
+    pub fn start_with(stack: &MailStack, tickets: &str, outbox: &str) -> Gateway {
+        let tmp = tempfile::Builder::new()
+            .prefix("tg-gw-")
+            .tempdir()
+            .expect("temp dir");
+        let dir = tmp.path().to_owned();
+        let web_port = free_port();
+        let config_path = dir.join("ticketgate.toml");
+        std::fs::write(&config_path, config_text(stack, &dir, web_port, tickets, outbox))
+            .expect("write config");
+        let mut gw = Gateway {
+            dir,
+            config_path,
+            web_port,
+            child: None,
+            _tmp: tmp,
+        };
+        gw.spawn();
+        gw
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("serve.log"))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+            .args(["--config"])
+            .arg(&self.config_path)
+            .arg("serve")
+            .env("TICKETGATE_LOG", "info,ticketgate=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start ticketgate serve");
+        self.child = Some(child);
+        self.wait_healthy();
+    }
+
+    fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.web_port)) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n");
+                let mut body = String::new();
+                let _ = s.read_to_string(&mut body);
+                if body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("ticketgate serve exited with {status}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("ticketgate serve not healthy after 30 s:\n{}", self.log());
+    }
+
+    /// The server's log so far (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns its exit status success.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
+    /// Starts `serve` again on the same directory and database.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Runs a `ticketgate` subcommand against this gateway's config.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .output()
+            .expect("run ticketgate")
+    }
+
+    /// Runs `ticketgate ingest --mailbox NAME` with `raw` on stdin.
+    pub fn ingest(&self, mailbox: &str, raw: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(["ingest", "--mailbox", mailbox])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ticketgate ingest");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(raw)
+            .expect("write stdin");
+        child.wait_with_output().expect("ingest output")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "ticketgate {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("ticketgate {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        })
+    }
+
+    /// `ticket list --format json`.
+    pub fn tickets(&self) -> Vec<Value> {
+        match self.json(&["ticket", "list", "--format", "json"]) {
+            Value::Array(a) => a,
+            other => panic!("ticket list is not an array: {other}"),
+        }
+    }
+
+    /// `ticket show REF --format json`.
+    pub fn show(&self, reference: &str) -> Value {
+        self.json(&["ticket", "show", reference, "--format", "json"])
+    }
+
+    /// `quarantine list --format json`.
+    pub fn quarantine(&self) -> Vec<Value> {
+        match self.json(&["quarantine", "list", "--format", "json"]) {
+            Value::Array(a) => a,
+            other => panic!("quarantine list is not an array: {other}"),
+        }
+    }
+
+    /// Polls `f` until it returns Some or `timeout` passes (then panics with `what` and the log).
+    pub fn wait_for<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}\n--- serve.log ---\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

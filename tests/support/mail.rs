@@ -1,0 +1,195 @@
+//! Real mail in and out for tests: send raw bytes over SMTP to the private MTA, read a
+//! user's mailbox over IMAP from the private Dovecot. Blocking wrappers (each call runs its
+//! own small tokio runtime) so tests stay plain `#[test]` functions.
+
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use lettre::address::Envelope;
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use super::mailstack::MailStack;
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+/// Hands `raw` to the MTA for `to` (envelope sender `from`), returns the server's reply.
+pub fn send(stack: &MailStack, from: &str, to: &[&str], raw: &[u8]) -> String {
+    try_send(stack, from, to, raw).unwrap_or_else(|e| panic!("SMTP send failed: {e}"))
+}
+
+pub fn try_send(stack: &MailStack, from: &str, to: &[&str], raw: &[u8]) -> Result<String, String> {
+    block_on(async {
+        let t = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(stack.smtp_port)
+            .timeout(Some(Duration::from_secs(30)))
+            .build();
+        // "" is the null reverse-path of bounces.
+        let from: Option<Address> = if from.is_empty() {
+            None
+        } else {
+            Some(from.parse().map_err(|e| format!("{e}"))?)
+        };
+        let to: Vec<Address> = to
+            .iter()
+            .map(|a| a.parse::<Address>().map_err(|e| format!("{e}")))
+            .collect::<Result<_, _>>()?;
+        let env = Envelope::new(from, to).map_err(|e| e.to_string())?;
+        let resp = t.send_raw(&env, raw).await.map_err(|e| e.to_string())?;
+        Ok(format!("{}", resp.code()))
+    })
+}
+
+type TestSession = async_imap::Session<tokio::net::TcpStream>;
+
+/// Logs in to `user`'s INBOX. Retries a few times: a test may read while Dovecot is being
+/// restarted by the same test.
+async fn open_inbox(stack: &MailStack, user: &str) -> TestSession {
+    let mut last = String::new();
+    for _ in 0..50 {
+        match try_open_inbox(stack, user).await {
+            Ok(s) => return s,
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot open the INBOX of {user}: {last}");
+}
+
+async fn try_open_inbox(stack: &MailStack, user: &str) -> Result<TestSession, String> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", stack.imap_port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut client = async_imap::Client::new(tcp);
+    client
+        .read_response()
+        .await
+        .map_err(|e| format!("greeting: {e}"))?
+        .ok_or("no greeting")?;
+    let mut session = client
+        .login(user, &stack.password)
+        .await
+        .map_err(|(e, _)| format!("login: {e}"))?;
+    session
+        .select("INBOX")
+        .await
+        .map_err(|e| format!("select: {e}"))?;
+    Ok(session)
+}
+
+/// Every message in `user`'s INBOX, as raw bytes, oldest first.
+pub fn fetch_all(stack: &MailStack, user: &str) -> Vec<Vec<u8>> {
+    block_on(async {
+        let mut session = open_inbox(stack, user).await;
+        let fetches: Vec<_> = session
+            .uid_fetch("1:*", "(UID BODY.PEEK[])")
+            .await
+            .expect("fetch")
+            .try_collect()
+            .await
+            .unwrap_or_default();
+        let mut out: Vec<(u32, Vec<u8>)> = fetches
+            .iter()
+            .filter_map(|f| Some((f.uid?, f.body()?.to_vec())))
+            .collect();
+        out.sort_by_key(|m| m.0);
+        let _ = session.logout().await;
+        out.into_iter().map(|m| m.1).collect()
+    })
+}
+
+/// UIDs in `user`'s INBOX with their flags (e.g. `\Seen`), to check what the gateway did.
+pub fn flags(stack: &MailStack, user: &str) -> Vec<(u32, Vec<String>)> {
+    block_on(async {
+        let mut session = open_inbox(stack, user).await;
+        let fetches: Vec<_> = session
+            .uid_fetch("1:*", "(UID FLAGS)")
+            .await
+            .expect("fetch")
+            .try_collect()
+            .await
+            .unwrap_or_default();
+        let out = fetches
+            .iter()
+            .filter_map(|f| {
+                Some((
+                    f.uid?,
+                    f.flags().map(|fl| format!("{fl:?}")).collect::<Vec<_>>(),
+                ))
+            })
+            .collect();
+        let _ = session.logout().await;
+        out
+    })
+}
+
+/// Waits until `user` has a message for which `pred` holds; returns it.
+pub fn wait_for_mail(
+    stack: &MailStack,
+    user: &str,
+    timeout: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        for m in fetch_all(stack, user) {
+            let text = String::from_utf8_lossy(&m).into_owned();
+            if pred(&text) {
+                return text;
+            }
+        }
+        if Instant::now() > deadline {
+            let have: Vec<String> = fetch_all(stack, user)
+                .iter()
+                .map(|m| header(&String::from_utf8_lossy(m), "Subject").unwrap_or_default())
+                .collect();
+            panic!("no matching mail for {user} within {timeout:?}; subjects there: {have:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Value of the first header `name` (unfolded), if present.
+pub fn header(raw: &str, name: &str) -> Option<String> {
+    let msg = mail_parser::MessageParser::default().parse(raw.as_bytes())?;
+    msg.header_raw(name).map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Decoded subject and text body.
+pub fn subject_and_text(raw: &str) -> (String, String) {
+    let msg = mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .expect("parseable mail");
+    (
+        msg.subject().unwrap_or_default().to_owned(),
+        msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+    )
+}
+
+/// A simple citizen mail with a unique Message-ID.
+pub fn citizen_mail(from: &str, to: &str, subject: &str, body: &str) -> (String, Vec<u8>) {
+    let id = unique_id();
+    let raw = format!(
+        "From: Anna Verdi <{from}>\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n\
+         Date: Thu, 26 Nov 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n"
+    );
+    (id, raw.into_bytes())
+}
+
+/// A Message-ID no other test uses.
+pub fn unique_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{t}.{n}.{}@citizen.test", std::process::id())
+}

@@ -1,0 +1,121 @@
+//! A private, real mail stack for integration tests: one Dovecot (IMAP, plaintext, on
+//! 127.0.0.1) and one Postfix (SMTP on 127.0.0.1, delivering every recipient of any domain
+//! into that Dovecot), started by `scripts/mailstack` in a fresh short directory under /tmp.
+//!
+//! This module owns only the lifecycle: start, stop/start each server (to test reconnects
+//! and queued delivery), and stop + clean up on drop. Tests talk to the servers themselves
+//! over IMAP/SMTP: any user name (use the full address, `someone@comune.test`) logs in
+//! with [`MailStack::password`]. Each `MailStack` is independent (own ports, queue,
+//! processes), so tests and test binaries may run several in parallel.
+//!
+//! Needs root and the Debian packages of `scripts/install-deps`. Logs of a run are in
+//! `dir/dovecot.log` and `dir/postfix.log`; the directory is kept (and its path printed)
+//! when the stack is dropped during a panic, so a failing test leaves them to read.
+#![allow(dead_code)] // not every test binary uses every method
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A running private Dovecot + Postfix. Dropping it stops both and removes `dir`.
+pub struct MailStack {
+    pub dir: PathBuf,
+    pub imap_port: u16,
+    pub smtp_port: u16,
+    pub password: String,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/mailstack")
+}
+
+/// Runs `scripts/mailstack CMD DIR`, returns its stdout; panics with its stderr on failure.
+fn mailstack(cmd: &str, dir: &Path) -> String {
+    let out = Command::new(script())
+        .arg(cmd)
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script().display()));
+    if !out.status.success() {
+        panic!(
+            "scripts/mailstack {cmd} {} failed ({}):\n{}",
+            dir.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A new, empty, short directory under /tmp (unix socket paths limit its length; the mail
+/// users must be able to enter every parent, which rules out the build directory under /root).
+fn fresh_dir() -> PathBuf {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = PathBuf::from(format!("/tmp/tgms.{}.{n}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return dir,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => panic!("cannot create {}: {e}", dir.display()),
+        }
+    }
+}
+
+impl MailStack {
+    /// Starts a private stack on free loopback ports (takes well under a second).
+    /// Panics with the script's stderr (and the servers' log tails) on failure.
+    pub fn start() -> MailStack {
+        let dir = fresh_dir();
+        let out = mailstack("start", &dir);
+        let value = |key: &str| -> String {
+            out.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or_else(|| panic!("scripts/mailstack start printed no {key}=:\n{out}"))
+                .to_string()
+        };
+        MailStack {
+            imap_port: value("IMAP_PORT").parse().expect("IMAP_PORT"),
+            smtp_port: value("SMTP_PORT").parse().expect("SMTP_PORT"),
+            password: value("PASSWORD"),
+            dir,
+        }
+    }
+
+    /// Stops Dovecot (connected clients get `* BYE`); Postfix queues mail meanwhile.
+    pub fn stop_imap(&self) {
+        mailstack("stop-imap", &self.dir);
+    }
+
+    /// Starts Dovecot again on the same port; mail that Postfix queued is delivered at once.
+    pub fn start_imap(&self) {
+        mailstack("start-imap", &self.dir);
+    }
+
+    /// Stops Postfix (SMTP connections are refused until [`MailStack::start_smtp`]).
+    pub fn stop_smtp(&self) {
+        mailstack("stop-smtp", &self.dir);
+    }
+
+    /// Starts Postfix again on the same port and flushes its queue.
+    pub fn start_smtp(&self) {
+        mailstack("start-smtp", &self.dir);
+    }
+}
+
+impl Drop for MailStack {
+    fn drop(&mut self) {
+        // Never panic here: a panic while already panicking aborts the test binary.
+        let stopped = Command::new(script())
+            .arg("stop")
+            .arg(&self.dir)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if std::thread::panicking() || !stopped {
+            eprintln!("mail stack kept for inspection: {} (dovecot.log, postfix.log)", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
