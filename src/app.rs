@@ -103,6 +103,15 @@ pub async fn serve(cfg: Arc<Config>, stop: CancellationToken) -> anyhow::Result<
     let shutdown = stop;
     let mut tasks = tokio::task::JoinSet::new();
 
+    if gw.store.is_sqlite() {
+        let released = gw.store.release_outbox_leases().await?;
+        if released > 0 {
+            tracing::warn!(
+                released,
+                "outbox rows claimed by a process that died are sent again"
+            );
+        }
+    }
     tasks.spawn(gw.worker.clone().run(shutdown.clone()));
     for mb in &cfg.mailboxes {
         let mb = Arc::new(mb.clone());

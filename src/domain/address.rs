@@ -41,7 +41,7 @@ impl EmailAddress {
         let bad = |c: char| c.is_whitespace() || c.is_control() || "<>,;\"()[]\\".contains(c);
         if local.is_empty()
             || domain.is_empty()
-            || local.chars().any(bad)
+            || local.chars().any(|c| bad(c) || c == '@')
             || domain.chars().any(|c| bad(c) || c == '@')
             || domain.starts_with('.')
             || domain.ends_with('.')

@@ -63,7 +63,7 @@ mod tests {
         m.extend(std::iter::repeat_n(b'x', 5000));
         let raw = prepare(m, 1024);
         assert!(!raw.complete);
-        assert_eq!(raw.size, 5000 + 33);
+        assert_eq!(raw.size, 5000 + 32);
         assert_eq!(raw.bytes, b"Subject: big\r\nFrom: a@b.test\r\n\r\n");
         let small = prepare(b"Subject: s\n\nbody".to_vec(), 1024);
         assert!(small.complete);

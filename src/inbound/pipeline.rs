@@ -232,7 +232,8 @@ impl Pipeline {
                 .await;
         }
         let no_ack = mail.auto.as_ref().map(|a| a.describe());
-        self.new_ticket(raw, &mail, &dedup_key, &sender, no_ack).await
+        self.new_ticket(raw, &mail, &dedup_key, &sender, no_ack)
+            .await
     }
 
     async fn quarantine(&self, raw: &RawRow, reason: &str) -> anyhow::Result<Outcome> {

@@ -1629,12 +1629,10 @@ mod tests {
         // mail-parser 0.11.9 subtracts past zero here (a panic with overflow checks on).
         let raw = b"From: a@example.test\nContent-Type: multipart/mixed; boundary=b\n\n\
             --b\nContent-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\n=\n--b--\n";
+        // Cargo.toml turns overflow checks off for mail-parser in every profile, so debug
+        // builds wrap like release ones and the message parses.
         let result = parse(raw);
-        if cfg!(debug_assertions) {
-            assert_eq!(result, Err(ParseError::ParserPanicked));
-        } else {
-            assert!(result.is_ok(), "{result:?}");
-        }
+        assert!(result.is_ok(), "{result:?}");
     }
 
     #[test]

@@ -46,38 +46,43 @@ impl OutboxWorker {
     }
 
     /// Sends every row due now, once. Returns how many attempts were made.
+    ///
+    /// Each row is claimed just before it is sent, so a crash leaves at most
+    /// [`CONCURRENCY`] rows leased and unsent.
     pub async fn run_pending(&self) -> anyhow::Result<usize> {
         let mut total = 0;
         loop {
-            let now = now_millis();
-            let due = self.store.due_outbox(now, CLAIM_BATCH).await?;
+            let due = self.store.due_outbox(now_millis(), CLAIM_BATCH).await?;
             if due.is_empty() {
                 return Ok(total);
             }
-            let lease_until = now + LEASE.as_millis() as i64;
-            let mut claimed = Vec::with_capacity(due.len());
-            for d in due {
-                if self
-                    .store
-                    .claim_outbox(d.outbox_id, now, lease_until)
-                    .await?
-                {
-                    claimed.push(d.outbox_id);
-                }
-            }
-            if claimed.is_empty() {
-                return Ok(total);
-            }
-            total += claimed.len();
-            let results: Vec<anyhow::Result<()>> = futures::stream::iter(claimed)
-                .map(|id| self.send_one(id))
+            let results: Vec<anyhow::Result<bool>> = futures::stream::iter(due)
+                .map(|d| self.claim_and_send(d.outbox_id))
                 .buffer_unordered(CONCURRENCY)
                 .collect()
                 .await;
+            let mut sent = 0;
             for r in results {
-                r?;
+                if r? {
+                    sent += 1;
+                }
             }
+            if sent == 0 {
+                return Ok(total);
+            }
+            total += sent;
         }
+    }
+
+    /// Claims one row and sends it; false if someone else holds it.
+    async fn claim_and_send(&self, outbox_id: i64) -> anyhow::Result<bool> {
+        let now = now_millis();
+        let lease_until = now + LEASE.as_millis() as i64;
+        if !self.store.claim_outbox(outbox_id, now, lease_until).await? {
+            return Ok(false);
+        }
+        self.send_one(outbox_id).await?;
+        Ok(true)
     }
 
     async fn send_one(&self, outbox_id: i64) -> anyhow::Result<()> {

@@ -115,6 +115,11 @@ impl Store {
         Ok(self.pool.begin_with(stmt).await?)
     }
 
+    /// True for the embedded SQLite backend (one `serve` process per database).
+    pub fn is_sqlite(&self) -> bool {
+        self.sqlite
+    }
+
     /// Cheap liveness check for `/healthz`.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

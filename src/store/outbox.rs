@@ -135,6 +135,18 @@ impl Store {
         Ok(())
     }
 
+    /// Drops every lease. Only for a single-instance deployment at start-up (SQLite: one
+    /// `serve` per database), where any lease found belongs to a process that died; the
+    /// rows it held are sent again — the same bytes, so the same Message-ID.
+    pub async fn release_outbox_leases(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE outbox SET lease_until = NULL WHERE state = 'queued' AND lease_until IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Counts of outbox rows by state, for `/metrics` and tests.
     pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query("SELECT state, COUNT(*) FROM outbox GROUP BY state")

@@ -40,7 +40,13 @@ fn free_port() -> u16 {
 /// The test configuration; `extra` is appended (more TOML) and may override nothing
 /// already set, so tests that need other values pass their own `tickets`/`outbox` tables
 /// through `sections`.
-pub fn config_text(stack: &MailStack, dir: &std::path::Path, web_port: u16, tickets: &str, outbox: &str) -> String {
+pub fn config_text(
+    stack: &MailStack,
+    dir: &std::path::Path,
+    web_port: u16,
+    tickets: &str,
+    outbox: &str,
+) -> String {
     format!(
         r#"
 [server]
@@ -111,7 +117,11 @@ response_days = 20
 impl Gateway {
     /// Writes the default test config and starts `ticketgate serve`.
     pub fn start(stack: &MailStack) -> Gateway {
-        Self::start_with(stack, "", "retry_initial_seconds = 1\nretry_max_seconds = 2")
+        Self::start_with(
+            stack,
+            "",
+            "retry_initial_seconds = 1\nretry_max_seconds = 2",
+        )
     }
 
     /// Same, with the bodies of the `[tickets]` and `[outbox]` tables given.
@@ -123,8 +133,11 @@ impl Gateway {
         let dir = tmp.path().to_owned();
         let web_port = free_port();
         let config_path = dir.join("ticketgate.toml");
-        std::fs::write(&config_path, config_text(stack, &dir, web_port, tickets, outbox))
-            .expect("write config");
+        std::fs::write(
+            &config_path,
+            config_text(stack, &dir, web_port, tickets, outbox),
+        )
+        .expect("write config");
         let mut gw = Gateway {
             dir,
             config_path,
@@ -193,7 +206,10 @@ impl Gateway {
         let Some(mut c) = self.child.take() else {
             return true;
         };
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = c.try_wait() {
@@ -251,7 +267,10 @@ impl Gateway {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("ticketgate {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+            panic!(
+                "ticketgate {args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
         })
     }
 
@@ -277,14 +296,23 @@ impl Gateway {
     }
 
     /// Polls `f` until it returns Some or `timeout` passes (then panics with `what` and the log).
-    pub fn wait_for<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut() -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(v) = f() {
                 return v;
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {what}\n--- serve.log ---\n{}", self.log());
+                panic!(
+                    "timed out waiting for {what}\n--- serve.log ---\n{}\n--- tickets ---\n{:?}",
+                    self.log(),
+                    self.cli(&["ticket", "list"])
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }

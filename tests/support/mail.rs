@@ -157,7 +157,8 @@ pub fn wait_for_mail(
 /// Value of the first header `name` (unfolded), if present.
 pub fn header(raw: &str, name: &str) -> Option<String> {
     let msg = mail_parser::MessageParser::default().parse(raw.as_bytes())?;
-    msg.header_raw(name).map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+    msg.header_raw(name)
+        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 /// Decoded subject and text body.

@@ -113,7 +113,10 @@ impl Drop for MailStack {
             .map(|o| o.status.success())
             .unwrap_or(false);
         if std::thread::panicking() || !stopped {
-            eprintln!("mail stack kept for inspection: {} (dovecot.log, postfix.log)", self.dir.display());
+            eprintln!(
+                "mail stack kept for inspection: {} (dovecot.log, postfix.log)",
+                self.dir.display()
+            );
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
