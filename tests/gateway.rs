@@ -611,3 +611,69 @@ fn check_config_connect_names_the_mailbox_that_fails() {
     );
     assert!(stdout.contains("ok: mailbox \"ambiente\""), "{stdout}");
 }
+
+#[test]
+fn handled_mail_is_moved_to_the_processed_folder_and_never_deleted() {
+    let stack = MailStack::start();
+    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
+        t.replacen(
+            "poll_seconds = 1\ndefault_area",
+            "poll_seconds = 1\nprocessed_folder = \"Processed\"\ndefault_area",
+            1,
+        )
+    });
+    let (id, raw) = citizen_mail(CITIZEN, LAVORI, "Da spostare", "testo");
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    wait_tickets(&gw, 1);
+    let moved = gw.wait_for("the message in Processed", WAIT, || {
+        let m = fetch_folder(&stack, LAVORI, "Processed");
+        (m.len() == 1).then_some(m)
+    });
+    assert!(String::from_utf8_lossy(&moved[0]).contains(&id));
+    assert!(
+        fetch_all(&stack, LAVORI).is_empty(),
+        "the inbox keeps only unhandled mail"
+    );
+}
+
+#[test]
+fn a_uidvalidity_change_resyncs_without_making_tickets_twice() {
+    let stack = MailStack::start();
+    let mut gw = Gateway::start(&stack);
+    for i in 0..3 {
+        let (_, raw) = citizen_mail(CITIZEN, LAVORI, &format!("Prima del cambio {i}"), "testo");
+        send(&stack, CITIZEN, &[LAVORI], &raw);
+    }
+    wait_tickets(&gw, 3);
+    gw.wait_for("all handled", WAIT, || {
+        all_seen(&stack, LAVORI, 3).then_some(())
+    });
+    assert!(gw.stop());
+    // Make Dovecot renumber the mailbox for real: without its UID list and indexes it
+    // assigns a new UIDVALIDITY and new UIDs to the same messages.
+    stack.stop_imap();
+    let maildir = stack.dir.join("mail").join(LAVORI).join("Maildir");
+    for entry in std::fs::read_dir(&maildir).expect("maildir") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_owned();
+        if name.starts_with("dovecot") {
+            std::fs::remove_file(&path).expect("remove dovecot index file");
+        }
+    }
+    stack.start_imap();
+    gw.restart();
+    let (_, raw) = citizen_mail(CITIZEN, LAVORI, "Dopo il cambio", "testo");
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    let tickets = wait_tickets(&gw, 4);
+    // The three old messages were fetched again and recognised as duplicates.
+    gw.wait_for("old messages re-read as duplicates", WAIT, || {
+        (gw.metric("ticketgate_raw_messages{state=\"duplicate\"}") == Some(3.0)).then_some(())
+    });
+    wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("Dopo il cambio"));
+    assert_eq!(tickets.len(), 4);
+    assert_eq!(
+        fetch_all(&stack, CITIZEN).len(),
+        4,
+        "no second acknowledgment"
+    );
+}

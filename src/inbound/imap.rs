@@ -191,6 +191,12 @@ async fn session(
     synced_once: &mut bool,
 ) -> anyhow::Result<()> {
     let (mut session, has_idle, has_move) = connect(mb).await?;
+    if let Some(folder) = &mb.processed_folder {
+        // Create it if missing; "already exists" is the common answer and harmless.
+        if let Ok(Err(e)) = tokio::time::timeout(COMMAND_TIMEOUT, session.create(folder)).await {
+            tracing::debug!(mailbox = %mb.name, folder, error = %e, "CREATE processed folder");
+        }
+    }
     let selected = timed(session.select(&mb.folder))
         .await?
         .with_context(|| format!("SELECT {:?}", mb.folder))?;

@@ -57,3 +57,65 @@ fn collect<'a>(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TicketKind;
+
+    fn routes() -> HashMap<String, AddressRoute> {
+        let mut m = HashMap::new();
+        for (addr, area, kind) in [
+            ("lavori-pubblici@comune.test", "lavori-pubblici", None),
+            (
+                "reclami@comune.test",
+                "lavori-pubblici",
+                Some(TicketKind::Reclamo),
+            ),
+            ("ambiente@comune.test", "ambiente", None),
+        ] {
+            m.insert(
+                addr.to_owned(),
+                AddressRoute {
+                    area: area.to_owned(),
+                    kind,
+                },
+            );
+        }
+        m
+    }
+
+    fn parse(raw: &[u8]) -> InboundMail {
+        crate::mail::parse::parse(raw).expect("fixture parses")
+    }
+
+    #[test]
+    fn to_and_cc_give_two_areas_in_header_order_case_insensitively() {
+        let mail = parse(include_bytes!("../../tests/fixtures/to-cc-two-areas.eml"));
+        let areas: Vec<String> = route(&mail, &routes())
+            .into_iter()
+            .map(|a| a.area)
+            .collect();
+        assert_eq!(areas, vec!["lavori-pubblici", "ambiente"]);
+    }
+
+    #[test]
+    fn x_original_to_routes_mail_whose_visible_recipients_are_not_areas() {
+        let mail = parse(include_bytes!(
+            "../../tests/fixtures/x-original-to-delivered-to.eml"
+        ));
+        let r = route(&mail, &routes());
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].area, "lavori-pubblici");
+        assert_eq!(r[0].address, "lavori-pubblici@comune.test");
+    }
+
+    #[test]
+    fn an_address_with_a_kind_carries_it_and_unknown_recipients_route_nowhere() {
+        let mail = parse(b"From: a@x.test\r\nTo: Reclami <RECLAMI@comune.test>\r\n\r\nbody\r\n");
+        let r = route(&mail, &routes());
+        assert_eq!(r[0].route.kind, Some(TicketKind::Reclamo));
+        let mail = parse(b"From: a@x.test\r\nTo: someone@else.test\r\n\r\nbody\r\n");
+        assert!(route(&mail, &routes()).is_empty());
+    }
+}

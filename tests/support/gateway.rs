@@ -126,6 +126,16 @@ impl Gateway {
 
     /// Same, with the bodies of the `[tickets]` and `[outbox]` tables given.
     pub fn start_with(stack: &MailStack, tickets: &str, outbox: &str) -> Gateway {
+        Self::start_edited(stack, tickets, outbox, |t| t)
+    }
+
+    /// Same, with the generated config text passed through `edit` first.
+    pub fn start_edited(
+        stack: &MailStack,
+        tickets: &str,
+        outbox: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> Gateway {
         let tmp = tempfile::Builder::new()
             .prefix("tg-gw-")
             .tempdir()
@@ -133,11 +143,8 @@ impl Gateway {
         let dir = tmp.path().to_owned();
         let web_port = free_port();
         let config_path = dir.join("ticketgate.toml");
-        std::fs::write(
-            &config_path,
-            config_text(stack, &dir, web_port, tickets, outbox),
-        )
-        .expect("write config");
+        let text = edit(config_text(stack, &dir, web_port, tickets, outbox));
+        std::fs::write(&config_path, text).expect("write config");
         let mut gw = Gateway {
             dir,
             config_path,
@@ -186,6 +193,27 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("ticketgate serve not healthy after 30 s:\n{}", self.log());
+    }
+
+    /// GET a path of the web server, returns the body (HTTP/1.0, so the server closes).
+    pub fn http_get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.web_port)).expect("web port");
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .expect("request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("response");
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default()
+    }
+
+    /// A gauge or counter value from `/metrics`, by its full series text.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        self.http_get("/metrics").lines().find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
     }
 
     /// The server's log so far (for assertion messages).

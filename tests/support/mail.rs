@@ -50,9 +50,13 @@ type TestSession = async_imap::Session<tokio::net::TcpStream>;
 /// Logs in to `user`'s INBOX. Retries a few times: a test may read while Dovecot is being
 /// restarted by the same test.
 async fn open_inbox(stack: &MailStack, user: &str) -> TestSession {
+    open_folder(stack, user, "INBOX").await
+}
+
+async fn open_folder(stack: &MailStack, user: &str, folder: &str) -> TestSession {
     let mut last = String::new();
     for _ in 0..50 {
-        match try_open_inbox(stack, user).await {
+        match try_open_folder(stack, user, folder).await {
             Ok(s) => return s,
             Err(e) => last = e,
         }
@@ -61,7 +65,11 @@ async fn open_inbox(stack: &MailStack, user: &str) -> TestSession {
     panic!("cannot open the INBOX of {user}: {last}");
 }
 
-async fn try_open_inbox(stack: &MailStack, user: &str) -> Result<TestSession, String> {
+async fn try_open_folder(
+    stack: &MailStack,
+    user: &str,
+    folder: &str,
+) -> Result<TestSession, String> {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", stack.imap_port))
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -76,16 +84,21 @@ async fn try_open_inbox(stack: &MailStack, user: &str) -> Result<TestSession, St
         .await
         .map_err(|(e, _)| format!("login: {e}"))?;
     session
-        .select("INBOX")
+        .select(folder)
         .await
-        .map_err(|e| format!("select: {e}"))?;
+        .map_err(|e| format!("select {folder}: {e}"))?;
     Ok(session)
 }
 
 /// Every message in `user`'s INBOX, as raw bytes, oldest first.
 pub fn fetch_all(stack: &MailStack, user: &str) -> Vec<Vec<u8>> {
+    fetch_folder(stack, user, "INBOX")
+}
+
+/// Every message in one of `user`'s folders, as raw bytes, oldest first.
+pub fn fetch_folder(stack: &MailStack, user: &str, folder: &str) -> Vec<Vec<u8>> {
     block_on(async {
-        let mut session = open_inbox(stack, user).await;
+        let mut session = open_folder(stack, user, folder).await;
         let fetches: Vec<_> = session
             .uid_fetch("1:*", "(UID BODY.PEEK[])")
             .await
