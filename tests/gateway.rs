@@ -655,7 +655,11 @@ fn a_uidvalidity_change_resyncs_without_making_tickets_twice() {
     let maildir = stack.dir.join("mail").join(LAVORI).join("Maildir");
     for entry in std::fs::read_dir(&maildir).expect("maildir") {
         let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_owned();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_owned();
         if name.starts_with("dovecot") {
             std::fs::remove_file(&path).expect("remove dovecot index file");
         }
@@ -676,4 +680,160 @@ fn a_uidvalidity_change_resyncs_without_making_tickets_twice() {
         4,
         "no second acknowledgment"
     );
+}
+
+#[test]
+fn an_out_of_office_answer_to_our_acknowledgment_is_recorded_on_its_ticket() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (_, raw) = citizen_mail(
+        CITIZEN,
+        LAVORI,
+        "Panchina rotta",
+        "La panchina del parco è rotta.",
+    );
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    let ack = wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("[Ticket #"));
+    let ack_id = header(&ack, "Message-ID").expect("ack id");
+    let reference = wait_tickets(&gw, 1)[0]["ref"]
+        .as_str()
+        .expect("ref")
+        .to_owned();
+    let ooo = format!(
+        "From: <{CITIZEN}>\r\nTo: <{LAVORI}>\r\nSubject: Fuori ufficio: [Ticket #{reference}] Panchina rotta\r\n\
+         Auto-Submitted: auto-replied\r\nIn-Reply-To: {ack_id}\r\nReferences: {ack_id}\r\n\
+         Message-ID: <{}>\r\n\r\nSarò assente fino al 3 dicembre.\r\n",
+        unique_id()
+    );
+    send(&stack, CITIZEN, &[LAVORI], ooo.as_bytes());
+    let shown = gw.wait_for("auto-reply recorded on the ticket", WAIT, || {
+        let s = gw.show(&reference);
+        s["events"]
+            .as_array()?
+            .iter()
+            .any(|e| e["kind"] == "auto_reply")
+            .then_some(s)
+    });
+    assert_eq!(
+        ticket_count(&gw),
+        1,
+        "an auto-reply never opens a ticket of its own"
+    );
+    let inbound: Vec<&Value> = shown["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["direction"] == "in")
+        .collect();
+    assert_eq!(inbound.len(), 2);
+    assert_eq!(inbound[1]["kind"], "auto_reply");
+    assert_eq!(
+        fetch_all(&stack, CITIZEN).len(),
+        1,
+        "and it is not answered"
+    );
+}
+
+#[test]
+fn a_quarantined_message_is_made_a_ticket_by_retry_after_the_configuration_is_fixed() {
+    let stack = MailStack::start();
+    let mut gw = Gateway::start(&stack);
+    // Piped in for the ambiente mailbox (which has no default_area) and addressed to
+    // nobody we know: there is no area for it.
+    let raw = format!(
+        "From: <{CITIZEN}>\r\nTo: <uffici@comune.test>\r\nSubject: Senza area\r\nMessage-ID: <{}>\r\n\r\ntesto\r\n",
+        unique_id()
+    );
+    let out = gw.ingest("ambiente", raw.as_bytes());
+    assert!(
+        out.status.success(),
+        "stored, so exit 0: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("quarantined: no area"));
+    let q = gw.quarantine();
+    assert_eq!(q.len(), 1);
+    assert!(
+        q[0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no default_area"),
+        "{q:?}"
+    );
+    assert!(gw.stop());
+    let text = std::fs::read_to_string(&gw.config_path).expect("config");
+    let fixed = text.replacen(
+        "poll_seconds = 1\n\n[[area]]",
+        "poll_seconds = 1\ndefault_area = \"ambiente\"\n\n[[area]]",
+        1,
+    );
+    assert_ne!(text, fixed, "config edit applied");
+    std::fs::write(&gw.config_path, fixed).expect("write config");
+    let id = q[0]["id"].as_i64().expect("id").to_string();
+    let out = gw.cli(&["quarantine", "retry", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let tickets = gw.tickets();
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0]["area"], "ambiente");
+    assert_eq!(printed, tickets[0]["ref"].as_str().unwrap_or(""));
+    assert!(gw.quarantine().is_empty());
+    // The acknowledgment goes out once serve runs again.
+    gw.restart();
+    wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains(&printed));
+}
+
+#[test]
+fn pipe_delivery_to_a_complaints_address_makes_a_complaint_and_is_idempotent() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (_, raw) = citizen_mail(
+        CITIZEN,
+        "reclami@comune.test",
+        "Reclamo sul cantiere",
+        "Il cantiere è fermo da mesi.",
+    );
+    let out = gw.ingest("lavori-pubblici", &raw);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let t = gw.show(&reference);
+    assert_eq!(t["ticket"]["kind"], "reclamo");
+    assert_eq!(t["ticket"]["area"], "lavori-pubblici");
+    // The MTA retrying the same delivery changes nothing.
+    let again = gw.ingest("lavori-pubblici", &raw);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("duplicate"));
+    assert_eq!(ticket_count(&gw), 1);
+    let ack = wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains(&reference));
+    assert!(subject_and_text(&ack).1.contains("reclamo"));
+    // --limit and --config after the subcommand.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+        .args([
+            "ticket", "list", "--format", "json", "--limit", "1", "--config",
+        ])
+        .arg(&gw.config_path)
+        .output()
+        .expect("run");
+    let list: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(list.as_array().map(|a| a.len()), Some(1));
+}
+
+#[test]
+fn without_idle_the_mailbox_is_polled() {
+    let stack = MailStack::start();
+    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
+        t.replace("poll_seconds = 1\n", "poll_seconds = 1\nidle = false\n")
+    });
+    let (_, raw) = citizen_mail(CITIZEN, LAVORI, "Senza IDLE", "testo");
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    wait_tickets(&gw, 1);
+    assert!(gw.log().contains("idle=false"), "the poller says it polls");
 }
