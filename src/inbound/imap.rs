@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{MailboxConfig, TlsMode};
-use crate::inbound::pipeline::{Outcome, Pipeline};
+use crate::inbound::pipeline::Pipeline;
 use crate::store::RawIn;
 
 /// How long one IDLE lasts before we re-issue it. RFC 2177 asks clients to re-IDLE at least
@@ -219,8 +219,9 @@ async fn session(
     tracing::info!(mailbox = %mb.name, uidvalidity, last_uid, idle = has_idle && mb.idle, "IMAP mailbox selected");
 
     // Leftovers of a previous run: stored but unprocessed, processed but not flagged.
-    for id in store.pending_raw(&mb.name).await? {
-        pipeline.process(id).await?;
+    let pending = store.pending_raw(&mb.name).await?;
+    for chunk in pending.chunks(BATCH_MESSAGES) {
+        pipeline.process_batch(chunk).await?;
     }
     flag_done(&mut session, mb, pipeline, uidvalidity, has_move).await?;
 
@@ -356,12 +357,7 @@ async fn drain(
         last_uid = batch_last;
         metrics::counter!("ticketgate_messages_fetched_total", "mailbox" => mb.name.clone())
             .increment(fetched.len() as u64);
-        for id in ids {
-            let outcome = pipeline.process(id).await?;
-            if let Outcome::Ticket { reference, .. } = &outcome {
-                tracing::debug!(mailbox = %mb.name, %reference, "ticket from IMAP");
-            }
-        }
+        pipeline.process_batch(&ids).await?;
         flag_done(session, mb, pipeline, uidvalidity, has_move).await?;
     }
     Ok(last_uid)

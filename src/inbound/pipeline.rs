@@ -2,8 +2,16 @@
 //! quarantine — in one transaction with every outbox row it causes.
 //!
 //! The poller and `ticketgate ingest` both store the raw bytes first and then call
-//! [`Pipeline::process`]; processing a raw message twice is harmless (it is `pending` only
-//! until its transaction commits, and de-duplication keys catch the rest).
+//! [`Pipeline::process_batch`]; processing a raw message twice is harmless (it is `pending`
+//! only until its transaction commits, and de-duplication keys catch the rest).
+//!
+//! A batch is read, parsed and its attachments written outside the write lock, then the
+//! outcomes of all its messages commit in ONE transaction: a commit costs an fsync (SQLite
+//! runs with `synchronous = FULL`), and one per message would cap the drain at a few hundred
+//! messages a second. Each message's outcome is still all-or-nothing. If the batch
+//! transaction fails, every message is retried in a transaction of its own, and a message
+//! whose processing keeps failing is quarantined with the error instead of blocking its
+//! mailbox.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -88,58 +96,158 @@ impl Pipeline {
 
     /// Processes one stored raw message to its outcome.
     pub async fn process(&self, raw_message_id: i64) -> anyhow::Result<Outcome> {
-        let raw = self
-            .store
-            .raw(raw_message_id)
-            .await?
-            .with_context(|| format!("raw message {raw_message_id} not found"))?;
-        if raw.state != "pending" {
-            return Ok(Outcome::AlreadyDone { state: raw.state });
-        }
-        let outcome = self.decide_and_apply(&raw).await?;
-        match &outcome {
-            Outcome::Ticket { .. } => {
-                metrics::counter!("ticketgate_tickets_created_total").increment(1)
-            }
-            Outcome::Duplicate { .. } => {
-                metrics::counter!("ticketgate_duplicates_total").increment(1)
-            }
-            Outcome::Recorded { .. } => metrics::counter!("ticketgate_recorded_total").increment(1),
-            Outcome::Quarantined { .. } => {
-                metrics::counter!("ticketgate_quarantined_total").increment(1)
-            }
-            Outcome::AlreadyDone { .. } => {}
-        }
-        Ok(outcome)
+        let mut outcomes = self.process_batch(&[raw_message_id]).await?;
+        outcomes
+            .pop()
+            .context("no outcome for the processed message")
     }
 
-    async fn decide_and_apply(&self, raw: &RawRow) -> anyhow::Result<Outcome> {
-        let limit = self.cfg.tickets.max_message_bytes;
-        if !raw.complete || u64::try_from(raw.size).unwrap_or(u64::MAX) > limit {
-            return self.oversize(raw).await;
+    /// Processes stored raw messages, committing their outcomes together.
+    pub async fn process_batch(&self, raw_message_ids: &[i64]) -> anyhow::Result<Vec<Outcome>> {
+        let mut slots: Vec<Option<Outcome>> = Vec::with_capacity(raw_message_ids.len());
+        let mut prepared: Vec<(usize, Prepared)> = Vec::new();
+        for &id in raw_message_ids {
+            let raw = self
+                .store
+                .raw(id)
+                .await?
+                .with_context(|| format!("raw message {id} not found"))?;
+            if raw.state != "pending" {
+                slots.push(Some(Outcome::AlreadyDone { state: raw.state }));
+                continue;
+            }
+            prepared.push((slots.len(), self.prepare(raw).await?));
+            slots.push(None);
         }
-        let mail = match parse::parse(&raw.bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                return self
-                    .quarantine(raw, &format!("the message cannot be parsed: {e}"))
-                    .await
+        if !prepared.is_empty() {
+            let outcomes = match self.apply_together(&prepared).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        messages = prepared.len(),
+                        "batch transaction failed; processing its messages one by one"
+                    );
+                    let mut one_by_one = Vec::with_capacity(prepared.len());
+                    for (_, p) in &prepared {
+                        one_by_one.push(self.apply_alone(p).await?);
+                    }
+                    one_by_one
+                }
+            };
+            for ((slot, p), outcome) in prepared.iter().zip(outcomes) {
+                report(&p.raw, &outcome);
+                slots[*slot] = Some(outcome);
+            }
+            self.outbox_wake.notify_one();
+        }
+        Ok(slots
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or(Outcome::AlreadyDone {
+                    state: "unknown".into(),
+                })
+            })
+            .collect())
+    }
+
+    /// Everything that can be done before taking the write lock: parse, write attachments.
+    async fn prepare(&self, raw: RawRow) -> anyhow::Result<Prepared> {
+        let limit = self.cfg.tickets.max_message_bytes;
+        let work = if !raw.complete || u64::try_from(raw.size).unwrap_or(u64::MAX) > limit {
+            Work::Oversize {
+                header: parse::parse(&raw.bytes).ok().map(Box::new),
+            }
+        } else {
+            match parse::parse(&raw.bytes) {
+                Err(e) => Work::Unparseable(format!("the message cannot be parsed: {e}")),
+                Ok(mail) => {
+                    let dedup_key = match &mail.message_id {
+                        Some(id) if !id.trim().is_empty() => format!("mid:{}", id.trim()),
+                        _ => format!("sha256:{}", raw.sha256),
+                    };
+                    let attachments = self.store_attachments(&mail).await?;
+                    Work::Mail {
+                        mail: Box::new(mail),
+                        dedup_key,
+                        attachments,
+                    }
+                }
             }
         };
-        let dedup_key = match &mail.message_id {
-            Some(id) if !id.trim().is_empty() => format!("mid:{}", id.trim()),
-            _ => format!("sha256:{}", raw.sha256),
+        Ok(Prepared { raw, work })
+    }
+
+    async fn apply_together(&self, prepared: &[(usize, Prepared)]) -> anyhow::Result<Vec<Outcome>> {
+        let mut tx = self.store.begin().await?;
+        let mut outcomes = Vec::with_capacity(prepared.len());
+        for (_, p) in prepared {
+            outcomes.push(self.apply(&mut tx, p).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// One message in its own transaction; a second try after losing a de-duplication
+    /// race; quarantine with the error when it still fails.
+    async fn apply_alone(&self, p: &Prepared) -> anyhow::Result<Outcome> {
+        let mut last = None;
+        for _ in 0..2 {
+            let mut tx = self.store.begin().await?;
+            match self.apply(&mut tx, p).await {
+                Ok(outcome) => {
+                    tx.commit().await?;
+                    return Ok(outcome);
+                }
+                Err(e) => {
+                    tx.rollback().await.ok();
+                    let conflict = e.is::<Conflict>();
+                    last = Some(e);
+                    if !conflict {
+                        break;
+                    }
+                }
+            }
+        }
+        let reason = match last {
+            Some(e) => format!("processing failed: {e:#}"),
+            None => "processing failed".to_owned(),
         };
-        if let Some(orig) = self.store.inbound_by_dedup_key(&dedup_key).await? {
-            return self.duplicate(raw, orig).await;
+        let mut tx = self.store.begin().await?;
+        Store::finish_raw(
+            &mut tx,
+            p.raw.raw_message_id,
+            "quarantined",
+            Some(&reason),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Outcome::Quarantined { reason })
+    }
+
+    /// Decides the outcome of one prepared message and writes it in `tx`.
+    async fn apply(&self, tx: &mut Tx, p: &Prepared) -> anyhow::Result<Outcome> {
+        let raw = &p.raw;
+        let (mail, dedup_key, stored) = match &p.work {
+            Work::Oversize { header } => return self.oversize(tx, raw, header.as_deref()).await,
+            Work::Unparseable(reason) => return quarantine(tx, raw, reason).await,
+            Work::Mail {
+                mail,
+                dedup_key,
+                attachments,
+            } => (mail.as_ref(), dedup_key.as_str(), attachments.as_slice()),
+        };
+        if let Some(orig) = Store::inbound_by_dedup_key(tx, dedup_key).await? {
+            return duplicate(tx, raw, orig).await;
         }
         let Some(sender) = mail.reply_to.as_ref().or(mail.from.as_ref()) else {
-            return self
-                .quarantine(
-                    raw,
-                    "no sender address (From/Reply-To missing or unreadable)",
-                )
-                .await;
+            return quarantine(
+                tx,
+                raw,
+                "no sender address (From/Reply-To missing or unreadable)",
+            )
+            .await;
         };
         let sender = sender.address.clone();
         let from_addr = mail
@@ -160,10 +268,16 @@ impl Pipeline {
             .chain(mail.references.iter().rev())
             .find_map(|id| self.ids.verify(id));
         let matched = match &ours {
-            Some(OurMessageId { message, .. }) => self.store.ticket_of_message(*message).await?,
+            Some(OurMessageId { message, .. }) => Store::ticket_of_message(tx, *message).await?,
             None => None,
         };
         let is_own = self.own_addresses.contains(&from_addr);
+        let ctx = Ctx {
+            raw,
+            mail,
+            dedup_key,
+            stored,
+        };
 
         if let Some(dsn) = &mail.dsn {
             return match matched {
@@ -174,11 +288,12 @@ impl Pipeline {
                         "recipients": dsn.failed_recipients,
                         "bounced_message_id": dsn_ref,
                     });
-                    self.record(raw, &mail, &dedup_key, &t, "bounce", details, &from_addr)
+                    self.record(tx, &ctx, &t, "bounce", details, &from_addr)
                         .await
                 }
                 None => {
-                    self.quarantine(
+                    quarantine(
+                        tx,
                         raw,
                         "delivery status notification (bounce) that matches none of our messages",
                     )
@@ -198,28 +313,18 @@ impl Pipeline {
             return match matched {
                 Some(t) => {
                     let details = json!({ "reason": reason });
-                    self.record(
-                        raw,
-                        &mail,
-                        &dedup_key,
-                        &t,
-                        "auto_reply",
-                        details,
-                        &from_addr,
-                    )
-                    .await
+                    self.record(tx, &ctx, &t, "auto_reply", details, &from_addr)
+                        .await
                 }
                 None if is_own => {
-                    self.quarantine(
+                    quarantine(
+                        tx,
                         raw,
                         &format!("{reason}: possible mail loop, not made into a ticket"),
                     )
                     .await
                 }
-                None => {
-                    self.new_ticket(raw, &mail, &dedup_key, &sender, Some(reason))
-                        .await
-                }
+                None => self.new_ticket(tx, &ctx, &sender, Some(reason)).await,
             };
         }
         if let Some(t) = matched {
@@ -228,105 +333,66 @@ impl Pipeline {
             // office is told, so nobody's follow-up becomes a second ticket.
             let details = json!({ "from": from_addr });
             return self
-                .record(raw, &mail, &dedup_key, &t, "follow_up", details, &from_addr)
+                .record(tx, &ctx, &t, "follow_up", details, &from_addr)
                 .await;
         }
         let no_ack = mail.auto.as_ref().map(|a| a.describe());
-        self.new_ticket(raw, &mail, &dedup_key, &sender, no_ack)
-            .await
-    }
-
-    async fn quarantine(&self, raw: &RawRow, reason: &str) -> anyhow::Result<Outcome> {
-        tracing::warn!(raw_message_id = raw.raw_message_id, mailbox = %raw.mailbox, reason, "message quarantined");
-        let mut tx = self.store.begin().await?;
-        Store::finish_raw(
-            &mut tx,
-            raw.raw_message_id,
-            "quarantined",
-            Some(reason),
-            None,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Outcome::Quarantined {
-            reason: reason.to_owned(),
-        })
-    }
-
-    async fn duplicate(&self, raw: &RawRow, orig: i64) -> anyhow::Result<Outcome> {
-        tracing::info!(
-            raw_message_id = raw.raw_message_id,
-            of_message = orig,
-            "duplicate message"
-        );
-        let mut tx = self.store.begin().await?;
-        Store::finish_raw(&mut tx, raw.raw_message_id, "duplicate", None, Some(orig)).await?;
-        tx.commit().await?;
-        Ok(Outcome::Duplicate { of_message: orig })
+        self.new_ticket(tx, &ctx, &sender, no_ack).await
     }
 
     /// An over-limit message: only its header was kept; the message itself stays on the
     /// server. The sender is told the limit, unless the mail was automatic.
-    async fn oversize(&self, raw: &RawRow) -> anyhow::Result<Outcome> {
+    async fn oversize(
+        &self,
+        tx: &mut Tx,
+        raw: &RawRow,
+        header: Option<&InboundMail>,
+    ) -> anyhow::Result<Outcome> {
         let limit = self.cfg.tickets.max_message_bytes;
         let reason = format!(
             "message of {} bytes is over the limit of {} bytes (tickets.max_message_bytes); \
              header kept, the whole message stays on the server",
             raw.size, limit
         );
-        let header = parse::parse(&raw.bytes).ok();
-        let mut tx = self.store.begin().await?;
-        Store::finish_raw(
-            &mut tx,
-            raw.raw_message_id,
-            "quarantined",
-            Some(&reason),
-            None,
-        )
-        .await?;
-        if let Some(mail) = header
-            .as_ref()
-            .filter(|m| m.auto.is_none() && m.dsn.is_none())
-        {
-            let to = mail.reply_to.as_ref().or(mail.from.as_ref());
-            let area = route(mail, &self.routes).into_iter().next();
-            if let (Some(to), Some(area)) = (to, area) {
-                if !self.own_addresses.contains(&to.address) {
-                    let area_name = self.area_name(&area.area);
-                    let text = OversizeText {
-                        subject: &mail.subject,
-                        size_mb: compose::human_size(u64::try_from(raw.size).unwrap_or(0)),
-                        limit_mb: compose::human_size(limit),
-                    }
-                    .render()?;
-                    let subject = format!(
-                        "Messaggio troppo grande / Message too large: {}",
-                        mail.subject
-                    );
-                    queue_mail(
-                        &mut tx,
-                        &self.ids,
-                        &Queued {
-                            ticket: None,
-                            kind: "notice",
-                            from_name: &area_name,
-                            from_addr: &area.address,
-                            to: vec![to.address.clone()],
-                            reply_to: None,
-                            subject: &subject,
-                            in_reply_to: mail.message_id.as_deref(),
-                            references: mail.message_id.iter().cloned().collect(),
-                            auto_replied: true,
-                            text: &text,
-                        },
-                    )
-                    .await?;
+        Store::finish_raw(tx, raw.raw_message_id, "quarantined", Some(&reason), None).await?;
+        let Some(mail) = header.filter(|m| m.auto.is_none() && m.dsn.is_none()) else {
+            return Ok(Outcome::Quarantined { reason });
+        };
+        let to = mail.reply_to.as_ref().or(mail.from.as_ref());
+        let area = route(mail, &self.routes).into_iter().next();
+        if let (Some(to), Some(area)) = (to, area) {
+            if !self.own_addresses.contains(&to.address) {
+                let area_name = self.area_name(&area.area);
+                let text = OversizeText {
+                    subject: &mail.subject,
+                    size_mb: compose::human_size(u64::try_from(raw.size).unwrap_or(0)),
+                    limit_mb: compose::human_size(limit),
                 }
+                .render()?;
+                let subject = format!(
+                    "Messaggio troppo grande / Message too large: {}",
+                    mail.subject
+                );
+                queue_mail(
+                    tx,
+                    &self.ids,
+                    &Queued {
+                        ticket: None,
+                        kind: "notice",
+                        from_name: &area_name,
+                        from_addr: &area.address,
+                        to: vec![to.address.clone()],
+                        reply_to: None,
+                        subject: &subject,
+                        in_reply_to: mail.message_id.as_deref(),
+                        references: mail.message_id.iter().cloned().collect(),
+                        auto_replied: true,
+                        text: &text,
+                    },
+                )
+                .await?;
             }
         }
-        tx.commit().await?;
-        self.outbox_wake.notify_one();
-        tracing::warn!(raw_message_id = raw.raw_message_id, %reason, "message quarantined");
         Ok(Outcome::Quarantined { reason })
     }
 
@@ -351,18 +417,17 @@ impl Pipeline {
         Ok(out)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The inbound message row and its attachments; `Err(Conflict)` when another process
+    /// stored a message with the same de-duplication key meanwhile.
     async fn insert_inbound(
         &self,
         tx: &mut Tx,
-        raw: &RawRow,
-        mail: &InboundMail,
-        dedup_key: &str,
+        ctx: &Ctx<'_>,
         ticket_id: i64,
         kind: &str,
         from_addr: &str,
-        stored: &[(usize, String)],
-    ) -> anyhow::Result<Option<i64>> {
+    ) -> anyhow::Result<i64> {
+        let mail = ctx.mail;
         let to_addrs = mail
             .to
             .iter()
@@ -371,7 +436,7 @@ impl Pipeline {
             .collect::<Vec<_>>()
             .join(", ");
         let in_reply_to = mail.in_reply_to.first().map(|s| s.as_str());
-        let Some(message_id) = Store::insert_message(
+        let message_id = Store::insert_message(
             tx,
             &NewMessage {
                 ticket_id: Some(ticket_id),
@@ -379,22 +444,20 @@ impl Pipeline {
                 kind,
                 rfc_message_id: mail.message_id.as_deref(),
                 in_reply_to,
-                dedup_key: Some(dedup_key),
+                dedup_key: Some(ctx.dedup_key),
                 from_addr,
                 to_addrs: &to_addrs,
                 subject: &mail.subject,
                 text: &mail.text,
                 html: mail.html.as_deref(),
-                at: raw.received_at,
-                sha256: &raw.sha256,
-                raw_message_id: Some(raw.raw_message_id),
+                at: ctx.raw.received_at,
+                sha256: &ctx.raw.sha256,
+                raw_message_id: Some(ctx.raw.raw_message_id),
             },
         )
         .await?
-        else {
-            return Ok(None);
-        };
-        for (i, sha) in stored {
+        .ok_or(Conflict)?;
+        for (i, sha) in ctx.stored {
             if let Some(a) = mail.attachments.get(*i) {
                 Store::insert_attachment(
                     tx,
@@ -410,51 +473,34 @@ impl Pipeline {
                 .await?;
             }
         }
-        Ok(Some(message_id))
+        Ok(message_id)
     }
 
     /// Records a message on an existing ticket (bounce, auto-reply, follow-up).
-    #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
-        raw: &RawRow,
-        mail: &InboundMail,
-        dedup_key: &str,
+        tx: &mut Tx,
+        ctx: &Ctx<'_>,
         t: &MessageTicket,
         kind: &str,
         details: serde_json::Value,
         from_addr: &str,
     ) -> anyhow::Result<Outcome> {
-        let stored = self.store_attachments(mail).await?;
-        let mut tx = self.store.begin().await?;
-        let Some(message_id) = self
-            .insert_inbound(
-                &mut tx,
-                raw,
-                mail,
-                dedup_key,
-                t.ticket_id,
-                kind,
-                from_addr,
-                &stored,
-            )
-            .await?
-        else {
-            tx.rollback().await?;
-            return self.already_stored(raw, dedup_key).await;
-        };
+        let message_id = self
+            .insert_inbound(tx, ctx, t.ticket_id, kind, from_addr)
+            .await?;
         let now = now_millis();
         let mut details = details;
         if let Some(obj) = details.as_object_mut() {
             obj.insert("message".into(), json!(message_id));
         }
-        Store::insert_event(&mut tx, t.ticket_id, kind, from_addr, &details, now).await?;
-        Store::touch_ticket(&mut tx, t.ticket_id, now).await?;
+        Store::insert_event(tx, t.ticket_id, kind, from_addr, &details, now).await?;
+        Store::touch_ticket(tx, t.ticket_id, now).await?;
         if kind == "follow_up" {
             self.notify_staff(
-                &mut tx,
+                tx,
                 t,
-                mail,
+                ctx.mail,
                 &[],
                 "",
                 "Nuovo messaggio sulla pratica",
@@ -463,40 +509,27 @@ impl Pipeline {
             .await?;
         }
         Store::finish_raw(
-            &mut tx,
-            raw.raw_message_id,
+            tx,
+            ctx.raw.raw_message_id,
             "processed",
             None,
             Some(message_id),
         )
         .await?;
-        tx.commit().await?;
-        self.outbox_wake.notify_one();
-        tracing::info!(ticket = %t.reference, kind, "message recorded on ticket");
         Ok(Outcome::Recorded {
             reference: t.reference.clone(),
             kind: kind.to_owned(),
         })
     }
 
-    /// Lost the race for a dedup key to another poller (the same mail in two mailboxes).
-    async fn already_stored(&self, raw: &RawRow, dedup_key: &str) -> anyhow::Result<Outcome> {
-        let orig = self
-            .store
-            .inbound_by_dedup_key(dedup_key)
-            .await?
-            .context("dedup key conflict without a stored message")?;
-        self.duplicate(raw, orig).await
-    }
-
     async fn new_ticket(
         &self,
-        raw: &RawRow,
-        mail: &InboundMail,
-        dedup_key: &str,
+        tx: &mut Tx,
+        ctx: &Ctx<'_>,
         sender: &str,
         no_ack_reason: Option<String>,
     ) -> anyhow::Result<Outcome> {
+        let (raw, mail) = (ctx.raw, ctx.mail);
         let mut areas = route(mail, &self.routes);
         if areas.is_empty() {
             let default = self
@@ -521,22 +554,17 @@ impl Pipeline {
                     });
                 }
                 None => {
-                    return self
-                        .quarantine(
-                            raw,
-                            &format!(
-                                "no area: no recipient is an area address and mailbox {:?} has \
-                                 no default_area",
-                                raw.mailbox
-                            ),
-                        )
-                        .await
+                    let reason = format!(
+                        "no area: no recipient is an area address and mailbox {:?} has no \
+                         default_area",
+                        raw.mailbox
+                    );
+                    return quarantine(tx, raw, &reason).await;
                 }
             }
         }
         let owner = &areas[0];
         let kind = owner.route.kind.unwrap_or(TicketKind::Segnalazione);
-        let stored = self.store_attachments(mail).await?;
         let from_addr = mail
             .from
             .as_ref()
@@ -550,13 +578,12 @@ impl Pipeline {
         let now = now_millis();
         let year = current_year();
 
-        let mut tx = self.store.begin().await?;
-        let seq = Store::next_ticket_seq(&mut tx, i64::from(year)).await?;
+        let seq = Store::next_ticket_seq(tx, i64::from(year)).await?;
         let reference = TicketRef::new(year, u32::try_from(seq).unwrap_or(u32::MAX))
             .context("ticket sequence exhausted for this year")?;
         let ref_str = reference.to_string();
         let ticket_id = Store::insert_ticket(
-            &mut tx,
+            tx,
             &NewTicket {
                 reference: &ref_str,
                 kind: kind.as_str(),
@@ -571,18 +598,12 @@ impl Pipeline {
             },
         )
         .await?;
-        let Some(message_id) = self
-            .insert_inbound(
-                &mut tx, raw, mail, dedup_key, ticket_id, "report", &from_addr, &stored,
-            )
-            .await?
-        else {
-            tx.rollback().await?;
-            return self.already_stored(raw, dedup_key).await;
-        };
+        let message_id = self
+            .insert_inbound(tx, ctx, ticket_id, "report", &from_addr)
+            .await?;
         let also: Vec<&str> = areas[1..].iter().map(|a| a.area.as_str()).collect();
         Store::insert_event(
-            &mut tx,
+            tx,
             ticket_id,
             "received",
             sender,
@@ -601,7 +622,7 @@ impl Pipeline {
         let mut ack_withheld = no_ack_reason;
         if ack_withheld.is_none() {
             let limit = i64::from(self.cfg.tickets.acks_per_sender_per_hour);
-            let sent = Store::acks_to_since(&mut tx, sender, now - ACK_WINDOW_MILLIS).await?;
+            let sent = Store::acks_to_since(tx, sender, now - ACK_WINDOW_MILLIS).await?;
             if sent >= limit {
                 ack_withheld = Some(format!(
                     "{sent} acknowledgments sent to {sender} in the last hour \
@@ -618,12 +639,12 @@ impl Pipeline {
         };
         match &ack_withheld {
             None => {
-                self.acknowledge(&mut tx, &t, reference, owner, kind, mail)
+                self.acknowledge(tx, &t, reference, owner, kind, mail)
                     .await?
             }
             Some(reason) => {
                 Store::insert_event(
-                    &mut tx,
+                    tx,
                     ticket_id,
                     "ack_withheld",
                     "system",
@@ -655,7 +676,7 @@ impl Pipeline {
                 ..t.clone()
             };
             self.notify_staff(
-                &mut tx,
+                tx,
                 &t_area,
                 mail,
                 &attachment_list,
@@ -665,17 +686,7 @@ impl Pipeline {
             )
             .await?;
         }
-        Store::finish_raw(
-            &mut tx,
-            raw.raw_message_id,
-            "processed",
-            None,
-            Some(message_id),
-        )
-        .await?;
-        tx.commit().await?;
-        self.outbox_wake.notify_one();
-        tracing::info!(ticket = %ref_str, area = %owner.area, acknowledged = ack_withheld.is_none(), "ticket created");
+        Store::finish_raw(tx, raw.raw_message_id, "processed", None, Some(message_id)).await?;
         Ok(Outcome::Ticket {
             reference: ref_str,
             acknowledged: ack_withheld.is_none(),
@@ -796,6 +807,81 @@ impl Pipeline {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// A raw message with everything done to it that needs no write lock.
+#[derive(Debug)]
+struct Prepared {
+    raw: RawRow,
+    work: Work,
+}
+
+#[derive(Debug)]
+enum Work {
+    /// Over `max_message_bytes`: only the header is stored (parsed if possible).
+    Oversize {
+        header: Option<Box<InboundMail>>,
+    },
+    Unparseable(String),
+    Mail {
+        mail: Box<InboundMail>,
+        dedup_key: String,
+        /// (index into `mail.attachments`, sha256 of the stored file)
+        attachments: Vec<(usize, String)>,
+    },
+}
+
+/// What the writing steps of one message share.
+struct Ctx<'a> {
+    raw: &'a RawRow,
+    mail: &'a InboundMail,
+    dedup_key: &'a str,
+    stored: &'a [(usize, String)],
+}
+
+/// Another process stored a message with the same de-duplication key first; retrying
+/// the message in a fresh transaction finds it and records a duplicate.
+#[derive(Debug, thiserror::Error)]
+#[error("a message with the same de-duplication key was stored concurrently")]
+struct Conflict;
+
+async fn quarantine(tx: &mut Tx, raw: &RawRow, reason: &str) -> anyhow::Result<Outcome> {
+    Store::finish_raw(tx, raw.raw_message_id, "quarantined", Some(reason), None).await?;
+    Ok(Outcome::Quarantined {
+        reason: reason.to_owned(),
+    })
+}
+
+async fn duplicate(tx: &mut Tx, raw: &RawRow, orig: i64) -> anyhow::Result<Outcome> {
+    Store::finish_raw(tx, raw.raw_message_id, "duplicate", None, Some(orig)).await?;
+    Ok(Outcome::Duplicate { of_message: orig })
+}
+
+/// Logs and counts an outcome once it is committed.
+fn report(raw: &RawRow, outcome: &Outcome) {
+    let id = raw.raw_message_id;
+    match outcome {
+        Outcome::Ticket {
+            reference,
+            acknowledged,
+        } => {
+            metrics::counter!("ticketgate_tickets_created_total").increment(1);
+            tracing::info!(raw_message_id = id, ticket = %reference, acknowledged, "ticket created");
+        }
+        Outcome::Duplicate { of_message } => {
+            metrics::counter!("ticketgate_duplicates_total").increment(1);
+            tracing::info!(raw_message_id = id, of_message, "duplicate message");
+        }
+        Outcome::Recorded { reference, kind } => {
+            metrics::counter!("ticketgate_recorded_total").increment(1);
+            tracing::info!(raw_message_id = id, ticket = %reference, kind, "message recorded on ticket");
+        }
+        Outcome::Quarantined { reason } => {
+            metrics::counter!("ticketgate_quarantined_total").increment(1);
+            tracing::warn!(raw_message_id = id, mailbox = %raw.mailbox, reason, "message quarantined");
+        }
+        Outcome::AlreadyDone { .. } => {}
     }
 }
 

@@ -197,22 +197,22 @@ impl Store {
     }
 
     /// The inbound message already stored under this de-duplication key, if any.
-    pub async fn inbound_by_dedup_key(&self, key: &str) -> Result<Option<i64>> {
+    pub async fn inbound_by_dedup_key(tx: &mut Tx, key: &str) -> Result<Option<i64>> {
         let row = sqlx::query("SELECT message_id FROM message WHERE dedup_key = $1")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut **tx)
             .await?;
         Ok(row.map(|r| r.get(0)))
     }
 
     /// The ticket that message `message_id` belongs to.
-    pub async fn ticket_of_message(&self, message_id: i64) -> Result<Option<MessageTicket>> {
+    pub async fn ticket_of_message(tx: &mut Tx, message_id: i64) -> Result<Option<MessageTicket>> {
         let row = sqlx::query(
             "SELECT t.ticket_id, t.ref, t.area, t.citizen, t.subject FROM message m \
              JOIN ticket t ON t.ticket_id = m.ticket_id WHERE m.message_id = $1",
         )
         .bind(message_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut **tx)
         .await?;
         Ok(row.map(|r| MessageTicket {
             ticket_id: r.get(0),
