@@ -14,14 +14,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::OutboxConfig;
 use crate::outbound::smtp::{SendResult, SmtpSender};
-use crate::store::{now_millis, Store};
+use crate::store::{now_millis, Attempt, Store};
 
 /// A claimed row belongs to its worker this long; longer than any SMTP timeout.
 const LEASE: Duration = Duration::from_secs(300);
 /// Messages sent at the same time (each on its own pooled SMTP connection).
 const CONCURRENCY: usize = 4;
-/// Rows looked at per round.
-const CLAIM_BATCH: i64 = 64;
+/// Rows claimed (and then recorded) together.
+const CLAIM_BATCH: i64 = 32;
 /// The worker looks for due rows at least this often, also when nobody wakes it (rows
 /// queued by another process, e.g. `ticketgate ingest`).
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
@@ -47,60 +47,63 @@ impl OutboxWorker {
 
     /// Sends every row due now, once. Returns how many attempts were made.
     ///
-    /// Each row is claimed just before it is sent, so a crash leaves at most
-    /// [`CONCURRENCY`] rows leased and unsent.
+    /// Rows are claimed a batch at a time and their results recorded a batch at a time: each
+    /// commit costs an fsync, and two per mail would cap sending at a few hundred a second.
+    /// A crash can then leave up to a batch sent but not recorded: those rows are sent again
+    /// (same bytes, same Message-ID), which at-least-once delivery allows.
     pub async fn run_pending(&self) -> anyhow::Result<usize> {
         let mut total = 0;
         loop {
-            let due = self.store.due_outbox(now_millis(), CLAIM_BATCH).await?;
+            let now = now_millis();
+            let due: Vec<i64> = self
+                .store
+                .due_outbox(now, CLAIM_BATCH)
+                .await?
+                .into_iter()
+                .map(|d| d.outbox_id)
+                .collect();
             if due.is_empty() {
                 return Ok(total);
             }
-            let results: Vec<anyhow::Result<bool>> = futures::stream::iter(due)
-                .map(|d| self.claim_and_send(d.outbox_id))
+            let lease_until = now + LEASE.as_millis() as i64;
+            let claimed = self
+                .store
+                .claim_outbox_batch(&due, now, lease_until)
+                .await?;
+            if claimed.is_empty() {
+                return Ok(total);
+            }
+            total += claimed.len();
+            let attempts: Vec<anyhow::Result<Option<Attempt>>> = futures::stream::iter(claimed)
+                .map(|id| self.send_one(id))
                 .buffer_unordered(CONCURRENCY)
                 .collect()
                 .await;
-            let mut sent = 0;
-            for r in results {
-                if r? {
-                    sent += 1;
-                }
-            }
-            if sent == 0 {
-                return Ok(total);
-            }
-            total += sent;
+            let attempts: Vec<Attempt> = attempts
+                .into_iter()
+                .collect::<anyhow::Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .collect();
+            self.store.record_attempts(&attempts).await?;
         }
     }
 
-    /// Claims one row and sends it; false if someone else holds it.
-    async fn claim_and_send(&self, outbox_id: i64) -> anyhow::Result<bool> {
-        let now = now_millis();
-        let lease_until = now + LEASE.as_millis() as i64;
-        if !self.store.claim_outbox(outbox_id, now, lease_until).await? {
-            return Ok(false);
-        }
-        self.send_one(outbox_id).await?;
-        Ok(true)
-    }
-
-    async fn send_one(&self, outbox_id: i64) -> anyhow::Result<()> {
+    /// Sends one claimed row; the attempt to record (None if the row vanished).
+    async fn send_one(&self, outbox_id: i64) -> anyhow::Result<Option<Attempt>> {
         let Some(item) = self.store.outbox_item(outbox_id).await? else {
-            return Ok(());
+            return Ok(None);
         };
         let result = self
             .smtp
             .send(&item.envelope_from, &item.recipients, &item.raw)
             .await;
         let at = now_millis();
-        match result {
+        let (ok, reply, next_attempt_at) = match result {
             SendResult::Accepted(reply) => {
                 metrics::counter!("ticketgate_outbox_sent_total").increment(1);
                 tracing::info!(outbox_id, message_id = item.message_id, %reply, "mail sent");
-                self.store
-                    .record_attempt(outbox_id, at, true, &reply, None)
-                    .await?;
+                (true, reply, None)
             }
             SendResult::Temporary(reply) => {
                 let attempts = item.attempts + 1;
@@ -113,19 +116,21 @@ impl OutboxWorker {
                     tracing::warn!(outbox_id, %reply, retry_in = ?delay, "temporary SMTP failure");
                     Some(at + delay.as_millis() as i64)
                 };
-                self.store
-                    .record_attempt(outbox_id, at, false, &reply, next)
-                    .await?;
+                (false, reply, next)
             }
             SendResult::Permanent(reply) => {
                 metrics::counter!("ticketgate_outbox_failed_total").increment(1);
                 tracing::error!(outbox_id, %reply, "permanent SMTP failure");
-                self.store
-                    .record_attempt(outbox_id, at, false, &reply, None)
-                    .await?;
+                (false, reply, None)
             }
-        }
-        Ok(())
+        };
+        Ok(Some(Attempt {
+            outbox_id,
+            at,
+            ok,
+            reply,
+            next_attempt_at,
+        }))
     }
 
     /// `retry_initial_seconds * 2^(attempts-1)`, capped at `retry_max_seconds`.

@@ -56,16 +56,37 @@ impl Store {
 
     /// Takes the row for `lease_until`; false if another worker holds it or it is done.
     pub async fn claim_outbox(&self, outbox_id: i64, now: i64, lease_until: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE outbox SET lease_until = $1 WHERE outbox_id = $2 AND state = 'queued' \
-             AND (lease_until IS NULL OR lease_until < $3)",
-        )
-        .bind(lease_until)
-        .bind(outbox_id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(!self
+            .claim_outbox_batch(&[outbox_id], now, lease_until)
+            .await?
+            .is_empty())
+    }
+
+    /// Takes several rows in one transaction (one commit, one fsync); returns those taken.
+    pub async fn claim_outbox_batch(
+        &self,
+        outbox_ids: &[i64],
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Vec<i64>> {
+        let mut tx = self.begin().await?;
+        let mut claimed = Vec::with_capacity(outbox_ids.len());
+        for &id in outbox_ids {
+            let done = sqlx::query(
+                "UPDATE outbox SET lease_until = $1 WHERE outbox_id = $2 AND state = 'queued' \
+                 AND (lease_until IS NULL OR lease_until < $3)",
+            )
+            .bind(lease_until)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                claimed.push(id);
+            }
+        }
+        tx.commit().await?;
+        Ok(claimed)
     }
 
     pub async fn outbox_item(&self, outbox_id: i64) -> Result<Option<OutboxItem>> {
@@ -104,37 +125,72 @@ impl Store {
         reply: &str,
         next_attempt_at: Option<i64>,
     ) -> Result<()> {
+        self.record_attempts(&[Attempt {
+            outbox_id,
+            at,
+            ok,
+            reply: reply.to_owned(),
+            next_attempt_at,
+        }])
+        .await
+    }
+
+    /// Records several attempts in one transaction.
+    pub async fn record_attempts(&self, attempts: &[Attempt]) -> Result<()> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO delivery_attempt (outbox_id, at, ok, reply) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(outbox_id)
-        .bind(at)
-        .bind(i64::from(ok))
-        .bind(reply)
-        .execute(&mut *tx)
-        .await?;
-        let state = match (ok, next_attempt_at) {
-            (true, _) => "sent",
-            (false, Some(_)) => "queued",
-            (false, None) => "failed",
-        };
-        sqlx::query(
-            "UPDATE outbox SET state = $1, attempts = attempts + 1, last_reply = $2, \
-             lease_until = NULL, next_attempt_at = $3, \
-             sent_at = CASE WHEN $1 = 'sent' THEN $4 ELSE sent_at END WHERE outbox_id = $5",
-        )
-        .bind(state)
-        .bind(reply)
-        .bind(next_attempt_at.unwrap_or(at))
-        .bind(at)
-        .bind(outbox_id)
-        .execute(&mut *tx)
-        .await?;
+        for a in attempts {
+            record_in(&mut tx, a).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
+}
 
+/// The result of one SMTP attempt, as [`Store::record_attempts`] stores it.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub outbox_id: i64,
+    pub at: i64,
+    pub ok: bool,
+    /// The server's reply, or the error.
+    pub reply: String,
+    /// When to try again; `None` with `ok = false` means given up.
+    pub next_attempt_at: Option<i64>,
+}
+
+async fn record_in(tx: &mut super::Tx, a: &Attempt) -> Result<()> {
+    sqlx::query("INSERT INTO delivery_attempt (outbox_id, at, ok, reply) VALUES ($1, $2, $3, $4)")
+        .bind(a.outbox_id)
+        .bind(a.at)
+        .bind(i64::from(a.ok))
+        .bind(a.reply.as_str())
+        .execute(&mut **tx)
+        .await?;
+    let state = match (a.ok, a.next_attempt_at) {
+        (true, _) => "sent",
+        (false, Some(_)) => "queued",
+        (false, None) => "failed",
+    };
+    let sent_at = a.ok.then_some(a.at);
+    sqlx::query(
+        "UPDATE outbox SET state = $1, attempts = attempts + 1, last_reply = $2, \
+         lease_until = NULL, next_attempt_at = $3, sent_at = COALESCE($4, sent_at) \
+         WHERE outbox_id = $5",
+    )
+    .bind(state)
+    .bind(a.reply.as_str())
+    .bind(a.next_attempt_at.unwrap_or(a.at))
+    .bind(sent_at)
+    .bind(a.outbox_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
     /// Drops every lease. Only for a single-instance deployment at start-up (SQLite: one
     /// `serve` per database), where any lease found belongs to a process that died; the
     /// rows it held are sent again — the same bytes, so the same Message-ID.
