@@ -13,7 +13,6 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use async_imap::extensions::idle::IdleResponse;
 use async_imap::Session;
 use futures::TryStreamExt;
 use secrecy::ExposeSecret;
@@ -244,18 +243,27 @@ async fn session(
             break;
         }
         if has_idle && mb.idle {
+            // A message that arrives after our last FETCH is announced with `* N EXISTS`,
+            // possibly before the server's `+ idling`: async-imap files such responses
+            // in the session's unsolicited channel, not in the IDLE wait. Look there
+            // before waiting, or that message would sit until the IDLE timeout.
+            let unsolicited = session.unsolicited_responses.clone();
+            if new_mail_announced(&unsolicited) {
+                continue;
+            }
             let mut handle = session.idle();
             timed(handle.init()).await?.context("IDLE")?;
-            let (wait, interrupt) = handle.wait_with_timeout(IDLE_TIMEOUT);
-            let response = tokio::select! {
-                r = wait => Some(r),
-                _ = shutdown.cancelled() => None,
-            };
-            drop(interrupt);
-            match response {
-                Some(Ok(IdleResponse::NewData(_))) | Some(Ok(IdleResponse::Timeout)) | None => {}
-                Some(Ok(IdleResponse::ManualInterrupt)) => {}
-                Some(Err(e)) => return Err(e).context("waiting in IDLE"),
+            if !new_mail_announced(&unsolicited) {
+                let (wait, interrupt) = handle.wait_with_timeout(IDLE_TIMEOUT);
+                let response = tokio::select! {
+                    r = wait => Some(r),
+                    _ = shutdown.cancelled() => None,
+                };
+                drop(interrupt);
+                match response {
+                    Some(Ok(_)) | None => {}
+                    Some(Err(e)) => return Err(e).context("waiting in IDLE"),
+                }
             }
             session = tokio::time::timeout(IDLE_DONE_TIMEOUT, handle.done())
                 .await
@@ -271,6 +279,23 @@ async fn session(
     // Best effort: the server closes it anyway.
     let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
     Ok(())
+}
+
+/// Drains the unsolicited responses; true if any said the mailbox grew.
+fn new_mail_announced(
+    rx: &async_channel::Receiver<async_imap::types::UnsolicitedResponse>,
+) -> bool {
+    let mut grew = false;
+    while let Ok(r) = rx.try_recv() {
+        if matches!(
+            r,
+            async_imap::types::UnsolicitedResponse::Exists(_)
+                | async_imap::types::UnsolicitedResponse::Recent(_)
+        ) {
+            grew = true;
+        }
+    }
+    grew
 }
 
 async fn timed<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
