@@ -16,7 +16,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Transaction};
 
-pub use outbox::{DueOutbox, OutboxItem};
+pub use outbox::{Attempt, DueOutbox, OutboxItem};
 pub use raw::{sha256_hex as raw_sha256_hex, RawIn, RawRow};
 pub use read::{AttachmentView, EventView, MessageView, QuarantineView, TicketView};
 pub use tickets::{MessageTicket, NewAttachment, NewMessage, NewTicket};
@@ -137,4 +137,18 @@ pub fn now_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `s` as both backends store it: U+0000 replaced by U+FFFD.
+///
+/// PostgreSQL refuses NUL in TEXT (`invalid byte sequence for encoding "UTF8": 0x00`, and the
+/// whole transaction with it) while SQLite keeps it, and untrusted mail can carry one (a
+/// quoted-printable `=00`, a raw NUL in a header or a file name). Every caller-supplied string
+/// the store binds, written or looked up, goes through here, so both backends store and find
+/// the same text. The exact bytes of the mail stay in `raw_message.bytes` (BLOB/BYTEA).
+///
+/// It returns a `String` because that is what the `Any` driver binds anyway (it copies a
+/// `&str` into an owned value), and it has no `Encode` for `Cow<str>`.
+fn nul_free(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
 }

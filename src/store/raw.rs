@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{now_millis, Result, Store, Tx};
+use super::{now_millis, nul_free, Result, Store, Tx};
 
 /// One message as fetched, ready to be stored.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ impl Store {
     /// `(UIDVALIDITY, last UID stored)` of a mailbox, if it was ever synced.
     pub async fn checkpoint(&self, mailbox: &str) -> Result<Option<(u32, u32)>> {
         let row = sqlx::query("SELECT uidvalidity, last_uid FROM mailbox_state WHERE mailbox = $1")
-            .bind(mailbox)
+            .bind(nul_free(mailbox))
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| {
@@ -122,7 +122,7 @@ impl Store {
             "SELECT raw_message_id FROM raw_message WHERE state = 'pending' AND mailbox = $1 \
              AND uid IS NOT NULL ORDER BY raw_message_id",
         )
-        .bind(mailbox)
+        .bind(nul_free(mailbox))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -146,7 +146,7 @@ impl Store {
              WHERE mailbox = $1 AND uidvalidity = $2 AND state <> 'pending' AND server_done = 0 \
              AND uid IS NOT NULL ORDER BY uid",
         )
-        .bind(mailbox)
+        .bind(nul_free(mailbox))
         .bind(i64::from(uidvalidity))
         .fetch_all(&self.pool)
         .await?;
@@ -186,8 +186,8 @@ impl Store {
             "UPDATE raw_message SET state = $1, reason = $2, message_id = $3, processed_at = $4 \
              WHERE raw_message_id = $5 AND state = 'pending'",
         )
-        .bind(state)
-        .bind(reason)
+        .bind(nul_free(state))
+        .bind(reason.map(nul_free))
         .bind(message_id)
         .bind(now_millis())
         .bind(raw_message_id)
@@ -222,7 +222,7 @@ async fn insert_raw(
          received_at, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending') \
          ON CONFLICT DO NOTHING RETURNING raw_message_id",
     )
-    .bind(mailbox)
+    .bind(nul_free(mailbox))
     .bind(uidvalidity.map(i64::from))
     .bind(m.uid.map(i64::from))
     .bind(sha256_hex(&m.bytes))
@@ -247,7 +247,7 @@ async fn upsert_checkpoint(
          SET uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid, \
          updated_at = excluded.updated_at",
     )
-    .bind(mailbox)
+    .bind(nul_free(mailbox))
     .bind(i64::from(uidvalidity))
     .bind(i64::from(last_uid))
     .bind(now_millis())

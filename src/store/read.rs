@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Store};
+use super::{nul_free, Result, Store};
 
 #[derive(Debug, Clone)]
 pub struct TicketView {
@@ -86,8 +86,11 @@ fn ticket_from_row(r: &sqlx::any::AnyRow) -> TicketView {
 }
 
 impl Store {
-    /// Tickets, newest first.
+    /// Tickets, newest first; a negative `limit` means no limit.
     pub async fn list_tickets(&self, limit: i64) -> Result<Vec<TicketView>> {
+        // SQLite reads a negative LIMIT as "no limit", PostgreSQL refuses it ("LIMIT must not
+        // be negative"): say what we mean on both.
+        let limit = if limit < 0 { i64::MAX } else { limit };
         let rows = sqlx::query(TICKET_COLUMNS_LIST)
             .bind(limit)
             .fetch_all(&self.pool)
@@ -100,7 +103,7 @@ impl Store {
             "SELECT ticket_id, ref, kind, area, status, citizen, subject, text, channel, \
              created_at, updated_at FROM ticket WHERE ref = $1",
         )
-        .bind(reference)
+        .bind(nul_free(reference))
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.as_ref().map(ticket_from_row))

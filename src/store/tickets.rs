@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use super::{now_millis, Result, Store, Tx};
+use super::{now_millis, nul_free, Result, Store, Tx};
 
 /// A ticket about to be created.
 #[derive(Debug, Clone)]
@@ -81,15 +81,15 @@ impl Store {
              VALUES ($1, $2, $3, 'received', $4, $5, $6, $7, $8, $9, $10, $10) \
              RETURNING ticket_id",
         )
-        .bind(t.reference)
-        .bind(t.kind)
-        .bind(t.area)
-        .bind(t.citizen)
-        .bind(t.citizen_name)
-        .bind(t.subject)
-        .bind(t.text)
-        .bind(t.html)
-        .bind(t.channel)
+        .bind(nul_free(t.reference))
+        .bind(nul_free(t.kind))
+        .bind(nul_free(t.area))
+        .bind(nul_free(t.citizen))
+        .bind(t.citizen_name.map(nul_free))
+        .bind(nul_free(t.subject))
+        .bind(nul_free(t.text))
+        .bind(t.html.map(nul_free))
+        .bind(nul_free(t.channel))
         .bind(t.at)
         .fetch_one(&mut **tx)
         .await?;
@@ -106,18 +106,18 @@ impl Store {
              ON CONFLICT DO NOTHING RETURNING message_id",
         )
         .bind(m.ticket_id)
-        .bind(m.direction)
-        .bind(m.kind)
-        .bind(m.rfc_message_id)
-        .bind(m.in_reply_to)
-        .bind(m.dedup_key)
-        .bind(m.from_addr)
-        .bind(m.to_addrs)
-        .bind(m.subject)
-        .bind(m.text)
-        .bind(m.html)
+        .bind(nul_free(m.direction))
+        .bind(nul_free(m.kind))
+        .bind(m.rfc_message_id.map(nul_free))
+        .bind(m.in_reply_to.map(nul_free))
+        .bind(m.dedup_key.map(nul_free))
+        .bind(nul_free(m.from_addr))
+        .bind(nul_free(m.to_addrs))
+        .bind(nul_free(m.subject))
+        .bind(nul_free(m.text))
+        .bind(m.html.map(nul_free))
         .bind(m.at)
-        .bind(m.sha256)
+        .bind(nul_free(m.sha256))
         .bind(m.raw_message_id)
         .fetch_optional(&mut **tx)
         .await?;
@@ -135,9 +135,9 @@ impl Store {
         sqlx::query(
             "UPDATE message SET rfc_message_id = $1, raw = $2, sha256 = $3 WHERE message_id = $4",
         )
-        .bind(rfc_message_id)
+        .bind(nul_free(rfc_message_id))
         .bind(raw)
-        .bind(sha256)
+        .bind(nul_free(sha256))
         .bind(message_id)
         .execute(&mut **tx)
         .await?;
@@ -156,10 +156,10 @@ impl Store {
         )
         .bind(message_id)
         .bind(ticket_id)
-        .bind(a.filename)
-        .bind(a.content_type)
+        .bind(nul_free(a.filename))
+        .bind(nul_free(a.content_type))
         .bind(i64::try_from(a.size).unwrap_or(i64::MAX))
-        .bind(a.sha256)
+        .bind(nul_free(a.sha256))
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -178,9 +178,9 @@ impl Store {
             "INSERT INTO event (ticket_id, kind, at, actor, details) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(ticket_id)
-        .bind(kind)
+        .bind(nul_free(kind))
         .bind(at)
-        .bind(actor)
+        .bind(nul_free(actor))
         .bind(details.to_string())
         .execute(&mut **tx)
         .await?;
@@ -199,7 +199,7 @@ impl Store {
     /// The inbound message already stored under this de-duplication key, if any.
     pub async fn inbound_by_dedup_key(tx: &mut Tx, key: &str) -> Result<Option<i64>> {
         let row = sqlx::query("SELECT message_id FROM message WHERE dedup_key = $1")
-            .bind(key)
+            .bind(nul_free(key))
             .fetch_optional(&mut **tx)
             .await?;
         Ok(row.map(|r| r.get(0)))
@@ -228,7 +228,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT COUNT(*) FROM message WHERE to_addrs = $1 AND kind = 'ack' AND at >= $2",
         )
-        .bind(address)
+        .bind(nul_free(address))
         .bind(since)
         .fetch_one(&mut **tx)
         .await?;
@@ -248,8 +248,8 @@ impl Store {
              created_at) VALUES ($1, $2, $3, 'queued', $4, $4)",
         )
         .bind(message_id)
-        .bind(envelope_from)
-        .bind(recipients)
+        .bind(nul_free(envelope_from))
+        .bind(nul_free(recipients))
         .bind(now)
         .execute(&mut **tx)
         .await?;

@@ -1,6 +1,8 @@
-//! Test support: private mail servers, a real `ticketgate serve`, and mail helpers.
+//! Test support: private mail servers, a private PostgreSQL, a real `ticketgate serve`, and
+//! mail helpers.
 #![allow(dead_code)]
 
 pub mod gateway;
 pub mod mail;
 pub mod mailstack;
+pub mod postgres;
