@@ -29,6 +29,8 @@ CREATE TABLE raw_message (
     UNIQUE (mailbox, uidvalidity, uid)
 );
 CREATE INDEX raw_message_state ON raw_message (state, mailbox);
+-- Handled messages not yet flagged on the server (looked up after every batch).
+CREATE INDEX raw_message_server ON raw_message (mailbox, server_done);
 
 -- Sequence per year for ticket references; bumped inside the ticket's transaction, so a
 -- rolled-back ticket leaves no gap.

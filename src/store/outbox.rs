@@ -166,7 +166,7 @@ async fn record_in(tx: &mut super::Tx, a: &Attempt) -> Result<()> {
         .bind(a.outbox_id)
         .bind(a.at)
         .bind(i64::from(a.ok))
-        .bind(a.reply.as_str())
+        .bind(super::nul_free(&a.reply))
         .execute(&mut **tx)
         .await?;
     let state = match (a.ok, a.next_attempt_at) {
@@ -181,7 +181,7 @@ async fn record_in(tx: &mut super::Tx, a: &Attempt) -> Result<()> {
          WHERE outbox_id = $5",
     )
     .bind(state)
-    .bind(a.reply.as_str())
+    .bind(super::nul_free(&a.reply))
     .bind(a.next_attempt_at.unwrap_or(a.at))
     .bind(sent_at)
     .bind(a.outbox_id)
