@@ -3,4 +3,6 @@
 pub mod autoreply;
 pub mod compose;
 pub mod parse;
+pub mod quote;
 pub mod route;
+pub mod tag;
