@@ -93,6 +93,10 @@ pub struct SecurityConfig {
     /// HMAC key that signs our Message-IDs; at least [`MIN_SECRET_BYTES`] bytes.
     #[serde(default = "empty_secret")]
     pub secret: SecretString,
+    /// The authserv-id the comune's own MTA writes in `Authentication-Results`. When set, a
+    /// staff reply whose DKIM, SPF or DMARC result from that server is `fail` is not
+    /// trusted as the office's answer (a second proof besides our signed Message-IDs).
+    pub authserv_id: Option<String>,
 }
 
 fn empty_secret() -> SecretString {
@@ -246,6 +250,9 @@ pub struct AreaConfig {
     /// What the office handles, for the web page and the acknowledgment.
     #[serde(default)]
     pub description: String,
+    /// Staff of an admin area may answer and command on every ticket.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 fn default_response_days() -> u32 {
@@ -524,6 +531,31 @@ impl Config {
 
     pub fn area(&self, slug: &str) -> Option<&AreaConfig> {
         self.areas.iter().find(|a| a.slug == slug)
+    }
+
+    /// The area with this slug or (case-insensitive) name.
+    pub fn find_area(&self, slug_or_name: &str) -> Option<&AreaConfig> {
+        let wanted = slug_or_name.trim().to_lowercase();
+        self.areas
+            .iter()
+            .find(|a| a.slug == wanted || a.name.to_lowercase() == wanted)
+    }
+
+    /// True if `address` may speak for the office of `area` (its staff, or an admin area's).
+    pub fn is_staff_of(&self, address: &str, area: &str) -> bool {
+        let address = address.trim().to_lowercase();
+        let listed = |a: &AreaConfig| a.staff.iter().any(|s| s.trim().to_lowercase() == address);
+        self.areas
+            .iter()
+            .any(|a| (a.slug == area || a.admin) && listed(a))
+    }
+
+    /// True if `address` is staff of any area.
+    pub fn is_any_staff(&self, address: &str) -> bool {
+        let address = address.trim().to_lowercase();
+        self.areas
+            .iter()
+            .any(|a| a.staff.iter().any(|s| s.trim().to_lowercase() == address))
     }
 
     pub fn mailbox(&self, name: &str) -> Option<&MailboxConfig> {

@@ -1429,6 +1429,7 @@ async fn queued_mail_is_stored_as_bytes_that_parse_and_carry_a_verifiable_signed
             references: vec!["<m1@citizen.test>".to_owned()],
             auto_replied: true,
             text: "Gentile cittadina, abbiamo ricevuto la sua segnalazione. È la 2026-000042.",
+            attachments: Vec::new(),
         },
     )
     .await
@@ -1520,6 +1521,7 @@ async fn queued_mail_outside_any_ticket_carries_a_verifiable_id_without_a_ticket
             references: vec![],
             auto_replied: false,
             text: "Il suo messaggio supera il limite.",
+            attachments: Vec::new(),
         },
     )
     .await

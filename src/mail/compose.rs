@@ -25,8 +25,25 @@ pub struct Envelope<'a> {
     pub date_millis: i64,
 }
 
+/// A file to attach to an outbound message.
+#[derive(Debug, Clone, Copy)]
+pub struct OutAttachment<'a> {
+    pub filename: &'a str,
+    pub content_type: &'a str,
+    pub bytes: &'a [u8],
+}
+
 /// Builds the RFC 5322 bytes of a plain-text message.
 pub fn build(env: &Envelope<'_>, text: &str) -> Vec<u8> {
+    build_with_attachments(env, text, &[])
+}
+
+/// Builds the RFC 5322 bytes of a plain-text message with attachments.
+pub fn build_with_attachments(
+    env: &Envelope<'_>,
+    text: &str,
+    attachments: &[OutAttachment<'_>],
+) -> Vec<u8> {
     let mut b = MessageBuilder::new()
         .from((env.from_name, env.from_addr))
         .to(env.to.iter().map(|a| a.as_str()).collect::<Vec<&str>>())
@@ -49,6 +66,14 @@ pub fn build(env: &Envelope<'_>, text: &str) -> Vec<u8> {
         b = b.header("Auto-Submitted", Raw::new("auto-replied"));
         // Tells Exchange/Outlook not to answer with out-of-office mail (MS-OXCMAIL 2.2.3.2.14).
         b = b.header("X-Auto-Response-Suppress", Raw::new("All"));
+    }
+    for a in attachments {
+        let content_type = if a.content_type.contains('/') {
+            a.content_type
+        } else {
+            "application/octet-stream"
+        };
+        b = b.attachment(content_type.to_owned(), a.filename.to_owned(), a.bytes);
     }
     // Writing into a Vec cannot fail.
     b.write_to_vec().unwrap_or_default()
@@ -99,6 +124,48 @@ pub struct NotificationText<'a> {
     pub text: &'a str,
     /// (filename, human size)
     pub attachments: Vec<(String, String)>,
+    /// The ticket's messages so far (for a reassigned ticket), or empty.
+    pub history: &'a str,
+}
+
+/// To the citizen: another office now handles the ticket.
+#[derive(Template)]
+#[template(path = "mail/reassigned.txt")]
+pub struct ReassignedText<'a> {
+    pub reference: &'a str,
+    pub subject: &'a str,
+    pub area_name: &'a str,
+    pub previous_area: &'a str,
+}
+
+/// To a staff member whose mail could not be trusted as the office's answer.
+#[derive(Template)]
+#[template(path = "mail/how_to_reply.txt")]
+pub struct HowToReplyText<'a> {
+    pub reference: &'a str,
+    pub subject: &'a str,
+    pub reason: &'a str,
+    pub tag_prefix: &'a str,
+}
+
+/// To a staff member whose commands could not be carried out.
+#[derive(Template)]
+#[template(path = "mail/command_error.txt")]
+pub struct CommandErrorText<'a> {
+    pub reference: &'a str,
+    pub problem: &'a str,
+    /// Slugs of the areas, for `#assegna`.
+    pub areas: &'a str,
+}
+
+/// To the office: a mail to the citizen bounced.
+#[derive(Template)]
+#[template(path = "mail/bounce_notice.txt")]
+pub struct BounceNoticeText<'a> {
+    pub reference: &'a str,
+    pub recipient: &'a str,
+    pub bounced_subject: &'a str,
+    pub reason: &'a str,
 }
 
 /// "Your message was too large" notice.

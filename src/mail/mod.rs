@@ -1,6 +1,8 @@
 //! Mail handling: pure functions over raw message bytes (parsing, loop protection).
 
+pub mod auth;
 pub mod autoreply;
+pub mod command;
 pub mod compose;
 pub mod parse;
 pub mod quote;

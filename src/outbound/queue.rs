@@ -3,7 +3,7 @@
 //! sends later, at least once, the very bytes stored here.
 
 use crate::domain::{SignedIds, TicketRef};
-use crate::mail::compose::{self, Envelope};
+use crate::mail::compose::{self, Envelope, OutAttachment};
 use crate::store::{now_millis, raw_sha256_hex, NewMessage, Result, Store, Tx};
 
 /// One mail to queue.
@@ -21,6 +21,7 @@ pub struct Queued<'a> {
     pub references: Vec<String>,
     pub auto_replied: bool,
     pub text: &'a str,
+    pub attachments: Vec<OutAttachment<'a>>,
 }
 
 /// Composes and queues `q`; returns our message row id.
@@ -55,7 +56,7 @@ pub async fn queue_mail(tx: &mut Tx, ids: &SignedIds, q: &Queued<'_>) -> Result<
         .map(|(_, d)| d)
         .unwrap_or("localhost");
     let rfc_id = ids.make(q.ticket.map(|t| t.1), message_id, domain);
-    let bytes = compose::build(
+    let bytes = compose::build_with_attachments(
         &Envelope {
             from_name: q.from_name,
             from_addr: q.from_addr,
@@ -69,6 +70,7 @@ pub async fn queue_mail(tx: &mut Tx, ids: &SignedIds, q: &Queued<'_>) -> Result<
             date_millis: at,
         },
         q.text,
+        &q.attachments,
     );
     let sha = raw_sha256_hex(&bytes);
     Store::set_outbound_bytes(tx, message_id, &rfc_id, &bytes, &sha).await?;

@@ -19,7 +19,7 @@ use sqlx::{Any, AnyPool, ConnectOptions, Transaction};
 pub use outbox::{Attempt, DueOutbox, OutboxItem};
 pub use raw::{sha256_hex as raw_sha256_hex, RawIn, RawRow};
 pub use read::{AttachmentView, EventView, MessageView, QuarantineView, TicketView};
-pub use tickets::{MessageTicket, NewAttachment, NewMessage, NewTicket};
+pub use tickets::{HistoryEntry, MessageTicket, NewAttachment, NewMessage, NewTicket, OurMessage};
 
 /// A transaction on the store.
 pub type Tx = Transaction<'static, Any>;

@@ -58,6 +58,41 @@ pub struct MessageTicket {
     pub area: String,
     pub citizen: String,
     pub subject: String,
+    pub status: String,
+    pub kind: String,
+}
+
+/// One of our outbound messages, found by the id a reply or bounce names.
+#[derive(Debug, Clone)]
+pub struct OurMessage {
+    pub message_id: i64,
+    /// `ack`, `notification`, `answer`, …
+    pub kind: String,
+    pub to_addrs: String,
+    pub ticket: Option<MessageTicket>,
+}
+
+/// A line of a ticket's history, for the notification of a reassigned ticket.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    pub at: i64,
+    pub direction: String,
+    pub kind: String,
+    pub from_addr: String,
+    pub text: String,
+}
+
+/// Reads the columns `ticket_id, ref, area, citizen, subject, status, kind` from `offset`.
+fn message_ticket(r: &sqlx::any::AnyRow, offset: usize) -> MessageTicket {
+    MessageTicket {
+        ticket_id: r.get(offset),
+        reference: r.get(offset + 1),
+        area: r.get(offset + 2),
+        citizen: r.get(offset + 3),
+        subject: r.get(offset + 4),
+        status: r.get(offset + 5),
+        kind: r.get(offset + 6),
+    }
 }
 
 impl Store {
@@ -207,20 +242,125 @@ impl Store {
 
     /// The ticket that message `message_id` belongs to.
     pub async fn ticket_of_message(tx: &mut Tx, message_id: i64) -> Result<Option<MessageTicket>> {
+        Ok(Self::our_message(tx, message_id)
+            .await?
+            .and_then(|m| m.ticket))
+    }
+
+    /// The outbound message `message_id` and its ticket, if it is one of ours.
+    pub async fn our_message(tx: &mut Tx, message_id: i64) -> Result<Option<OurMessage>> {
         let row = sqlx::query(
-            "SELECT t.ticket_id, t.ref, t.area, t.citizen, t.subject FROM message m \
-             JOIN ticket t ON t.ticket_id = m.ticket_id WHERE m.message_id = $1",
+            "SELECT m.message_id, m.kind, m.to_addrs, \
+             t.ticket_id, t.ref, t.area, t.citizen, t.subject, t.status, t.kind \
+             FROM message m LEFT JOIN ticket t ON t.ticket_id = m.ticket_id \
+             WHERE m.message_id = $1 AND m.direction = 'out'",
         )
         .bind(message_id)
         .fetch_optional(&mut **tx)
         .await?;
-        Ok(row.map(|r| MessageTicket {
-            ticket_id: r.get(0),
-            reference: r.get(1),
-            area: r.get(2),
-            citizen: r.get(3),
-            subject: r.get(4),
+        Ok(row.map(|r| {
+            let has_ticket = r.get::<Option<i64>, _>(3).is_some();
+            OurMessage {
+                message_id: r.get(0),
+                kind: r.get(1),
+                to_addrs: r.get(2),
+                ticket: has_ticket.then(|| message_ticket(&r, 3)),
+            }
         }))
+    }
+
+    /// A ticket by its reference, inside a transaction.
+    pub async fn ticket_by_ref_in(tx: &mut Tx, reference: &str) -> Result<Option<MessageTicket>> {
+        let row = sqlx::query(
+            "SELECT t.ticket_id, t.ref, t.area, t.citizen, t.subject, t.status, t.kind \
+             FROM ticket t WHERE t.ref = $1",
+        )
+        .bind(nul_free(reference))
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(row.map(|r| message_ticket(&r, 0)))
+    }
+
+    pub async fn set_ticket_status(
+        tx: &mut Tx,
+        ticket_id: i64,
+        status: &str,
+        at: i64,
+    ) -> Result<()> {
+        sqlx::query("UPDATE ticket SET status = $1, updated_at = $2 WHERE ticket_id = $3")
+            .bind(status)
+            .bind(at)
+            .bind(ticket_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_ticket_area(tx: &mut Tx, ticket_id: i64, area: &str, at: i64) -> Result<()> {
+        sqlx::query("UPDATE ticket SET area = $1, updated_at = $2 WHERE ticket_id = $3")
+            .bind(nul_free(area))
+            .bind(at)
+            .bind(ticket_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_ticket_kind(tx: &mut Tx, ticket_id: i64, kind: &str, at: i64) -> Result<()> {
+        sqlx::query("UPDATE ticket SET kind = $1, updated_at = $2 WHERE ticket_id = $3")
+            .bind(nul_free(kind))
+            .bind(at)
+            .bind(ticket_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Message-ID of the citizen's first message on the ticket: every mail we send the
+    /// citizen threads under it.
+    pub async fn first_report_id(tx: &mut Tx, ticket_id: i64) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT rfc_message_id FROM message WHERE ticket_id = $1 AND direction = 'in' \
+             ORDER BY message_id LIMIT 1",
+        )
+        .bind(ticket_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(row.and_then(|r| r.get::<Option<String>, _>(0)))
+    }
+
+    /// Every message of a ticket, oldest first, without bytes.
+    pub async fn ticket_history(tx: &mut Tx, ticket_id: i64) -> Result<Vec<HistoryEntry>> {
+        let rows = sqlx::query(
+            "SELECT at, direction, kind, from_addr, text FROM message WHERE ticket_id = $1 \
+             ORDER BY message_id",
+        )
+        .bind(ticket_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| HistoryEntry {
+                at: r.get(0),
+                direction: r.get(1),
+                kind: r.get(2),
+                from_addr: r.get(3),
+                text: r.get(4),
+            })
+            .collect())
+    }
+
+    /// Marks an outbound message as bounced: its delivery becomes failed with the reason.
+    pub async fn mark_bounced(tx: &mut Tx, message_id: i64, reason: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET state = 'failed', last_reply = $1, lease_until = NULL \
+             WHERE message_id = $2",
+        )
+        .bind(nul_free(reason))
+        .bind(message_id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 
     /// Acknowledgments queued for `address` at or after `since` (for the per-sender limit).

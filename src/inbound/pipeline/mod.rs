@@ -13,6 +13,9 @@
 //! whose processing keeps failing is quarantined with the error instead of blocking its
 //! mailbox.
 
+mod letters;
+mod reply;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -22,11 +25,12 @@ use tokio::sync::Notify;
 
 use crate::attachments::AttachmentStore;
 use crate::config::{AddressRoute, Config};
-use crate::domain::{rfc3339, Channel, OurMessageId, SignedIds, TicketKind, TicketRef};
+use crate::domain::{Channel, OurMessageId, SignedIds, TicketKind, TicketRef};
 use crate::mail::autoreply::AutoReason;
-use crate::mail::compose::{self, AckText, NotificationText, OversizeText};
+use crate::mail::compose::{self, OversizeText};
 use crate::mail::parse::{self, InboundMail};
 use crate::mail::route::{route, RoutedArea};
+use crate::mail::{auth, tag};
 use crate::outbound::queue::{queue_mail, Queued};
 use crate::store::{
     now_millis, MessageTicket, NewAttachment, NewMessage, NewTicket, RawRow, Store, Tx,
@@ -256,21 +260,29 @@ impl Pipeline {
             .map(|f| f.address.clone())
             .unwrap_or_else(|| sender.clone());
 
-        // A DSN names the bounced message in its returned headers; anything else in its
-        // reference headers.
+        // Which of our messages does it answer? A DSN names the bounced message in its
+        // returned headers; a bounce that is no DSN carries our id somewhere in its text;
+        // anything else in its reference headers (newest first).
         let dsn_ref = mail
             .dsn
             .as_ref()
             .and_then(|d| d.original_message_id.clone());
+        let non_dsn_bounce = mail.dsn.is_none() && looks_like_bounce(mail, &from_addr);
         let ours = dsn_ref
             .iter()
             .chain(mail.in_reply_to.iter())
             .chain(mail.references.iter().rev())
-            .find_map(|id| self.ids.verify(id));
-        let matched = match &ours {
-            Some(OurMessageId { message, .. }) => Store::ticket_of_message(tx, *message).await?,
+            .find_map(|id| self.ids.verify(id))
+            .or_else(|| {
+                (mail.dsn.is_some() || non_dsn_bounce)
+                    .then(|| find_our_id_in(&raw.bytes, &self.ids))
+                    .flatten()
+            });
+        let referenced = match &ours {
+            Some(OurMessageId { message, .. }) => Store::our_message(tx, *message).await?,
             None => None,
         };
+        let matched = referenced.as_ref().and_then(|m| m.ticket.clone());
         let is_own = self.own_addresses.contains(&from_addr);
         let ctx = Ctx {
             raw,
@@ -279,19 +291,10 @@ impl Pipeline {
             stored,
         };
 
-        if let Some(dsn) = &mail.dsn {
-            return match matched {
-                Some(t) => {
-                    let details = json!({
-                        "status": dsn.status,
-                        "diagnostic": dsn.diagnostic,
-                        "recipients": dsn.failed_recipients,
-                        "bounced_message_id": dsn_ref,
-                    });
-                    self.record(tx, &ctx, &t, "bounce", details, &from_addr)
-                        .await
-                }
-                None => {
+        if mail.dsn.is_some() || non_dsn_bounce {
+            return match (&referenced, matched) {
+                (Some(ours), Some(t)) => self.bounce(tx, &ctx, ours, &t, &from_addr).await,
+                _ => {
                     quarantine(
                         tx,
                         raw,
@@ -310,11 +313,16 @@ impl Pipeline {
                 Some(a) => a.describe(),
                 None => format!("sent from our own address {from_addr}"),
             };
+            // A multipart/report that is no DSN is a read receipt (MDN, RFC 8098).
+            let kind = if matches!(mail.auto, Some(AutoReason::Dsn)) {
+                "receipt"
+            } else {
+                "auto_reply"
+            };
             return match matched {
                 Some(t) => {
                     let details = json!({ "reason": reason });
-                    self.record(tx, &ctx, &t, "auto_reply", details, &from_addr)
-                        .await
+                    self.record(tx, &ctx, &t, kind, details, &from_addr).await
                 }
                 None if is_own => {
                     quarantine(
@@ -324,20 +332,73 @@ impl Pipeline {
                     )
                     .await
                 }
-                None => self.new_ticket(tx, &ctx, &sender, Some(reason)).await,
+                None => self.new_ticket(tx, &ctx, &sender, Some(reason), None).await,
             };
         }
-        if let Some(t) = matched {
-            // A person answering one of our messages. Who may speak for whom is the
-            // threading issue's business; here the reply is kept on its ticket and the
-            // office is told, so nobody's follow-up becomes a second ticket.
-            let details = json!({ "from": from_addr });
-            return self
-                .record(tx, &ctx, &t, "follow_up", details, &from_addr)
-                .await;
-        }
+        // Not answering a message of ours: a ticket tag in the subject still names a ticket.
+        let via_reference = matched.is_some();
+        let ticket = match matched {
+            Some(t) => Some(t),
+            None => match tag::find_ticket_ref(&mail.subject, &self.cfg.tickets.tag_prefix) {
+                Some(r) => Store::ticket_by_ref_in(tx, &r.to_string()).await?,
+                None => None,
+            },
+        };
         let no_ack = mail.auto.as_ref().map(|a| a.describe());
-        self.new_ticket(tx, &ctx, &sender, no_ack).await
+        let Some(t) = ticket else {
+            return self.new_ticket(tx, &ctx, &sender, no_ack, None).await;
+        };
+        if self.cfg.is_any_staff(&from_addr) {
+            let refers_to_notification = via_reference
+                && referenced
+                    .as_ref()
+                    .is_some_and(|m| m.kind == "notification");
+            return match self.why_unverified(raw, &from_addr, &t, refers_to_notification) {
+                None => self.staff_reply(tx, &ctx, &t, &from_addr).await,
+                Some(reason) => {
+                    self.unverified_staff(tx, &ctx, &t, &from_addr, &reason)
+                        .await
+                }
+            };
+        }
+        if sender == t.citizen || from_addr == t.citizen {
+            return self.citizen_follow_up(tx, &ctx, &t, &from_addr).await;
+        }
+        // Somebody else writing about a ticket: their own ticket, linked, never appended
+        // to someone else's.
+        self.new_ticket(tx, &ctx, &sender, no_ack, Some(&t.reference))
+            .await
+    }
+
+    /// Why a staff member's mail about `t` cannot be taken as the office's answer, if so.
+    fn why_unverified(
+        &self,
+        raw: &RawRow,
+        from_addr: &str,
+        t: &MessageTicket,
+        refers_to_notification: bool,
+    ) -> Option<String> {
+        if !self.cfg.is_staff_of(from_addr, &t.area) {
+            let area = self.area_name(&t.area);
+            return Some(format!(
+                "{from_addr} is not staff of the office now handling the ticket ({area})"
+            ));
+        }
+        if !refers_to_notification {
+            return Some(
+                "the message does not answer a notification of this ticket (no signed \
+                 reference in In-Reply-To/References)"
+                    .to_owned(),
+            );
+        }
+        if let Some(authserv_id) = &self.cfg.security.authserv_id {
+            if let Some(failure) = auth::failed_authentication(&raw.bytes, authserv_id) {
+                return Some(format!(
+                    "the comune's mail server reports failed authentication: {failure}"
+                ));
+            }
+        }
+        None
     }
 
     /// An over-limit message: only its header was kept; the message itself stays on the
@@ -388,6 +449,7 @@ impl Pipeline {
                         references: mail.message_id.iter().cloned().collect(),
                         auto_replied: true,
                         text: &text,
+                        attachments: Vec::new(),
                     },
                 )
                 .await?;
@@ -476,7 +538,8 @@ impl Pipeline {
         Ok(message_id)
     }
 
-    /// Records a message on an existing ticket (bounce, auto-reply, follow-up).
+    /// Records a message on an existing ticket (bounce, auto-reply, receipt…) with an
+    /// event of the same kind.
     async fn record(
         &self,
         tx: &mut Tx,
@@ -486,6 +549,26 @@ impl Pipeline {
         details: serde_json::Value,
         from_addr: &str,
     ) -> anyhow::Result<Outcome> {
+        self.record_message(tx, ctx, t, kind, kind, details, from_addr)
+            .await?;
+        Ok(Outcome::Recorded {
+            reference: t.reference.clone(),
+            kind: kind.to_owned(),
+        })
+    }
+
+    /// Stores the inbound message on `t` as `kind`, adds the event, closes the raw message.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_message(
+        &self,
+        tx: &mut Tx,
+        ctx: &Ctx<'_>,
+        t: &MessageTicket,
+        kind: &str,
+        event: &str,
+        details: serde_json::Value,
+        from_addr: &str,
+    ) -> anyhow::Result<i64> {
         let message_id = self
             .insert_inbound(tx, ctx, t.ticket_id, kind, from_addr)
             .await?;
@@ -494,20 +577,8 @@ impl Pipeline {
         if let Some(obj) = details.as_object_mut() {
             obj.insert("message".into(), json!(message_id));
         }
-        Store::insert_event(tx, t.ticket_id, kind, from_addr, &details, now).await?;
+        Store::insert_event(tx, t.ticket_id, event, from_addr, &details, now).await?;
         Store::touch_ticket(tx, t.ticket_id, now).await?;
-        if kind == "follow_up" {
-            self.notify_staff(
-                tx,
-                t,
-                ctx.mail,
-                &[],
-                "",
-                "Nuovo messaggio sulla pratica",
-                "",
-            )
-            .await?;
-        }
         Store::finish_raw(
             tx,
             ctx.raw.raw_message_id,
@@ -516,10 +587,7 @@ impl Pipeline {
             Some(message_id),
         )
         .await?;
-        Ok(Outcome::Recorded {
-            reference: t.reference.clone(),
-            kind: kind.to_owned(),
-        })
+        Ok(message_id)
     }
 
     async fn new_ticket(
@@ -528,6 +596,7 @@ impl Pipeline {
         ctx: &Ctx<'_>,
         sender: &str,
         no_ack_reason: Option<String>,
+        linked_to: Option<&str>,
     ) -> anyhow::Result<Outcome> {
         let (raw, mail) = (ctx.raw, ctx.mail);
         let mut areas = route(mail, &self.routes);
@@ -618,6 +687,17 @@ impl Pipeline {
             now,
         )
         .await?;
+        if let Some(other) = linked_to {
+            Store::insert_event(
+                tx,
+                ticket_id,
+                "linked",
+                sender,
+                &json!({ "ticket": other, "reason": "the message carries the other ticket's tag" }),
+                now,
+            )
+            .await?;
+        }
 
         let mut ack_withheld = no_ack_reason;
         if ack_withheld.is_none() {
@@ -636,6 +716,8 @@ impl Pipeline {
             area: owner.area.clone(),
             citizen: sender.to_owned(),
             subject: mail.subject.clone(),
+            status: "received".to_owned(),
+            kind: kind.as_str().to_owned(),
         };
         match &ack_withheld {
             None => {
@@ -678,11 +760,13 @@ impl Pipeline {
             self.notify_staff(
                 tx,
                 &t_area,
-                mail,
+                &mail.subject,
+                &mail.text,
                 &attachment_list,
                 &others.join(", "),
                 "Nuova pratica",
                 kind.as_str(),
+                "",
             )
             .await?;
         }
@@ -691,122 +775,6 @@ impl Pipeline {
             reference: ref_str,
             acknowledged: ack_withheld.is_none(),
         })
-    }
-
-    async fn acknowledge(
-        &self,
-        tx: &mut Tx,
-        t: &MessageTicket,
-        reference: TicketRef,
-        owner: &RoutedArea,
-        kind: TicketKind,
-        mail: &InboundMail,
-    ) -> anyhow::Result<()> {
-        let area = self.cfg.area(&owner.area);
-        let area_name = self.area_name(&owner.area);
-        let citizen_name = mail
-            .reply_to
-            .as_ref()
-            .or(mail.from.as_ref())
-            .and_then(|m| m.name.clone())
-            .unwrap_or_else(|| "cittadina, gentile cittadino".to_owned());
-        let prefix = &self.cfg.tickets.tag_prefix;
-        let text = AckText {
-            citizen_name: &citizen_name,
-            kind_it: kind.as_str(),
-            kind_en: kind.english(),
-            subject: &mail.subject,
-            reference: &t.reference,
-            area_name: &area_name,
-            response_days: area.map(|a| a.response_days).unwrap_or(30),
-            tag_prefix: prefix,
-            base_url: &self.cfg.server.base_url,
-        }
-        .render()?;
-        let subject = compose::tagged_subject(prefix, &t.reference, &mail.subject);
-        // Thread under the citizen's message: their id ends our References (RFC 5322 §3.6.4).
-        let mut references = mail.references.clone();
-        references.extend(mail.message_id.iter().cloned());
-        queue_mail(
-            tx,
-            &self.ids,
-            &Queued {
-                ticket: Some((t.ticket_id, reference)),
-                kind: "ack",
-                from_name: &area_name,
-                from_addr: &owner.address,
-                to: vec![t.citizen.clone()],
-                reply_to: None,
-                subject: &subject,
-                in_reply_to: mail.message_id.as_deref(),
-                references,
-                auto_replied: true,
-                text: &text,
-            },
-        )
-        .await?;
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    /// One notification per staff member of `t.area`, Reply-To the area address so that
-    /// pressing Reply comes back to us.
-    async fn notify_staff(
-        &self,
-        tx: &mut Tx,
-        t: &MessageTicket,
-        mail: &InboundMail,
-        attachments: &[(String, String)],
-        also_areas: &str,
-        headline: &str,
-        kind: &str,
-    ) -> anyhow::Result<()> {
-        let Some(area) = self.cfg.area(&t.area) else {
-            return Ok(());
-        };
-        if area.staff.is_empty() {
-            return Ok(());
-        }
-        let Some(area_addr) = area.addresses.first().map(|a| a.address().to_lowercase()) else {
-            return Ok(());
-        };
-        let reference: TicketRef = t.reference.parse()?;
-        let prefix = &self.cfg.tickets.tag_prefix;
-        let text = NotificationText {
-            headline,
-            reference: &t.reference,
-            area_name: &area.name,
-            also_areas,
-            citizen: &t.citizen,
-            received_at: &rfc3339(now_millis()),
-            kind_it: kind,
-            subject: &mail.subject,
-            text: &mail.text,
-            attachments: attachments.to_vec(),
-        }
-        .render()?;
-        let subject = compose::tagged_subject(prefix, &t.reference, &t.subject);
-        for staff in &area.staff {
-            queue_mail(
-                tx,
-                &self.ids,
-                &Queued {
-                    ticket: Some((t.ticket_id, reference)),
-                    kind: "notification",
-                    from_name: &area.name,
-                    from_addr: &area_addr,
-                    to: vec![staff.trim().to_lowercase()],
-                    reply_to: Some((&area.name, &area_addr)),
-                    subject: &subject,
-                    in_reply_to: None,
-                    references: Vec::new(),
-                    auto_replied: false,
-                    text: &text,
-                },
-            )
-            .await?;
-        }
-        Ok(())
     }
 }
 
@@ -883,6 +851,23 @@ fn report(raw: &RawRow, outcome: &Outcome) {
         }
         Outcome::AlreadyDone { .. } => {}
     }
+}
+
+/// A non-delivery report that is not a proper DSN (old MTAs, some providers): automatic,
+/// and from the mailer daemon or with an empty envelope sender.
+fn looks_like_bounce(mail: &InboundMail, from_addr: &str) -> bool {
+    let local = from_addr.split('@').next().unwrap_or("");
+    let daemon = matches!(local, "mailer-daemon" | "postmaster" | "mail-daemon");
+    let null_sender = mail.return_path.as_deref() == Some("");
+    daemon || (null_sender && mail.auto.is_some())
+}
+
+/// Our signed Message-ID anywhere in a raw message (a bounce quoting our mail).
+fn find_our_id_in(raw: &[u8], ids: &SignedIds) -> Option<OurMessageId> {
+    let text = String::from_utf8_lossy(raw);
+    text.split(|c: char| c.is_whitespace() || "<>\"'();,".contains(c))
+        .filter(|w| w.starts_with('t') && w.contains(".m") && w.contains('@'))
+        .find_map(|w| ids.verify(w))
 }
 
 /// The current year (UTC), for ticket references.

@@ -1,0 +1,401 @@
+//! The mails the pipeline writes: acknowledgment, staff notifications, the office's answer
+//! forwarded to the citizen, and the short notices to staff (how to reply, a command that
+//! failed, a bounce). Each is composed from a template under `templates/mail/` and queued in
+//! the caller's transaction; nothing here sends.
+
+use askama::Template;
+
+use super::Pipeline;
+use crate::domain::{rfc3339, TicketKind, TicketRef};
+use crate::mail::compose::{
+    self, AckText, BounceNoticeText, CommandErrorText, HowToReplyText, NotificationText,
+    OutAttachment, ReassignedText,
+};
+use crate::mail::parse::InboundMail;
+use crate::mail::route::RoutedArea;
+use crate::outbound::queue::{queue_mail, Queued};
+use crate::store::{now_millis, HistoryEntry, MessageTicket, Store, Tx};
+
+impl Pipeline {
+    pub(super) async fn acknowledge(
+        &self,
+        tx: &mut Tx,
+        t: &MessageTicket,
+        reference: TicketRef,
+        owner: &RoutedArea,
+        kind: TicketKind,
+        mail: &InboundMail,
+    ) -> anyhow::Result<()> {
+        let area = self.cfg.area(&owner.area);
+        let area_name = self.area_name(&owner.area);
+        let citizen_name = mail
+            .reply_to
+            .as_ref()
+            .or(mail.from.as_ref())
+            .and_then(|m| m.name.clone())
+            .unwrap_or_else(|| "cittadina, gentile cittadino".to_owned());
+        let prefix = &self.cfg.tickets.tag_prefix;
+        let text = AckText {
+            citizen_name: &citizen_name,
+            kind_it: kind.as_str(),
+            kind_en: kind.english(),
+            subject: &mail.subject,
+            reference: &t.reference,
+            area_name: &area_name,
+            response_days: area.map(|a| a.response_days).unwrap_or(30),
+            tag_prefix: prefix,
+            base_url: &self.cfg.server.base_url,
+        }
+        .render()?;
+        let subject = compose::tagged_subject(prefix, &t.reference, &mail.subject);
+        // Thread under the citizen's message: their id ends our References (RFC 5322 §3.6.4).
+        let mut references = mail.references.clone();
+        references.extend(mail.message_id.iter().cloned());
+        queue_mail(
+            tx,
+            &self.ids,
+            &Queued {
+                ticket: Some((t.ticket_id, reference)),
+                kind: "ack",
+                from_name: &area_name,
+                from_addr: &owner.address,
+                to: vec![t.citizen.clone()],
+                reply_to: None,
+                subject: &subject,
+                in_reply_to: mail.message_id.as_deref(),
+                references,
+                auto_replied: true,
+                text: &text,
+                attachments: Vec::new(),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// One notification per staff member of `t.area`, Reply-To the area address so that
+    /// pressing Reply comes back to us.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn notify_staff(
+        &self,
+        tx: &mut Tx,
+        t: &MessageTicket,
+        subject: &str,
+        text: &str,
+        attachments: &[(String, String)],
+        also_areas: &str,
+        headline: &str,
+        kind: &str,
+        history: &str,
+    ) -> anyhow::Result<()> {
+        let Some(area) = self.cfg.area(&t.area) else {
+            return Ok(());
+        };
+        if area.staff.is_empty() {
+            return Ok(());
+        }
+        let Some(area_addr) = area.addresses.first().map(|a| a.address().to_lowercase()) else {
+            return Ok(());
+        };
+        let reference: TicketRef = t.reference.parse()?;
+        let prefix = &self.cfg.tickets.tag_prefix;
+        let text = NotificationText {
+            headline,
+            reference: &t.reference,
+            area_name: &area.name,
+            also_areas,
+            citizen: &t.citizen,
+            received_at: &rfc3339(now_millis()),
+            kind_it: kind,
+            subject,
+            text,
+            attachments: attachments.to_vec(),
+            history,
+        }
+        .render()?;
+        let subject = compose::tagged_subject(prefix, &t.reference, &t.subject);
+        for staff in &area.staff {
+            queue_mail(
+                tx,
+                &self.ids,
+                &Queued {
+                    ticket: Some((t.ticket_id, reference)),
+                    kind: "notification",
+                    from_name: &area.name,
+                    from_addr: &area_addr,
+                    to: vec![staff.trim().to_lowercase()],
+                    reply_to: Some((&area.name, &area_addr)),
+                    subject: &subject,
+                    in_reply_to: None,
+                    references: Vec::new(),
+                    auto_replied: false,
+                    text: &text,
+                    attachments: Vec::new(),
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The area's display name and first address (From of everything we send for it).
+    pub(super) fn area_sender(&self, slug: &str) -> Option<(String, String)> {
+        let area = self.cfg.area(slug)?;
+        let addr = area.addresses.first()?.address().to_lowercase();
+        Some((area.name.clone(), addr))
+    }
+
+    /// Threading for mail to the citizen: under their first message (RFC 5322 §3.6.4).
+    async fn citizen_thread(
+        &self,
+        tx: &mut Tx,
+        t: &MessageTicket,
+    ) -> anyhow::Result<(Option<String>, Vec<String>)> {
+        let first = Store::first_report_id(tx, t.ticket_id).await?;
+        let refs = first.iter().cloned().collect();
+        Ok((first, refs))
+    }
+
+    /// The office's answer, From the area address, exactly the text the staff wrote
+    /// (quotes and signature stripped), with their attachments.
+    pub(super) async fn answer_citizen(
+        &self,
+        tx: &mut Tx,
+        t: &MessageTicket,
+        text: &str,
+        attachments: &[OutAttachment<'_>],
+    ) -> anyhow::Result<i64> {
+        let (area_name, area_addr) = self
+            .area_sender(&t.area)
+            .unwrap_or_else(|| (t.area.clone(), String::new()));
+        let (in_reply_to, references) = self.citizen_thread(tx, t).await?;
+        let subject =
+            compose::tagged_subject(&self.cfg.tickets.tag_prefix, &t.reference, &t.subject);
+        let reference: TicketRef = t.reference.parse()?;
+        let id = queue_mail(
+            tx,
+            &self.ids,
+            &Queued {
+                ticket: Some((t.ticket_id, reference)),
+                kind: "answer",
+                from_name: &area_name,
+                from_addr: &area_addr,
+                to: vec![t.citizen.clone()],
+                reply_to: None,
+                subject: &subject,
+                in_reply_to: in_reply_to.as_deref(),
+                references,
+                auto_replied: false,
+                text,
+                attachments: attachments.to_vec(),
+            },
+        )
+        .await?;
+        Ok(id)
+    }
+
+    /// Tells the citizen which office now handles the ticket.
+    pub(super) async fn tell_citizen_reassigned(
+        &self,
+        tx: &mut Tx,
+        t: &MessageTicket,
+        previous_area: &str,
+    ) -> anyhow::Result<()> {
+        let Some((area_name, area_addr)) = self.area_sender(&t.area) else {
+            return Ok(());
+        };
+        let text = ReassignedText {
+            reference: &t.reference,
+            subject: &t.subject,
+            area_name: &area_name,
+            previous_area,
+        }
+        .render()?;
+        let (in_reply_to, references) = self.citizen_thread(tx, t).await?;
+        let subject =
+            compose::tagged_subject(&self.cfg.tickets.tag_prefix, &t.reference, &t.subject);
+        let reference: TicketRef = t.reference.parse()?;
+        queue_mail(
+            tx,
+            &self.ids,
+            &Queued {
+                ticket: Some((t.ticket_id, reference)),
+                kind: "status",
+                from_name: &area_name,
+                from_addr: &area_addr,
+                to: vec![t.citizen.clone()],
+                reply_to: None,
+                subject: &subject,
+                in_reply_to: in_reply_to.as_deref(),
+                references,
+                auto_replied: false,
+                text: &text,
+                attachments: Vec::new(),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The new office's staff get the ticket with its whole history.
+    pub(super) async fn notify_reassigned(
+        &self,
+        tx: &mut Tx,
+        t: &MessageTicket,
+        previous_area: &str,
+    ) -> anyhow::Result<()> {
+        let history = Store::ticket_history(tx, t.ticket_id).await?;
+        let first_text = history
+            .iter()
+            .find(|h| h.direction == "in")
+            .map(|h| h.text.clone())
+            .unwrap_or_default();
+        let headline = format!("Pratica assegnata al vostro ufficio da {previous_area}:");
+        self.notify_staff(
+            tx,
+            t,
+            &t.subject,
+            &first_text,
+            &[],
+            "",
+            &headline,
+            &t.kind,
+            &render_history(&history),
+        )
+        .await
+    }
+
+    /// A short notice to one staff member, from the area address of the ticket.
+    async fn notice_to_staff(
+        &self,
+        tx: &mut Tx,
+        t: &MessageTicket,
+        to: &str,
+        subject: &str,
+        text: &str,
+        in_reply_to: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let Some((area_name, area_addr)) = self.area_sender(&t.area) else {
+            return Ok(());
+        };
+        let reference: TicketRef = t.reference.parse()?;
+        queue_mail(
+            tx,
+            &self.ids,
+            &Queued {
+                ticket: Some((t.ticket_id, reference)),
+                kind: "notice",
+                from_name: &area_name,
+                from_addr: &area_addr,
+                to: vec![to.to_owned()],
+                reply_to: None,
+                subject,
+                in_reply_to,
+                references: in_reply_to.iter().map(|s| s.to_string()).collect(),
+                auto_replied: true,
+                text,
+                attachments: Vec::new(),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Tells a staff member their mail was kept but not forwarded, and how to reply.
+    pub(super) async fn tell_staff_how_to_reply(
+        &self,
+        tx: &mut Tx,
+        t: &MessageTicket,
+        to: &str,
+        mail: &InboundMail,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        let text = HowToReplyText {
+            reference: &t.reference,
+            subject: &mail.subject,
+            reason,
+            tag_prefix: &self.cfg.tickets.tag_prefix,
+        }
+        .render()?;
+        let subject = format!("Non inoltrato / Not forwarded: {}", mail.subject);
+        self.notice_to_staff(tx, t, to, &subject, &text, mail.message_id.as_deref())
+            .await
+    }
+
+    /// Tells a staff member their commands could not be carried out.
+    pub(super) async fn tell_staff_command_error(
+        &self,
+        tx: &mut Tx,
+        t: &MessageTicket,
+        to: &str,
+        mail: &InboundMail,
+        problem: &str,
+    ) -> anyhow::Result<()> {
+        let areas: Vec<&str> = self.cfg.areas.iter().map(|a| a.slug.as_str()).collect();
+        let text = CommandErrorText {
+            reference: &t.reference,
+            problem,
+            areas: &areas.join(", "),
+        }
+        .render()?;
+        let subject = format!(
+            "Comando non eseguito / Command not executed: {}",
+            mail.subject
+        );
+        self.notice_to_staff(tx, t, to, &subject, &text, mail.message_id.as_deref())
+            .await
+    }
+
+    /// Tells the office's staff a mail to the citizen bounced.
+    pub(super) async fn tell_staff_bounce(
+        &self,
+        tx: &mut Tx,
+        t: &MessageTicket,
+        recipient: &str,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        let Some(area) = self.cfg.area(&t.area) else {
+            return Ok(());
+        };
+        let text = BounceNoticeText {
+            reference: &t.reference,
+            recipient,
+            bounced_subject: &t.subject,
+            reason,
+        }
+        .render()?;
+        let subject = compose::tagged_subject(
+            &self.cfg.tickets.tag_prefix,
+            &t.reference,
+            &format!("Mancata consegna / Undelivered: {recipient}"),
+        );
+        for staff in &area.staff {
+            self.notice_to_staff(tx, t, &staff.trim().to_lowercase(), &subject, &text, None)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The history of a ticket as plain text, oldest first.
+fn render_history(history: &[HistoryEntry]) -> String {
+    let mut out = String::new();
+    for h in history {
+        let who = match (h.direction.as_str(), h.kind.as_str()) {
+            ("in", "report" | "follow_up") => "cittadino",
+            ("in", "staff_reply") => "ufficio",
+            ("in", "note") => "nota interna",
+            ("out", "answer") => "risposta inviata",
+            ("out", _) => continue,
+            _ => "messaggio",
+        };
+        out.push_str(&format!(
+            "\n--- {} · {} · {}\n{}\n",
+            rfc3339(h.at).get(..16).unwrap_or(""),
+            who,
+            h.from_addr,
+            h.text.trim()
+        ));
+    }
+    out
+}

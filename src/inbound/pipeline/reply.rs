@@ -1,0 +1,352 @@
+//! Mail about an existing ticket: the office's answers and commands, unverified staff mail,
+//! citizens' follow-ups, and bounces of our mail. Who may speak for whom is decided in
+//! `Pipeline::apply`; this module carries it out, inside the message's transaction.
+
+use serde_json::json;
+
+use super::{Ctx, Outcome, Pipeline};
+use crate::domain::TicketKind;
+use crate::mail::command::{parse_staff_reply, Command};
+use crate::mail::compose::OutAttachment;
+use crate::mail::quote::strip_reply;
+use crate::store::{now_millis, MessageTicket, OurMessage, Store, Tx};
+
+impl Pipeline {
+    /// A bounce of one of our messages: its delivery becomes failed with the reason, the
+    /// bounce is kept on the ticket, and if it was mail to the citizen the office is told.
+    pub(super) async fn bounce(
+        &self,
+        tx: &mut Tx,
+        ctx: &Ctx<'_>,
+        ours: &OurMessage,
+        t: &MessageTicket,
+        from_addr: &str,
+    ) -> anyhow::Result<Outcome> {
+        let dsn = ctx.mail.dsn.as_ref();
+        let reason = dsn
+            .and_then(|d| d.diagnostic.clone().or_else(|| d.status.clone()))
+            .unwrap_or_else(|| "non-delivery report".to_owned());
+        let recipients: Vec<String> = dsn
+            .map(|d| d.failed_recipients.clone())
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| vec![ours.to_addrs.clone()]);
+        let details = json!({
+            "status": dsn.and_then(|d| d.status.clone()),
+            "diagnostic": dsn.and_then(|d| d.diagnostic.clone()),
+            "recipients": recipients,
+            "bounced_message": ours.message_id,
+            "bounced_kind": ours.kind,
+        });
+        self.record_message(tx, ctx, t, "bounce", "bounce", details, from_addr)
+            .await?;
+        Store::mark_bounced(tx, ours.message_id, &format!("bounced: {reason}")).await?;
+        let to_citizen = matches!(ours.kind.as_str(), "ack" | "answer" | "status");
+        if to_citizen {
+            self.tell_staff_bounce(tx, t, &recipients.join(", "), &reason)
+                .await?;
+        }
+        Ok(Outcome::Recorded {
+            reference: t.reference.clone(),
+            kind: "bounce".to_owned(),
+        })
+    }
+
+    /// Staff mail that cannot be trusted as the office's answer: kept, flagged, never
+    /// forwarded; the sender is told how to answer properly.
+    pub(super) async fn unverified_staff(
+        &self,
+        tx: &mut Tx,
+        ctx: &Ctx<'_>,
+        t: &MessageTicket,
+        from_addr: &str,
+        reason: &str,
+    ) -> anyhow::Result<Outcome> {
+        let details = json!({ "reason": reason });
+        self.record_message(
+            tx,
+            ctx,
+            t,
+            "staff_unverified",
+            "staff_unverified",
+            details,
+            from_addr,
+        )
+        .await?;
+        tracing::warn!(ticket = %t.reference, from = from_addr, reason, "unverified staff mail kept, not forwarded");
+        self.tell_staff_how_to_reply(tx, t, from_addr, ctx.mail, reason)
+            .await?;
+        Ok(Outcome::Recorded {
+            reference: t.reference.clone(),
+            kind: "staff_unverified".to_owned(),
+        })
+    }
+
+    /// A verified reply of the office: commands first, then the answer to the citizen.
+    pub(super) async fn staff_reply(
+        &self,
+        tx: &mut Tx,
+        ctx: &Ctx<'_>,
+        t: &MessageTicket,
+        from_addr: &str,
+    ) -> anyhow::Result<Outcome> {
+        let reply = parse_staff_reply(&strip_reply(&ctx.mail.text));
+        let now = now_millis();
+
+        // Check every command before doing anything: a reply is carried out whole or not at
+        // all, so a typo never sends half of what the staff meant.
+        let mut problems = Vec::new();
+        for c in &reply.commands {
+            match c {
+                Command::Unknown(line) => problems.push(format!("comando sconosciuto: {line}")),
+                Command::Assign(a) if self.cfg.find_area(a).is_none() => {
+                    problems.push(format!("ufficio sconosciuto: {a}"))
+                }
+                Command::Kind(k) if TicketKind::parse(k).is_none() => {
+                    problems.push(format!("tipo sconosciuto: {k}"))
+                }
+                _ => {}
+            }
+        }
+        if !problems.is_empty() {
+            let problem = problems.join("\n");
+            self.record_message(
+                tx,
+                ctx,
+                t,
+                "staff_reply",
+                "command_error",
+                json!({ "problem": problem }),
+                from_addr,
+            )
+            .await?;
+            self.tell_staff_command_error(tx, t, from_addr, ctx.mail, &problem)
+                .await?;
+            return Ok(Outcome::Recorded {
+                reference: t.reference.clone(),
+                kind: "command_error".to_owned(),
+            });
+        }
+
+        let note = reply.commands.iter().find_map(|c| match c {
+            Command::Note(inline) => Some(reply.text_with(inline)),
+            _ => None,
+        });
+        let close = reply.commands.iter().find_map(|c| match c {
+            Command::Close(inline) => Some(reply.text_with(inline)),
+            _ => None,
+        });
+        let message_kind = if note.is_some() {
+            "note"
+        } else {
+            "staff_reply"
+        };
+        let message_id = self
+            .record_message(
+                tx,
+                ctx,
+                t,
+                message_kind,
+                message_kind,
+                json!({ "text": note.clone().unwrap_or_default() }),
+                from_addr,
+            )
+            .await?;
+
+        let mut t = t.clone();
+        let mut status = t.status.clone();
+        let take = |status: &mut String| -> bool {
+            if status == "received" {
+                *status = "taken".to_owned();
+                true
+            } else {
+                false
+            }
+        };
+        for c in &reply.commands {
+            match c {
+                Command::Take => {
+                    if take(&mut status) {
+                        let area = self.area_name(&t.area);
+                        Store::insert_event(
+                            tx,
+                            t.ticket_id,
+                            "taken",
+                            from_addr,
+                            &json!({ "area": t.area, "area_name": area }),
+                            now,
+                        )
+                        .await?;
+                    }
+                }
+                Command::Assign(a) => {
+                    let Some(new_area) = self.cfg.find_area(a) else {
+                        continue;
+                    };
+                    if new_area.slug == t.area {
+                        continue;
+                    }
+                    let previous = t.area.clone();
+                    let previous_name = self.area_name(&previous);
+                    t.area = new_area.slug.clone();
+                    Store::set_ticket_area(tx, t.ticket_id, &t.area, now).await?;
+                    Store::insert_event(
+                        tx,
+                        t.ticket_id,
+                        "reassigned",
+                        from_addr,
+                        &json!({ "from": previous, "to": t.area, "to_name": new_area.name }),
+                        now,
+                    )
+                    .await?;
+                    self.notify_reassigned(tx, &t, &previous_name).await?;
+                    self.tell_citizen_reassigned(tx, &t, &previous_name).await?;
+                }
+                Command::Kind(k) => {
+                    if let Some(kind) = TicketKind::parse(k) {
+                        if kind.as_str() != t.kind {
+                            Store::set_ticket_kind(tx, t.ticket_id, kind.as_str(), now).await?;
+                            Store::insert_event(
+                                tx,
+                                t.ticket_id,
+                                "kind_changed",
+                                from_addr,
+                                &json!({ "from": t.kind, "to": kind.as_str() }),
+                                now,
+                            )
+                            .await?;
+                            t.kind = kind.as_str().to_owned();
+                        }
+                    }
+                }
+                Command::Note(_) | Command::Close(_) | Command::Unknown(_) => {}
+            }
+        }
+
+        // The answer: the closing text, or the body of a plain reply (a note is never sent).
+        let answer = match (&close, &note) {
+            (Some(text), _) => text.clone(),
+            (None, Some(_)) => String::new(),
+            (None, None) => reply.body.clone(),
+        };
+        if !answer.trim().is_empty() {
+            if take(&mut status) {
+                Store::insert_event(
+                    tx,
+                    t.ticket_id,
+                    "taken",
+                    from_addr,
+                    &json!({ "area": t.area, "implied": true }),
+                    now,
+                )
+                .await?;
+            }
+            let attachments: Vec<OutAttachment<'_>> = ctx
+                .mail
+                .attachments
+                .iter()
+                .map(|a| OutAttachment {
+                    filename: &a.filename,
+                    content_type: &a.content_type,
+                    bytes: &a.bytes,
+                })
+                .collect();
+            let answer_id = self
+                .answer_citizen(tx, &t, answer.trim(), &attachments)
+                .await?;
+            for (i, sha) in ctx.stored {
+                if let Some(a) = ctx.mail.attachments.get(*i) {
+                    Store::insert_attachment(
+                        tx,
+                        answer_id,
+                        Some(t.ticket_id),
+                        &crate::store::NewAttachment {
+                            filename: &a.filename,
+                            content_type: &a.content_type,
+                            size: a.bytes.len() as u64,
+                            sha256: sha,
+                        },
+                    )
+                    .await?;
+                }
+            }
+            Store::insert_event(
+                tx,
+                t.ticket_id,
+                "answered",
+                from_addr,
+                &json!({ "message": message_id, "answer": answer_id }),
+                now,
+            )
+            .await?;
+            if status != "resolved" {
+                status = "answered".to_owned();
+            }
+        }
+        if close.is_some() {
+            take(&mut status);
+            status = "resolved".to_owned();
+            Store::insert_event(
+                tx,
+                t.ticket_id,
+                "resolved",
+                from_addr,
+                &json!({ "message": message_id }),
+                now,
+            )
+            .await?;
+        }
+        if status != t.status {
+            Store::set_ticket_status(tx, t.ticket_id, &status, now).await?;
+        }
+        Ok(Outcome::Recorded {
+            reference: t.reference.clone(),
+            kind: message_kind.to_owned(),
+        })
+    }
+
+    /// The citizen writing again about their ticket: kept, the office notified, a resolved
+    /// ticket reopened.
+    pub(super) async fn citizen_follow_up(
+        &self,
+        tx: &mut Tx,
+        ctx: &Ctx<'_>,
+        t: &MessageTicket,
+        from_addr: &str,
+    ) -> anyhow::Result<Outcome> {
+        self.record_message(tx, ctx, t, "follow_up", "follow_up", json!({}), from_addr)
+            .await?;
+        let now = now_millis();
+        if t.status == "resolved" {
+            Store::set_ticket_status(tx, t.ticket_id, "taken", now).await?;
+            Store::insert_event(tx, t.ticket_id, "reopened", from_addr, &json!({}), now).await?;
+        }
+        let text = strip_reply(&ctx.mail.text);
+        let attachments: Vec<(String, String)> = ctx
+            .mail
+            .attachments
+            .iter()
+            .map(|a| {
+                (
+                    a.filename.clone(),
+                    crate::mail::compose::human_size(a.bytes.len() as u64),
+                )
+            })
+            .collect();
+        self.notify_staff(
+            tx,
+            t,
+            &ctx.mail.subject,
+            &text,
+            &attachments,
+            "",
+            "Nuovo messaggio del cittadino sulla pratica",
+            "",
+            "",
+        )
+        .await?;
+        Ok(Outcome::Recorded {
+            reference: t.reference.clone(),
+            kind: "follow_up".to_owned(),
+        })
+    }
+}
