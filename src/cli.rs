@@ -271,6 +271,25 @@ fn describe(outcome: &Outcome) -> String {
     }
 }
 
+/// Who or what a message is, in the words of the ticket's timeline.
+fn role(direction: &str, kind: &str) -> &'static str {
+    match (direction, kind) {
+        ("in", "report" | "follow_up") => "citizen",
+        ("in", "staff_reply") => "staff verified",
+        ("in", "staff_unverified") => "staff unverified",
+        ("in", "note") => "note",
+        ("in", "bounce") => "bounce",
+        ("in", "receipt") => "receipt",
+        ("in", "auto_reply") => "auto-reply",
+        ("out", "ack") => "ack",
+        ("out", "notification") => "notification",
+        ("out", "answer") => "forwarded answer",
+        ("out", "status") => "status",
+        ("out", "notice") => "notice",
+        _ => "other",
+    }
+}
+
 fn ticket_json(t: &TicketView) -> Value {
     json!({
         "ref": t.reference,
@@ -347,6 +366,7 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
             json!({
                 "direction": m.direction,
                 "kind": m.kind,
+                "role": role(&m.direction, &m.kind),
                 "message_id": m.rfc_message_id,
                 "in_reply_to": m.in_reply_to,
                 "from": m.from_addr,

@@ -207,3 +207,32 @@ pub fn unique_id() -> String {
         .unwrap_or(0);
     format!("{t}.{n}.{}@citizen.test", std::process::id())
 }
+
+/// The address inside a header value like `Name <a@b>` (or the value itself).
+pub fn address_in(value: &str) -> String {
+    match (value.rfind('<'), value.rfind('>')) {
+        (Some(a), Some(b)) if a < b => value[a + 1..b].trim().to_lowercase(),
+        _ => value.trim().to_lowercase(),
+    }
+}
+
+/// A reply to `original` as a mail client builds it: to its Reply-To (else From),
+/// `Re:` subject, In-Reply-To/References to its Message-ID, the new text on top and the
+/// original quoted below a Gmail-style attribution line.
+pub fn reply_to_mail(original: &str, from: &str, new_text: &str) -> (String, Vec<u8>) {
+    let id = header(original, "Message-ID").expect("original has a Message-ID");
+    let to = header(original, "Reply-To")
+        .or_else(|| header(original, "From"))
+        .map(|v| address_in(&v))
+        .expect("original has a sender");
+    let (subject, text) = subject_and_text(original);
+    let quoted: String = text.lines().map(|l| format!("> {l}\r\n")).collect();
+    let my_id = unique_id();
+    let raw = format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: Re: {subject}\r\nIn-Reply-To: {id}\r\n\
+         References: {id}\r\nMessage-ID: <{my_id}>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+         {new_text}\r\n\r\nIl giorno gio 26 nov 2026 alle ore 10:00 Comune <{to}> ha scritto:\r\n\r\n{quoted}"
+    );
+    (to, raw.into_bytes())
+}

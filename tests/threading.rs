@@ -1,0 +1,361 @@
+//! Staff answer from their own mail client: threading, proven staff replies, commands,
+//! reassignment, citizen follow-ups, strangers and bounces — end to end through a private
+//! Dovecot + Postfix and the real `ticketgate serve`.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::gateway::*;
+use support::mail::*;
+use support::mailstack::MailStack;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A citizen report through the whole gateway: returns (reference, citizen's Message-ID,
+/// the staff notification, the acknowledgment).
+fn report(stack: &MailStack, gw: &Gateway, subject: &str) -> (String, String, String, String) {
+    let (id, raw) = citizen_mail(
+        CITIZEN,
+        LAVORI,
+        subject,
+        "C'è una buca profonda davanti al civico 12.",
+    );
+    send(stack, CITIZEN, &[LAVORI], &raw);
+    let ack = wait_for_mail(stack, CITIZEN, WAIT, |m| {
+        m.contains(&id) && m.contains("[Ticket #")
+    });
+    let (ack_subject, _) = subject_and_text(&ack);
+    let reference = ack_subject
+        .split("#")
+        .nth(1)
+        .and_then(|r| r.get(..11))
+        .expect("reference in the ack subject")
+        .to_owned();
+    let note = wait_for_mail(stack, STAFF_LAVORI, WAIT, |m| m.contains(&reference));
+    let _ = gw;
+    (reference, id, note, ack)
+}
+
+fn show(gw: &Gateway, reference: &str) -> Value {
+    gw.show(reference)
+}
+
+fn events(shown: &Value) -> Vec<String> {
+    shown["events"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn mails_for(stack: &MailStack, user: &str, needle: &str) -> Vec<String> {
+    fetch_all(stack, user)
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .filter(|m| m.contains(needle))
+        .collect()
+}
+
+#[test]
+fn a_staff_reply_reaches_the_citizen_stripped_threaded_and_from_the_area_address() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (reference, citizen_id, note, _) = report(&stack, &gw, "Buca in via Roma");
+    let (to, reply) = reply_to_mail(
+        &note,
+        STAFF_LAVORI,
+        "Buongiorno, abbiamo inviato una squadra.\r\nCordiali saluti",
+    );
+    assert_eq!(
+        to, LAVORI,
+        "the notification's Reply-To is the area address"
+    );
+    send(&stack, STAFF_LAVORI, &[LAVORI], &reply);
+
+    let answer = wait_for_mail(&stack, CITIZEN, WAIT, |m| {
+        m.contains("abbiamo inviato una squadra")
+    });
+    let (subject, text) = subject_and_text(&answer);
+    assert_eq!(
+        text.replace("\r\n", "\n").trim(),
+        "Buongiorno, abbiamo inviato una squadra.\nCordiali saluti"
+    );
+    assert!(!text.contains("ha scritto"), "{text}");
+    assert!(!text.lines().any(|l| l.starts_with('>')), "{text}");
+    assert!(
+        subject.contains(&format!("[Ticket #{reference}]")),
+        "{subject}"
+    );
+    assert!(header(&answer, "From").unwrap_or_default().contains(LAVORI));
+    assert!(
+        !answer.contains(STAFF_LAVORI),
+        "the staff member's address never reaches the citizen"
+    );
+    assert_eq!(
+        header(&answer, "In-Reply-To").as_deref(),
+        Some(format!("<{citizen_id}>").as_str())
+    );
+
+    let shown = show(&gw, &reference);
+    assert_eq!(shown["ticket"]["status"], "answered");
+    let ev = events(&shown);
+    assert!(
+        ev.contains(&"taken".to_owned()) && ev.contains(&"answered".to_owned()),
+        "{ev:?}"
+    );
+    let kinds: Vec<&str> = shown["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"staff_reply") && kinds.contains(&"answer"),
+        "{kinds:?}"
+    );
+    let roles: Vec<&str> = shown["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["role"].as_str())
+        .collect();
+    for role in [
+        "citizen",
+        "ack",
+        "notification",
+        "staff verified",
+        "forwarded answer",
+    ] {
+        assert!(roles.contains(&role), "{role} in {roles:?}");
+    }
+}
+
+#[test]
+fn a_citizen_follow_up_reaches_the_office_and_reopens_a_resolved_ticket() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (reference, _, note, ack) = report(&stack, &gw, "Lampione");
+    let (_, close) = reply_to_mail(&note, STAFF_LAVORI, "#chiudi Il lampione è stato riparato.");
+    send(&stack, STAFF_LAVORI, &[LAVORI], &close);
+    wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("stato riparato"));
+    gw.wait_for("ticket resolved", WAIT, || {
+        (show(&gw, &reference)["ticket"]["status"] == "resolved").then_some(())
+    });
+
+    let (_, follow) = reply_to_mail(&ack, CITIZEN, "Veramente è ancora spento stasera.");
+    send(&stack, CITIZEN, &[LAVORI], &follow);
+    let staff_mail = wait_for_mail(&stack, STAFF_LAVORI, WAIT, |m| m.contains("ancora spento"));
+    assert!(subject_and_text(&staff_mail).0.contains(&reference));
+    let shown = show(&gw, &reference);
+    assert_eq!(shown["ticket"]["status"], "taken", "reopened");
+    assert!(events(&shown).contains(&"reopened".to_owned()));
+    assert_eq!(gw.tickets().len(), 1, "a follow-up is no new ticket");
+}
+
+#[test]
+fn assign_moves_the_ticket_the_new_office_is_notified_and_replies_to_the_old_address_still_thread()
+{
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (reference, _, note, ack) = report(&stack, &gw, "Rifiuti abbandonati");
+    let (_, assign) = reply_to_mail(&note, STAFF_LAVORI, "#assegna ambiente");
+    send(&stack, STAFF_LAVORI, &[LAVORI], &assign);
+
+    let new_note = wait_for_mail(&stack, STAFF_AMBIENTE, WAIT, |m| m.contains(&reference));
+    let (_, new_text) = subject_and_text(&new_note);
+    assert!(
+        new_text.contains("buca profonda"),
+        "the whole history goes to the new office: {new_text}"
+    );
+    let told = wait_for_mail(&stack, CITIZEN, WAIT, |m| {
+        m.contains("Ambiente") && m.contains(&reference) && !m.contains("Numero della pratica")
+    });
+    assert!(subject_and_text(&told)
+        .1
+        .contains("ora seguita dall'ufficio"));
+    let shown = show(&gw, &reference);
+    assert_eq!(shown["ticket"]["area"], "ambiente");
+    assert!(events(&shown).contains(&"reassigned".to_owned()));
+
+    // The old office can no longer speak for the ticket…
+    let (_, late) = reply_to_mail(&note, STAFF_LAVORI, "Risposta tardiva del vecchio ufficio.");
+    send(&stack, STAFF_LAVORI, &[LAVORI], &late);
+    wait_for_mail(&stack, STAFF_LAVORI, WAIT, |m| {
+        subject_and_text(m).0.contains("Not forwarded")
+    });
+    // …the new one can, from the notification it got.
+    let (_, answer) = reply_to_mail(&new_note, STAFF_AMBIENTE, "Passeremo domani a rimuoverli.");
+    send(&stack, STAFF_AMBIENTE, &[AMBIENTE], &answer);
+    let got = wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("Passeremo domani"));
+    assert!(header(&got, "From").unwrap_or_default().contains(AMBIENTE));
+    // The citizen answers the acknowledgment that came from the old area's address.
+    let (to, follow) = reply_to_mail(&ack, CITIZEN, "Grazie, aspetto.");
+    assert_eq!(to, LAVORI);
+    send(&stack, CITIZEN, &[LAVORI], &follow);
+    wait_for_mail(&stack, STAFF_AMBIENTE, WAIT, |m| {
+        m.contains("Grazie, aspetto")
+    });
+    assert_eq!(gw.tickets().len(), 1);
+    assert!(mails_for(&stack, CITIZEN, "Risposta tardiva").is_empty());
+}
+
+#[test]
+fn a_note_never_reaches_the_citizen_and_take_marks_the_ticket_taken() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (reference, _, note, _) = report(&stack, &gw, "Marciapiede");
+    let (_, take) = reply_to_mail(
+        &note,
+        STAFF_LAVORI,
+        "#presa\r\n#nota chiamare la ditta Rossi, preventivo 1200 euro",
+    );
+    send(&stack, STAFF_LAVORI, &[LAVORI], &take);
+    let shown = gw.wait_for("note recorded", WAIT, || {
+        let s = show(&gw, &reference);
+        events(&s).contains(&"note".to_owned()).then_some(s)
+    });
+    assert_eq!(shown["ticket"]["status"], "taken");
+    assert!(events(&shown).contains(&"taken".to_owned()));
+    // Another report afterwards proves the outbox ran past the note; nothing about it left.
+    let (_, raw) = citizen_mail(CITIZEN, LAVORI, "Sonda", "ordine");
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("Sonda"));
+    assert!(
+        mails_for(&stack, CITIZEN, "preventivo").is_empty(),
+        "an internal note is never sent"
+    );
+}
+
+#[test]
+fn a_forged_staff_mail_with_the_right_from_and_tag_never_reaches_the_citizen() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (reference, _, _, _) = report(&stack, &gw, "Semaforo");
+    let forged = format!(
+        "From: <{STAFF_LAVORI}>\r\nTo: <{LAVORI}>\r\nSubject: Re: [Ticket #{reference}] Semaforo\r\n\
+         Message-ID: <{}>\r\n\r\nPaghi 50 euro sul conto IT00X per la riparazione.\r\n",
+        unique_id()
+    );
+    send(&stack, STAFF_LAVORI, &[LAVORI], forged.as_bytes());
+    let told = wait_for_mail(&stack, STAFF_LAVORI, WAIT, |m| {
+        subject_and_text(m).0.contains("Not forwarded")
+    });
+    assert!(subject_and_text(&told).1.contains("Rispondi"));
+    let shown = show(&gw, &reference);
+    assert!(events(&shown).contains(&"staff_unverified".to_owned()));
+    assert_eq!(shown["ticket"]["status"], "received");
+    let (_, raw) = citizen_mail(CITIZEN, LAVORI, "Sonda", "ordine");
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("Sonda"));
+    assert!(
+        mails_for(&stack, CITIZEN, "IT00X").is_empty(),
+        "the forged text never reaches the citizen"
+    );
+}
+
+#[test]
+fn a_stranger_writing_with_a_ticket_tag_gets_a_new_linked_ticket() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (reference, _, _, _) = report(&stack, &gw, "Albero pericolante");
+    let (_, raw) = citizen_mail(
+        CITIZEN2,
+        LAVORI,
+        &format!("Re: [Ticket #{reference}] Albero pericolante"),
+        "Anche io ho visto l'albero.",
+    );
+    send(&stack, CITIZEN2, &[LAVORI], &raw);
+    let tickets = gw.wait_for("a second ticket", WAIT, || {
+        let t = gw.tickets();
+        (t.len() == 2).then_some(t)
+    });
+    let theirs = tickets
+        .iter()
+        .find(|t| t["citizen"] == CITIZEN2)
+        .expect("stranger's ticket");
+    let shown = show(&gw, theirs["ref"].as_str().expect("ref"));
+    let linked = shown["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["kind"] == "linked")
+        .cloned();
+    assert_eq!(
+        linked.expect("linked event")["details"]["ticket"],
+        reference.as_str()
+    );
+    let original = show(&gw, &reference);
+    assert_eq!(
+        original["messages"]
+            .as_array()
+            .expect("m")
+            .iter()
+            .filter(|m| m["direction"] == "in")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_bounce_of_the_acknowledgment_marks_it_failed_and_tells_the_office() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (reference, _, _, ack) = report(&stack, &gw, "Tombino");
+    let ack_id = header(&ack, "Message-ID").expect("ack id");
+    let dsn = format!(
+        "From: MAILER-DAEMON@citizen.test\r\nTo: <{LAVORI}>\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+         Message-ID: <{}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+         --B\r\nContent-Type: text/plain\r\n\r\nMail delivery failed.\r\n\
+         --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.citizen.test\r\n\r\n\
+         Final-Recipient: rfc822; {CITIZEN}\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n\
+         --B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {ack_id}\r\nSubject: x\r\n\r\n--B--\r\n",
+        unique_id()
+    );
+    send(&stack, "", &[LAVORI], dsn.as_bytes());
+    let told = wait_for_mail(&stack, STAFF_LAVORI, WAIT, |m| {
+        subject_and_text(m).0.contains("Undelivered")
+    });
+    assert!(subject_and_text(&told).1.contains(CITIZEN));
+    let shown = show(&gw, &reference);
+    let ack_row = shown["messages"]
+        .as_array()
+        .expect("m")
+        .iter()
+        .find(|m| m["kind"] == "ack")
+        .cloned()
+        .expect("ack");
+    assert_eq!(ack_row["delivery"]["state"], "failed");
+    assert!(ack_row["delivery"]["smtp_reply"]
+        .as_str()
+        .unwrap_or("")
+        .contains("5.1.1"));
+    assert_eq!(gw.tickets().len(), 1, "a bounce is never a ticket");
+}
+
+#[test]
+fn an_unknown_command_is_reported_to_the_staff_and_nothing_reaches_the_citizen() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (reference, _, note, _) = report(&stack, &gw, "Panchina");
+    let (_, bad) = reply_to_mail(
+        &note,
+        STAFF_LAVORI,
+        "#assegna ufficio-inesistente\r\nTesto per il cittadino.",
+    );
+    send(&stack, STAFF_LAVORI, &[LAVORI], &bad);
+    let told = wait_for_mail(&stack, STAFF_LAVORI, WAIT, |m| {
+        subject_and_text(m).0.contains("Command not executed")
+    });
+    assert!(subject_and_text(&told).1.contains("ufficio-inesistente"));
+    let shown = show(&gw, &reference);
+    assert_eq!(shown["ticket"]["area"], "lavori-pubblici");
+    assert_eq!(shown["ticket"]["status"], "received");
+    assert!(mails_for(&stack, CITIZEN, "Testo per il cittadino").is_empty());
+}
