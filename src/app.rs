@@ -14,11 +14,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::domain::SignedIds;
 use crate::inbound::{imap, pipeline::Pipeline};
 use crate::outbound::smtp::SmtpSender;
 use crate::outbound::worker::OutboxWorker;
 use crate::store::Store;
 use crate::web::{self, AppState};
+use secrecy::ExposeSecret;
 
 /// Connects the store and applies migrations; creates the attachment directory.
 pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
@@ -136,6 +138,8 @@ pub async fn serve(cfg: Arc<Config>, stop: CancellationToken) -> anyhow::Result<
     let app = web::router(AppState {
         store: gw.store.clone(),
         metrics,
+        cfg: cfg.clone(),
+        ids: SignedIds::new(cfg.security.secret.expose_secret().as_bytes()),
     });
     {
         let shutdown = shutdown.clone();

@@ -15,4 +15,5 @@ pub mod inbound;
 pub mod mail;
 pub mod outbound;
 pub mod store;
+pub mod tickets;
 pub mod web;

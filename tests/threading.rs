@@ -359,3 +359,50 @@ fn an_unknown_command_is_reported_to_the_staff_and_nothing_reaches_the_citizen()
     assert_eq!(shown["ticket"]["status"], "received");
     assert!(mails_for(&stack, CITIZEN, "Testo per il cittadino").is_empty());
 }
+
+#[test]
+fn the_signed_link_in_a_notification_takes_the_ticket_only_by_post() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (reference, _, note, _) = report(&stack, &gw, "Fontana rotta");
+    let (_, text) = subject_and_text(&note);
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/staff/take/"))
+        .expect("a take link in the notification")
+        .to_owned();
+    let path = &link[link.find("/staff/take/").expect("path")..];
+    // GET, as a mail scanner would: a page with a button, nothing changes.
+    let (code, page) = gw.http("GET", path, None);
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("<form method=\"post\""), "{page}");
+    assert_eq!(show(&gw, &reference)["ticket"]["status"], "received");
+    // A tampered signature is refused.
+    let forged = path.replace("sig=", "sig=0");
+    assert_eq!(gw.http("GET", &forged, None).0, 403);
+    // The button: POST the signed fields.
+    let (base, query) = path.split_once('?').expect("query");
+    let (code, page) = gw.http("POST", base, Some(query));
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("presa in carico"), "{page}");
+    let shown = show(&gw, &reference);
+    assert_eq!(shown["ticket"]["status"], "taken");
+    let taken = shown["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["kind"] == "taken")
+        .cloned()
+        .expect("taken event");
+    assert_eq!(taken["actor"], STAFF_LAVORI);
+    assert_eq!(taken["details"]["via"], "web");
+    // Taking twice records one event.
+    gw.http("POST", base, Some(query));
+    assert_eq!(
+        events(&show(&gw, &reference))
+            .iter()
+            .filter(|e| *e == "taken")
+            .count(),
+        1
+    );
+}

@@ -126,6 +126,8 @@ pub struct NotificationText<'a> {
     pub attachments: Vec<(String, String)>,
     /// The ticket's messages so far (for a reassigned ticket), or empty.
     pub history: &'a str,
+    /// Signed link to take the ticket from the web page, or empty.
+    pub take_link: &'a str,
 }
 
 /// To the citizen: another office now handles the ticket.

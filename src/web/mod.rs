@@ -1,5 +1,9 @@
-//! The web server: for now `/healthz` (database reachable) and `/metrics` (Prometheus).
-//! The citizen pages come with their own routers, merged here.
+//! The web server: `/healthz` (database reachable), `/metrics` (Prometheus) and the staff
+//! take link; the citizen pages come with their own routers, merged here.
+
+mod staff;
+
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,6 +12,8 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::config::Config;
+use crate::domain::SignedIds;
 use crate::store::Store;
 
 /// What every handler may use.
@@ -15,6 +21,8 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub metrics: Option<PrometheusHandle>,
+    pub cfg: Arc<Config>,
+    pub ids: SignedIds,
 }
 
 /// All routes.
@@ -22,6 +30,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
+        .merge(staff::router())
         .with_state(state)
 }
 

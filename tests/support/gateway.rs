@@ -208,6 +208,33 @@ impl Gateway {
             .unwrap_or_default()
     }
 
+    /// GET a path; returns (status code, body).
+    pub fn http(&self, method: &str, path: &str, form: Option<&str>) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.web_port)).expect("web port");
+        let request = match form {
+            Some(body) => format!(
+                "{method} {path} HTTP/1.0\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+            None => format!("{method} {path} HTTP/1.0\r\n\r\n"),
+        };
+        s.write_all(request.as_bytes()).expect("request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("response");
+        let code = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (code, body)
+    }
+
     /// A gauge or counter value from `/metrics`, by its full series text.
     pub fn metric(&self, series: &str) -> Option<f64> {
         self.http_get("/metrics").lines().find_map(|l| {

@@ -15,6 +15,7 @@ use crate::mail::parse::InboundMail;
 use crate::mail::route::RoutedArea;
 use crate::outbound::queue::{queue_mail, Queued};
 use crate::store::{now_millis, HistoryEntry, MessageTicket, Store, Tx};
+use crate::tickets::{take_link_data, TAKE_LINK, TAKE_LINK_VALIDITY_MILLIS};
 
 impl Pipeline {
     pub(super) async fn acknowledge(
@@ -99,22 +100,36 @@ impl Pipeline {
         };
         let reference: TicketRef = t.reference.parse()?;
         let prefix = &self.cfg.tickets.tag_prefix;
-        let text = NotificationText {
-            headline,
-            reference: &t.reference,
-            area_name: &area.name,
-            also_areas,
-            citizen: &t.citizen,
-            received_at: &rfc3339(now_millis()),
-            kind_it: kind,
-            subject,
-            text,
-            attachments: attachments.to_vec(),
-            history,
-        }
-        .render()?;
-        let subject = compose::tagged_subject(prefix, &t.reference, &t.subject);
+        let mail_subject = compose::tagged_subject(prefix, &t.reference, &t.subject);
+        let received_at = rfc3339(now_millis());
+        let expires = now_millis() + TAKE_LINK_VALIDITY_MILLIS;
         for staff in &area.staff {
+            let staff = staff.trim().to_lowercase();
+            // Each staff member gets a link in their own name, signed with an expiry.
+            let sig = self
+                .ids
+                .sign(TAKE_LINK, &take_link_data(&t.reference, &staff, expires));
+            let take_link = format!(
+                "{}/staff/take/{}?staff={}&exp={expires}&sig={sig}",
+                self.cfg.server.base_url.trim_end_matches('/'),
+                t.reference,
+                query_escape(&staff),
+            );
+            let text = NotificationText {
+                headline,
+                reference: &t.reference,
+                area_name: &area.name,
+                also_areas,
+                citizen: &t.citizen,
+                received_at: &received_at,
+                kind_it: kind,
+                subject,
+                text,
+                attachments: attachments.to_vec(),
+                history,
+                take_link: &take_link,
+            }
+            .render()?;
             queue_mail(
                 tx,
                 &self.ids,
@@ -123,9 +138,9 @@ impl Pipeline {
                     kind: "notification",
                     from_name: &area.name,
                     from_addr: &area_addr,
-                    to: vec![staff.trim().to_lowercase()],
+                    to: vec![staff],
                     reply_to: Some((&area.name, &area_addr)),
-                    subject: &subject,
+                    subject: &mail_subject,
                     in_reply_to: None,
                     references: Vec::new(),
                     auto_replied: false,
@@ -375,6 +390,19 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay as they are).
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The history of a ticket as plain text, oldest first.

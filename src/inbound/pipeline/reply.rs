@@ -10,6 +10,7 @@ use crate::mail::command::{parse_staff_reply, Command};
 use crate::mail::compose::OutAttachment;
 use crate::mail::quote::strip_reply;
 use crate::store::{now_millis, MessageTicket, OurMessage, Store, Tx};
+use crate::tickets;
 
 impl Pipeline {
     /// A bounce of one of our messages: its delivery becomes failed with the reason, the
@@ -153,30 +154,12 @@ impl Pipeline {
             .await?;
 
         let mut t = t.clone();
-        let mut status = t.status.clone();
-        let take = |status: &mut String| -> bool {
-            if status == "received" {
-                *status = "taken".to_owned();
-                true
-            } else {
-                false
-            }
-        };
         for c in &reply.commands {
             match c {
                 Command::Take => {
-                    if take(&mut status) {
-                        let area = self.area_name(&t.area);
-                        Store::insert_event(
-                            tx,
-                            t.ticket_id,
-                            "taken",
-                            from_addr,
-                            &json!({ "area": t.area, "area_name": area }),
-                            now,
-                        )
-                        .await?;
-                    }
+                    let area = self.area_name(&t.area);
+                    let details = json!({ "area": t.area, "area_name": area, "via": "mail" });
+                    tickets::take(tx, &mut t, from_addr, &details, now).await?;
                 }
                 Command::Assign(a) => {
                     let Some(new_area) = self.cfg.find_area(a) else {
@@ -229,17 +212,9 @@ impl Pipeline {
             (None, None) => reply.body.clone(),
         };
         if !answer.trim().is_empty() {
-            if take(&mut status) {
-                Store::insert_event(
-                    tx,
-                    t.ticket_id,
-                    "taken",
-                    from_addr,
-                    &json!({ "area": t.area, "implied": true }),
-                    now,
-                )
-                .await?;
-            }
+            // A plain answer implies the office took the ticket.
+            let details = json!({ "area": t.area, "implied": true, "via": "mail" });
+            tickets::take(tx, &mut t, from_addr, &details, now).await?;
             let attachments: Vec<OutAttachment<'_>> = ctx
                 .mail
                 .attachments
@@ -278,13 +253,16 @@ impl Pipeline {
                 now,
             )
             .await?;
-            if status != "resolved" {
-                status = "answered".to_owned();
+            if close.is_none() {
+                Store::set_ticket_status(tx, t.ticket_id, "answered", now).await?;
+                t.status = "answered".to_owned();
             }
         }
         if close.is_some() {
-            take(&mut status);
-            status = "resolved".to_owned();
+            let details = json!({ "area": t.area, "implied": true, "via": "mail" });
+            tickets::take(tx, &mut t, from_addr, &details, now).await?;
+            Store::set_ticket_status(tx, t.ticket_id, "resolved", now).await?;
+            t.status = "resolved".to_owned();
             Store::insert_event(
                 tx,
                 t.ticket_id,
@@ -294,9 +272,6 @@ impl Pipeline {
                 now,
             )
             .await?;
-        }
-        if status != t.status {
-            Store::set_ticket_status(tx, t.ticket_id, &status, now).await?;
         }
         Ok(Outcome::Recorded {
             reference: t.reference.clone(),

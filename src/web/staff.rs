@@ -1,0 +1,209 @@
+//! `/staff/take/{ref}`: the signed link in a staff notification, for staff who only read.
+//!
+//! GET shows the ticket and one button and changes nothing — mail security scanners (Outlook
+//! Safe Links and the like) open every link in a mail, so a GET must never act. The button
+//! POSTs the signed fields back; only then is the ticket taken. The signature binds ticket,
+//! staff member and expiry, and the staff member must still belong to the ticket's office.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use crate::store::{now_millis, Store};
+use crate::tickets::{self, take_link_data, TAKE_LINK};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/staff/take/{reference}", get(show).post(take))
+}
+
+/// The signed fields of a take link.
+#[derive(Debug, Deserialize)]
+pub struct TakeLink {
+    staff: String,
+    exp: i64,
+    sig: String,
+}
+
+#[derive(Template)]
+#[template(path = "web/take.html")]
+struct TakePage<'a> {
+    reference: &'a str,
+    subject: &'a str,
+    area_name: &'a str,
+    status: &'a str,
+    staff: &'a str,
+    exp: i64,
+    sig: &'a str,
+    action: &'a str,
+    done: bool,
+    error: Option<&'a str>,
+}
+
+fn page(status: StatusCode, p: &TakePage<'_>) -> Response {
+    match p.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering the take page");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+fn error_page(reference: &str, status: StatusCode, message: &str) -> Response {
+    page(
+        status,
+        &TakePage {
+            reference,
+            subject: "",
+            area_name: "",
+            status: "",
+            staff: "",
+            exp: 0,
+            sig: "",
+            action: "",
+            done: false,
+            error: Some(message),
+        },
+    )
+}
+
+/// Checks signature and expiry; the error page otherwise.
+fn check(state: &AppState, reference: &str, link: &TakeLink) -> Result<(), Response> {
+    let data = take_link_data(reference, &link.staff, link.exp);
+    if !state.ids.verify_sig(TAKE_LINK, &data, &link.sig) {
+        return Err(error_page(
+            reference,
+            StatusCode::FORBIDDEN,
+            "Collegamento non valido. / Invalid link.",
+        ));
+    }
+    if link.exp < now_millis() {
+        return Err(error_page(
+            reference,
+            StatusCode::GONE,
+            "Collegamento scaduto: risponda alla notifica con #presa. / Link expired: reply to the notification with #take.",
+        ));
+    }
+    Ok(())
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+    Query(link): Query<TakeLink>,
+) -> Response {
+    if let Err(r) = check(&state, &reference, &link) {
+        return r;
+    }
+    let ticket = match state.store.ticket_by_ref(&reference).await {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return error_page(
+                &reference,
+                StatusCode::NOT_FOUND,
+                "Pratica inesistente. / No such case.",
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading a ticket for the take page");
+            return error_page(
+                &reference,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Riprovi più tardi. / Try again later.",
+            );
+        }
+    };
+    let area_name = state
+        .cfg
+        .area(&ticket.area)
+        .map(|a| a.name.as_str())
+        .unwrap_or(&ticket.area);
+    let action = format!("/staff/take/{reference}");
+    page(
+        StatusCode::OK,
+        &TakePage {
+            reference: &reference,
+            subject: &ticket.subject,
+            area_name,
+            status: &ticket.status,
+            staff: &link.staff,
+            exp: link.exp,
+            sig: &link.sig,
+            action: &action,
+            done: false,
+            error: None,
+        },
+    )
+}
+
+async fn take(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+    Form(link): Form<TakeLink>,
+) -> Response {
+    if let Err(r) = check(&state, &reference, &link) {
+        return r;
+    }
+    let result: anyhow::Result<Option<(crate::store::MessageTicket, bool)>> = async {
+        let mut tx = state.store.begin().await?;
+        let Some(mut t) = Store::ticket_by_ref_in(&mut tx, &reference).await? else {
+            return Ok(None);
+        };
+        if !state.cfg.is_staff_of(&link.staff, &t.area) {
+            return Ok(Some((t, false)));
+        }
+        let details = json!({ "area": t.area, "via": "web" });
+        tickets::take(&mut tx, &mut t, &link.staff, &details, now_millis()).await?;
+        tx.commit().await?;
+        Ok(Some((t, true)))
+    }
+    .await;
+    match result {
+        Ok(Some((t, true))) => {
+            let area_name = state
+                .cfg
+                .area(&t.area)
+                .map(|a| a.name.as_str())
+                .unwrap_or(&t.area);
+            page(
+                StatusCode::OK,
+                &TakePage {
+                    reference: &reference,
+                    subject: &t.subject,
+                    area_name,
+                    status: &t.status,
+                    staff: &link.staff,
+                    exp: link.exp,
+                    sig: &link.sig,
+                    action: "",
+                    done: true,
+                    error: None,
+                },
+            )
+        }
+        Ok(Some((_, false))) => error_page(
+            &reference,
+            StatusCode::FORBIDDEN,
+            "La pratica è ora di un altro ufficio. / The case now belongs to another office.",
+        ),
+        Ok(None) => error_page(
+            &reference,
+            StatusCode::NOT_FOUND,
+            "Pratica inesistente. / No such case.",
+        ),
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "taking a ticket from the web");
+            error_page(
+                &reference,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Riprovi più tardi. / Try again later.",
+            )
+        }
+    }
+}
