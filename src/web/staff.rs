@@ -74,21 +74,21 @@ fn error_page(reference: &str, status: StatusCode, message: &str) -> Response {
 }
 
 /// Checks signature and expiry; the error page otherwise.
-fn check(state: &AppState, reference: &str, link: &TakeLink) -> Result<(), Response> {
+fn check(state: &AppState, reference: &str, link: &TakeLink) -> Result<(), Box<Response>> {
     let data = take_link_data(reference, &link.staff, link.exp);
     if !state.ids.verify_sig(TAKE_LINK, &data, &link.sig) {
-        return Err(error_page(
+        return Err(Box::new(error_page(
             reference,
             StatusCode::FORBIDDEN,
             "Collegamento non valido. / Invalid link.",
-        ));
+        )));
     }
     if link.exp < now_millis() {
-        return Err(error_page(
+        return Err(Box::new(error_page(
             reference,
             StatusCode::GONE,
             "Collegamento scaduto: risponda alla notifica con #presa. / Link expired: reply to the notification with #take.",
-        ));
+        )));
     }
     Ok(())
 }
@@ -99,7 +99,7 @@ async fn show(
     Query(link): Query<TakeLink>,
 ) -> Response {
     if let Err(r) = check(&state, &reference, &link) {
-        return r;
+        return *r;
     }
     let ticket = match state.store.ticket_by_ref(&reference).await {
         Ok(Some(t)) => t,
@@ -148,7 +148,7 @@ async fn take(
     Form(link): Form<TakeLink>,
 ) -> Response {
     if let Err(r) = check(&state, &reference, &link) {
-        return r;
+        return *r;
     }
     let result: anyhow::Result<Option<(crate::store::MessageTicket, bool)>> = async {
         let mut tx = state.store.begin().await?;
