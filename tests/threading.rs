@@ -406,3 +406,80 @@ fn the_signed_link_in_a_notification_takes_the_ticket_only_by_post() {
         1
     );
 }
+
+#[test]
+fn a_staff_reply_failing_our_mta_authentication_is_not_forwarded() {
+    let stack = MailStack::start();
+    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
+        t.replacen(
+            &format!("secret = \"{SECRET}\""),
+            &format!("secret = \"{SECRET}\"\nauthserv_id = \"mx.comune.test\""),
+            1,
+        )
+    });
+    let (reference, _, note, _) = report(&stack, &gw, "Parcheggio");
+    let (_, reply) = reply_to_mail(&note, STAFF_LAVORI, "Risposta con DKIM fallito.");
+    let mut forged =
+        b"Authentication-Results: mx.comune.test; dkim=fail header.d=comune.test; spf=pass\r\n"
+            .to_vec();
+    forged.extend_from_slice(&reply);
+    send(&stack, STAFF_LAVORI, &[LAVORI], &forged);
+    let told = wait_for_mail(&stack, STAFF_LAVORI, WAIT, |m| {
+        subject_and_text(m).0.contains("Not forwarded")
+    });
+    assert!(subject_and_text(&told).1.contains("dkim=fail"));
+    // The same reply with passing results is the office's answer.
+    let (_, good) = reply_to_mail(
+        &note,
+        STAFF_LAVORI,
+        "#tipo reclamo\r\nRisposta autenticata.",
+    );
+    let mut ok =
+        b"Authentication-Results: mx.comune.test; dkim=pass; spf=pass; dmarc=pass\r\n".to_vec();
+    ok.extend_from_slice(&good);
+    send(&stack, STAFF_LAVORI, &[LAVORI], &ok);
+    wait_for_mail(&stack, CITIZEN, WAIT, |m| {
+        m.contains("Risposta autenticata")
+    });
+    assert!(mails_for(&stack, CITIZEN, "DKIM fallito").is_empty());
+    let shown = show(&gw, &reference);
+    assert_eq!(shown["ticket"]["kind"], "reclamo", "#tipo changed the kind");
+    assert!(events(&shown).contains(&"kind_changed".to_owned()));
+}
+
+#[test]
+fn a_read_receipt_for_our_answer_is_recorded_and_never_answered() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (reference, _, _, ack) = report(&stack, &gw, "Cestino pieno");
+    let ack_id = header(&ack, "Message-ID").expect("ack id");
+    let mdn = format!(
+        "From: <{CITIZEN}>\r\nTo: <{LAVORI}>\r\nSubject: Letto: [Ticket #{reference}] Cestino pieno\r\n\
+         Message-ID: <{}>\r\nIn-Reply-To: {ack_id}\r\nReferences: {ack_id}\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=disposition-notification; boundary=\"R\"\r\n\r\n\
+         --R\r\nContent-Type: text/plain\r\n\r\nIl messaggio è stato letto.\r\n\
+         --R\r\nContent-Type: message/disposition-notification\r\n\r\n\
+         Final-Recipient: rfc822; {CITIZEN}\r\nOriginal-Message-ID: {ack_id}\r\n\
+         Disposition: manual-action/MDN-sent-manually; displayed\r\n\r\n--R--\r\n",
+        unique_id()
+    );
+    send(&stack, CITIZEN, &[LAVORI], mdn.as_bytes());
+    let shown = gw.wait_for("receipt recorded", WAIT, || {
+        let s = show(&gw, &reference);
+        events(&s).contains(&"receipt".to_owned()).then_some(s)
+    });
+    assert_eq!(
+        shown["ticket"]["status"], "received",
+        "a receipt changes nothing"
+    );
+    assert_eq!(gw.tickets().len(), 1);
+    let roles: Vec<&str> = shown["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["role"].as_str())
+        .collect();
+    assert!(roles.contains(&"receipt"), "{roles:?}");
+    // No notification to staff about it either: only the first one is there.
+    assert_eq!(mails_for(&stack, STAFF_LAVORI, &reference).len(), 1);
+}
