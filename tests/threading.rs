@@ -6,6 +6,8 @@ mod support;
 
 use std::time::Duration;
 
+use mail_parser::MimeHeaders;
+
 use serde_json::Value;
 use support::gateway::*;
 use support::mail::*;
@@ -482,4 +484,41 @@ fn a_read_receipt_for_our_answer_is_recorded_and_never_answered() {
     assert!(roles.contains(&"receipt"), "{roles:?}");
     // No notification to staff about it either: only the first one is there.
     assert_eq!(mails_for(&stack, STAFF_LAVORI, &reference).len(), 1);
+}
+
+#[test]
+fn staff_attachments_reach_the_citizen_with_the_answer() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (reference, _, note, _) = report(&stack, &gw, "Buca riparata");
+    let id = header(&note, "Message-ID").expect("notification id");
+    let raw = format!(
+        "From: <{STAFF_LAVORI}>\r\nTo: <{LAVORI}>\r\nSubject: Re: [Ticket #{reference}] Buca riparata\r\n\
+         In-Reply-To: {id}\r\nReferences: {id}\r\nMessage-ID: <{}>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"S\"\r\n\r\n\
+         --S\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nEcco la foto del lavoro finito.\r\n\
+         --S\r\nContent-Type: image/png\r\nContent-Disposition: attachment; filename=\"lavoro.png\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==\r\n--S--\r\n",
+        unique_id()
+    );
+    send(&stack, STAFF_LAVORI, &[LAVORI], raw.as_bytes());
+    let answer = wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("lavoro.png"));
+    let parsed = mail_parser::MessageParser::default()
+        .parse(answer.as_bytes())
+        .expect("answer parses");
+    let att = parsed.attachments().next().expect("an attachment");
+    assert_eq!(att.attachment_name(), Some("lavoro.png"));
+    assert_eq!(att.contents().len(), 70);
+    let shown = show(&gw, &reference);
+    let files: Vec<&str> = shown["attachments"]
+        .as_array()
+        .expect("attachments")
+        .iter()
+        .filter_map(|a| a["filename"].as_str())
+        .collect();
+    assert_eq!(
+        files,
+        vec!["lavoro.png", "lavoro.png"],
+        "received from staff, sent to the citizen"
+    );
 }
