@@ -287,17 +287,7 @@ fn auto_replies_and_bounces_get_no_acknowledgment_but_are_kept() {
     );
     send(&stack, CITIZEN2, &[LAVORI], ooo.as_bytes());
     // A DSN for our ack: recorded on the ticket as a bounce.
-    let dsn = format!(
-        "From: MAILER-DAEMON@citizen.test\r\nTo: <{LAVORI}>\r\nSubject: Undelivered Mail Returned to Sender\r\n\
-         Message-ID: <{}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
-         --B\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you...\r\n\
-         --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.citizen.test\r\n\r\n\
-         Final-Recipient: rfc822; {CITIZEN}\r\nAction: failed\r\nStatus: 5.1.1\r\n\
-         Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n\
-         --B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {ack_id}\r\nSubject: x\r\n\r\n--B--\r\n",
-        unique_id()
-    );
+    let dsn = dsn(LAVORI, CITIZEN, &ack_id);
     send(&stack, "", &[LAVORI], dsn.as_bytes());
     // A DSN for nothing of ours: quarantined with its reason.
     let stray = dsn

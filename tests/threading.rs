@@ -309,17 +309,7 @@ fn a_bounce_of_the_acknowledgment_marks_it_failed_and_tells_the_office() {
     let gw = Gateway::start(&stack);
     let (reference, _, _, ack) = report(&stack, &gw, "Tombino");
     let ack_id = header(&ack, "Message-ID").expect("ack id");
-    let dsn = format!(
-        "From: MAILER-DAEMON@citizen.test\r\nTo: <{LAVORI}>\r\nSubject: Undelivered Mail Returned to Sender\r\n\
-         Message-ID: <{}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
-         --B\r\nContent-Type: text/plain\r\n\r\nMail delivery failed.\r\n\
-         --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.citizen.test\r\n\r\n\
-         Final-Recipient: rfc822; {CITIZEN}\r\nAction: failed\r\nStatus: 5.1.1\r\n\
-         Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n\
-         --B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {ack_id}\r\nSubject: x\r\n\r\n--B--\r\n",
-        unique_id()
-    );
+    let dsn = dsn(LAVORI, CITIZEN, &ack_id);
     send(&stack, "", &[LAVORI], dsn.as_bytes());
     let told = wait_for_mail(&stack, STAFF_LAVORI, WAIT, |m| {
         subject_and_text(m).0.contains("Undelivered")

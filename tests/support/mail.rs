@@ -236,3 +236,19 @@ pub fn reply_to_mail(original: &str, from: &str, new_text: &str) -> (String, Vec
     );
     (to, raw.into_bytes())
 }
+
+/// A Postfix-style DSN to `to`: delivery to `recipient` of the message `original_id`
+/// (with angle brackets) failed with 5.1.1.
+pub fn dsn(to: &str, recipient: &str, original_id: &str) -> String {
+    format!(
+        "From: MAILER-DAEMON@citizen.test\r\nTo: <{to}>\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+         Message-ID: <{}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+         --B\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you...\r\n\
+         --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.citizen.test\r\n\r\n\
+         Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n\
+         --B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {original_id}\r\nSubject: x\r\n\r\n--B--\r\n",
+        unique_id()
+    )
+}

@@ -180,6 +180,38 @@ impl Pipeline {
         text: &str,
         attachments: &[OutAttachment<'_>],
     ) -> anyhow::Result<i64> {
+        self.mail_citizen(tx, t, "answer", text, attachments).await
+    }
+
+    /// Tells the citizen which office now handles the ticket.
+    pub(super) async fn tell_citizen_reassigned(
+        &self,
+        tx: &mut Tx,
+        t: &MessageTicket,
+        previous_area: &str,
+    ) -> anyhow::Result<()> {
+        let area_name = self.area_name(&t.area);
+        let text = ReassignedText {
+            reference: &t.reference,
+            subject: &t.subject,
+            area_name: &area_name,
+            previous_area,
+        }
+        .render()?;
+        self.mail_citizen(tx, t, "status", &text, &[]).await?;
+        Ok(())
+    }
+
+    /// A mail to the ticket's citizen From the area now handling it, with the ticket's tag,
+    /// threaded under the citizen's first message.
+    async fn mail_citizen(
+        &self,
+        tx: &mut Tx,
+        t: &MessageTicket,
+        kind: &str,
+        text: &str,
+        attachments: &[OutAttachment<'_>],
+    ) -> anyhow::Result<i64> {
         let (area_name, area_addr) = self
             .area_sender(&t.area)
             .unwrap_or_else(|| (t.area.clone(), String::new()));
@@ -192,7 +224,7 @@ impl Pipeline {
             &self.ids,
             &Queued {
                 ticket: Some((t.ticket_id, reference)),
-                kind: "answer",
+                kind,
                 from_name: &area_name,
                 from_addr: &area_addr,
                 to: vec![t.citizen.clone()],
@@ -207,49 +239,6 @@ impl Pipeline {
         )
         .await?;
         Ok(id)
-    }
-
-    /// Tells the citizen which office now handles the ticket.
-    pub(super) async fn tell_citizen_reassigned(
-        &self,
-        tx: &mut Tx,
-        t: &MessageTicket,
-        previous_area: &str,
-    ) -> anyhow::Result<()> {
-        let Some((area_name, area_addr)) = self.area_sender(&t.area) else {
-            return Ok(());
-        };
-        let text = ReassignedText {
-            reference: &t.reference,
-            subject: &t.subject,
-            area_name: &area_name,
-            previous_area,
-        }
-        .render()?;
-        let (in_reply_to, references) = self.citizen_thread(tx, t).await?;
-        let subject =
-            compose::tagged_subject(&self.cfg.tickets.tag_prefix, &t.reference, &t.subject);
-        let reference: TicketRef = t.reference.parse()?;
-        queue_mail(
-            tx,
-            &self.ids,
-            &Queued {
-                ticket: Some((t.ticket_id, reference)),
-                kind: "status",
-                from_name: &area_name,
-                from_addr: &area_addr,
-                to: vec![t.citizen.clone()],
-                reply_to: None,
-                subject: &subject,
-                in_reply_to: in_reply_to.as_deref(),
-                references,
-                auto_replied: false,
-                text: &text,
-                attachments: Vec::new(),
-            },
-        )
-        .await?;
-        Ok(())
     }
 
     /// The new office's staff get the ticket with its whole history.
