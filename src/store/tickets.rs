@@ -242,9 +242,14 @@ impl Store {
 
     /// The ticket that message `message_id` belongs to.
     pub async fn ticket_of_message(tx: &mut Tx, message_id: i64) -> Result<Option<MessageTicket>> {
-        Ok(Self::our_message(tx, message_id)
-            .await?
-            .and_then(|m| m.ticket))
+        let row = sqlx::query(
+            "SELECT t.ticket_id, t.ref, t.area, t.citizen, t.subject, t.status, t.kind \
+             FROM message m JOIN ticket t ON t.ticket_id = m.ticket_id WHERE m.message_id = $1",
+        )
+        .bind(message_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(row.map(|r| message_ticket(&r, 0)))
     }
 
     /// The outbound message `message_id` and its ticket, if it is one of ours.
