@@ -29,8 +29,13 @@ CREATE TABLE raw_message (
     UNIQUE (mailbox, uidvalidity, uid)
 );
 CREATE INDEX raw_message_state ON raw_message (state, mailbox);
--- Handled messages not yet flagged on the server (looked up after every batch).
-CREATE INDEX raw_message_server ON raw_message (mailbox, server_done);
+-- Handled messages not yet flagged on the server (looked up after every batch). Partial and
+-- covering: the lookup never reads a table row. An index on (mailbox, server_done) is not
+-- enough: SQLite prefers the UNIQUE index above (it also gives ORDER BY uid) and then reads
+-- every row of the mailbox, and `state`/`server_done` come after `bytes`, so each read
+-- follows the whole overflow chain of the stored mail — all of it, after every batch.
+CREATE INDEX raw_message_server ON raw_message (mailbox, uidvalidity, uid, state)
+    WHERE server_done = 0;
 
 -- Sequence per year for ticket references; bumped inside the ticket's transaction, so a
 -- rolled-back ticket leaves no gap.

@@ -20,6 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Context;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -69,6 +70,10 @@ pub struct Pipeline {
     outbox_wake: Arc<Notify>,
 }
 
+/// Messages of a batch prepared at the same time. Preparing writes and fsyncs each attachment
+/// file; one after the other, those waits were a fifth of a drain's time.
+const PREPARE_CONCURRENCY: usize = 8;
+
 /// Milliseconds in the acknowledgment rate-limit window.
 const ACK_WINDOW_MILLIS: i64 = 3_600_000;
 
@@ -109,7 +114,7 @@ impl Pipeline {
     /// Processes stored raw messages, committing their outcomes together.
     pub async fn process_batch(&self, raw_message_ids: &[i64]) -> anyhow::Result<Vec<Outcome>> {
         let mut slots: Vec<Option<Outcome>> = Vec::with_capacity(raw_message_ids.len());
-        let mut prepared: Vec<(usize, Prepared)> = Vec::new();
+        let mut pending: Vec<(usize, RawRow)> = Vec::new();
         for &id in raw_message_ids {
             let raw = self
                 .store
@@ -120,9 +125,14 @@ impl Pipeline {
                 slots.push(Some(Outcome::AlreadyDone { state: raw.state }));
                 continue;
             }
-            prepared.push((slots.len(), self.prepare(raw).await?));
+            pending.push((slots.len(), raw));
             slots.push(None);
         }
+        let prepared: Vec<(usize, Prepared)> = futures::stream::iter(pending)
+            .map(|(slot, raw)| async move { anyhow::Ok((slot, self.prepare(raw).await?)) })
+            .buffered(PREPARE_CONCURRENCY)
+            .try_collect()
+            .await?;
         if !prepared.is_empty() {
             let outcomes = match self.apply_together(&prepared).await {
                 Ok(o) => o,
