@@ -78,9 +78,11 @@ impl Gateway {
             outbox_wake.clone(),
         ));
         let smtp = SmtpSender::new(&cfg.smtp)?;
+        let pec_smtp = cfg.pec_smtp.as_ref().map(SmtpSender::new).transpose()?;
         let worker = OutboxWorker::new(
             store.clone(),
             smtp,
+            pec_smtp,
             Arc::new(cfg.outbox.clone()),
             outbox_wake.clone(),
         );

@@ -210,17 +210,21 @@ async fn check_config(path: &std::path::Path, connect: bool) -> anyhow::Result<u
                 }
             }
         }
-        match crate::outbound::smtp::SmtpSender::new(&cfg.smtp) {
-            Ok(s) => match s.test().await {
-                Ok(()) => println!("ok: smtp {}:{}", cfg.smtp.host, cfg.smtp.port),
+        let accounts = std::iter::once(("smtp", &cfg.smtp))
+            .chain(cfg.pec_smtp.iter().map(|p| ("pec_smtp", p)));
+        for (key, smtp) in accounts {
+            match crate::outbound::smtp::SmtpSender::new(smtp) {
+                Ok(s) => match s.test().await {
+                    Ok(()) => println!("ok: {key} {}:{}", smtp.host, smtp.port),
+                    Err(e) => {
+                        failed += 1;
+                        println!("FAIL: {key} {}:{}: {e:#}", smtp.host, smtp.port);
+                    }
+                },
                 Err(e) => {
                     failed += 1;
-                    println!("FAIL: smtp {}:{}: {e:#}", cfg.smtp.host, cfg.smtp.port);
+                    println!("FAIL: {key}: {e:#}");
                 }
-            },
-            Err(e) => {
-                failed += 1;
-                println!("FAIL: smtp: {e:#}");
             }
         }
     }
@@ -280,6 +284,7 @@ fn role(direction: &str, kind: &str) -> &'static str {
         ("in", "note") => "note",
         ("in", "bounce") => "bounce",
         ("in", "receipt") => "receipt",
+        ("in", "pec_receipt") => "PEC receipt",
         ("in", "auto_reply") => "auto-reply",
         ("out", "ack") => "ack",
         ("out", "notification") => "notification",
@@ -300,6 +305,9 @@ fn ticket_json(t: &TicketView) -> Value {
         "subject": t.subject,
         "text": t.text,
         "channel": t.channel,
+        "certified": t.certified,
+        "pec_address": t.pec_address,
+        "reply_to": t.reply_to,
         "created_at": rfc3339(t.created_at),
         "updated_at": rfc3339(t.updated_at),
     })
@@ -361,6 +369,30 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                     "smtp_reply": m.delivery_reply,
                     "attempts": m.delivery_attempts,
                     "sent_at": m.sent_at.map(rfc3339),
+                    "transport": m.transport,
+                })
+            });
+            // Outbound over PEC: the certified state its receipts gave it. Inbound from a PEC
+            // box: the provider's certified time and signature check.
+            let pec = (m.pec_id.is_some()
+                || m.pec_state.is_some()
+                || m.signature.is_some()
+                || m.transport.as_deref() == Some("pec"))
+            .then(|| {
+                let detail = m
+                    .pec_detail
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                    .unwrap_or(Value::Null);
+                json!({
+                    "state": m.pec_state,
+                    "identificativo": m.pec_id,
+                    "certified_at": m.certified_at.map(rfc3339),
+                    "delivered_to": detail.get("delivered_to"),
+                    "reason": detail.get("reason"),
+                    "receipt": detail.get("receipt"),
+                    "signature": m.signature,
+                    "signature_detail": m.signature_detail,
                 })
             });
             json!({
@@ -376,6 +408,7 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                 "at": rfc3339(m.at),
                 "sha256": m.sha256,
                 "delivery": delivery,
+                "pec": pec,
             })
         })
         .collect();
@@ -408,6 +441,14 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                 "Area     {}   Kind {}   Status {}   Channel {}",
                 t.area, t.kind, t.status, t.channel
             );
+            match t.certified {
+                Some(true) => println!(
+                    "PEC      certified, to {}",
+                    t.pec_address.as_deref().unwrap_or("")
+                ),
+                Some(false) => println!("PEC      NOT certified (ordinary mail to the PEC box)"),
+                None => {}
+            }
             println!("Created  {}", rfc3339(t.created_at));
             println!("\n{}\n", t.text.trim());
             println!("Events:");
@@ -422,11 +463,14 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
             }
             println!("Messages:");
             for m in &messages {
-                let delivery = match (&m.delivery_state, &m.delivery_reply) {
+                let mut delivery = match (&m.delivery_state, &m.delivery_reply) {
                     (Some(s), Some(r)) => format!(" [{s}: {r}]"),
                     (Some(s), None) => format!(" [{s}]"),
                     _ => String::new(),
                 };
+                if let Some(state) = &m.pec_state {
+                    delivery.push_str(&format!(" [PEC {state}]"));
+                }
                 println!(
                     "  {}  {:<3} {:<12} {} -> {}  {}{}",
                     rfc3339(m.at),

@@ -29,6 +29,11 @@ pub struct Config {
     pub storage: StorageConfig,
     pub security: SecurityConfig,
     pub smtp: SmtpConfig,
+    /// The PEC provider's SMTP account: answers to tickets that came by PEC leave through it,
+    /// so that they are certified too. Required when a mailbox has `pec = true`.
+    pub pec_smtp: Option<SmtpConfig>,
+    #[serde(default)]
+    pub pec: PecConfig,
     #[serde(default)]
     pub tickets: TicketsConfig,
     #[serde(default)]
@@ -128,6 +133,18 @@ pub struct SmtpConfig {
     pub timeout_seconds: u64,
 }
 
+/// How PEC provider envelopes are checked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PecConfig {
+    /// Verify the provider's S/MIME signature on every envelope and receipt against
+    /// `trust_store`. The result is recorded on the message; mail is never dropped for it.
+    #[serde(default)]
+    pub verify_signatures: bool,
+    /// PEM file with the certificates of the trusted provider CAs (e.g. the AgID list).
+    pub trust_store: Option<PathBuf>,
+}
+
 fn default_smtp_timeout() -> u64 {
     30
 }
@@ -224,6 +241,10 @@ pub struct MailboxConfig {
     pub poll_seconds: u64,
     /// Area for mail whose recipients match no area address.
     pub default_area: Option<String>,
+    /// A PEC box: what arrives is read as provider envelopes and receipts (RFC 6109), never
+    /// as plain mail.
+    #[serde(default)]
+    pub pec: bool,
 }
 
 fn default_folder() -> String {
@@ -481,6 +502,27 @@ impl Config {
             if mb.poll_seconds == 0 {
                 err(format!("{key}.poll_seconds"), "must be at least 1".into());
             }
+            if mb.pec && self.pec_smtp.is_none() {
+                err(
+                    format!("{key}.pec"),
+                    "a PEC mailbox needs [pec_smtp]: answers to PEC tickets must leave through \
+                     the PEC provider"
+                        .into(),
+                );
+            }
+        }
+        if self.pec.verify_signatures {
+            match &self.pec.trust_store {
+                None => err(
+                    "pec.trust_store".into(),
+                    "missing: pec.verify_signatures = true needs a PEM file of trusted CAs".into(),
+                ),
+                Some(path) if !path.is_file() => err(
+                    "pec.trust_store".into(),
+                    format!("{} is not a readable file", path.display()),
+                ),
+                Some(_) => {}
+            }
         }
 
         let mut warnings = Vec::new();
@@ -640,6 +682,35 @@ mod tests {
             routes["reclami@comune.test"].kind,
             Some(TicketKind::Reclamo)
         );
+    }
+
+    #[test]
+    fn a_pec_mailbox_needs_pec_smtp_and_signature_checks_need_a_trust_store() {
+        let text = GOOD.replace("default_area = \"lavori-pubblici\"", "pec = true")
+            + "\n[pec]\nverify_signatures = true\n";
+        let cfg = Config::from_toml_str(&text).expect("parses");
+        let keys: Vec<String> = cfg.problems().into_iter().map(|p| p.key).collect();
+        assert!(keys.contains(&"mailbox[0].pec".to_owned()), "{keys:?}");
+        assert!(keys.contains(&"pec.trust_store".to_owned()), "{keys:?}");
+
+        let text = GOOD.replace("default_area = \"lavori-pubblici\"", "pec = true")
+            + "\n[pec_smtp]\nhost = \"127.0.0.1\"\nport = 25\ntls = \"none\"\n";
+        let cfg = Config::from_toml_str(&text).expect("parses");
+        assert_eq!(cfg.problems(), vec![]);
+        assert!(cfg.mailboxes[0].pec);
+    }
+
+    #[test]
+    fn the_documented_example_file_parses_without_errors() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ticketgate.example.toml");
+        let text = std::fs::read_to_string(&path).expect("the example config");
+        let cfg = Config::from_toml_str(&text).expect("the example parses");
+        let errors: Vec<Problem> = cfg
+            .problems()
+            .into_iter()
+            .filter(|p| p.severity == Severity::Error)
+            .collect();
+        assert_eq!(errors, vec![]);
     }
 
     #[test]

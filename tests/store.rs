@@ -16,9 +16,10 @@ use serde_json::json;
 use support::postgres::PgDatabase;
 use ticketgate::domain::{OurMessageId, SignedIds, TicketRef};
 use ticketgate::outbound::queue::{queue_mail, Queued};
+use ticketgate::outbound::Transport;
 use ticketgate::store::{
-    now_millis, raw_sha256_hex, Attempt, NewAttachment, NewMessage, NewTicket, RawIn, Store,
-    StoreError,
+    now_millis, raw_sha256_hex, Attempt, InboundPec, NewAttachment, NewMessage, NewTicket, RawIn,
+    ReceiptEffect, Store, StoreError,
 };
 
 /// Which database a test body runs on.
@@ -120,6 +121,7 @@ on_both_backends!(
     concurrent_transactions_get_distinct_ticket_numbers_without_gaps,
     queued_mail_is_stored_as_bytes_that_parse_and_carry_a_verifiable_signed_message_id,
     queued_mail_outside_any_ticket_carries_a_verifiable_id_without_a_ticket,
+    pec_facts_and_receipts_are_recorded_and_a_late_acceptance_never_undoes_a_delivery,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -173,6 +175,9 @@ fn ticket<'a>(reference: &'a str, subject: &'a str, at: i64) -> NewTicket<'a> {
         html: Some("<p>C'è una buca</p>"),
         channel: "email",
         at,
+        certified: None,
+        pec_address: None,
+        reply_to: None,
     }
 }
 
@@ -240,7 +245,9 @@ async fn make_queued(store: &Store, ticket_id: Option<i64>, to: &str, raw: &[u8]
     )
     .await
     .unwrap();
-    Store::enqueue(&mut tx, id, AREA_ADDR, to).await.unwrap();
+    Store::enqueue(&mut tx, id, AREA_ADDR, to, "smtp")
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     id
 }
@@ -942,7 +949,7 @@ async fn outbound_bytes_round_trip_exactly_including_binary_bytes(db: Db) {
         .await
         .unwrap()
         .unwrap();
-    Store::enqueue(&mut tx, id, AREA_ADDR, "a@x, b@y,,")
+    Store::enqueue(&mut tx, id, AREA_ADDR, "a@x, b@y,,", "pec")
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -954,6 +961,7 @@ async fn outbound_bytes_round_trip_exactly_including_binary_bytes(db: Db) {
         Vec::<u8>::new(),
         "no bytes set: empty, not an error"
     );
+    assert_eq!(item.transport, "pec", "the transport it was queued with");
 }
 
 async fn acknowledgments_are_counted_per_address_and_kind_since_a_time(db: Db) {
@@ -1064,7 +1072,7 @@ async fn text_with_nul_characters_from_untrusted_mail_is_stored_on_both_backends
         .await
         .unwrap()
         .unwrap();
-    Store::enqueue(&mut tx, ack, "from\0@x", "luca\0@x")
+    Store::enqueue(&mut tx, ack, "from\0@x", "luca\0@x", "smtp")
         .await
         .unwrap();
     assert_eq!(
@@ -1430,6 +1438,7 @@ async fn queued_mail_is_stored_as_bytes_that_parse_and_carry_a_verifiable_signed
             auto_replied: true,
             text: "Gentile cittadina, abbiamo ricevuto la sua segnalazione. È la 2026-000042.",
             attachments: Vec::new(),
+            transport: Transport::Smtp,
         },
     )
     .await
@@ -1522,6 +1531,7 @@ async fn queued_mail_outside_any_ticket_carries_a_verifiable_id_without_a_ticket
             auto_replied: false,
             text: "Il suo messaggio supera il limite.",
             attachments: Vec::new(),
+            transport: Transport::Smtp,
         },
     )
     .await
@@ -1545,4 +1555,143 @@ async fn queued_mail_outside_any_ticket_carries_a_verifiable_id_without_a_ticket
     );
     assert_eq!(parsed.header_raw("Auto-Submitted"), None);
     assert!(ticket_of(s, message_id).await.unwrap().is_none());
+}
+
+async fn pec_facts_and_receipts_are_recorded_and_a_late_acceptance_never_undoes_a_delivery(db: Db) {
+    let store = &db.store;
+    let mut tx = store.begin().await.unwrap();
+    let ticket_id = Store::insert_ticket(
+        &mut tx,
+        &NewTicket {
+            channel: "pec",
+            certified: Some(true),
+            pec_address: Some("protocollo@pec.comune.test"),
+            reply_to: Some("ufficio.legale@pec.citizen.test"),
+            ..ticket("2026-000077", "Reclamo", T0)
+        },
+    )
+    .await
+    .unwrap();
+    let inbound_id =
+        Store::insert_message(&mut tx, &inbound(Some(ticket_id), Some("mid:opec1"), T0))
+            .await
+            .unwrap()
+            .unwrap();
+    Store::set_inbound_pec(
+        &mut tx,
+        inbound_id,
+        &InboundPec {
+            pec_id: Some("opec1.20261126@pec.citizen.test"),
+            certified_at: Some(T0 - 5_000),
+            signature: "not verified",
+            signature_detail: Some("certificate verify error"),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let ours = make_queued(store, Some(ticket_id), CITIZEN, b"answer").await;
+
+    // Delivery first, then a late acceptance: the state stays "consegnata"; the
+    // identificativo is learned from the first receipt and kept.
+    let delivered = json!({ "receipt": "avvenuta-consegna", "delivered_to": CITIZEN });
+    let accepted = json!({ "receipt": "accettazione" });
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        Store::outbound_by_pec_id(&mut tx, "opec9.x@pec.comune.test")
+            .await
+            .unwrap(),
+        None
+    );
+    for (state, detail, at) in [
+        (Some("consegnata"), &delivered, T0 + 2_000),
+        (None, &accepted, T0 + 3_000),
+        (Some("accettata"), &accepted, T0 + 1_000),
+    ] {
+        Store::apply_receipt(
+            &mut tx,
+            ours,
+            &ReceiptEffect {
+                state,
+                detail,
+                pec_id: Some("opec9.x@pec.comune.test"),
+                certified_at: Some(at),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        Store::outbound_by_pec_id(&mut tx, "opec9.x@pec.comune.test")
+            .await
+            .unwrap(),
+        Some(ours)
+    );
+    // An inbound message with that id is not "ours".
+    assert_eq!(
+        Store::outbound_by_pec_id(&mut tx, "opec1.20261126@pec.citizen.test")
+            .await
+            .unwrap(),
+        None
+    );
+    tx.commit().await.unwrap();
+
+    let t = store.ticket_by_ref("2026-000077").await.unwrap().unwrap();
+    assert_eq!(t.channel, "pec");
+    assert_eq!(t.certified, Some(true));
+    assert_eq!(t.pec_address.as_deref(), Some("protocollo@pec.comune.test"));
+    assert_eq!(
+        t.reply_to.as_deref(),
+        Some("ufficio.legale@pec.citizen.test")
+    );
+    let messages = store.ticket_messages(ticket_id).await.unwrap();
+    let inbound = messages
+        .iter()
+        .find(|m| m.message_id == inbound_id)
+        .unwrap();
+    assert_eq!(
+        inbound.pec_id.as_deref(),
+        Some("opec1.20261126@pec.citizen.test")
+    );
+    assert_eq!(inbound.certified_at, Some(T0 - 5_000));
+    assert_eq!(inbound.signature.as_deref(), Some("not verified"));
+    assert_eq!(
+        inbound.signature_detail.as_deref(),
+        Some("certificate verify error")
+    );
+    let out = messages.iter().find(|m| m.message_id == ours).unwrap();
+    assert_eq!(out.pec_state.as_deref(), Some("consegnata"));
+    assert_eq!(out.certified_at, Some(T0 + 2_000));
+    assert_eq!(out.pec_id.as_deref(), Some("opec9.x@pec.comune.test"));
+    let detail: serde_json::Value =
+        serde_json::from_str(out.pec_detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail, delivered);
+    assert_eq!(out.transport.as_deref(), Some("smtp"));
+
+    // A failure after acceptance replaces it.
+    let failed = json!({ "receipt": "errore-consegna", "reason": "5.1.1 user unknown" });
+    let other = make_queued(store, Some(ticket_id), CITIZEN, b"second").await;
+    let mut tx = store.begin().await.unwrap();
+    for (state, detail) in [
+        (Some("accettata"), &accepted),
+        (Some("non consegnata"), &failed),
+    ] {
+        Store::apply_receipt(
+            &mut tx,
+            other,
+            &ReceiptEffect {
+                state,
+                detail,
+                pec_id: None,
+                certified_at: Some(T0),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let messages = store.ticket_messages(ticket_id).await.unwrap();
+    let out = messages.iter().find(|m| m.message_id == other).unwrap();
+    assert_eq!(out.pec_state.as_deref(), Some("non consegnata"));
+    assert_eq!(out.pec_id, None);
 }

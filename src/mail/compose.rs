@@ -170,6 +170,22 @@ pub struct BounceNoticeText<'a> {
     pub reason: &'a str,
 }
 
+/// To the office: a PEC receipt says a certified mail to the citizen failed or is late.
+#[derive(Template)]
+#[template(path = "mail/pec_notice.txt")]
+pub struct PecNoticeText<'a> {
+    pub reference: &'a str,
+    /// The receipt type as the provider names it (`errore-consegna`, …).
+    pub receipt: &'a str,
+    pub receipt_it: &'a str,
+    pub recipient: &'a str,
+    pub subject: &'a str,
+    pub certified_at: &'a str,
+    pub reason: &'a str,
+    pub advice_it: &'a str,
+    pub advice_en: &'a str,
+}
+
 /// "Your message was too large" notice.
 #[derive(Template)]
 #[template(path = "mail/oversize.txt")]

@@ -5,6 +5,8 @@ pub mod autoreply;
 pub mod command;
 pub mod compose;
 pub mod parse;
+pub mod pec;
 pub mod quote;
 pub mod route;
+pub mod smime;
 pub mod tag;

@@ -4,6 +4,7 @@
 
 use crate::domain::{SignedIds, TicketRef};
 use crate::mail::compose::{self, Envelope, OutAttachment};
+use crate::outbound::Transport;
 use crate::store::{now_millis, raw_sha256_hex, NewMessage, Result, Store, Tx};
 
 /// One mail to queue.
@@ -22,6 +23,7 @@ pub struct Queued<'a> {
     pub auto_replied: bool,
     pub text: &'a str,
     pub attachments: Vec<OutAttachment<'a>>,
+    pub transport: Transport,
 }
 
 /// Composes and queues `q`; returns our message row id.
@@ -74,6 +76,13 @@ pub async fn queue_mail(tx: &mut Tx, ids: &SignedIds, q: &Queued<'_>) -> Result<
     );
     let sha = raw_sha256_hex(&bytes);
     Store::set_outbound_bytes(tx, message_id, &rfc_id, &bytes, &sha).await?;
-    Store::enqueue(tx, message_id, q.from_addr, &q.to.join(",")).await?;
+    Store::enqueue(
+        tx,
+        message_id,
+        q.from_addr,
+        &q.to.join(","),
+        q.transport.as_str(),
+    )
+    .await?;
     Ok(message_id)
 }

@@ -31,15 +31,24 @@ const IDLE_RECHECK: Duration = Duration::from_secs(1);
 pub struct OutboxWorker {
     store: Store,
     smtp: SmtpSender,
+    /// `[pec_smtp]`, for rows queued with the PEC transport.
+    pec_smtp: Option<SmtpSender>,
     cfg: Arc<OutboxConfig>,
     wake: Arc<Notify>,
 }
 
 impl OutboxWorker {
-    pub fn new(store: Store, smtp: SmtpSender, cfg: Arc<OutboxConfig>, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        store: Store,
+        smtp: SmtpSender,
+        pec_smtp: Option<SmtpSender>,
+        cfg: Arc<OutboxConfig>,
+        wake: Arc<Notify>,
+    ) -> Self {
         OutboxWorker {
             store,
             smtp,
+            pec_smtp,
             cfg,
             wake,
         }
@@ -94,10 +103,19 @@ impl OutboxWorker {
         let Some(item) = self.store.outbox_item(outbox_id).await? else {
             return Ok(None);
         };
-        let result = self
-            .smtp
-            .send(&item.envelope_from, &item.recipients, &item.raw)
-            .await;
+        let sender = match item.transport.as_str() {
+            "pec" => self.pec_smtp.as_ref(),
+            _ => Some(&self.smtp),
+        };
+        let result = match sender {
+            Some(s) => {
+                s.send(&item.envelope_from, &item.recipients, &item.raw)
+                    .await
+            }
+            // check-config refuses a PEC mailbox without [pec_smtp]; a row queued before the
+            // section was removed waits (temporary) instead of leaving by the wrong route.
+            None => SendResult::Temporary("no [pec_smtp] configured for a PEC mail".to_owned()),
+        };
         let at = now_millis();
         let (ok, reply, next_attempt_at) = match result {
             SendResult::Accepted(reply) => {

@@ -6,6 +6,7 @@
 //! transaction's extent (DESIGN.md: one transaction per change).
 
 mod outbox;
+mod pec;
 mod raw;
 mod read;
 mod tickets;
@@ -17,6 +18,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Transaction};
 
 pub use outbox::{Attempt, DueOutbox, OutboxItem};
+pub use pec::{InboundPec, ReceiptEffect};
 pub use raw::{sha256_hex as raw_sha256_hex, RawIn, RawRow};
 pub use read::{AttachmentView, EventView, MessageView, QuarantineView, TicketView};
 pub use tickets::{HistoryEntry, MessageTicket, NewAttachment, NewMessage, NewTicket, OurMessage};

@@ -22,6 +22,8 @@ pub struct OutboxItem {
     pub recipients: Vec<String>,
     pub raw: Vec<u8>,
     pub attempts: i64,
+    /// `smtp` or `pec`: which account sends it.
+    pub transport: String,
 }
 
 impl Store {
@@ -91,8 +93,8 @@ impl Store {
 
     pub async fn outbox_item(&self, outbox_id: i64) -> Result<Option<OutboxItem>> {
         let row = sqlx::query(
-            "SELECT o.outbox_id, o.message_id, o.envelope_from, o.recipients, m.raw, o.attempts \
-             FROM outbox o JOIN message m ON m.message_id = o.message_id WHERE o.outbox_id = $1",
+            "SELECT o.outbox_id, o.message_id, o.envelope_from, o.recipients, m.raw, o.attempts, \
+             o.transport FROM outbox o JOIN message m ON m.message_id = o.message_id WHERE o.outbox_id = $1",
         )
         .bind(outbox_id)
         .fetch_optional(&self.pool)
@@ -111,6 +113,7 @@ impl Store {
                     .collect(),
                 raw: r.get::<Option<Vec<u8>>, _>(4).unwrap_or_default(),
                 attempts: r.get(5),
+                transport: r.get(6),
             }
         }))
     }

@@ -17,6 +17,10 @@ pub struct TicketView {
     pub channel: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// PEC tickets: true for a certified PEC, false for an anomaly; `None` otherwise.
+    pub certified: Option<bool>,
+    pub pec_address: Option<String>,
+    pub reply_to: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +49,18 @@ pub struct MessageView {
     pub delivery_reply: Option<String>,
     pub delivery_attempts: Option<i64>,
     pub sent_at: Option<i64>,
+    /// PEC: the provider's identificativo of this message.
+    pub pec_id: Option<String>,
+    /// Outbound over PEC: accettata | non accettata | consegnata | non consegnata.
+    pub pec_state: Option<String>,
+    /// JSON object: the receipt behind `pec_state`.
+    pub pec_detail: Option<String>,
+    pub certified_at: Option<i64>,
+    /// Inbound PEC: verified | not verified | not checked.
+    pub signature: Option<String>,
+    pub signature_detail: Option<String>,
+    /// Outbound: smtp | pec.
+    pub transport: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,7 +83,8 @@ pub struct QuarantineView {
 }
 
 const TICKET_COLUMNS_LIST: &str = "SELECT ticket_id, ref, kind, area, status, citizen, subject, \
-     text, channel, created_at, updated_at FROM ticket ORDER BY ticket_id DESC LIMIT $1";
+     text, channel, created_at, updated_at, certified, pec_address, reply_to FROM ticket \
+     ORDER BY ticket_id DESC LIMIT $1";
 
 fn ticket_from_row(r: &sqlx::any::AnyRow) -> TicketView {
     TicketView {
@@ -82,6 +99,9 @@ fn ticket_from_row(r: &sqlx::any::AnyRow) -> TicketView {
         channel: r.get(8),
         created_at: r.get(9),
         updated_at: r.get(10),
+        certified: r.get::<Option<i64>, _>(11).map(|c| c != 0),
+        pec_address: r.get(12),
+        reply_to: r.get(13),
     }
 }
 
@@ -101,7 +121,7 @@ impl Store {
     pub async fn ticket_by_ref(&self, reference: &str) -> Result<Option<TicketView>> {
         let row = sqlx::query(
             "SELECT ticket_id, ref, kind, area, status, citizen, subject, text, channel, \
-             created_at, updated_at FROM ticket WHERE ref = $1",
+             created_at, updated_at, certified, pec_address, reply_to FROM ticket WHERE ref = $1",
         )
         .bind(nul_free(reference))
         .fetch_optional(&self.pool)
@@ -131,7 +151,9 @@ impl Store {
         let rows = sqlx::query(
             "SELECT m.message_id, m.direction, m.kind, m.rfc_message_id, m.in_reply_to, \
              m.from_addr, m.to_addrs, m.subject, m.text, m.at, m.sha256, \
-             o.state, o.last_reply, o.attempts, o.sent_at \
+             o.state, o.last_reply, o.attempts, o.sent_at, \
+             m.pec_id, m.pec_state, m.pec_detail, m.certified_at, m.signature, \
+             m.signature_detail, o.transport \
              FROM message m LEFT JOIN outbox o ON o.message_id = m.message_id \
              WHERE m.ticket_id = $1 ORDER BY m.message_id",
         )
@@ -156,6 +178,13 @@ impl Store {
                 delivery_reply: r.get(12),
                 delivery_attempts: r.get(13),
                 sent_at: r.get(14),
+                pec_id: r.get(15),
+                pec_state: r.get(16),
+                pec_detail: r.get(17),
+                certified_at: r.get(18),
+                signature: r.get(19),
+                signature_detail: r.get(20),
+                transport: r.get(21),
             })
             .collect())
     }

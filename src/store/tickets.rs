@@ -20,6 +20,12 @@ pub struct NewTicket<'a> {
     pub html: Option<&'a str>,
     pub channel: &'a str,
     pub at: i64,
+    /// PEC tickets only: whether the report was certified (see migration 0002).
+    pub certified: Option<bool>,
+    /// PEC tickets only: the PEC address it came to.
+    pub pec_address: Option<&'a str>,
+    /// Where mail to the citizen goes when not to `citizen` (PEC `risposte`).
+    pub reply_to: Option<&'a str>,
 }
 
 /// A message row (inbound or outbound).
@@ -60,6 +66,17 @@ pub struct MessageTicket {
     pub subject: String,
     pub status: String,
     pub kind: String,
+    /// The PEC address the ticket came to: mail to the citizen leaves from it, through PEC.
+    pub pec_address: Option<String>,
+    /// Where mail to the citizen goes when not to `citizen` (PEC `risposte`).
+    pub reply_to: Option<String>,
+}
+
+impl MessageTicket {
+    /// The address mail to the citizen goes to.
+    pub fn citizen_mail_to(&self) -> &str {
+        self.reply_to.as_deref().unwrap_or(&self.citizen)
+    }
 }
 
 /// One of our outbound messages, found by the id a reply or bounce names.
@@ -82,7 +99,16 @@ pub struct HistoryEntry {
     pub text: String,
 }
 
-/// Reads the columns `ticket_id, ref, area, citizen, subject, status, kind` from `offset`.
+/// The columns [`message_ticket`] reads, for a ticket aliased `t` (a macro, so that queries
+/// stay `&'static str` through `concat!`).
+macro_rules! ticket_columns {
+    () => {
+        "t.ticket_id, t.ref, t.area, t.citizen, t.subject, t.status, t.kind, t.pec_address, \
+         t.reply_to"
+    };
+}
+
+/// Reads the columns of [`ticket_columns!`] from `offset`.
 fn message_ticket(r: &sqlx::any::AnyRow, offset: usize) -> MessageTicket {
     MessageTicket {
         ticket_id: r.get(offset),
@@ -92,6 +118,8 @@ fn message_ticket(r: &sqlx::any::AnyRow, offset: usize) -> MessageTicket {
         subject: r.get(offset + 4),
         status: r.get(offset + 5),
         kind: r.get(offset + 6),
+        pec_address: r.get(offset + 7),
+        reply_to: r.get(offset + 8),
     }
 }
 
@@ -112,8 +140,8 @@ impl Store {
     pub async fn insert_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
         let row = sqlx::query(
             "INSERT INTO ticket (ref, kind, area, status, citizen, citizen_name, subject, text, \
-             html, channel, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'received', $4, $5, $6, $7, $8, $9, $10, $10) \
+             html, channel, created_at, updated_at, certified, pec_address, reply_to) \
+             VALUES ($1, $2, $3, 'received', $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13) \
              RETURNING ticket_id",
         )
         .bind(nul_free(t.reference))
@@ -126,6 +154,9 @@ impl Store {
         .bind(t.html.map(nul_free))
         .bind(nul_free(t.channel))
         .bind(t.at)
+        .bind(t.certified.map(i64::from))
+        .bind(t.pec_address.map(nul_free))
+        .bind(t.reply_to.map(nul_free))
         .fetch_one(&mut **tx)
         .await?;
         Ok(row.get(0))
@@ -242,10 +273,12 @@ impl Store {
 
     /// The ticket that message `message_id` belongs to.
     pub async fn ticket_of_message(tx: &mut Tx, message_id: i64) -> Result<Option<MessageTicket>> {
-        let row = sqlx::query(
-            "SELECT t.ticket_id, t.ref, t.area, t.citizen, t.subject, t.status, t.kind \
-             FROM message m JOIN ticket t ON t.ticket_id = m.ticket_id WHERE m.message_id = $1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            ticket_columns!(),
+            " FROM message m JOIN ticket t ON t.ticket_id = m.ticket_id \
+                 WHERE m.message_id = $1"
+        ))
         .bind(message_id)
         .fetch_optional(&mut **tx)
         .await?;
@@ -254,12 +287,12 @@ impl Store {
 
     /// The outbound message `message_id` and its ticket, if it is one of ours.
     pub async fn our_message(tx: &mut Tx, message_id: i64) -> Result<Option<OurMessage>> {
-        let row = sqlx::query(
-            "SELECT m.message_id, m.kind, m.to_addrs, \
-             t.ticket_id, t.ref, t.area, t.citizen, t.subject, t.status, t.kind \
-             FROM message m LEFT JOIN ticket t ON t.ticket_id = m.ticket_id \
-             WHERE m.message_id = $1 AND m.direction = 'out'",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT m.message_id, m.kind, m.to_addrs, ",
+            ticket_columns!(),
+            " FROM message m LEFT JOIN ticket t ON t.ticket_id = m.ticket_id \
+                 WHERE m.message_id = $1 AND m.direction = 'out'"
+        ))
         .bind(message_id)
         .fetch_optional(&mut **tx)
         .await?;
@@ -276,10 +309,11 @@ impl Store {
 
     /// A ticket by its reference, inside a transaction.
     pub async fn ticket_by_ref_in(tx: &mut Tx, reference: &str) -> Result<Option<MessageTicket>> {
-        let row = sqlx::query(
-            "SELECT t.ticket_id, t.ref, t.area, t.citizen, t.subject, t.status, t.kind \
-             FROM ticket t WHERE t.ref = $1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            ticket_columns!(),
+            " FROM ticket t WHERE t.ref = $1"
+        ))
         .bind(nul_free(reference))
         .fetch_optional(&mut **tx)
         .await?;
@@ -386,16 +420,18 @@ impl Store {
         message_id: i64,
         envelope_from: &str,
         recipients: &str,
+        transport: &str,
     ) -> Result<()> {
         let now = now_millis();
         sqlx::query(
             "INSERT INTO outbox (message_id, envelope_from, recipients, state, next_attempt_at, \
-             created_at) VALUES ($1, $2, $3, 'queued', $4, $4)",
+             created_at, transport) VALUES ($1, $2, $3, 'queued', $4, $4, $5)",
         )
         .bind(message_id)
         .bind(nul_free(envelope_from))
         .bind(nul_free(recipients))
         .bind(now)
+        .bind(nul_free(transport))
         .execute(&mut **tx)
         .await?;
         Ok(())

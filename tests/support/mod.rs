@@ -5,4 +5,6 @@
 pub mod gateway;
 pub mod mail;
 pub mod mailstack;
+pub mod pec;
+pub mod pki;
 pub mod postgres;

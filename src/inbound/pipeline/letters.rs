@@ -14,6 +14,7 @@ use crate::mail::compose::{
 use crate::mail::parse::InboundMail;
 use crate::mail::route::RoutedArea;
 use crate::outbound::queue::{queue_mail, Queued};
+use crate::outbound::Transport;
 use crate::store::{now_millis, HistoryEntry, MessageTicket, Store, Tx};
 use crate::tickets::{take_link_data, TAKE_LINK, TAKE_LINK_VALIDITY_MILLIS};
 
@@ -59,8 +60,8 @@ impl Pipeline {
                 ticket: Some((t.ticket_id, reference)),
                 kind: "ack",
                 from_name: &area_name,
-                from_addr: &owner.address,
-                to: vec![t.citizen.clone()],
+                from_addr: t.pec_address.as_deref().unwrap_or(&owner.address),
+                to: vec![t.citizen_mail_to().to_owned()],
                 reply_to: None,
                 subject: &subject,
                 in_reply_to: mail.message_id.as_deref(),
@@ -68,6 +69,7 @@ impl Pipeline {
                 auto_replied: true,
                 text: &text,
                 attachments: Vec::new(),
+                transport: citizen_transport(t),
             },
         )
         .await?;
@@ -146,6 +148,7 @@ impl Pipeline {
                     auto_replied: false,
                     text: &text,
                     attachments: Vec::new(),
+                    transport: Transport::Smtp,
                 },
             )
             .await?;
@@ -212,9 +215,14 @@ impl Pipeline {
         text: &str,
         attachments: &[OutAttachment<'_>],
     ) -> anyhow::Result<i64> {
-        let (area_name, area_addr) = self
+        let (area_name, mut area_addr) = self
             .area_sender(&t.area)
             .unwrap_or_else(|| (t.area.clone(), String::new()));
+        if let Some(pec) = &t.pec_address {
+            // A PEC ticket is answered by PEC, from the PEC box it came to, whichever office
+            // now handles it: the answer must be certified like the report.
+            area_addr = pec.clone();
+        }
         let (in_reply_to, references) = self.citizen_thread(tx, t).await?;
         let subject =
             compose::tagged_subject(&self.cfg.tickets.tag_prefix, &t.reference, &t.subject);
@@ -227,7 +235,7 @@ impl Pipeline {
                 kind,
                 from_name: &area_name,
                 from_addr: &area_addr,
-                to: vec![t.citizen.clone()],
+                to: vec![t.citizen_mail_to().to_owned()],
                 reply_to: None,
                 subject: &subject,
                 in_reply_to: in_reply_to.as_deref(),
@@ -235,6 +243,7 @@ impl Pipeline {
                 auto_replied: false,
                 text,
                 attachments: attachments.to_vec(),
+                transport: citizen_transport(t),
             },
         )
         .await?;
@@ -270,7 +279,7 @@ impl Pipeline {
     }
 
     /// A short notice to one staff member, from the area address of the ticket.
-    async fn notice_to_staff(
+    pub(super) async fn notice_to_staff(
         &self,
         tx: &mut Tx,
         t: &MessageTicket,
@@ -299,6 +308,7 @@ impl Pipeline {
                 auto_replied: true,
                 text,
                 attachments: Vec::new(),
+                transport: Transport::Smtp,
             },
         )
         .await?;
@@ -378,6 +388,15 @@ impl Pipeline {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// Mail to the citizen of a PEC ticket leaves through the PEC provider.
+fn citizen_transport(t: &MessageTicket) -> Transport {
+    if t.pec_address.is_some() {
+        Transport::Pec
+    } else {
+        Transport::Smtp
     }
 }
 

@@ -14,6 +14,7 @@
 //! mailbox.
 
 mod letters;
+mod pec;
 mod reply;
 
 use std::collections::{HashMap, HashSet};
@@ -33,10 +34,12 @@ use crate::mail::parse::{self, InboundMail};
 use crate::mail::route::{route, RoutedArea};
 use crate::mail::{auth, tag};
 use crate::outbound::queue::{queue_mail, Queued};
+use crate::outbound::Transport;
 use crate::store::{
-    now_millis, MessageTicket, NewAttachment, NewMessage, NewTicket, RawRow, Store, Tx,
+    now_millis, InboundPec, MessageTicket, NewAttachment, NewMessage, NewTicket, RawRow, Store, Tx,
 };
 use askama::Template;
+use pec::{PecFacts, ReceiptWork};
 use secrecy::ExposeSecret;
 
 /// What became of one raw message.
@@ -172,24 +175,38 @@ impl Pipeline {
             Work::Oversize {
                 header: parse::parse(&raw.bytes).ok().map(Box::new),
             }
+        } else if self.is_pec_box(&raw) {
+            return self.prepare_pec(raw).await;
         } else {
             match parse::parse(&raw.bytes) {
                 Err(e) => Work::Unparseable(format!("the message cannot be parsed: {e}")),
-                Ok(mail) => {
-                    let dedup_key = match &mail.message_id {
-                        Some(id) if !id.trim().is_empty() => format!("mid:{}", id.trim()),
-                        _ => format!("sha256:{}", raw.sha256),
-                    };
-                    let attachments = self.store_attachments(&mail).await?;
-                    Work::Mail {
-                        mail: Box::new(mail),
-                        dedup_key,
-                        attachments,
-                    }
-                }
+                Ok(mail) => self.mail_work(&raw, mail, None, None).await?,
             }
         };
         Ok(Prepared { raw, work })
+    }
+
+    /// A parsed message ready to apply: its de-duplication key (`key`, else its Message-ID,
+    /// else the sha256 of the raw bytes) and its attachments written to storage.
+    async fn mail_work(
+        &self,
+        raw: &RawRow,
+        mail: InboundMail,
+        key: Option<String>,
+        pec: Option<PecFacts>,
+    ) -> anyhow::Result<Work> {
+        let dedup_key = match (key, &mail.message_id) {
+            (Some(k), _) => k,
+            (None, Some(id)) if !id.trim().is_empty() => format!("mid:{}", id.trim()),
+            _ => format!("sha256:{}", raw.sha256),
+        };
+        let attachments = self.store_attachments(&mail).await?;
+        Ok(Work::Mail {
+            mail: Box::new(mail),
+            dedup_key,
+            attachments,
+            pec: pec.map(Box::new),
+        })
     }
 
     async fn apply_together(&self, prepared: &[(usize, Prepared)]) -> anyhow::Result<Vec<Outcome>> {
@@ -243,14 +260,21 @@ impl Pipeline {
     /// Decides the outcome of one prepared message and writes it in `tx`.
     async fn apply(&self, tx: &mut Tx, p: &Prepared) -> anyhow::Result<Outcome> {
         let raw = &p.raw;
-        let (mail, dedup_key, stored) = match &p.work {
+        let (mail, dedup_key, stored, pec) = match &p.work {
             Work::Oversize { header } => return self.oversize(tx, raw, header.as_deref()).await,
             Work::Unparseable(reason) => return quarantine(tx, raw, reason).await,
+            Work::PecReceipt(r) => return self.pec_receipt(tx, raw, r).await,
             Work::Mail {
                 mail,
                 dedup_key,
                 attachments,
-            } => (mail.as_ref(), dedup_key.as_str(), attachments.as_slice()),
+                pec,
+            } => (
+                mail.as_ref(),
+                dedup_key.as_str(),
+                attachments.as_slice(),
+                pec.as_deref(),
+            ),
         };
         if let Some(orig) = Store::inbound_by_dedup_key(tx, dedup_key).await? {
             return duplicate(tx, raw, orig).await;
@@ -263,7 +287,12 @@ impl Pipeline {
             )
             .await;
         };
-        let sender = sender.address.clone();
+        // A certified PEC's requester is its certified sender (mittente); answers go to
+        // Reply-To (`risposte`) when it differs, kept on the ticket as `reply_to`.
+        let sender = match (pec, &mail.from) {
+            (Some(_), Some(from)) => from.address.clone(),
+            _ => sender.address.clone(),
+        };
         let from_addr = mail
             .from
             .as_ref()
@@ -288,10 +317,16 @@ impl Pipeline {
                     .then(|| find_our_id_in(&raw.bytes, &self.ids))
                     .flatten()
             });
-        let referenced = match &ours {
+        let mut referenced = match &ours {
             Some(OurMessageId { message, .. }) => Store::our_message(tx, *message).await?,
             None => None,
         };
+        if referenced.is_none() && pec.is_some() {
+            // By PEC, the citizen's client answers the provider's identificativo of our
+            // certified mail, not our own Message-ID.
+            let ids = mail.in_reply_to.iter().chain(mail.references.iter().rev());
+            referenced = self.our_message_by_pec_id(tx, ids).await?;
+        }
         let matched = referenced.as_ref().and_then(|m| m.ticket.clone());
         let is_own = self.own_addresses.contains(&from_addr);
         let ctx = Ctx {
@@ -299,6 +334,7 @@ impl Pipeline {
             mail,
             dedup_key,
             stored,
+            pec,
         };
 
         if mail.dsn.is_some() || non_dsn_bounce {
@@ -460,6 +496,7 @@ impl Pipeline {
                         auto_replied: true,
                         text: &text,
                         attachments: Vec::new(),
+                        transport: Transport::Smtp,
                     },
                 )
                 .await?;
@@ -529,6 +566,19 @@ impl Pipeline {
         )
         .await?
         .ok_or(Conflict)?;
+        if let Some(pec) = ctx.pec {
+            Store::set_inbound_pec(
+                tx,
+                message_id,
+                &InboundPec {
+                    pec_id: pec.identificativo.as_deref(),
+                    certified_at: pec.certified_at,
+                    signature: pec.signature.as_str(),
+                    signature_detail: pec.signature.detail(),
+                },
+            )
+            .await?;
+        }
         for (i, sha) in ctx.stored {
             if let Some(a) = mail.attachments.get(*i) {
                 Store::insert_attachment(
@@ -654,6 +704,11 @@ impl Pipeline {
             .as_ref()
             .or(mail.from.as_ref())
             .and_then(|m| m.name.clone());
+        let reply_to = ctx
+            .pec
+            .and(mail.reply_to.as_ref())
+            .map(|m| m.address.clone())
+            .filter(|a| a != sender);
         let now = now_millis();
         let year = current_year();
 
@@ -672,8 +727,15 @@ impl Pipeline {
                 subject: &mail.subject,
                 text: &mail.text,
                 html: mail.html.as_deref(),
-                channel: Channel::Email.as_str(),
+                channel: if ctx.pec.is_some() {
+                    Channel::Pec.as_str()
+                } else {
+                    Channel::Email.as_str()
+                },
                 at: now,
+                certified: ctx.pec.map(|p| p.certified),
+                pec_address: ctx.pec.map(|_| owner.address.as_str()),
+                reply_to: reply_to.as_deref(),
             },
         )
         .await?;
@@ -693,6 +755,7 @@ impl Pipeline {
                 "kind": kind.as_str(),
                 "mailbox": raw.mailbox,
                 "also_addressed": also,
+                "pec": ctx.pec.map(|p| &p.details),
             }),
             now,
         )
@@ -728,6 +791,8 @@ impl Pipeline {
             subject: mail.subject.clone(),
             status: "received".to_owned(),
             kind: kind.as_str().to_owned(),
+            pec_address: ctx.pec.map(|_| owner.address.clone()),
+            reply_to: reply_to.clone(),
         };
         match &ack_withheld {
             None => {
@@ -807,7 +872,11 @@ enum Work {
         dedup_key: String,
         /// (index into `mail.attachments`, sha256 of the stored file)
         attachments: Vec<(usize, String)>,
+        /// Set for mail from a PEC box (the citizen's message unwrapped from its envelope).
+        pec: Option<Box<PecFacts>>,
     },
+    /// A PEC provider's receipt for one of our messages.
+    PecReceipt(Box<ReceiptWork>),
 }
 
 /// What the writing steps of one message share.
@@ -816,6 +885,7 @@ struct Ctx<'a> {
     mail: &'a InboundMail,
     dedup_key: &'a str,
     stored: &'a [(usize, String)],
+    pec: Option<&'a PecFacts>,
 }
 
 /// Another process stored a message with the same de-duplication key first; retrying
