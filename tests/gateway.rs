@@ -642,6 +642,9 @@ fn a_uidvalidity_change_resyncs_without_making_tickets_twice() {
     // Make Dovecot renumber the mailbox for real: without its UID list and indexes it
     // assigns a new UIDVALIDITY and new UIDs to the same messages.
     stack.stop_imap();
+    // Dovecot's new UIDVALIDITY is the current time in seconds: within the second the
+    // mailbox was created it would be the same number, and nothing would have changed.
+    std::thread::sleep(Duration::from_millis(1100));
     let maildir = stack.dir.join("mail").join(LAVORI).join("Maildir");
     for entry in std::fs::read_dir(&maildir).expect("maildir") {
         let path = entry.expect("entry").path();

@@ -491,3 +491,35 @@ fn provider_signatures_are_verified_and_a_bad_one_is_recorded_never_dropped() {
         assert_eq!(shown["ticket"]["certified"], true);
     }
 }
+
+/// A bounce of our certified mail can come back as an anomaly envelope carrying the DSN:
+/// it is the bounce of that message (recorded, staff told), not a ticket.
+#[test]
+fn an_anomaly_carrying_a_dsn_of_our_mail_is_a_bounce_not_a_ticket() {
+    let stack = MailStack::start();
+    let gw = start_default(&stack);
+    deliver_to_pec_box(
+        &stack,
+        &pecmail::transport_envelope(&transport("Buche in via Mazzini", "Tante.")),
+    );
+    let reference = wait_ticket(&gw, "Buche in via Mazzini")["ref"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ack = wait_for_mail(&stack, PEC_CITIZEN, WAIT, |m| m.contains(&reference));
+    let ack_id = header(&ack, "Message-ID").unwrap();
+    let bounce = dsn(PEC_BOX, PEC_CITIZEN, &ack_id);
+    deliver_to_pec_box(
+        &stack,
+        &pecmail::anomaly(bounce.as_bytes(), PEC_BOX, "pec.comune.test"),
+    );
+    let shown = gw.wait_for("the bounce recorded", WAIT, || {
+        let s = gw.show(&reference);
+        (!events_of(&s, "bounce").is_empty()).then_some(s)
+    });
+    assert_eq!(messages_of(&shown, "ack")[0]["delivery"]["state"], "failed");
+    wait_for_mail(&stack, STAFF_LAVORI, WAIT, |m| {
+        m.contains(&reference) && m.contains("Undelivered")
+    });
+    assert_eq!(gw.tickets().len(), 1);
+}
