@@ -13,6 +13,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::attachments::AttachmentStore;
 use crate::config::Config;
 use crate::domain::SignedIds;
 use crate::inbound::{imap, pipeline::Pipeline};
@@ -142,10 +143,15 @@ pub async fn serve(cfg: Arc<Config>, stop: CancellationToken) -> anyhow::Result<
         metrics,
         cfg: cfg.clone(),
         ids: SignedIds::new(cfg.security.secret.expose_secret().as_bytes()),
+        pipeline: gw.pipeline.clone(),
+        attachments: AttachmentStore::new(&cfg.storage.dir),
+        outbox_wake: gw.outbox_wake.clone(),
     });
     {
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
+            // The peer address feeds the per-address sign-in limit.
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
                 .await;

@@ -53,6 +53,9 @@ pub struct ServerConfig {
     /// Public address of the web page, used in the mails we send.
     #[serde(default = "default_base_url")]
     pub base_url: String,
+    /// The name at the top of every citizen page, e.g. "Comune di Esempio — Segnalazioni".
+    #[serde(default = "default_site_name")]
+    pub site_name: String,
 }
 
 impl Default for ServerConfig {
@@ -60,12 +63,16 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             base_url: default_base_url(),
+            site_name: default_site_name(),
         }
     }
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_site_name() -> String {
+    "Segnalazioni al Comune".to_owned()
 }
 fn default_base_url() -> String {
     "http://127.0.0.1:8080".to_owned()
@@ -499,6 +506,12 @@ impl Config {
                     );
                 }
             }
+            if mb.name == crate::inbound::pipeline::WEB_MAILBOX {
+                err(
+                    format!("{key}.name"),
+                    "\"web\" is reserved for reports made on the web page".into(),
+                );
+            }
             if mb.poll_seconds == 0 {
                 err(format!("{key}.poll_seconds"), "must be at least 1".into());
             }
@@ -573,6 +586,17 @@ impl Config {
 
     pub fn area(&self, slug: &str) -> Option<&AreaConfig> {
         self.areas.iter().find(|a| a.slug == slug)
+    }
+
+    /// From of mail that belongs to no area (account links of the web page): the first
+    /// address of the first area that is not the admin area.
+    pub fn web_sender(&self) -> Option<String> {
+        self.areas
+            .iter()
+            .find(|a| !a.admin)
+            .or(self.areas.first())
+            .and_then(|a| a.addresses.first())
+            .map(|a| a.address().to_lowercase())
     }
 
     /// The area with this slug or (case-insensitive) name.

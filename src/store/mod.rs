@@ -5,10 +5,12 @@
 //! with `$N` placeholders. Writes that belong together take a [`Tx`] so the caller decides the
 //! transaction's extent (DESIGN.md: one transaction per change).
 
+#[macro_use]
+mod read;
+mod citizens;
 mod outbox;
 mod pec;
 mod raw;
-mod read;
 mod tickets;
 
 use std::str::FromStr;
@@ -17,6 +19,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Transaction};
 
+pub use citizens::{AccountTaken, CitizenRow, NewCitizen};
 pub use outbox::{Attempt, DueOutbox, OutboxItem};
 pub use pec::{InboundPec, ReceiptEffect};
 pub use raw::{sha256_hex as raw_sha256_hex, RawIn, RawRow};

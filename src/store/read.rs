@@ -61,10 +61,14 @@ pub struct MessageView {
     pub signature_detail: Option<String>,
     /// Outbound: smtp | pec.
     pub transport: Option<String>,
+    /// The HTML body as received (untrusted: sanitise before showing).
+    pub html: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct AttachmentView {
+    pub attachment_id: i64,
+    pub message_id: i64,
     pub filename: String,
     pub content_type: String,
     pub size: i64,
@@ -82,11 +86,21 @@ pub struct QuarantineView {
     pub reason: String,
 }
 
-const TICKET_COLUMNS_LIST: &str = "SELECT ticket_id, ref, kind, area, status, citizen, subject, \
-     text, channel, created_at, updated_at, certified, pec_address, reply_to FROM ticket \
-     ORDER BY ticket_id DESC LIMIT $1";
+/// The columns [`ticket_from_row`] reads (a macro, so queries stay `&'static str`).
+macro_rules! ticket_view_columns {
+    () => {
+        "ticket_id, ref, kind, area, status, citizen, subject, text, channel, created_at, \
+         updated_at, certified, pec_address, reply_to"
+    };
+}
 
-fn ticket_from_row(r: &sqlx::any::AnyRow) -> TicketView {
+const TICKET_COLUMNS_LIST: &str = concat!(
+    "SELECT ",
+    ticket_view_columns!(),
+    " FROM ticket ORDER BY ticket_id DESC LIMIT $1"
+);
+
+pub(super) fn ticket_from_row(r: &sqlx::any::AnyRow) -> TicketView {
     TicketView {
         ticket_id: r.get(0),
         reference: r.get(1),
@@ -119,10 +133,11 @@ impl Store {
     }
 
     pub async fn ticket_by_ref(&self, reference: &str) -> Result<Option<TicketView>> {
-        let row = sqlx::query(
-            "SELECT ticket_id, ref, kind, area, status, citizen, subject, text, channel, \
-             created_at, updated_at, certified, pec_address, reply_to FROM ticket WHERE ref = $1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            ticket_view_columns!(),
+            " FROM ticket WHERE ref = $1"
+        ))
         .bind(nul_free(reference))
         .fetch_optional(&self.pool)
         .await?;
@@ -153,7 +168,7 @@ impl Store {
              m.from_addr, m.to_addrs, m.subject, m.text, m.at, m.sha256, \
              o.state, o.last_reply, o.attempts, o.sent_at, \
              m.pec_id, m.pec_state, m.pec_detail, m.certified_at, m.signature, \
-             m.signature_detail, o.transport \
+             m.signature_detail, o.transport, m.html \
              FROM message m LEFT JOIN outbox o ON o.message_id = m.message_id \
              WHERE m.ticket_id = $1 ORDER BY m.message_id",
         )
@@ -185,14 +200,15 @@ impl Store {
                 signature: r.get(19),
                 signature_detail: r.get(20),
                 transport: r.get(21),
+                html: r.get(22),
             })
             .collect())
     }
 
     pub async fn ticket_attachments(&self, ticket_id: i64) -> Result<Vec<AttachmentView>> {
         let rows = sqlx::query(
-            "SELECT filename, content_type, size, sha256 FROM attachment WHERE ticket_id = $1 \
-             ORDER BY attachment_id",
+            "SELECT attachment_id, message_id, filename, content_type, size, sha256 \
+             FROM attachment WHERE ticket_id = $1 ORDER BY attachment_id",
         )
         .bind(ticket_id)
         .fetch_all(&self.pool)
@@ -200,10 +216,12 @@ impl Store {
         Ok(rows
             .iter()
             .map(|r| AttachmentView {
-                filename: r.get(0),
-                content_type: r.get(1),
-                size: r.get(2),
-                sha256: r.get(3),
+                attachment_id: r.get(0),
+                message_id: r.get(1),
+                filename: r.get(2),
+                content_type: r.get(3),
+                size: r.get(4),
+                sha256: r.get(5),
             })
             .collect())
     }

@@ -1,19 +1,32 @@
-//! The web server: `/healthz` (database reachable), `/metrics` (Prometheus) and the staff
-//! take link; the citizen pages come with their own routers, merged here.
+//! The web server: the citizen pages (front page, account, my tickets), `/healthz`
+//! (database reachable), `/metrics` (Prometheus) and the staff take link; each part has its
+//! own router, merged here under one set of security headers.
 
+mod account;
+pub mod fiscal_code;
+mod home;
+mod my_tickets;
+pub mod password;
 mod staff;
+mod visitor;
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::header::{
+    CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Notify;
 
+use crate::attachments::AttachmentStore;
 use crate::config::Config;
 use crate::domain::SignedIds;
+use crate::inbound::pipeline::Pipeline;
 use crate::store::Store;
 
 /// What every handler may use.
@@ -23,6 +36,11 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     pub cfg: Arc<Config>,
     pub ids: SignedIds,
+    /// Reports made on the web go through the same pipeline as mail.
+    pub pipeline: Arc<Pipeline>,
+    pub attachments: AttachmentStore,
+    /// Wakes the outbox worker after queueing mail (account links).
+    pub outbox_wake: Arc<Notify>,
 }
 
 /// All routes.
@@ -30,8 +48,47 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
+        .merge(home::router())
+        .merge(account::router())
+        .merge(my_tickets::router())
         .merge(staff::router())
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// Headers on every response: no script at all (the pages need none; mail HTML shown on a
+/// timeline cannot run any even if sanitising missed something), no framing, no remote
+/// images (tracking pixels in mail HTML), forms only to us, referrer kept on this site.
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        HeaderName::from_static("permissions-policy"),
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
+    );
+    response
+}
+
+/// Percent-encodes a URL component (RFC 3986 unreserved characters stay as they are).
+pub fn url_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {

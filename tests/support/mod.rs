@@ -2,6 +2,7 @@
 //! mail helpers.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod gateway;
 pub mod mail;
 pub mod mailstack;

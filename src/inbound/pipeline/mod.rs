@@ -73,6 +73,12 @@ pub struct Pipeline {
     outbox_wake: Arc<Notify>,
 }
 
+/// The mailbox name under which the web page stores the reports citizens submit there (as
+/// a mail it composes, so they go through this same pipeline). No `[[mailbox]]` may use it.
+pub const WEB_MAILBOX: &str = "web";
+/// The header carrying the kind the citizen chose on the web form.
+pub const WEB_KIND_HEADER: &str = "X-Ticketgate-Kind";
+
 /// Messages of a batch prepared at the same time. Preparing writes and fsyncs each attachment
 /// file; one after the other, those waits were a fifth of a drain's time.
 const PREPARE_CONCURRENCY: usize = 8;
@@ -693,7 +699,14 @@ impl Pipeline {
             }
         }
         let owner = &areas[0];
-        let kind = owner.route.kind.unwrap_or(TicketKind::Segnalazione);
+        // A report from the web form names its kind; only the web page stores raw messages
+        // under the reserved mailbox name, so the header is trusted there and nowhere else.
+        let web = raw.mailbox == WEB_MAILBOX;
+        let kind = web
+            .then(|| web_kind(&raw.bytes))
+            .flatten()
+            .or(owner.route.kind)
+            .unwrap_or(TicketKind::Segnalazione);
         let from_addr = mail
             .from
             .as_ref()
@@ -729,6 +742,8 @@ impl Pipeline {
                 html: mail.html.as_deref(),
                 channel: if ctx.pec.is_some() {
                     Channel::Pec.as_str()
+                } else if web {
+                    Channel::Web.as_str()
                 } else {
                     Channel::Email.as_str()
                 },
@@ -948,6 +963,19 @@ fn find_our_id_in(raw: &[u8], ids: &SignedIds) -> Option<OurMessageId> {
     text.split(|c: char| c.is_whitespace() || "<>\"'();,".contains(c))
         .filter(|w| w.starts_with('t') && w.contains(".m") && w.contains('@'))
         .find_map(|w| ids.verify(w))
+}
+
+/// The kind named by the web form's header, in the header block of `raw`.
+fn web_kind(raw: &[u8]) -> Option<TicketKind> {
+    let text = String::from_utf8_lossy(raw);
+    let prefix = format!("{}:", WEB_KIND_HEADER.to_ascii_lowercase());
+    text.lines()
+        .take_while(|l| !l.trim().is_empty())
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix(&prefix)
+                .and_then(|v| TicketKind::parse(v.trim()))
+        })
 }
 
 /// The current year (UTC), for ticket references.

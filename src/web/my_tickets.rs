@@ -1,0 +1,869 @@
+//! A signed-in citizen's tickets: the list, each ticket's timeline with every message to and
+//! from them and its attachments, and a new report from the web.
+//!
+//! Access: only tickets whose citizen (or reply) address is the account's verified email.
+//! Another citizen's ticket or attachment is answered 404, exactly like one that does not
+//! exist, so references cannot be probed. Anonymous requests are sent to sign in (303).
+
+use std::collections::HashSet;
+
+use askama::Template;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::Value;
+
+use super::visitor::{random_token, render, Chrome, Visitor};
+use super::AppState;
+use crate::domain::TicketKind;
+use crate::inbound::pipeline::{Outcome, WEB_KIND_HEADER, WEB_MAILBOX};
+use crate::mail::compose::human_size;
+use crate::store::{now_millis, AttachmentView, CitizenRow, MessageView, RawIn, TicketView};
+
+/// Files a web report may carry, each at most [`MAX_FILE_BYTES`], together [`MAX_TOTAL_BYTES`].
+const MAX_FILES: usize = 5;
+const MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
+const MAX_TOTAL_BYTES: usize = 15 * 1024 * 1024;
+/// What a web report may attach: photos and documents.
+const ALLOWED_TYPES: &[(&str, &str)] = &[
+    ("image/jpeg", "JPEG"),
+    ("image/png", "PNG"),
+    ("image/heic", "HEIC"),
+    ("image/webp", "WebP"),
+    ("application/pdf", "PDF"),
+];
+const MAX_SUBJECT: usize = 200;
+const MAX_TEXT: usize = 20_000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tickets", get(list))
+        .route(
+            "/tickets/new",
+            get(new_form)
+                .post(create)
+                // The form's files plus a little for the text fields.
+                .layer(DefaultBodyLimit::max(MAX_TOTAL_BYTES + 1024 * 1024)),
+        )
+        .route("/tickets/{reference}", get(detail))
+        .route(
+            "/tickets/{reference}/attachments/{attachment_id}",
+            get(attachment),
+        )
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "citizen ticket page failed");
+    (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+}
+
+/// Italian civil time (CET/CEST, EU summer time rules) of unix millis, as "dd/mm/yyyy hh:mm".
+pub fn local_time(millis: i64) -> String {
+    let Ok(utc) = time::OffsetDateTime::from_unix_timestamp(millis.div_euclid(1000)) else {
+        return String::new();
+    };
+    let year = utc.year();
+    // Summer time runs from the last Sunday of March to the last Sunday of October, 01:00 UTC.
+    let last_sunday = |month: time::Month| {
+        let mut d = time::Date::from_calendar_date(year, month, 31).expect("31 March/October");
+        while d.weekday() != time::Weekday::Sunday {
+            d = d.previous_day().expect("a day in the same month");
+        }
+        d.with_hms(1, 0, 0).expect("01:00").assume_utc()
+    };
+    let summer = utc >= last_sunday(time::Month::March) && utc < last_sunday(time::Month::October);
+    let offset = if summer { 2 } else { 1 };
+    let local = utc + time::Duration::hours(offset);
+    format!(
+        "{:02}/{:02}/{} {:02}:{:02}",
+        local.day(),
+        u8::from(local.month()),
+        local.year(),
+        local.hour(),
+        local.minute()
+    )
+}
+
+/// The date `days` working days (Monday to Friday) after `millis`, as "dd/mm/yyyy".
+pub fn working_days_after(millis: i64, days: u32) -> String {
+    let Ok(start) = time::OffsetDateTime::from_unix_timestamp(millis.div_euclid(1000)) else {
+        return String::new();
+    };
+    let mut d = start.date();
+    let mut left = days;
+    while left > 0 {
+        d = match d.next_day() {
+            Some(n) => n,
+            None => break,
+        };
+        if !matches!(d.weekday(), time::Weekday::Saturday | time::Weekday::Sunday) {
+            left -= 1;
+        }
+    }
+    format!("{:02}/{:02}/{}", d.day(), u8::from(d.month()), d.year())
+}
+
+fn iso(millis: i64) -> String {
+    crate::domain::rfc3339(millis)
+}
+
+fn status_label(c: &Chrome, status: &str) -> String {
+    match status {
+        "received" => c.t("Ricevuta", "Received"),
+        "taken" => c.t("Presa in carico", "Being handled"),
+        "answered" => c.t("Risposta inviata", "Answered"),
+        "resolved" => c.t("Risolta", "Resolved"),
+        other => other,
+    }
+    .to_owned()
+}
+
+fn kind_label(c: &Chrome, kind: &str) -> String {
+    match TicketKind::parse(kind) {
+        Some(k) if c.en => k.english().to_owned(),
+        Some(k) => k.as_str().to_owned(),
+        None => kind.to_owned(),
+    }
+}
+
+fn area_name(state: &AppState, slug: &str) -> String {
+    state
+        .cfg
+        .area(slug)
+        .map(|a| a.name.clone())
+        .unwrap_or_else(|| slug.to_owned())
+}
+
+/// The signed-in citizen, or the redirect to sign in.
+fn citizen(v: &Visitor) -> Result<&CitizenRow, Response> {
+    match &v.citizen {
+        Some(c) if c.verified_at.is_some() => Ok(c),
+        _ => Err(v.to_login()),
+    }
+}
+
+fn owns(c: &CitizenRow, t: &TicketView) -> bool {
+    t.citizen == c.email || t.reply_to.as_deref() == Some(c.email.as_str())
+}
+
+// ------------------------------------------------------------------------- list
+
+struct Row {
+    reference: String,
+    subject: String,
+    kind: String,
+    status: String,
+    area: String,
+    last_activity: String,
+    last_activity_iso: String,
+    expected: String,
+}
+
+#[derive(Template)]
+#[template(path = "web/tickets.html")]
+struct ListPage {
+    c: Chrome,
+    site: String,
+    rows: Vec<Row>,
+    email: String,
+}
+
+async fn list(State(state): State<AppState>, v: Visitor) -> Response {
+    let c = match citizen(&v) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let tickets = match state.store.tickets_of(&c.email).await {
+        Ok(t) => t,
+        Err(e) => return internal(e),
+    };
+    let chrome = v.chrome(if v.en() { "My reports" } else { "Le mie segnalazioni" });
+    let rows = tickets
+        .iter()
+        .map(|t| {
+            let days = state.cfg.area(&t.area).map(|a| a.response_days).unwrap_or(30);
+            Row {
+                reference: t.reference.clone(),
+                subject: t.subject.clone(),
+                kind: kind_label(&chrome, &t.kind),
+                status: status_label(&chrome, &t.status),
+                area: area_name(&state, &t.area),
+                last_activity: local_time(t.updated_at),
+                last_activity_iso: iso(t.updated_at),
+                expected: if t.status == "resolved" {
+                    "—".to_owned()
+                } else {
+                    working_days_after(t.created_at, days)
+                },
+            }
+        })
+        .collect();
+    let page = ListPage {
+        c: chrome,
+        site: state.cfg.server.site_name.clone(),
+        rows,
+        email: c.email.clone(),
+    };
+    render(&v, StatusCode::OK, &page)
+}
+
+// ------------------------------------------------------------------------- detail
+
+struct Entry {
+    at: String,
+    iso: String,
+    text: String,
+}
+
+struct FileLink {
+    href: String,
+    filename: String,
+    size: String,
+}
+
+struct Msg {
+    heading: String,
+    at: String,
+    iso: String,
+    subject: String,
+    text: String,
+    html: Option<String>,
+    files: Vec<FileLink>,
+    certified: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "web/ticket.html")]
+struct DetailPage {
+    c: Chrome,
+    site: String,
+    reference: String,
+    subject: String,
+    status: String,
+    kind: String,
+    area: String,
+    channel: String,
+    created: String,
+    expected: String,
+    timeline: Vec<Entry>,
+    messages: Vec<Msg>,
+}
+
+/// Messages a citizen sees: theirs, and ours to them. Staff notifications, staff mail, notes
+/// and provider receipts stay internal (receipts appear as certified events).
+fn visible(m: &MessageView) -> bool {
+    matches!(
+        (m.direction.as_str(), m.kind.as_str()),
+        ("in", "report" | "follow_up") | ("out", "ack" | "answer" | "status")
+    )
+}
+
+fn details(e: &crate::store::EventView) -> Value {
+    serde_json::from_str(&e.details).unwrap_or(Value::Null)
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The timeline line of an event, or None for internal events.
+fn event_text(state: &AppState, c: &Chrome, e: &crate::store::EventView, v: &Value) -> Option<String> {
+    let office = |slug: &str| area_name(state, slug);
+    Some(match e.kind.as_str() {
+        "received" => {
+            let area = office(str_of(v, "area"));
+            let pec = v.get("pec").filter(|p| !p.is_null());
+            match pec {
+                Some(p) if p["certified"] == true => format!(
+                    "{} {area}{}",
+                    c.t("Segnalazione ricevuta per PEC (certificata) e assegnata a", "Report received by PEC (certified) and assigned to"),
+                    p.get("certified_at")
+                        .and_then(Value::as_str)
+                        .map(|t| format!(" — {} {}", c.t("data certificata", "certified time"), t))
+                        .unwrap_or_default()
+                ),
+                Some(_) => format!(
+                    "{} {area}",
+                    c.t("Messaggio ricevuto nella casella PEC, non certificato, assegnato a", "Message received in the PEC box, not certified, assigned to")
+                ),
+                None => format!("{} {area}", c.t("Segnalazione ricevuta e assegnata a", "Report received and assigned to")),
+            }
+        }
+        "taken" => format!(
+            "{} {}",
+            c.t("Presa in carico dall'ufficio", "Taken by the office"),
+            office(str_of(v, "area"))
+        ),
+        "reassigned" => format!(
+            "{} {} {} {}",
+            c.t("Trasferita dall'ufficio", "Moved from"),
+            office(str_of(v, "from")),
+            c.t("all'ufficio", "to"),
+            office(str_of(v, "to"))
+        ),
+        "answered" => c.t("L'ufficio ha risposto", "The office answered").to_owned(),
+        "resolved" => c.t("Pratica risolta", "Case resolved").to_owned(),
+        "reopened" => c.t("Pratica riaperta dopo un suo messaggio", "Case reopened after your message").to_owned(),
+        "follow_up" => c.t("Ricevuto un suo nuovo messaggio", "Your new message was received").to_owned(),
+        "kind_changed" => c.t("Tipo di pratica aggiornato", "Case type updated").to_owned(),
+        "bounce" => c.t("Un nostro messaggio non le è stato consegnato", "A message of ours could not be delivered to you").to_owned(),
+        "pec_receipt" => {
+            let when = str_of(v, "certified_at");
+            let state_text = match str_of(v, "receipt") {
+                "accettazione" => c.t("PEC: il gestore ha accettato la nostra risposta", "PEC: the provider accepted our answer").to_owned(),
+                "avvenuta-consegna" => format!(
+                    "{} {}",
+                    c.t("PEC: risposta consegnata a", "PEC: answer delivered to"),
+                    str_of(v, "delivered_to")
+                ),
+                "errore-consegna" | "non-accettazione" | "rilevazione-virus" => format!(
+                    "{} ({})",
+                    c.t("PEC: risposta non consegnata", "PEC: answer not delivered"),
+                    str_of(v, "reason")
+                ),
+                "preavviso-errore-consegna" => c.t("PEC: consegna in ritardo", "PEC: delivery delayed").to_owned(),
+                other => format!("PEC: {other}"),
+            };
+            if when.is_empty() {
+                state_text
+            } else {
+                format!("{state_text} — {} {when}", c.t("data certificata", "certified time"))
+            }
+        }
+        _ => return None,
+    })
+}
+
+fn certified_line(c: &Chrome, m: &MessageView) -> Option<String> {
+    let state = m.pec_state.as_deref()?;
+    let detail: Value = m
+        .pec_detail
+        .as_deref()
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or(Value::Null);
+    let when = m.certified_at.map(local_time).unwrap_or_default();
+    Some(match state {
+        "consegnata" => format!(
+            "{} {} {} {when}",
+            c.t("PEC consegnata a", "PEC delivered to"),
+            str_of(&detail, "delivered_to"),
+            c.t("il", "on")
+        ),
+        "accettata" => format!("{} {when}", c.t("PEC accettata dal gestore il", "PEC accepted by the provider on")),
+        other => format!("PEC {other}: {}", str_of(&detail, "reason")),
+    })
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    v: Visitor,
+    Path(reference): Path<String>,
+) -> Response {
+    let c = match citizen(&v) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let t = match state.store.ticket_by_ref(reference.trim()).await {
+        Ok(Some(t)) if owns(c, &t) => t,
+        Ok(_) => return not_found(&state, &v),
+        Err(e) => return internal(e),
+    };
+    let loaded = async {
+        let events = state.store.ticket_events(t.ticket_id).await?;
+        let messages = state.store.ticket_messages(t.ticket_id).await?;
+        let files = state.store.ticket_attachments(t.ticket_id).await?;
+        anyhow::Ok((events, messages, files))
+    }
+    .await;
+    let (events, messages, files) = match loaded {
+        Ok(x) => x,
+        Err(e) => return internal(e),
+    };
+    let chrome = v.chrome(&format!(
+        "{} {}",
+        if v.en() { "Case" } else { "Pratica" },
+        t.reference
+    ));
+    let timeline = events
+        .iter()
+        .filter_map(|e| {
+            let d = details(e);
+            event_text(&state, &chrome, e, &d).map(|text| Entry {
+                at: local_time(e.at),
+                iso: iso(e.at),
+                text,
+            })
+        })
+        .collect();
+    let shown: Vec<&MessageView> = messages.iter().filter(|m| visible(m)).collect();
+    let shown_ids: HashSet<i64> = shown.iter().map(|m| m.message_id).collect();
+    let msgs = shown
+        .iter()
+        .map(|m| Msg {
+            heading: if m.direction == "in" {
+                chrome.t("Lei ha scritto", "You wrote").to_owned()
+            } else {
+                match m.kind.as_str() {
+                    "ack" => chrome.t("Conferma di ricezione", "Acknowledgment"),
+                    "answer" => chrome.t("Risposta dell'ufficio", "The office's answer"),
+                    _ => chrome.t("Aggiornamento", "Update"),
+                }
+                .to_owned()
+            },
+            at: local_time(m.at),
+            iso: iso(m.at),
+            subject: m.subject.clone(),
+            text: m.text.clone(),
+            html: m
+                .html
+                .as_deref()
+                .filter(|h| !h.trim().is_empty())
+                .map(|h| ammonia::Builder::default().clean(h).to_string()),
+            files: files
+                .iter()
+                .filter(|a| a.message_id == m.message_id && shown_ids.contains(&a.message_id))
+                .map(|a: &AttachmentView| FileLink {
+                    href: format!("/tickets/{}/attachments/{}", t.reference, a.attachment_id),
+                    filename: a.filename.clone(),
+                    size: human_size(u64::try_from(a.size).unwrap_or(0)),
+                })
+                .collect(),
+            certified: certified_line(&chrome, m),
+        })
+        .collect();
+    let days = state.cfg.area(&t.area).map(|a| a.response_days).unwrap_or(30);
+    let channel = match t.channel.as_str() {
+        "pec" if t.certified == Some(true) => chrome.t("PEC (certificata)", "PEC (certified)"),
+        "pec" => chrome.t("Casella PEC (messaggio non certificato)", "PEC box (message not certified)"),
+        "web" => chrome.t("Sito web", "Web site"),
+        _ => chrome.t("E-mail", "Email"),
+    }
+    .to_owned();
+    let page = DetailPage {
+        status: status_label(&chrome, &t.status),
+        kind: kind_label(&chrome, &t.kind),
+        c: chrome,
+        site: state.cfg.server.site_name.clone(),
+        reference: t.reference.clone(),
+        subject: t.subject.clone(),
+        area: area_name(&state, &t.area),
+        channel,
+        created: local_time(t.created_at),
+        expected: if t.status == "resolved" {
+            "—".to_owned()
+        } else {
+            working_days_after(t.created_at, days)
+        },
+        timeline,
+        messages: msgs,
+    };
+    render(&v, StatusCode::OK, &page)
+}
+
+fn not_found(state: &AppState, v: &Visitor) -> Response {
+    #[derive(Template)]
+    #[template(path = "web/message.html")]
+    struct NotFound {
+        c: Chrome,
+        site: String,
+        heading: String,
+        paragraphs: Vec<String>,
+        link: Option<(String, String)>,
+    }
+    let heading = if v.en() { "Not found" } else { "Pagina non trovata" }.to_owned();
+    let page = NotFound {
+        c: v.chrome(&heading),
+        site: state.cfg.server.site_name.clone(),
+        paragraphs: vec![if v.en() {
+            "There is no such case among yours.".to_owned()
+        } else {
+            "Tra le sue pratiche non ce n'è una con questo numero.".to_owned()
+        }],
+        link: Some((
+            "/tickets".to_owned(),
+            if v.en() { "My reports" } else { "Le mie segnalazioni" }.to_owned(),
+        )),
+        heading,
+    };
+    render(v, StatusCode::NOT_FOUND, &page)
+}
+
+async fn attachment(
+    State(state): State<AppState>,
+    v: Visitor,
+    Path((reference, attachment_id)): Path<(String, i64)>,
+) -> Response {
+    let c = match citizen(&v) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let t = match state.store.ticket_by_ref(reference.trim()).await {
+        Ok(Some(t)) if owns(c, &t) => t,
+        Ok(_) => return not_found(&state, &v),
+        Err(e) => return internal(e),
+    };
+    let loaded = async {
+        let messages = state.store.ticket_messages(t.ticket_id).await?;
+        let files = state.store.ticket_attachments(t.ticket_id).await?;
+        anyhow::Ok((messages, files))
+    }
+    .await;
+    let (messages, files) = match loaded {
+        Ok(x) => x,
+        Err(e) => return internal(e),
+    };
+    let visible_ids: HashSet<i64> = messages
+        .iter()
+        .filter(|m| visible(m))
+        .map(|m| m.message_id)
+        .collect();
+    let Some(a) = files
+        .iter()
+        .find(|a| a.attachment_id == attachment_id && visible_ids.contains(&a.message_id))
+    else {
+        return not_found(&state, &v);
+    };
+    let bytes = match tokio::fs::read(state.attachments.path_of(&a.sha256)).await {
+        Ok(b) => b,
+        Err(e) => return internal(format!("attachment file {}: {e}", a.sha256)),
+    };
+    // Always a download, never rendered in our origin: an HTML or SVG "photo" cannot run.
+    let content_type = if a.content_type.parse::<axum::http::HeaderValue>().is_ok()
+        && a.content_type.contains('/')
+        && !a.content_type.contains(['\r', '\n'])
+    {
+        a.content_type.clone()
+    } else {
+        "application/octet-stream".to_owned()
+    };
+    let ascii_name: String = a
+        .filename
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ".-_ ".contains(ch) {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let disposition = format!(
+        "attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{}",
+        super::url_escape(&a.filename)
+    );
+    v.finish(
+        (
+            [
+                (CONTENT_TYPE, content_type),
+                (CONTENT_DISPOSITION, disposition),
+                (X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            ],
+            bytes,
+        )
+            .into_response(),
+    )
+}
+
+// ------------------------------------------------------------------------- new report
+
+struct AreaOption {
+    slug: String,
+    name: String,
+    selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "web/new_ticket.html")]
+struct NewPage {
+    c: Chrome,
+    site: String,
+    areas: Vec<AreaOption>,
+    kind: String,
+    subject: String,
+    text: String,
+    errors: Vec<(&'static str, String)>,
+    max_files: usize,
+    max_file_mb: usize,
+    max_total_mb: usize,
+    types: String,
+    accept: String,
+}
+
+impl NewPage {
+    fn err(&self, field: &str) -> &str {
+        self.errors
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, m)| m.as_str())
+            .unwrap_or("")
+    }
+}
+
+fn new_page(
+    state: &AppState,
+    v: &Visitor,
+    area: &str,
+    kind: &str,
+    subject: String,
+    text: String,
+    errors: Vec<(&'static str, String)>,
+) -> Response {
+    let areas = state
+        .cfg
+        .areas
+        .iter()
+        .filter(|a| !a.admin)
+        .map(|a| AreaOption {
+            slug: a.slug.clone(),
+            name: a.name.clone(),
+            selected: a.slug == area,
+        })
+        .collect();
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let page = NewPage {
+        c: v.chrome(if v.en() { "New report" } else { "Nuova segnalazione" }),
+        site: state.cfg.server.site_name.clone(),
+        areas,
+        kind: kind.to_owned(),
+        subject,
+        text,
+        errors,
+        max_files: MAX_FILES,
+        max_file_mb: MAX_FILE_BYTES / (1024 * 1024),
+        max_total_mb: MAX_TOTAL_BYTES / (1024 * 1024),
+        types: ALLOWED_TYPES
+            .iter()
+            .map(|(_, n)| *n)
+            .collect::<Vec<_>>()
+            .join(", "),
+        accept: ALLOWED_TYPES
+            .iter()
+            .map(|(t, _)| *t)
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    render(v, status, &page)
+}
+
+async fn new_form(State(state): State<AppState>, v: Visitor) -> Response {
+    if let Err(r) = citizen(&v) {
+        return r;
+    }
+    new_page(
+        &state,
+        &v,
+        "",
+        "segnalazione",
+        String::new(),
+        String::new(),
+        Vec::new(),
+    )
+}
+
+struct Upload {
+    filename: String,
+    content_type: String,
+    bytes: Vec<u8>,
+}
+
+/// The type of an upload, by its first bytes (the browser's claim is not trusted).
+fn sniff(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(b"%PDF-") {
+        Some("application/pdf")
+    } else if bytes.len() > 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else if bytes.len() > 12 && &bytes[4..8] == b"ftyp" && matches!(&bytes[8..12], b"heic" | b"heix" | b"mif1" | b"msf1") {
+        Some("image/heic")
+    } else {
+        None
+    }
+}
+
+async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) -> Response {
+    let c = match citizen(&v) {
+        Ok(c) => c.clone(),
+        Err(r) => return r,
+    };
+    let (mut csrf, mut area, mut kind, mut subject, mut text) =
+        (String::new(), String::new(), String::new(), String::new(), String::new());
+    let mut uploads: Vec<Upload> = Vec::new();
+    let mut errors: Vec<(&'static str, String)> = Vec::new();
+    let mut total = 0usize;
+    let en = v.en();
+    let tr = |it: &str, en_text: &str| if en { en_text.to_owned() } else { it.to_owned() };
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                errors.push(("files", tr(
+                    &format!("Il modulo non è arrivato intero (file troppo grandi?): {e}"),
+                    &format!("The form did not arrive whole (files too large?): {e}"),
+                )));
+                break;
+            }
+        };
+        let name = field.name().unwrap_or("").to_owned();
+        if name == "files" {
+            let filename = field.file_name().unwrap_or("").to_owned();
+            let bytes = match field.bytes().await {
+                Ok(b) => b.to_vec(),
+                Err(e) => {
+                    errors.push(("files", tr(
+                        &format!("Un file non è arrivato intero: {e}"),
+                        &format!("A file did not arrive whole: {e}"),
+                    )));
+                    break;
+                }
+            };
+            if filename.is_empty() && bytes.is_empty() {
+                continue; // the empty file input of a form sent without files
+            }
+            total += bytes.len();
+            match sniff(&bytes) {
+                None => errors.push(("files", if en {
+                    format!("\"{filename}\" is not a photo or document of an accepted type.")
+                } else {
+                    format!("«{filename}» non è una foto o un documento di un tipo accettato.")
+                })),
+                Some(_) if bytes.len() > MAX_FILE_BYTES => errors.push(("files", if en {
+                    format!("\"{filename}\" is larger than {} MB.", MAX_FILE_BYTES / 1048576)
+                } else {
+                    format!("«{filename}» supera {} MB.", MAX_FILE_BYTES / 1048576)
+                })),
+                Some(t) => uploads.push(Upload {
+                    filename: if filename.is_empty() { "allegato".to_owned() } else { filename },
+                    content_type: t.to_owned(),
+                    bytes,
+                }),
+            }
+            continue;
+        }
+        let value = field.text().await.unwrap_or_default();
+        match name.as_str() {
+            "csrf" => csrf = value,
+            "area" => area = value,
+            "kind" => kind = value,
+            "subject" => subject = value,
+            "text" => text = value,
+            _ => {}
+        }
+    }
+    if !v.csrf_ok(&csrf) {
+        return (StatusCode::FORBIDDEN, "form expired: reload the page").into_response();
+    }
+    let area_cfg = state.cfg.areas.iter().find(|a| a.slug == area && !a.admin);
+    if area_cfg.is_none() {
+        errors.insert(0, ("area", tr("Scelga l'ufficio a cui scrivere.", "Choose the office to write to.")));
+    }
+    let kind_parsed = TicketKind::parse(&kind);
+    if kind_parsed.is_none() {
+        errors.push(("kind-segnalazione", tr("Scelga il tipo di segnalazione.", "Choose the kind of report.")));
+    }
+    let subject = subject.trim().to_owned();
+    if subject.is_empty() {
+        errors.push(("subject", tr("Scriva l'oggetto: di cosa si tratta, in poche parole.", "Write the subject: what it is about, in a few words.")));
+    } else if subject.chars().count() > MAX_SUBJECT {
+        errors.push(("subject", tr("L'oggetto è troppo lungo (al massimo 200 caratteri).", "The subject is too long (at most 200 characters).")));
+    }
+    if text.trim().is_empty() {
+        errors.push(("text", tr("Descriva la situazione: dove, cosa, da quando.", "Describe the situation: where, what, since when.")));
+    } else if text.chars().count() > MAX_TEXT {
+        errors.push(("text", tr("Il testo è troppo lungo (al massimo 20.000 caratteri).", "The text is too long (at most 20,000 characters).")));
+    }
+    if uploads.len() > MAX_FILES {
+        errors.push(("files", if en { format!("At most {MAX_FILES} files.") } else { format!("Al massimo {MAX_FILES} file.") }));
+    }
+    if total > MAX_TOTAL_BYTES {
+        errors.push(("files", if en {
+            format!("The files together exceed {} MB.", MAX_TOTAL_BYTES / 1048576)
+        } else {
+            format!("I file insieme superano {} MB.", MAX_TOTAL_BYTES / 1048576)
+        }));
+    }
+    let (Some(area_cfg), Some(kind_parsed), true) = (area_cfg, kind_parsed, errors.is_empty()) else {
+        return new_page(&state, &v, &area, &kind, subject, text, errors);
+    };
+    let to = area_cfg
+        .addresses
+        .iter()
+        .map(|a| a.address().to_lowercase())
+        .find(|a| state.cfg.address_routes().get(a).is_some_and(|r| r.kind.is_none()))
+        .or_else(|| area_cfg.addresses.first().map(|a| a.address().to_lowercase()))
+        .unwrap_or_default();
+    let raw = compose_web_report(&state, &c, &to, kind_parsed, &subject, &text, &uploads);
+    let size = raw.len() as u64;
+    let stored = state
+        .store
+        .store_raw_ingested(
+            WEB_MAILBOX,
+            &RawIn {
+                uid: None,
+                bytes: raw,
+                size,
+                complete: true,
+            },
+        )
+        .await;
+    let raw_id = match stored {
+        Ok(id) => id,
+        Err(e) => return internal(e),
+    };
+    match state.pipeline.process(raw_id).await {
+        Ok(Outcome::Ticket { reference, .. }) => {
+            metrics::counter!("ticketgate_web_reports_total").increment(1);
+            v.finish(Redirect::to(&format!("/tickets/{reference}?new=1")).into_response())
+        }
+        Ok(other) => internal(format!("web report {raw_id} became {other:?}")),
+        // Stored already: the pipeline picks it up again at the next start.
+        Err(e) => internal(format!("web report {raw_id} stored, processing failed: {e:#}")),
+    }
+}
+
+/// The web report as the mail the pipeline reads: From the verified address, To the area,
+/// the citizen's text and files — stored byte for byte like any other report.
+fn compose_web_report(
+    state: &AppState,
+    c: &CitizenRow,
+    to: &str,
+    kind: TicketKind,
+    subject: &str,
+    text: &str,
+    uploads: &[Upload],
+) -> Vec<u8> {
+    use mail_builder::headers::raw::Raw;
+    use mail_builder::MessageBuilder;
+    let host = state
+        .cfg
+        .server
+        .base_url
+        .split("://")
+        .nth(1)
+        .and_then(|h| h.split(['/', ':']).next())
+        .filter(|h| !h.is_empty())
+        .unwrap_or("localhost")
+        .to_owned();
+    let mut m = MessageBuilder::new()
+        .from((format!("{} {}", c.first_name, c.last_name), c.email.clone()))
+        .to(to.to_owned())
+        .subject(subject.to_owned())
+        .message_id(format!("web.{}@{host}", &random_token()[..32]))
+        .date(now_millis() / 1000)
+        .header(WEB_KIND_HEADER, Raw::new(kind.as_str().to_owned()))
+        .text_body(text.replace("\r\n", "\n"));
+    for u in uploads {
+        m = m.attachment(u.content_type.clone(), u.filename.clone(), u.bytes.clone());
+    }
+    m.write_to_vec().unwrap_or_default()
+}
