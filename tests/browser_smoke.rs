@@ -18,7 +18,9 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::json;
-use support::browser::{base64_decode, describe_violations, process_tree, violation_ids, Browser};
+use support::browser::{
+    base64_decode, describe_violations, process_tree, violation_ids, Browser, Method,
+};
 
 /// How long a test waits for something the browser should do at once (an alert, a file read).
 const EFFECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -345,6 +347,12 @@ fn script_injected_into_markup_is_seen_by_its_alert_and_escaped_markup_raises_no
         "the injected onerror handler did not run"
     );
     assert_eq!(browser.alert_text().as_deref(), Some("1"));
+    // While it is open every other command fails loudly instead of dismissing it.
+    let blocked = browser
+        .try_command(Method::Get, "/title", None)
+        .expect_err("commands fail while an alert is open");
+    assert_eq!(blocked.error, "unexpected alert open", "{blocked}");
+    assert_eq!(browser.alert_text().as_deref(), Some("1"), "still open");
     browser.accept_alert();
     assert_eq!(browser.alert_text(), None);
     assert_eq!(

@@ -204,15 +204,32 @@ async fn register(
         return csrf_refused(&state, &v);
     }
     let mut errors: Errors = Vec::new();
-    if let Some(e) = check_name(&v, &form.first_name, "Scriva il suo nome.", "Enter your first name.") {
+    if let Some(e) = check_name(
+        &v,
+        &form.first_name,
+        "Scriva il suo nome.",
+        "Enter your first name.",
+    ) {
         errors.push(("first_name", e));
     }
-    if let Some(e) = check_name(&v, &form.last_name, "Scriva il suo cognome.", "Enter your last name.") {
+    if let Some(e) = check_name(
+        &v,
+        &form.last_name,
+        "Scriva il suo cognome.",
+        "Enter your last name.",
+    ) {
         errors.push(("last_name", e));
     }
     let email = form.email.trim().to_lowercase();
     if email.is_empty() {
-        errors.push(("email", t(&v, "Scriva il suo indirizzo e-mail.", "Enter your email address.")));
+        errors.push((
+            "email",
+            t(
+                &v,
+                "Scriva il suo indirizzo e-mail.",
+                "Enter your email address.",
+            ),
+        ));
     } else if EmailAddress::parse(&email).is_err() {
         errors.push((
             "email",
@@ -240,13 +257,28 @@ async fn register(
     let local = email.split('@').next().unwrap_or("").to_owned();
     if let Err(p) = password::check(
         &form.password,
-        &[local.as_str(), form.first_name.trim(), form.last_name.trim()],
+        &[
+            local.as_str(),
+            form.first_name.trim(),
+            form.last_name.trim(),
+        ],
     ) {
-        errors.push(("password", if v.en() { p.message_en() } else { p.message_it() }));
+        errors.push((
+            "password",
+            if v.en() {
+                p.message_en()
+            } else {
+                p.message_it()
+            },
+        ));
     } else if form.password != form.password_confirm {
         errors.push((
             "password_confirm",
-            t(&v, "Le due password non coincidono.", "The two passwords do not match."),
+            t(
+                &v,
+                "Le due password non coincidono.",
+                "The two passwords do not match.",
+            ),
         ));
     }
     if form.privacy.is_none() {
@@ -261,7 +293,10 @@ async fn register(
     }
     let mut created = None;
     if errors.is_empty() {
-        let fiscal = fiscal.as_ref().map(|f| f.as_str().to_owned()).unwrap_or_default();
+        let fiscal = fiscal
+            .as_ref()
+            .map(|f| f.as_str().to_owned())
+            .unwrap_or_default();
         match create_account(&state, &v, &form, &email, &fiscal).await {
             Ok(Ok(id)) => created = Some(id),
             Ok(Err(AccountTaken::Email)) => errors.push((
@@ -292,7 +327,11 @@ async fn register(
     form.password.clear();
     form.password_confirm.clear();
     let page = RegisterPage {
-        c: v.chrome(&t(&v, "Registrazione: da correggere", "Register: please correct")),
+        c: v.chrome(&t(
+            &v,
+            "Registrazione: da correggere",
+            "Register: please correct",
+        )),
         site: site(&state),
         form,
         errors,
@@ -454,11 +493,19 @@ async fn verify_page(
     Query(q): Query<TokenQuery>,
 ) -> Response {
     let hash = raw_sha256_hex(q.token.trim().as_bytes());
-    match state.store.token_citizen(&hash, "verify", now_millis()).await {
+    match state
+        .store
+        .token_citizen(&hash, "verify", now_millis())
+        .await
+    {
         Err(e) => internal(e),
         Ok(None) => expired_link(&state, &v, "/verify/resend"),
         Ok(Some(_)) => {
-            let heading = t(&v, "Conferma dell'indirizzo e-mail", "Confirm your email address");
+            let heading = t(
+                &v,
+                "Conferma dell'indirizzo e-mail",
+                "Confirm your email address",
+            );
             let page = ConfirmPage {
                 c: v.chrome(&heading),
                 site: site(&state),
@@ -488,7 +535,10 @@ fn expired_link(state: &AppState, v: &Visitor, again: &str) -> Response {
             "Il collegamento è scaduto, è già stato usato oppure è incompleto.",
             "The link has expired, was used already, or is incomplete.",
         )],
-        Some((again.to_owned(), t(v, "Chiedi un nuovo collegamento", "Ask for a new link"))),
+        Some((
+            again.to_owned(),
+            t(v, "Chiedi un nuovo collegamento", "Ask for a new link"),
+        )),
     )
 }
 
@@ -550,7 +600,13 @@ impl EmailFormPage {
     }
 }
 
-fn email_form(state: &AppState, v: &Visitor, resend: bool, email: String, errors: Errors) -> Response {
+fn email_form(
+    state: &AppState,
+    v: &Visitor,
+    resend: bool,
+    email: String,
+    errors: Errors,
+) -> Response {
     let (heading, text, action, button) = if resend {
         (
             t(v, "Nuovo collegamento di conferma", "New confirmation link"),
@@ -602,7 +658,12 @@ async fn forgot_form(State(state): State<AppState>, v: Visitor) -> Response {
 
 /// Sends a link of `purpose` to the account of `email` if there is one (and, for `verify`,
 /// if it is not confirmed yet), within the hourly limit. The answer never says which.
-async fn send_link_if_any(state: &AppState, v: &Visitor, email: &str, purpose: &str) -> anyhow::Result<()> {
+async fn send_link_if_any(
+    state: &AppState,
+    v: &Visitor,
+    email: &str,
+    purpose: &str,
+) -> anyhow::Result<()> {
     let Some(c) = state.store.citizen_by_email(email).await? else {
         return Ok(());
     };
@@ -687,7 +748,11 @@ async fn reset_form(
     Query(q): Query<TokenQuery>,
 ) -> Response {
     let hash = raw_sha256_hex(q.token.trim().as_bytes());
-    match state.store.token_citizen(&hash, "reset", now_millis()).await {
+    match state
+        .store
+        .token_citizen(&hash, "reset", now_millis())
+        .await
+    {
         Err(e) => internal(e),
         Ok(None) => expired_link(&state, &v, "/password/forgot"),
         Ok(Some(_)) => {
@@ -696,7 +761,7 @@ async fn reset_form(
                 site: site(&state),
                 token: q.token.trim().to_owned(),
                 errors: Vec::new(),
-                    };
+            };
             render(&v, StatusCode::OK, &page)
         }
     }
@@ -721,22 +786,41 @@ async fn reset(State(state): State<AppState>, v: Visitor, Form(f): Form<TokenFor
     let mut errors: Errors = Vec::new();
     if let Err(p) = password::check(
         &f.password,
-        &[local.as_str(), citizen.first_name.as_str(), citizen.last_name.as_str()],
+        &[
+            local.as_str(),
+            citizen.first_name.as_str(),
+            citizen.last_name.as_str(),
+        ],
     ) {
-        errors.push(("password", if v.en() { p.message_en() } else { p.message_it() }));
+        errors.push((
+            "password",
+            if v.en() {
+                p.message_en()
+            } else {
+                p.message_it()
+            },
+        ));
     } else if f.password != f.password_confirm {
         errors.push((
             "password_confirm",
-            t(&v, "Le due password non coincidono.", "The two passwords do not match."),
+            t(
+                &v,
+                "Le due password non coincidono.",
+                "The two passwords do not match.",
+            ),
         ));
     }
     if !errors.is_empty() {
         let page = ResetPage {
-            c: v.chrome(&t(&v, "Nuova password: da correggere", "New password: please correct")),
+            c: v.chrome(&t(
+                &v,
+                "Nuova password: da correggere",
+                "New password: please correct",
+            )),
             site: site(&state),
             token: f.token.trim().to_owned(),
             errors,
-            };
+        };
         return render(&v, StatusCode::UNPROCESSABLE_ENTITY, &page);
     }
     let result: anyhow::Result<bool> = async {

@@ -137,12 +137,9 @@ fn area_name(state: &AppState, slug: &str) -> String {
         .unwrap_or_else(|| slug.to_owned())
 }
 
-/// The signed-in citizen, or the redirect to sign in.
-fn citizen(v: &Visitor) -> Result<&CitizenRow, Response> {
-    match &v.citizen {
-        Some(c) if c.verified_at.is_some() => Ok(c),
-        _ => Err(v.to_login()),
-    }
+/// The signed-in citizen (callers send anybody else to sign in).
+fn citizen(v: &Visitor) -> Option<&CitizenRow> {
+    v.citizen.as_ref().filter(|c| c.verified_at.is_some())
 }
 
 fn owns(c: &CitizenRow, t: &TicketView) -> bool {
@@ -172,19 +169,26 @@ struct ListPage {
 }
 
 async fn list(State(state): State<AppState>, v: Visitor) -> Response {
-    let c = match citizen(&v) {
-        Ok(c) => c,
-        Err(r) => return r,
+    let Some(c) = citizen(&v) else {
+        return v.to_login();
     };
     let tickets = match state.store.tickets_of(&c.email).await {
         Ok(t) => t,
         Err(e) => return internal(e),
     };
-    let chrome = v.chrome(if v.en() { "My reports" } else { "Le mie segnalazioni" });
+    let chrome = v.chrome(if v.en() {
+        "My reports"
+    } else {
+        "Le mie segnalazioni"
+    });
     let rows = tickets
         .iter()
         .map(|t| {
-            let days = state.cfg.area(&t.area).map(|a| a.response_days).unwrap_or(30);
+            let days = state
+                .cfg
+                .area(&t.area)
+                .map(|a| a.response_days)
+                .unwrap_or(30);
             Row {
                 reference: t.reference.clone(),
                 subject: t.subject.clone(),
@@ -270,7 +274,12 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 /// The timeline line of an event, or None for internal events.
-fn event_text(state: &AppState, c: &Chrome, e: &crate::store::EventView, v: &Value) -> Option<String> {
+fn event_text(
+    state: &AppState,
+    c: &Chrome,
+    e: &crate::store::EventView,
+    v: &Value,
+) -> Option<String> {
     let office = |slug: &str| area_name(state, slug);
     Some(match e.kind.as_str() {
         "received" => {
@@ -279,7 +288,10 @@ fn event_text(state: &AppState, c: &Chrome, e: &crate::store::EventView, v: &Val
             match pec {
                 Some(p) if p["certified"] == true => format!(
                     "{} {area}{}",
-                    c.t("Segnalazione ricevuta per PEC (certificata) e assegnata a", "Report received by PEC (certified) and assigned to"),
+                    c.t(
+                        "Segnalazione ricevuta per PEC (certificata) e assegnata a",
+                        "Report received by PEC (certified) and assigned to"
+                    ),
                     p.get("certified_at")
                         .and_then(Value::as_str)
                         .map(|t| format!(" — {} {}", c.t("data certificata", "certified time"), t))
@@ -287,9 +299,18 @@ fn event_text(state: &AppState, c: &Chrome, e: &crate::store::EventView, v: &Val
                 ),
                 Some(_) => format!(
                     "{} {area}",
-                    c.t("Messaggio ricevuto nella casella PEC, non certificato, assegnato a", "Message received in the PEC box, not certified, assigned to")
+                    c.t(
+                        "Messaggio ricevuto nella casella PEC, non certificato, assegnato a",
+                        "Message received in the PEC box, not certified, assigned to"
+                    )
                 ),
-                None => format!("{} {area}", c.t("Segnalazione ricevuta e assegnata a", "Report received and assigned to")),
+                None => format!(
+                    "{} {area}",
+                    c.t(
+                        "Segnalazione ricevuta e assegnata a",
+                        "Report received and assigned to"
+                    )
+                ),
             }
         }
         "taken" => format!(
@@ -304,16 +325,40 @@ fn event_text(state: &AppState, c: &Chrome, e: &crate::store::EventView, v: &Val
             c.t("all'ufficio", "to"),
             office(str_of(v, "to"))
         ),
-        "answered" => c.t("L'ufficio ha risposto", "The office answered").to_owned(),
+        "answered" => c
+            .t("L'ufficio ha risposto", "The office answered")
+            .to_owned(),
         "resolved" => c.t("Pratica risolta", "Case resolved").to_owned(),
-        "reopened" => c.t("Pratica riaperta dopo un suo messaggio", "Case reopened after your message").to_owned(),
-        "follow_up" => c.t("Ricevuto un suo nuovo messaggio", "Your new message was received").to_owned(),
-        "kind_changed" => c.t("Tipo di pratica aggiornato", "Case type updated").to_owned(),
-        "bounce" => c.t("Un nostro messaggio non le è stato consegnato", "A message of ours could not be delivered to you").to_owned(),
+        "reopened" => c
+            .t(
+                "Pratica riaperta dopo un suo messaggio",
+                "Case reopened after your message",
+            )
+            .to_owned(),
+        "follow_up" => c
+            .t(
+                "Ricevuto un suo nuovo messaggio",
+                "Your new message was received",
+            )
+            .to_owned(),
+        "kind_changed" => c
+            .t("Tipo di pratica aggiornato", "Case type updated")
+            .to_owned(),
+        "bounce" => c
+            .t(
+                "Un nostro messaggio non le è stato consegnato",
+                "A message of ours could not be delivered to you",
+            )
+            .to_owned(),
         "pec_receipt" => {
             let when = str_of(v, "certified_at");
             let state_text = match str_of(v, "receipt") {
-                "accettazione" => c.t("PEC: il gestore ha accettato la nostra risposta", "PEC: the provider accepted our answer").to_owned(),
+                "accettazione" => c
+                    .t(
+                        "PEC: il gestore ha accettato la nostra risposta",
+                        "PEC: the provider accepted our answer",
+                    )
+                    .to_owned(),
                 "avvenuta-consegna" => format!(
                     "{} {}",
                     c.t("PEC: risposta consegnata a", "PEC: answer delivered to"),
@@ -324,13 +369,18 @@ fn event_text(state: &AppState, c: &Chrome, e: &crate::store::EventView, v: &Val
                     c.t("PEC: risposta non consegnata", "PEC: answer not delivered"),
                     str_of(v, "reason")
                 ),
-                "preavviso-errore-consegna" => c.t("PEC: consegna in ritardo", "PEC: delivery delayed").to_owned(),
+                "preavviso-errore-consegna" => c
+                    .t("PEC: consegna in ritardo", "PEC: delivery delayed")
+                    .to_owned(),
                 other => format!("PEC: {other}"),
             };
             if when.is_empty() {
                 state_text
             } else {
-                format!("{state_text} — {} {when}", c.t("data certificata", "certified time"))
+                format!(
+                    "{state_text} — {} {when}",
+                    c.t("data certificata", "certified time")
+                )
             }
         }
         _ => return None,
@@ -352,7 +402,13 @@ fn certified_line(c: &Chrome, m: &MessageView) -> Option<String> {
             str_of(&detail, "delivered_to"),
             c.t("il", "on")
         ),
-        "accettata" => format!("{} {when}", c.t("PEC accettata dal gestore il", "PEC accepted by the provider on")),
+        "accettata" => format!(
+            "{} {when}",
+            c.t(
+                "PEC accettata dal gestore il",
+                "PEC accepted by the provider on"
+            )
+        ),
         other => format!("PEC {other}: {}", str_of(&detail, "reason")),
     })
 }
@@ -362,9 +418,8 @@ async fn detail(
     v: Visitor,
     Path(reference): Path<String>,
 ) -> Response {
-    let c = match citizen(&v) {
-        Ok(c) => c,
-        Err(r) => return r,
+    let Some(c) = citizen(&v) else {
+        return v.to_login();
     };
     let t = match state.store.ticket_by_ref(reference.trim()).await {
         Ok(Some(t)) if owns(c, &t) => t,
@@ -434,10 +489,17 @@ async fn detail(
             certified: certified_line(&chrome, m),
         })
         .collect();
-    let days = state.cfg.area(&t.area).map(|a| a.response_days).unwrap_or(30);
+    let days = state
+        .cfg
+        .area(&t.area)
+        .map(|a| a.response_days)
+        .unwrap_or(30);
     let channel = match t.channel.as_str() {
         "pec" if t.certified == Some(true) => chrome.t("PEC (certificata)", "PEC (certified)"),
-        "pec" => chrome.t("Casella PEC (messaggio non certificato)", "PEC box (message not certified)"),
+        "pec" => chrome.t(
+            "Casella PEC (messaggio non certificato)",
+            "PEC box (message not certified)",
+        ),
         "web" => chrome.t("Sito web", "Web site"),
         _ => chrome.t("E-mail", "Email"),
     }
@@ -473,7 +535,12 @@ fn not_found(state: &AppState, v: &Visitor) -> Response {
         paragraphs: Vec<String>,
         link: Option<(String, String)>,
     }
-    let heading = if v.en() { "Not found" } else { "Pagina non trovata" }.to_owned();
+    let heading = if v.en() {
+        "Not found"
+    } else {
+        "Pagina non trovata"
+    }
+    .to_owned();
     let page = NotFound {
         c: v.chrome(&heading),
         site: state.cfg.server.site_name.clone(),
@@ -484,7 +551,12 @@ fn not_found(state: &AppState, v: &Visitor) -> Response {
         }],
         link: Some((
             "/tickets".to_owned(),
-            if v.en() { "My reports" } else { "Le mie segnalazioni" }.to_owned(),
+            if v.en() {
+                "My reports"
+            } else {
+                "Le mie segnalazioni"
+            }
+            .to_owned(),
         )),
         heading,
     };
@@ -496,9 +568,8 @@ async fn attachment(
     v: Visitor,
     Path((reference, attachment_id)): Path<(String, i64)>,
 ) -> Response {
-    let c = match citizen(&v) {
-        Ok(c) => c,
-        Err(r) => return r,
+    let Some(c) = citizen(&v) else {
+        return v.to_login();
     };
     let t = match state.store.ticket_by_ref(reference.trim()).await {
         Ok(Some(t)) if owns(c, &t) => t,
@@ -628,7 +699,11 @@ fn new_page(
         StatusCode::UNPROCESSABLE_ENTITY
     };
     let page = NewPage {
-        c: v.chrome(if v.en() { "New report" } else { "Nuova segnalazione" }),
+        c: v.chrome(if v.en() {
+            "New report"
+        } else {
+            "Nuova segnalazione"
+        }),
         site: state.cfg.server.site_name.clone(),
         areas,
         kind: kind.to_owned(),
@@ -653,8 +728,8 @@ fn new_page(
 }
 
 async fn new_form(State(state): State<AppState>, v: Visitor) -> Response {
-    if let Err(r) = citizen(&v) {
-        return r;
+    if citizen(&v).is_none() {
+        return v.to_login();
     }
     new_page(
         &state,
@@ -683,7 +758,10 @@ fn sniff(bytes: &[u8]) -> Option<&'static str> {
         Some("application/pdf")
     } else if bytes.len() > 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
         Some("image/webp")
-    } else if bytes.len() > 12 && &bytes[4..8] == b"ftyp" && matches!(&bytes[8..12], b"heic" | b"heix" | b"mif1" | b"msf1") {
+    } else if bytes.len() > 12
+        && &bytes[4..8] == b"ftyp"
+        && matches!(&bytes[8..12], b"heic" | b"heix" | b"mif1" | b"msf1")
+    {
         Some("image/heic")
     } else {
         None
@@ -691,26 +769,39 @@ fn sniff(bytes: &[u8]) -> Option<&'static str> {
 }
 
 async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) -> Response {
-    let c = match citizen(&v) {
-        Ok(c) => c.clone(),
-        Err(r) => return r,
+    let Some(c) = citizen(&v).cloned() else {
+        return v.to_login();
     };
-    let (mut csrf, mut area, mut kind, mut subject, mut text) =
-        (String::new(), String::new(), String::new(), String::new(), String::new());
+    let (mut csrf, mut area, mut kind, mut subject, mut text) = (
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    );
     let mut uploads: Vec<Upload> = Vec::new();
     let mut errors: Vec<(&'static str, String)> = Vec::new();
     let mut total = 0usize;
     let en = v.en();
-    let tr = |it: &str, en_text: &str| if en { en_text.to_owned() } else { it.to_owned() };
+    let tr = |it: &str, en_text: &str| {
+        if en {
+            en_text.to_owned()
+        } else {
+            it.to_owned()
+        }
+    };
     loop {
         let field = match form.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
-                errors.push(("files", tr(
-                    &format!("Il modulo non è arrivato intero (file troppo grandi?): {e}"),
-                    &format!("The form did not arrive whole (files too large?): {e}"),
-                )));
+                errors.push((
+                    "files",
+                    tr(
+                        &format!("Il modulo non è arrivato intero (file troppo grandi?): {e}"),
+                        &format!("The form did not arrive whole (files too large?): {e}"),
+                    ),
+                ));
                 break;
             }
         };
@@ -720,10 +811,13 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
             let bytes = match field.bytes().await {
                 Ok(b) => b.to_vec(),
                 Err(e) => {
-                    errors.push(("files", tr(
-                        &format!("Un file non è arrivato intero: {e}"),
-                        &format!("A file did not arrive whole: {e}"),
-                    )));
+                    errors.push((
+                        "files",
+                        tr(
+                            &format!("Un file non è arrivato intero: {e}"),
+                            &format!("A file did not arrive whole: {e}"),
+                        ),
+                    ));
                     break;
                 }
             };
@@ -732,18 +826,31 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
             }
             total += bytes.len();
             match sniff(&bytes) {
-                None => errors.push(("files", if en {
-                    format!("\"{filename}\" is not a photo or document of an accepted type.")
-                } else {
-                    format!("«{filename}» non è una foto o un documento di un tipo accettato.")
-                })),
-                Some(_) if bytes.len() > MAX_FILE_BYTES => errors.push(("files", if en {
-                    format!("\"{filename}\" is larger than {} MB.", MAX_FILE_BYTES / 1048576)
-                } else {
-                    format!("«{filename}» supera {} MB.", MAX_FILE_BYTES / 1048576)
-                })),
+                None => errors.push((
+                    "files",
+                    if en {
+                        format!("\"{filename}\" is not a photo or document of an accepted type.")
+                    } else {
+                        format!("«{filename}» non è una foto o un documento di un tipo accettato.")
+                    },
+                )),
+                Some(_) if bytes.len() > MAX_FILE_BYTES => errors.push((
+                    "files",
+                    if en {
+                        format!(
+                            "\"{filename}\" is larger than {} MB.",
+                            MAX_FILE_BYTES / 1048576
+                        )
+                    } else {
+                        format!("«{filename}» supera {} MB.", MAX_FILE_BYTES / 1048576)
+                    },
+                )),
                 Some(t) => uploads.push(Upload {
-                    filename: if filename.is_empty() { "allegato".to_owned() } else { filename },
+                    filename: if filename.is_empty() {
+                        "allegato".to_owned()
+                    } else {
+                        filename
+                    },
                     content_type: t.to_owned(),
                     bytes,
                 }),
@@ -765,42 +872,106 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
     }
     let area_cfg = state.cfg.areas.iter().find(|a| a.slug == area && !a.admin);
     if area_cfg.is_none() {
-        errors.insert(0, ("area", tr("Scelga l'ufficio a cui scrivere.", "Choose the office to write to.")));
+        errors.insert(
+            0,
+            (
+                "area",
+                tr(
+                    "Scelga l'ufficio a cui scrivere.",
+                    "Choose the office to write to.",
+                ),
+            ),
+        );
     }
     let kind_parsed = TicketKind::parse(&kind);
     if kind_parsed.is_none() {
-        errors.push(("kind-segnalazione", tr("Scelga il tipo di segnalazione.", "Choose the kind of report.")));
+        errors.push((
+            "kind-segnalazione",
+            tr(
+                "Scelga il tipo di segnalazione.",
+                "Choose the kind of report.",
+            ),
+        ));
     }
     let subject = subject.trim().to_owned();
     if subject.is_empty() {
-        errors.push(("subject", tr("Scriva l'oggetto: di cosa si tratta, in poche parole.", "Write the subject: what it is about, in a few words.")));
+        errors.push((
+            "subject",
+            tr(
+                "Scriva l'oggetto: di cosa si tratta, in poche parole.",
+                "Write the subject: what it is about, in a few words.",
+            ),
+        ));
     } else if subject.chars().count() > MAX_SUBJECT {
-        errors.push(("subject", tr("L'oggetto è troppo lungo (al massimo 200 caratteri).", "The subject is too long (at most 200 characters).")));
+        errors.push((
+            "subject",
+            tr(
+                "L'oggetto è troppo lungo (al massimo 200 caratteri).",
+                "The subject is too long (at most 200 characters).",
+            ),
+        ));
     }
     if text.trim().is_empty() {
-        errors.push(("text", tr("Descriva la situazione: dove, cosa, da quando.", "Describe the situation: where, what, since when.")));
+        errors.push((
+            "text",
+            tr(
+                "Descriva la situazione: dove, cosa, da quando.",
+                "Describe the situation: where, what, since when.",
+            ),
+        ));
     } else if text.chars().count() > MAX_TEXT {
-        errors.push(("text", tr("Il testo è troppo lungo (al massimo 20.000 caratteri).", "The text is too long (at most 20,000 characters).")));
+        errors.push((
+            "text",
+            tr(
+                "Il testo è troppo lungo (al massimo 20.000 caratteri).",
+                "The text is too long (at most 20,000 characters).",
+            ),
+        ));
     }
     if uploads.len() > MAX_FILES {
-        errors.push(("files", if en { format!("At most {MAX_FILES} files.") } else { format!("Al massimo {MAX_FILES} file.") }));
+        errors.push((
+            "files",
+            if en {
+                format!("At most {MAX_FILES} files.")
+            } else {
+                format!("Al massimo {MAX_FILES} file.")
+            },
+        ));
     }
     if total > MAX_TOTAL_BYTES {
-        errors.push(("files", if en {
-            format!("The files together exceed {} MB.", MAX_TOTAL_BYTES / 1048576)
-        } else {
-            format!("I file insieme superano {} MB.", MAX_TOTAL_BYTES / 1048576)
-        }));
+        errors.push((
+            "files",
+            if en {
+                format!(
+                    "The files together exceed {} MB.",
+                    MAX_TOTAL_BYTES / 1048576
+                )
+            } else {
+                format!("I file insieme superano {} MB.", MAX_TOTAL_BYTES / 1048576)
+            },
+        ));
     }
-    let (Some(area_cfg), Some(kind_parsed), true) = (area_cfg, kind_parsed, errors.is_empty()) else {
+    let (Some(area_cfg), Some(kind_parsed), true) = (area_cfg, kind_parsed, errors.is_empty())
+    else {
         return new_page(&state, &v, &area, &kind, subject, text, errors);
     };
     let to = area_cfg
         .addresses
         .iter()
         .map(|a| a.address().to_lowercase())
-        .find(|a| state.cfg.address_routes().get(a).is_some_and(|r| r.kind.is_none()))
-        .or_else(|| area_cfg.addresses.first().map(|a| a.address().to_lowercase()))
+        .find(|a| {
+            state
+                .cfg
+                .address_routes()
+                .get(a)
+                .is_some_and(|r| r.kind.is_none())
+        })
+        .or_else(|| {
+            area_cfg
+                .addresses
+                .first()
+                .map(|a| a.address().to_lowercase())
+        })
         .unwrap_or_default();
     let raw = compose_web_report(&state, &c, &to, kind_parsed, &subject, &text, &uploads);
     let size = raw.len() as u64;
@@ -827,7 +998,9 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
         }
         Ok(other) => internal(format!("web report {raw_id} became {other:?}")),
         // Stored already: the pipeline picks it up again at the next start.
-        Err(e) => internal(format!("web report {raw_id} stored, processing failed: {e:#}")),
+        Err(e) => internal(format!(
+            "web report {raw_id} stored, processing failed: {e:#}"
+        )),
     }
 }
 

@@ -99,7 +99,11 @@ fn accept_language(parts: &Parts) -> Option<Lang> {
         let mut pieces = item.split(';');
         let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
         let q = pieces
-            .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+            })
             .unwrap_or(1.0);
         let lang = match tag.split('-').next() {
             Some("it") => Lang::It,
@@ -167,7 +171,13 @@ impl FromRequestParts<AppState> for Visitor {
             path: parts.uri.path().to_owned(),
             query,
             secure: state.cfg.server.base_url.starts_with("https://"),
-            secret: state.cfg.security.secret.expose_secret().as_bytes().to_vec(),
+            secret: state
+                .cfg
+                .security
+                .secret
+                .expose_secret()
+                .as_bytes()
+                .to_vec(),
         })
     }
 }

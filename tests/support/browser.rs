@@ -16,16 +16,25 @@
 //! the test panics with that advice: it does not skip, so `cargo test` never passes by not
 //! testing.
 //!
-//! Traps met while writing it:
-//! - Root has no user namespace sandbox for Chromium: without `--no-sandbox` the browser
-//!   dies at start and chromedriver only says "session not created: DevToolsActivePort file
-//!   doesn't exist".
-//! - chromedriver accepts only a browser of its own major version. Debian's chromium-driver
-//!   depends on the exact chromium version, so apt keeps them matched; a chromium from
-//!   elsewhere on PATH would not be, hence the explicit `binary`.
-//! - An open `alert()` makes every other command fail ("unexpected alert open") and the
-//!   default prompt behaviour dismisses it on the way. [`Browser::alert_text`] is how a test
-//!   sees that a page ran script it should not have.
+//! Traps met while writing it (Chromium 156, Debian 12, as root):
+//! - As root Chromium refuses to start without `--no-sandbox` ("Running as root without
+//!   --no-sandbox is not supported"); chromedriver then only reports that the session could
+//!   not be created.
+//! - chromedriver drives only a browser of its own major version. Debian's chromium-driver
+//!   depends on the exact chromium version, so apt keeps the two matched; hence the explicit
+//!   `binary` rather than whatever "chrome" is on PATH.
+//! - `--window-size` is the outer window: headless Chromium still reserves 143 px of height
+//!   for toolbars nobody sees, and keeps the outer width at 500 px or more (the viewport does
+//!   go narrower). [`Browser::set_viewport_size`] measures and compensates; [`Browser::start`]
+//!   uses it, so pages and screenshots really are 1280×900.
+//! - An open `alert()` makes every other command fail with "unexpected alert open". The
+//!   session asks for `unhandledPromptBehavior: ignore`, so the alert stays open for
+//!   [`Browser::alert_text`] (how a test sees that a page ran script it should not have)
+//!   instead of being dismissed by whichever command came next.
+//! - `--lang=it-IT` alone does not change Accept-Language in headless mode (it stays
+//!   "en-US,en;q=0.9"): the `intl.accept_languages` pref does.
+//! - Debian's /usr/bin/chromium is a shell wrapper; its `[: …: unexpected operator` line
+//!   in chromedriver's log is harmless.
 #![allow(dead_code)] // not every test binary uses every item
 
 use std::fs;
@@ -251,7 +260,8 @@ impl Browser {
                     "goog:chromeOptions": {
                         "binary": CHROMIUM_BINARY,
                         "args": args,
-                        // --lang sets the UI language; Accept-Language comes from this pref.
+                        // --lang alone leaves headless Chromium sending "en-US,en;q=0.9"
+                        // as Accept-Language: the header comes from this pref.
                         "prefs": { "intl": { "accept_languages": "it-IT,it" } },
                     },
                     "timeouts": {
@@ -627,7 +637,7 @@ impl Drop for Browser {
     }
 }
 
-impl Element<'_> {
+impl<'b> Element<'b> {
     /// This element as a script argument for [`Browser::execute`].
     pub fn to_arg(&self) -> Value {
         json!({ ELEMENT_KEY: self.id })
@@ -684,7 +694,7 @@ impl Element<'_> {
     }
 
     /// The first element matching `css` inside this one, if any.
-    pub fn try_find(&self, css: &str) -> Option<Element<'_>> {
+    pub fn try_find(&self, css: &str) -> Option<Element<'b>> {
         let by = json!({ "using": "css selector", "value": css });
         match self
             .browser

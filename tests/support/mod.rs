@@ -9,3 +9,4 @@ pub mod mailstack;
 pub mod pec;
 pub mod pki;
 pub mod postgres;
+pub mod web;

@@ -1,0 +1,175 @@
+//! A citizen's browser at the HTTP level: a cookie-keeping client that sees redirects as
+//! they are (303 + Location), reads CSRF tokens out of forms, and posts forms (urlencoded
+//! or multipart), against a real `ticketgate serve`.
+
+use std::time::Duration;
+
+use super::gateway::Gateway;
+
+pub struct Client {
+    agent: ureq::Agent,
+    pub base: String,
+    accept_language: Option<String>,
+}
+
+/// One HTTP answer.
+#[derive(Debug)]
+pub struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: String,
+    pub bytes: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Page {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn headers_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    /// The CSRF token of the (first) form on the page.
+    pub fn csrf(&self) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let start = self
+            .body
+            .find(marker)
+            .unwrap_or_else(|| panic!("no csrf field in the page:\n{}", self.body))
+            + marker.len();
+        self.body[start..]
+            .split('"')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+impl Client {
+    pub fn new(gw: &Gateway) -> Client {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Client {
+            agent,
+            base: format!("http://127.0.0.1:{}", gw.web_port),
+            accept_language: None,
+        }
+    }
+
+    pub fn with_language(mut self, value: &str) -> Client {
+        self.accept_language = Some(value.to_owned());
+        self
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{}", self.base, path)
+        }
+    }
+
+    fn page(resp: ureq::http::Response<ureq::Body>) -> Page {
+        let status = resp.status().as_u16();
+        let headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = resp
+            .into_body()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_vec()
+            .expect("response body");
+        Page {
+            status,
+            location,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
+            headers,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Page {
+        let mut req = self.agent.get(&self.url(path));
+        if let Some(l) = &self.accept_language {
+            req = req.header("Accept-Language", l);
+        }
+        Self::page(req.call().expect("GET"))
+    }
+
+    pub fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let mut req = self.agent.post(&self.url(path));
+        if let Some(l) = &self.accept_language {
+            req = req.header("Accept-Language", l);
+        }
+        Self::page(req.send_form(fields.iter().copied()).expect("POST"))
+    }
+
+    /// Posts a multipart form: text fields, then files (field, filename, type, bytes).
+    pub fn post_multipart(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        files: &[(&str, &str, &str, &[u8])],
+    ) -> Page {
+        let boundary = "----tgtestboundary7MA4YWxkTrZu0gW";
+        let mut body = Vec::new();
+        for (k, v) in fields {
+            body.extend(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        for (field, filename, ctype, bytes) in files {
+            body.extend(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; \
+                     filename=\"{filename}\"\r\nContent-Type: {ctype}\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend(b"\r\n");
+        }
+        body.extend(format!("--{boundary}--\r\n").as_bytes());
+        let resp = self
+            .agent
+            .post(&self.url(path))
+            .header(
+                "Content-Type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .send(&body[..])
+            .expect("POST multipart");
+        Self::page(resp)
+    }
+}
+
+/// The first `http…` link in a mail text that contains `needle`.
+pub fn link_in(mail: &str, needle: &str) -> String {
+    let (_, text) = super::mail::subject_and_text(mail);
+    text.split_whitespace()
+        .find(|w| w.starts_with("http") && w.contains(needle))
+        .unwrap_or_else(|| panic!("no link with {needle:?} in:\n{text}"))
+        .to_owned()
+}
