@@ -476,7 +476,7 @@ async fn detail(
                 .html
                 .as_deref()
                 .filter(|h| !h.trim().is_empty())
-                .map(|h| ammonia::Builder::default().clean(h).to_string()),
+                .map(sanitize_html),
             files: files
                 .iter()
                 .filter(|a| a.message_id == m.message_id && shown_ids.contains(&a.message_id))
@@ -523,6 +523,17 @@ async fn detail(
         messages: msgs,
     };
     render(&v, StatusCode::OK, &page)
+}
+
+/// Mail HTML made safe to show: ammonia's allow-list (no script, no event handlers, no
+/// `javascript:` links), and no images at all — remote ones would be tracking pixels (and
+/// the CSP blocks them anyway), inline `cid:` ones cannot be resolved, and mail images rarely
+/// carry the text alternative a screen reader needs. The pictures are attachments.
+fn sanitize_html(html: &str) -> String {
+    ammonia::Builder::default()
+        .rm_tags(&["img"])
+        .clean(html)
+        .to_string()
 }
 
 fn not_found(state: &AppState, v: &Visitor) -> Response {

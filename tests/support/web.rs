@@ -173,3 +173,77 @@ pub fn link_in(mail: &str, needle: &str) -> String {
         .unwrap_or_else(|| panic!("no link with {needle:?} in:\n{text}"))
         .to_owned()
 }
+
+/// A mail with a JPEG attachment and an HTML part carrying script payloads.
+pub fn mail_with_photo_and_html(from: &str, to: &str, subject: &str, photo: &[u8]) -> Vec<u8> {
+    use std::fmt::Write;
+    let mut b64 = String::new();
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for chunk in photo.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                b64.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                b64.push('=');
+            }
+        }
+    }
+    let mut wrapped = String::new();
+    for line in b64.as_bytes().chunks(76) {
+        writeln!(wrapped, "{}\r", std::str::from_utf8(line).unwrap()).unwrap();
+    }
+    format!(
+        "From: Anna Verdi <{from}>\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{}>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"M\"\r\n\r\n\
+         --M\r\nContent-Type: multipart/alternative; boundary=\"A\"\r\n\r\n\
+         --A\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nBuca profonda, vedi foto.\r\n\
+         --A\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Buca <b>profonda</b></p>\
+         <script>alert('xss')</script><img src=x onerror=\"alert('xss2')\">\
+         <a href=\"javascript:alert(3)\">link</a>\r\n--A--\r\n\
+         --M\r\nContent-Type: image/jpeg; name=\"buca.jpg\"\r\nContent-Transfer-Encoding: base64\r\n\
+         Content-Disposition: attachment; filename=\"buca.jpg\"\r\n\r\n{wrapped}--M--\r\n",
+        super::mail::unique_id()
+    )
+    .into_bytes()
+}
+
+pub fn photo() -> Vec<u8> {
+    let mut j = vec![
+        0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00,
+    ];
+    j.extend((0..5000u32).map(|i| (i * 31 % 253) as u8));
+    j.extend([0xFF, 0xD9]);
+    j
+}
+
+/// The check character of the first 15 characters of a personal codice fiscale.
+pub fn cf_check(first15: &str) -> char {
+    const ODD: [u32; 26] = [
+        1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24,
+        23,
+    ];
+    let sum: u32 = first15
+        .chars()
+        .enumerate()
+        .map(|(i, ch)| {
+            let v = if ch.is_ascii_digit() {
+                ch as u32 - '0' as u32
+            } else {
+                ch as u32 - 'A' as u32
+            };
+            if i % 2 == 0 {
+                ODD[v as usize]
+            } else {
+                v
+            }
+        })
+        .sum();
+    (b'A' + (sum % 26) as u8) as char
+}
+
+pub fn cf(first15: &str) -> String {
+    format!("{first15}{}", cf_check(first15))
+}
