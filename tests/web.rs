@@ -152,6 +152,9 @@ fn a_citizen_registers_confirms_signs_in_and_follows_a_ticket_sent_earlier_by_ma
     let list = client.get("/tickets");
     assert_eq!(list.status, 200);
     assert!(list.body.contains(&reference), "{}", list.body);
+    // The codice fiscale only masked.
+    assert!(list.body.contains("RSS************S"), "{}", list.body);
+    assert!(!list.body.contains("RSSMRA85T10A562S"));
     assert!(list.body.contains("Buca in via Roma"));
     assert!(list.body.contains("Lavori pubblici"));
 
@@ -539,4 +542,40 @@ fn pages_carry_security_headers_and_speak_italian_or_english() {
         "the switch back names Italian in Italian"
     );
     assert_eq!(it.get("/healthz").status, 200);
+}
+
+#[test]
+fn new_confirmation_links_are_sent_on_request_at_most_three_an_hour() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let client = Client::new(&gw);
+    assert_eq!(
+        register(&client, CITIZEN, &cf("RSSMRA85T10A562")).status,
+        303
+    );
+    let form = client.get("/verify/resend");
+    assert_eq!(form.status, 200);
+    for _ in 0..5 {
+        let page = client.post(
+            "/verify/resend",
+            &[("csrf", &form.csrf()), ("email", CITIZEN)],
+        );
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("Controlli la posta"));
+    }
+    // The registration's link and two more: three in the hour, then none.
+    let verify_mails = || {
+        fetch_all(&stack, CITIZEN)
+            .iter()
+            .filter(|m| String::from_utf8_lossy(m).contains("/verify?token="))
+            .count()
+    };
+    gw.wait_for("three confirmation mails", WAIT, || {
+        (verify_mails() >= 3).then_some(())
+    });
+    // Anything queued has been sent once a later mail arrives.
+    let (_, probe) = citizen_mail(CITIZEN2, LAVORI, "Sonda", "x");
+    send(&stack, CITIZEN2, &[LAVORI], &probe);
+    wait_for_mail(&stack, CITIZEN2, WAIT, |m| m.contains("Sonda"));
+    assert_eq!(verify_mails(), 3);
 }

@@ -166,6 +166,9 @@ struct ListPage {
     site: String,
     rows: Vec<Row>,
     email: String,
+    name: String,
+    /// Masked: the full codice fiscale is never shown after registration.
+    fiscal_code: String,
 }
 
 async fn list(State(state): State<AppState>, v: Visitor) -> Response {
@@ -210,6 +213,10 @@ async fn list(State(state): State<AppState>, v: Visitor) -> Response {
         site: state.cfg.server.site_name.clone(),
         rows,
         email: c.email.clone(),
+        name: format!("{} {}", c.first_name, c.last_name),
+        fiscal_code: super::fiscal_code::parse(&c.fiscal_code)
+            .map(|f| f.masked())
+            .unwrap_or_else(|_| "*".repeat(c.fiscal_code.chars().count())),
     };
     render(&v, StatusCode::OK, &page)
 }
