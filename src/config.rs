@@ -204,6 +204,11 @@ pub struct OutboxConfig {
     /// After this many temporary failures the message is marked failed.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// A worker owns the rows it claimed this long. With several instances, the rows of an
+    /// instance that died are sent by another one after this time (on SQLite, with one
+    /// instance, leases are dropped at start). Must exceed `smtp.timeout_seconds`.
+    #[serde(default = "default_lease_seconds")]
+    pub lease_seconds: u64,
 }
 
 impl Default for OutboxConfig {
@@ -212,6 +217,7 @@ impl Default for OutboxConfig {
             retry_initial_seconds: default_retry_initial(),
             retry_max_seconds: default_retry_max(),
             max_attempts: default_max_attempts(),
+            lease_seconds: default_lease_seconds(),
         }
     }
 }
@@ -224,6 +230,9 @@ fn default_retry_max() -> u64 {
 }
 fn default_max_attempts() -> u32 {
     100
+}
+fn default_lease_seconds() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -421,6 +430,23 @@ impl Config {
             err(
                 "tickets.tag_prefix".into(),
                 format!("{prefix:?}: use letters, digits, '-' or '_'"),
+            );
+        }
+        let slowest_smtp = self
+            .pec_smtp
+            .iter()
+            .map(|p| p.timeout_seconds)
+            .chain([self.smtp.timeout_seconds])
+            .max()
+            .unwrap_or(0);
+        if self.outbox.lease_seconds <= slowest_smtp {
+            err(
+                "outbox.lease_seconds".into(),
+                format!(
+                    "{} is not longer than the SMTP timeout ({slowest_smtp} s): a slow send \
+                     could be taken over and sent twice",
+                    self.outbox.lease_seconds
+                ),
             );
         }
         if self.tickets.max_message_bytes < 1024 {

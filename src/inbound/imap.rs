@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{MailboxConfig, TlsMode};
 use crate::inbound::pipeline::Pipeline;
-use crate::store::RawIn;
+use crate::store::{MailboxLock, RawIn};
 
 /// How long one IDLE lasts before we re-issue it. RFC 2177 asks clients to re-IDLE at least
 /// every 29 minutes; real servers and middleboxes cut silent connections much sooner.
@@ -34,6 +34,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Any single command (FETCH of a batch, STORE, MOVE).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 /// Reconnect backoff: starts here, doubles, capped.
+/// How often a standing-by instance tries to take a mailbox's lock.
+const LOCK_RETRY: Duration = Duration::from_secs(2);
 const BACKOFF_START: Duration = Duration::from_millis(500);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// One FETCH brings at most this many messages…
@@ -161,8 +163,13 @@ pub async fn run_mailbox(
         if shutdown.is_cancelled() {
             return;
         }
+        let Some(mut lock) = lock_mailbox(&mb, &pipeline, &shutdown).await else {
+            return; // shutdown while waiting
+        };
         let mut synced_once = false;
-        let result = session(&mb, &pipeline, &shutdown, &mut synced_once).await;
+        let result = session(&mb, &pipeline, &shutdown, &mut synced_once, &mut lock).await;
+        // Released before any wait: another instance may poll while this one backs off.
+        drop(lock);
         match result {
             Ok(()) => return, // shutdown
             Err(e) => {
@@ -182,12 +189,47 @@ pub async fn run_mailbox(
     }
 }
 
+/// Waits until this instance holds the mailbox's lock (several instances on PostgreSQL:
+/// one polls, the others wait and take over within [`LOCK_RETRY`] when it dies). `None`
+/// on shutdown.
+async fn lock_mailbox(
+    mb: &MailboxConfig,
+    pipeline: &Pipeline,
+    shutdown: &CancellationToken,
+) -> Option<MailboxLock> {
+    let mut told = false;
+    loop {
+        match pipeline.store().try_lock_mailbox(&mb.name).await {
+            Ok(Some(lock)) => {
+                if told {
+                    tracing::info!(mailbox = %mb.name, "mailbox lock taken over: polling here now");
+                }
+                return Some(lock);
+            }
+            Ok(None) => {
+                if !told {
+                    tracing::info!(mailbox = %mb.name, "another instance polls this mailbox; standing by");
+                    told = true;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(mailbox = %mb.name, error = %e, "cannot take the mailbox lock");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(LOCK_RETRY) => {}
+        }
+    }
+}
+
 /// One connection's life: login, sync, then IDLE/poll rounds until an error or shutdown.
 async fn session(
     mb: &MailboxConfig,
     pipeline: &Pipeline,
     shutdown: &CancellationToken,
     synced_once: &mut bool,
+    lock: &mut MailboxLock,
 ) -> anyhow::Result<()> {
     let (mut session, has_idle, has_move) = connect(mb).await?;
     if let Some(folder) = &mb.processed_folder {
@@ -227,6 +269,9 @@ async fn session(
     loop {
         if shutdown.is_cancelled() {
             break;
+        }
+        if !lock.held().await {
+            anyhow::bail!("lost the mailbox lock (database connection broken)");
         }
         last_uid = drain(
             &mut session,

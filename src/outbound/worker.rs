@@ -16,8 +16,6 @@ use crate::config::OutboxConfig;
 use crate::outbound::smtp::{SendResult, SmtpSender};
 use crate::store::{now_millis, Attempt, Store};
 
-/// A claimed row belongs to its worker this long; longer than any SMTP timeout.
-const LEASE: Duration = Duration::from_secs(300);
 /// Messages sent at the same time (each on its own pooled SMTP connection).
 const CONCURRENCY: usize = 4;
 /// Rows claimed (and then recorded) together.
@@ -64,20 +62,11 @@ impl OutboxWorker {
         let mut total = 0;
         loop {
             let now = now_millis();
-            let due: Vec<i64> = self
-                .store
-                .due_outbox(now, CLAIM_BATCH)
-                .await?
-                .into_iter()
-                .map(|d| d.outbox_id)
-                .collect();
-            if due.is_empty() {
-                return Ok(total);
-            }
-            let lease_until = now + LEASE.as_millis() as i64;
+            let lease =
+                i64::try_from(self.cfg.lease_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
             let claimed = self
                 .store
-                .claim_outbox_batch(&due, now, lease_until)
+                .claim_due_outbox(now, now.saturating_add(lease), CLAIM_BATCH)
                 .await?;
             if claimed.is_empty() {
                 return Ok(total);

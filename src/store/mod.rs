@@ -8,6 +8,7 @@
 #[macro_use]
 mod read;
 mod citizens;
+mod lock;
 mod outbox;
 mod pec;
 mod raw;
@@ -20,6 +21,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Transaction};
 
 pub use citizens::{AccountTaken, CitizenRow, NewCitizen};
+pub use lock::MailboxLock;
 pub use outbox::{Attempt, DueOutbox, OutboxItem};
 pub use pec::{InboundPec, ReceiptEffect};
 pub use raw::{sha256_hex as raw_sha256_hex, RawIn, RawRow};

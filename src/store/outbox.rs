@@ -56,6 +56,46 @@ impl Store {
         Ok(row.get::<Option<i64>, _>(0))
     }
 
+    /// Claims up to `limit` due rows until `lease_until`; returns the ids taken.
+    ///
+    /// PostgreSQL (several instances): one statement that locks the rows it picks and skips
+    /// rows another instance is claiming at the same moment (`FOR UPDATE SKIP LOCKED`), so
+    /// workers never wait on each other nor take the same row. SQLite (one process): the due
+    /// rows, then a conditional update per row in one transaction.
+    pub async fn claim_due_outbox(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>> {
+        if !self.sqlite {
+            let rows = sqlx::query(
+                "UPDATE outbox SET lease_until = $1 WHERE outbox_id IN ( \
+                 SELECT outbox_id FROM outbox WHERE state = 'queued' AND next_attempt_at <= $2 \
+                 AND (lease_until IS NULL OR lease_until < $2) ORDER BY outbox_id LIMIT $3 \
+                 FOR UPDATE SKIP LOCKED) RETURNING outbox_id",
+            )
+            .bind(lease_until)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+            ids.sort_unstable();
+            return Ok(ids);
+        }
+        let due: Vec<i64> = self
+            .due_outbox(now, limit)
+            .await?
+            .into_iter()
+            .map(|d| d.outbox_id)
+            .collect();
+        if due.is_empty() {
+            return Ok(due);
+        }
+        self.claim_outbox_batch(&due, now, lease_until).await
+    }
+
     /// Takes the row for `lease_until`; false if another worker holds it or it is done.
     pub async fn claim_outbox(&self, outbox_id: i64, now: i64, lease_until: i64) -> Result<bool> {
         Ok(!self

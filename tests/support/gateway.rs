@@ -10,6 +10,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::mailstack::MailStack;
+use super::postgres::PgDatabase;
+
+/// The database every gateway of a test run uses: SQLite by default, PostgreSQL (a database
+/// of its own per gateway on a private server) when `TICKETGATE_TEST_DATABASE=postgres` —
+/// `scripts/test` runs the end-to-end suites both ways.
+pub fn test_backend_is_postgres() -> bool {
+    std::env::var("TICKETGATE_TEST_DATABASE").is_ok_and(|v| v.eq_ignore_ascii_case("postgres"))
+}
 
 /// The test secret (32 bytes).
 pub const SECRET: &str = "test-secret-test-secret-test-sec";
@@ -27,6 +35,8 @@ pub struct Gateway {
     pub config_path: PathBuf,
     pub web_port: u16,
     child: Option<Child>,
+    /// The PostgreSQL database, when the run is on PostgreSQL (dropped after the process).
+    pg: Option<PgDatabase>,
     _tmp: tempfile::TempDir,
 }
 
@@ -47,6 +57,25 @@ pub fn config_text(
     tickets: &str,
     outbox: &str,
 ) -> String {
+    config_text_on(
+        stack,
+        dir,
+        web_port,
+        tickets,
+        outbox,
+        &format!("sqlite://{}/ticketgate.db", dir.display()),
+    )
+}
+
+/// [`config_text`] on the database at `database_url`.
+pub fn config_text_on(
+    stack: &MailStack,
+    dir: &std::path::Path,
+    web_port: u16,
+    tickets: &str,
+    outbox: &str,
+    database_url: &str,
+) -> String {
     format!(
         r#"
 [server]
@@ -54,7 +83,7 @@ listen = "127.0.0.1:{web_port}"
 base_url = "http://127.0.0.1:{web_port}"
 
 [database]
-url = "sqlite://{dir}/ticketgate.db"
+url = "{database_url}"
 
 [storage]
 dir = "{dir}/attachments"
@@ -136,6 +165,38 @@ impl Gateway {
         outbox: &str,
         edit: impl FnOnce(String) -> String,
     ) -> Gateway {
+        Self::start_on(stack, None, tickets, outbox, edit)
+    }
+
+    /// Another instance on the database at `database_url` and the attachment directory
+    /// `storage` (several `serve` processes sharing one PostgreSQL and one storage
+    /// directory), with its own directory and web port.
+    pub fn start_shared(
+        stack: &MailStack,
+        database_url: &str,
+        storage: &std::path::Path,
+        tickets: &str,
+        outbox: &str,
+    ) -> Gateway {
+        let storage = storage.display().to_string();
+        Self::start_on(stack, Some(database_url), tickets, outbox, move |text| {
+            let start = text.find("[storage]").expect("a [storage] table");
+            let end = start + text[start..].find("\n\n").expect("end of [storage]");
+            format!(
+                "{}[storage]\ndir = \"{storage}\"{}",
+                &text[..start],
+                &text[end..]
+            )
+        })
+    }
+
+    fn start_on(
+        stack: &MailStack,
+        shared_url: Option<&str>,
+        tickets: &str,
+        outbox: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> Gateway {
         let tmp = tempfile::Builder::new()
             .prefix("tg-gw-")
             .tempdir()
@@ -143,13 +204,25 @@ impl Gateway {
         let dir = tmp.path().to_owned();
         let web_port = free_port();
         let config_path = dir.join("ticketgate.toml");
-        let text = edit(config_text(stack, &dir, web_port, tickets, outbox));
+        let (pg, url) = match shared_url {
+            Some(url) => (None, url.to_owned()),
+            None => {
+                let pg = test_backend_is_postgres().then(PgDatabase::create);
+                let url = match &pg {
+                    Some(db) => db.url.clone(),
+                    None => format!("sqlite://{}/ticketgate.db", dir.display()),
+                };
+                (pg, url)
+            }
+        };
+        let text = edit(config_text_on(stack, &dir, web_port, tickets, outbox, &url));
         std::fs::write(&config_path, text).expect("write config");
         let mut gw = Gateway {
             dir,
             config_path,
             web_port,
             child: None,
+            pg,
             _tmp: tmp,
         };
         gw.spawn();
