@@ -67,16 +67,19 @@ pub struct Gateway {
     pub pipeline: Arc<Pipeline>,
     pub worker: OutboxWorker,
     pub outbox_wake: Arc<Notify>,
+    pub attachments: AttachmentStore,
 }
 
 impl Gateway {
     pub async fn build(cfg: Arc<Config>) -> anyhow::Result<Gateway> {
         let store = open_store(&cfg).await?;
         let outbox_wake = Arc::new(Notify::new());
+        let attachments = AttachmentStore::new(&cfg.storage.dir)?;
         let pipeline = Arc::new(Pipeline::new(
             store.clone(),
             cfg.clone(),
             outbox_wake.clone(),
+            attachments.clone(),
         ));
         let smtp = SmtpSender::new(&cfg.smtp)?;
         let pec_smtp = cfg.pec_smtp.as_ref().map(SmtpSender::new).transpose()?;
@@ -92,6 +95,7 @@ impl Gateway {
             pipeline,
             worker,
             outbox_wake,
+            attachments,
         })
     }
 }
@@ -144,7 +148,7 @@ pub async fn serve(cfg: Arc<Config>, stop: CancellationToken) -> anyhow::Result<
         cfg: cfg.clone(),
         ids: SignedIds::new(cfg.security.secret.expose_secret().as_bytes()),
         pipeline: gw.pipeline.clone(),
-        attachments: AttachmentStore::new(&cfg.storage.dir),
+        attachments: gw.attachments.clone(),
         outbox_wake: gw.outbox_wake.clone(),
     });
     {

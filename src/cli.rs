@@ -152,7 +152,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                         eprintln!("no quarantined message with id {id}");
                         return Ok(1);
                     }
-                    let pipeline = Pipeline::new(store, cfg, Arc::new(tokio::sync::Notify::new()));
+                    let pipeline = Pipeline::new(
+                        store,
+                        cfg.clone(),
+                        Arc::new(tokio::sync::Notify::new()),
+                        crate::attachments::AttachmentStore::new(&cfg.storage.dir)?,
+                    );
                     let outcome = pipeline.process(id).await?;
                     println!("{}", describe(&outcome));
                     Ok(0)
@@ -240,7 +245,12 @@ async fn ingest(path: &std::path::Path, mailbox: &str) -> u8 {
     let result: anyhow::Result<(i64, Outcome)> = async {
         let cfg = Arc::new(load_config(path)?);
         let store = app::open_store(&cfg).await?;
-        let pipeline = Pipeline::new(store, cfg, Arc::new(tokio::sync::Notify::new()));
+        let pipeline = Pipeline::new(
+            store,
+            cfg.clone(),
+            Arc::new(tokio::sync::Notify::new()),
+            crate::attachments::AttachmentStore::new(&cfg.storage.dir)?,
+        );
         ingest_stdin(&pipeline, mailbox).await
     }
     .await;

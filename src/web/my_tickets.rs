@@ -615,9 +615,9 @@ async fn attachment(
     else {
         return not_found(&state, &v);
     };
-    let bytes = match tokio::fs::read(state.attachments.path_of(&a.sha256)).await {
+    let bytes = match state.attachments.get(&a.sha256).await {
         Ok(b) => b,
-        Err(e) => return internal(format!("attachment file {}: {e}", a.sha256)),
+        Err(e) => return internal(format!("{e:#}")),
     };
     // Always a download, never rendered in our origin: an HTML or SVG "photo" cannot run.
     let content_type = if a.content_type.parse::<axum::http::HeaderValue>().is_ok()

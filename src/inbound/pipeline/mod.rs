@@ -87,11 +87,15 @@ const PREPARE_CONCURRENCY: usize = 8;
 const ACK_WINDOW_MILLIS: i64 = 3_600_000;
 
 impl Pipeline {
-    pub fn new(store: Store, cfg: Arc<Config>, outbox_wake: Arc<Notify>) -> Pipeline {
+    pub fn new(
+        store: Store,
+        cfg: Arc<Config>,
+        outbox_wake: Arc<Notify>,
+        attachments: AttachmentStore,
+    ) -> Pipeline {
         let routes = cfg.address_routes();
         let own_addresses = routes.keys().cloned().collect();
         let ids = SignedIds::new(cfg.security.secret.expose_secret().as_bytes());
-        let attachments = AttachmentStore::new(&cfg.storage.dir);
         Pipeline {
             store,
             cfg,
