@@ -218,4 +218,42 @@ fn a_citizen_registers_confirms_signs_in_and_follows_a_ticket_in_a_real_browser(
     check_page(&b, "ticket-en", false);
     b.goto(&format!("{base}/password/forgot"));
     check_page(&b, "forgot", false);
+    // The remaining pages and states, in Italian again.
+    follow(&b, "a[hreflang=\"it\"]");
+    b.goto(&format!("{base}/verify/resend"));
+    check_page(&b, "verify-resend", false);
+    submit(&b, "/verify/resend");
+    assert!(
+        b.try_find(".error-summary").is_some(),
+        "an empty address is named"
+    );
+    check_page(&b, "verify-resend-error", false);
+    b.goto(&format!("{base}/password/reset?token=scaduto"));
+    assert!(b.source().contains("Collegamento non valido"));
+    check_page(&b, "expired-link", false);
+    b.goto(&format!("{base}/tickets/2099-000001"));
+    assert!(b.source().contains("Pagina non trovata"));
+    check_page(&b, "not-found", false);
+    // The password reset form, from its mailed link, with an error and then right.
+    b.goto(&format!("{base}/password/forgot"));
+    fill(&b, "#email", CITIZEN);
+    submit(&b, "/password/forgot");
+    check_page(&b, "forgot-sent", false);
+    let mail = wait_for_mail(&stack, CITIZEN, WAIT, |m| {
+        m.contains("/password/reset?token=")
+    });
+    b.goto(&link_in(&mail, "/password/reset?token="));
+    check_page(&b, "reset", false);
+    fill(&b, "#password", "corta");
+    submit(&b, "/password/reset");
+    assert!(b.try_find("#password-error").is_some());
+    check_page(&b, "reset-error", false);
+    fill(&b, "#password", "nuova-password-sicura-7");
+    fill(&b, "#password_confirm", "nuova-password-sicura-7");
+    submit(&b, "/password/reset");
+    assert!(
+        b.current_url().contains("/login?reset=1"),
+        "{}",
+        b.current_url()
+    );
 }
