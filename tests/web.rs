@@ -89,7 +89,7 @@ fn a_citizen_registers_confirms_signs_in_and_follows_a_ticket_sent_earlier_by_ma
     let anon = Client::new(&gw);
     let page = anon.get("/tickets");
     assert_eq!(page.status, 303);
-    assert_eq!(page.location.as_deref(), Some("/login?next=/tickets"));
+    assert_eq!(page.location.as_deref(), Some("/login?next=%2Ftickets"));
     let page = anon.get(&format!("/tickets/{reference}"));
     assert_eq!(page.status, 303);
 

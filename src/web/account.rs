@@ -254,33 +254,12 @@ async fn register(
             None
         }
     };
-    let local = email.split('@').next().unwrap_or("").to_owned();
-    if let Err(p) = password::check(
+    errors.extend(new_password_errors(
+        &v,
         &form.password,
-        &[
-            local.as_str(),
-            form.first_name.trim(),
-            form.last_name.trim(),
-        ],
-    ) {
-        errors.push((
-            "password",
-            if v.en() {
-                p.message_en()
-            } else {
-                p.message_it()
-            },
-        ));
-    } else if form.password != form.password_confirm {
-        errors.push((
-            "password_confirm",
-            t(
-                &v,
-                "Le due password non coincidono.",
-                "The two passwords do not match.",
-            ),
-        ));
-    }
+        &form.password_confirm,
+        &[&email, form.first_name.trim(), form.last_name.trim()],
+    ));
     if form.privacy.is_none() {
         errors.push((
             "privacy",
@@ -337,6 +316,36 @@ async fn register(
         errors,
     };
     render(&v, StatusCode::UNPROCESSABLE_ENTITY, &page)
+}
+
+/// The errors of a new password and its repetition; `personal` is the account's email,
+/// first and last name (a password may not be made of them).
+fn new_password_errors(v: &Visitor, password: &str, confirm: &str, personal: &[&str]) -> Errors {
+    let local = personal
+        .first()
+        .map(|e| e.split('@').next().unwrap_or(""))
+        .unwrap_or("");
+    let mut data = vec![local];
+    data.extend(personal.iter().skip(1));
+    if let Err(p) = password::check(password, &data) {
+        let message = if v.en() {
+            p.message_en()
+        } else {
+            p.message_it()
+        };
+        return vec![("password", message)];
+    }
+    if password != confirm {
+        return vec![(
+            "password_confirm",
+            t(
+                v,
+                "Le due password non coincidono.",
+                "The two passwords do not match.",
+            ),
+        )];
+    }
+    Vec::new()
 }
 
 async fn create_account(
@@ -782,34 +791,12 @@ async fn reset(State(state): State<AppState>, v: Visitor, Form(f): Form<TokenFor
             Err(e) => return internal(e),
         },
     };
-    let local = citizen.email.split('@').next().unwrap_or("").to_owned();
-    let mut errors: Errors = Vec::new();
-    if let Err(p) = password::check(
+    let errors = new_password_errors(
+        &v,
         &f.password,
-        &[
-            local.as_str(),
-            citizen.first_name.as_str(),
-            citizen.last_name.as_str(),
-        ],
-    ) {
-        errors.push((
-            "password",
-            if v.en() {
-                p.message_en()
-            } else {
-                p.message_it()
-            },
-        ));
-    } else if f.password != f.password_confirm {
-        errors.push((
-            "password_confirm",
-            t(
-                &v,
-                "Le due password non coincidono.",
-                "The two passwords do not match.",
-            ),
-        ));
-    }
+        &f.password_confirm,
+        &[&citizen.email, &citizen.first_name, &citizen.last_name],
+    );
     if !errors.is_empty() {
         let page = ResetPage {
             c: v.chrome(&t(

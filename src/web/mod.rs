@@ -78,11 +78,12 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-/// Percent-encodes a URL component (RFC 3986 unreserved characters stay as they are).
+/// Percent-encodes a URL component: a query value, an RFC 5987 file name (RFC 3986
+/// unreserved characters stay as they are).
 pub fn url_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));

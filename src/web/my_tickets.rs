@@ -146,6 +146,26 @@ fn owns(c: &CitizenRow, t: &TicketView) -> bool {
     t.citizen == c.email || t.reply_to.as_deref() == Some(c.email.as_str())
 }
 
+/// The ticket `reference` with its messages and attachments, if it is `c`'s (`None` for
+/// another citizen's ticket exactly as for one that does not exist).
+async fn owned_ticket(
+    state: &AppState,
+    c: &CitizenRow,
+    reference: &str,
+) -> anyhow::Result<Option<(TicketView, Vec<MessageView>, Vec<AttachmentView>)>> {
+    let Some(t) = state
+        .store
+        .ticket_by_ref(reference.trim())
+        .await?
+        .filter(|t| owns(c, t))
+    else {
+        return Ok(None);
+    };
+    let messages = state.store.ticket_messages(t.ticket_id).await?;
+    let files = state.store.ticket_attachments(t.ticket_id).await?;
+    Ok(Some((t, messages, files)))
+}
+
 // ------------------------------------------------------------------------- list
 
 struct Row {
@@ -428,20 +448,13 @@ async fn detail(
     let Some(c) = citizen(&v) else {
         return v.to_login();
     };
-    let t = match state.store.ticket_by_ref(reference.trim()).await {
-        Ok(Some(t)) if owns(c, &t) => t,
-        Ok(_) => return not_found(&state, &v),
+    let (t, messages, files) = match owned_ticket(&state, c, &reference).await {
+        Ok(Some(x)) => x,
+        Ok(None) => return not_found(&state, &v),
         Err(e) => return internal(e),
     };
-    let loaded = async {
-        let events = state.store.ticket_events(t.ticket_id).await?;
-        let messages = state.store.ticket_messages(t.ticket_id).await?;
-        let files = state.store.ticket_attachments(t.ticket_id).await?;
-        anyhow::Ok((events, messages, files))
-    }
-    .await;
-    let (events, messages, files) = match loaded {
-        Ok(x) => x,
+    let events = match state.store.ticket_events(t.ticket_id).await {
+        Ok(e) => e,
         Err(e) => return internal(e),
     };
     let chrome = v.chrome(&format!(
@@ -589,19 +602,9 @@ async fn attachment(
     let Some(c) = citizen(&v) else {
         return v.to_login();
     };
-    let t = match state.store.ticket_by_ref(reference.trim()).await {
-        Ok(Some(t)) if owns(c, &t) => t,
-        Ok(_) => return not_found(&state, &v),
-        Err(e) => return internal(e),
-    };
-    let loaded = async {
-        let messages = state.store.ticket_messages(t.ticket_id).await?;
-        let files = state.store.ticket_attachments(t.ticket_id).await?;
-        anyhow::Ok((messages, files))
-    }
-    .await;
-    let (messages, files) = match loaded {
-        Ok(x) => x,
+    let (_, messages, files) = match owned_ticket(&state, c, &reference).await {
+        Ok(Some(x)) => x,
+        Ok(None) => return not_found(&state, &v),
         Err(e) => return internal(e),
     };
     let visible_ids: HashSet<i64> = messages

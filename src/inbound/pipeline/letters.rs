@@ -115,7 +115,7 @@ impl Pipeline {
                 "{}/staff/take/{}?staff={}&exp={expires}&sig={sig}",
                 self.cfg.server.base_url.trim_end_matches('/'),
                 t.reference,
-                query_escape(&staff),
+                crate::web::url_escape(&staff),
             );
             let text = NotificationText {
                 headline,
@@ -398,19 +398,6 @@ fn citizen_transport(t: &MessageTicket) -> Transport {
     } else {
         Transport::Smtp
     }
-}
-
-/// Percent-encodes a query value (RFC 3986 unreserved characters stay as they are).
-fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The history of a ticket as plain text, oldest first.
