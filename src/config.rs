@@ -56,6 +56,11 @@ pub struct ServerConfig {
     /// The name at the top of every citizen page, e.g. "Comune di Esempio — Segnalazioni".
     #[serde(default = "default_site_name")]
     pub site_name: String,
+    /// Behind a reverse proxy or load balancer: take the client's address from the last
+    /// entry of `X-Forwarded-For` (the one the proxy added) for the per-address sign-in
+    /// limit. Only with a proxy that sets the header, or clients could choose their address.
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +69,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             base_url: default_base_url(),
             site_name: default_site_name(),
+            trust_forwarded_for: false,
         }
     }
 }

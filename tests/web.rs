@@ -579,3 +579,29 @@ fn new_confirmation_links_are_sent_on_request_at_most_three_an_hour() {
     wait_for_mail(&stack, CITIZEN2, WAIT, |m| m.contains("Sonda"));
     assert_eq!(verify_mails(), 3);
 }
+
+#[test]
+fn behind_a_proxy_the_per_address_limit_counts_the_forwarded_client_address() {
+    let stack = MailStack::start();
+    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
+        t.replacen("[server]\n", "[server]\ntrust_forwarded_for = true\n", 1)
+    });
+    let _account = signed_in(&stack, &gw, CITIZEN, &cf("RSSMRA85T10A562"));
+    // Twenty failures from one client address, each on another account (the per-account
+    // limit stays out of the way)…
+    let noisy = Client::new(&gw).forwarded_for("203.0.113.5");
+    for i in 0..20 {
+        let page = login(
+            &noisy,
+            &format!("nobody{i}@citizen.test"),
+            "sbagliata-password-1",
+        );
+        assert_eq!(page.status, 401);
+    }
+    // …lock that address out, even for a right password…
+    let page = login(&noisy, CITIZEN, PASSWORD);
+    assert_eq!(page.status, 429, "{}", page.body);
+    // …and nobody else behind the same proxy.
+    let other = Client::new(&gw).forwarded_for("203.0.113.99");
+    assert_eq!(login(&other, CITIZEN, PASSWORD).status, 303);
+}

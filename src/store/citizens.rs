@@ -228,6 +228,8 @@ impl Store {
         Ok(())
     }
 
+    /// Starts a session; expired sessions of anybody are deleted on the way (housekeeping
+    /// that needs no timer).
     pub async fn insert_session(
         &self,
         session_hash: &str,
@@ -235,6 +237,10 @@ impl Store {
         at: i64,
         expires_at: i64,
     ) -> Result<()> {
+        sqlx::query("DELETE FROM web_session WHERE expires_at <= $1")
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
         sqlx::query(
             "INSERT INTO web_session (session_hash, citizen_id, created_at, expires_at) \
              VALUES ($1, $2, $3, $4)",

@@ -140,11 +140,23 @@ impl FromRequestParts<AppState> for Visitor {
             Some(v) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => (v, false),
             _ => (random_token(), true),
         };
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
-            .unwrap_or_else(|| "unknown".to_owned());
+        let forwarded = state
+            .cfg
+            .server
+            .trust_forwarded_for
+            .then(|| parts.headers.get_all("x-forwarded-for").iter().next_back())
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty());
+        let ip = forwarded.unwrap_or_else(|| {
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_else(|| "unknown".to_owned())
+        });
         let mut citizen = None;
         let mut session_hash = None;
         if let Some(session) = get(SESSION_COOKIE) {

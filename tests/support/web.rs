@@ -10,6 +10,7 @@ pub struct Client {
     agent: ureq::Agent,
     pub base: String,
     accept_language: Option<String>,
+    forwarded_for: Option<String>,
 }
 
 /// One HTTP answer.
@@ -64,7 +65,14 @@ impl Client {
             agent,
             base: format!("http://127.0.0.1:{}", gw.web_port),
             accept_language: None,
+            forwarded_for: None,
         }
+    }
+
+    /// Requests as if through a proxy that says the client is `address`.
+    pub fn forwarded_for(mut self, address: &str) -> Client {
+        self.forwarded_for = Some(address.to_owned());
+        self
     }
 
     pub fn with_language(mut self, value: &str) -> Client {
@@ -112,6 +120,9 @@ impl Client {
         if let Some(l) = &self.accept_language {
             req = req.header("Accept-Language", l);
         }
+        if let Some(a) = &self.forwarded_for {
+            req = req.header("X-Forwarded-For", format!("198.51.100.7, {a}"));
+        }
         Self::page(req.call().expect("GET"))
     }
 
@@ -119,6 +130,9 @@ impl Client {
         let mut req = self.agent.post(&self.url(path));
         if let Some(l) = &self.accept_language {
             req = req.header("Accept-Language", l);
+        }
+        if let Some(a) = &self.forwarded_for {
+            req = req.header("X-Forwarded-For", format!("198.51.100.7, {a}"));
         }
         Self::page(req.send_form(fields.iter().copied()).expect("POST"))
     }
