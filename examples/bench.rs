@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! cargo build --release
-//! cargo run --release --example bench -- drain [COUNT]     # default 5000
-//! cargo run --release --example bench -- latency [COUNT]   # default 200
+//! cargo run --release --example bench -- drain [COUNT] [--inbound-only]     # default 5000
+//!     [--postgres [--instances N] [--split]] [--mailboxes M]
+//! cargo run --release --example bench -- latency [COUNT]                    # default 200
 //! ```
 //!
 //! Each run starts its own private Dovecot + Postfix (`scripts/mailstack start DIR`, DIR under
@@ -18,15 +19,45 @@
 //!   message stored to the last one processed: messages/second, CPU of the gateway process
 //!   (utime+stime from /proc/PID/stat, outbox worker included) and peak RSS (VmHWM). Then
 //!   waits for the outbox to empty and checks that every message became a ticket.
+//!   - `--postgres`: the database is a private PostgreSQL server (tests/support/postgres.rs,
+//!     under /tmp), restarted with PostgreSQL's durable defaults (`fsync`,
+//!     `synchronous_commit`, `full_page_writes` on; the test server turns them off, which
+//!     `BENCH_PG_NO_FSYNC=1` keeps) so that it is compared with SQLite at `synchronous = FULL`.
+//!     `BENCH_PG_OPTIONS="-c name=value …"` adds server settings (what-if runs).
+//!   - `--instances N` (only with `--postgres`): N `serve` processes, each with its own
+//!     configuration directory and web port, on the same `[database] url`, the same
+//!     `[storage] dir` and the same mailboxes. ticketgate coordinates them itself (a
+//!     PostgreSQL advisory lock per mailbox, outbox rows claimed with `SKIP LOCKED`). The
+//!     database is migrated first (`ticketgate migrate`), then all are spawned at once, so the
+//!     mailbox locks go to whichever instance asks first: the run prints who polled what.
+//!     (An instance starts all its pollers at the same moment, so one instance often locks
+//!     every mailbox and the others only send from the outbox.)
+//!   - `--mailboxes M` (default 1): the messages are spread over M mailboxes (message i goes
+//!     to mailbox i mod M, each mailbox the address of its own area), so that several
+//!     instances have several pollers to share.
+//!   - `--split` (only with `--postgres`): what several instances would do if the mailboxes
+//!     were spread over them, which ticketgate does not do by itself. The backlog is
+//!     appended to a `Backlog` folder instead; the benchmark holds every mailbox's lock while
+//!     the instances start, hands mailbox m to instance m mod N (see
+//!     [`Gateways::assign_mailboxes`]), waits until the pollers are idle, then moves the
+//!     backlog into the INBOXes with one `UID MOVE` per mailbox. Figures count from then.
 //! - `latency`: with the gateway idle in IMAP IDLE, sends mails one at a time over SMTP, each
 //!   from its own citizen address, and times SMTP acceptance → acknowledgment visible in that
 //!   citizen's INBOX (polled over IMAP every [`POLL_EVERY`]).
 //!
+//! The watcher reads the database through sqlx's `Any` driver, so the same queries run on both
+//! backends (BIGINT and TEXT columns only: `Any` cannot decode BOOLEAN or NUMERIC).
+//!
 //! Figures are printed; nothing here passes or fails on timing. Needs root (the mail stack
 //! switches users) and the Debian packages of `scripts/install-deps`.
 
+#[path = "../tests/support/postgres.rs"]
+mod postgres;
+
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -34,8 +65,8 @@ use anyhow::{bail, Context};
 use futures::TryStreamExt;
 use lettre::address::Envelope;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use sqlx::Row;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Row};
 use tokio::net::TcpStream;
 
 const LAVORI: &str = "lavori-pubblici@comune.test";
@@ -59,22 +90,82 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(60);
 
 type ImapSession = async_imap::Session<TcpStream>;
 
-fn main() -> std::process::ExitCode {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let inbound_only = args.iter().any(|a| a == "--inbound-only");
-    args.retain(|a| a != "--inbound-only");
-    let (mode, count) = match args.as_slice() {
-        [m] => (m.as_str(), None),
-        [m, n] => match n.parse::<usize>() {
-            Ok(n) if n > 0 => (m.as_str(), Some(n)),
-            _ => return usage(),
-        },
-        _ => return usage(),
-    };
-    let known = matches!((mode, inbound_only), ("drain", _) | ("latency", false));
-    if !known {
-        return usage();
+/// How a drain is set up: where the data lives and how many gateways share it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Setup {
+    /// The outbox sends to a relay that never answers: the inbound pipeline alone.
+    inbound_only: bool,
+    /// A private PostgreSQL instead of SQLite.
+    postgres: bool,
+    /// `serve` processes on the same database, storage and mailboxes (PostgreSQL only).
+    instances: usize,
+    /// IMAP mailboxes, one area each, that the messages are spread over.
+    mailboxes: usize,
+    /// Instance k polls mailbox k (mod N), arranged by the benchmark, and the backlog is
+    /// moved into the INBOXes once every poller is idle (PostgreSQL only). ticketgate does
+    /// not spread mailboxes by itself: the first instance to start locks them all.
+    split: bool,
+}
+
+impl Default for Setup {
+    /// One gateway on SQLite, every message in one mailbox: the runs before PostgreSQL.
+    fn default() -> Self {
+        Setup {
+            inbound_only: false,
+            postgres: false,
+            instances: 1,
+            mailboxes: 1,
+            split: false,
+        }
     }
+}
+
+/// Most `--mailboxes` and `--instances` a run accepts (each mailbox is an area, each instance
+/// a process with its own pool of database connections).
+const MAX_MAILBOXES: usize = 8;
+const MAX_INSTANCES: usize = 8;
+
+/// `(mode, count, setup)` from the command line, `None` when it does not parse.
+fn parse_args(args: Vec<String>) -> Option<(String, Option<usize>, Setup)> {
+    let mut setup = Setup::default();
+    let mut positional = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let mut number = |max: usize| -> Option<usize> {
+            args.next()?.parse().ok().filter(|n| (1..=max).contains(n))
+        };
+        match arg.as_str() {
+            "--inbound-only" => setup.inbound_only = true,
+            "--postgres" => setup.postgres = true,
+            "--split" => setup.split = true,
+            "--instances" => setup.instances = number(MAX_INSTANCES)?,
+            "--mailboxes" => setup.mailboxes = number(MAX_MAILBOXES)?,
+            a if a.starts_with("--") => return None,
+            _ => positional.push(arg),
+        }
+    }
+    let (mode, count) = match positional.as_slice() {
+        [m] => (m.clone(), None),
+        [m, n] => match n.parse::<usize>() {
+            Ok(n) if n > 0 => (m.clone(), Some(n)),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let valid = match mode.as_str() {
+        // SQLite runs one `serve` per database: several instances need PostgreSQL.
+        // The benchmark's hand-over of mailboxes uses PostgreSQL's locks too.
+        "drain" => (setup.instances == 1 && !setup.split) || setup.postgres,
+        "latency" => setup == Setup::default(),
+        _ => false,
+    };
+    valid.then_some((mode, count, setup))
+}
+
+fn main() -> std::process::ExitCode {
+    let Some((mode, count, setup)) = parse_args(std::env::args().skip(1).collect()) else {
+        return usage();
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -87,13 +178,13 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         let work = async {
-            match mode {
-                "drain" => drain(count.unwrap_or(5000), inbound_only).await,
+            match mode.as_str() {
+                "drain" => drain(count.unwrap_or(5000), setup).await,
                 _ => latency(count.unwrap_or(200)).await,
             }
         };
-        // On Ctrl-C the benchmark future is dropped: its guards stop the gateway and the
-        // mail stack (daemons that would otherwise outlive us).
+        // On Ctrl-C the benchmark future is dropped: its guards stop the gateway, the
+        // database server and the mail stack (daemons that would otherwise outlive us).
         tokio::select! {
             r = work => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
@@ -109,7 +200,11 @@ fn main() -> std::process::ExitCode {
 }
 
 fn usage() -> std::process::ExitCode {
-    eprintln!("usage: bench drain [COUNT] [--inbound-only] | bench latency [COUNT]");
+    eprintln!(
+        "usage: bench drain [COUNT] [--inbound-only] [--postgres [--instances N] [--split]] [--mailboxes M]\n\
+         \x20      bench latency [COUNT]\n\
+         (--instances and --split need --postgres; N ≤ {MAX_INSTANCES}, M ≤ {MAX_MAILBOXES})"
+    );
     std::process::ExitCode::from(2)
 }
 
@@ -210,13 +305,26 @@ impl Drop for Stack {
 
 /// A running `ticketgate serve`; dropping it sends SIGTERM and waits (SIGKILL after 30 s).
 struct Gateway {
-    _silent: Option<SilentRelay>,
+    /// Its configuration and `serve.log`.
     dir: PathBuf,
-    db: PathBuf,
+    /// The `[database] url`.
+    db_url: String,
+    /// The SQLite database file (its size is a figure); `None` on PostgreSQL.
+    sqlite_file: Option<PathBuf>,
+    web_port: u16,
     child: Option<Child>,
     pid: u32,
     /// Unix millis just before the process was spawned.
     spawned_at: i64,
+}
+
+/// The gateways of a run — one, or several `serve` processes on one PostgreSQL — and what
+/// they share. Dropping it closes the silent relay, then stops every instance at once.
+struct Gateways {
+    silent: Option<SilentRelay>,
+    instances: Vec<Gateway>,
+    /// The attachment store of a PostgreSQL run (outside every instance's directory).
+    shared_storage: Option<PathBuf>,
 }
 
 /// An "SMTP server" that accepts connections and never says a word: the outbox's sends wait
@@ -259,18 +367,65 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-fn config_text(stack: &Stack, dir: &Path, web_port: u16, smtp_port: u16) -> String {
-    format!(
+/// One benchmark mailbox and the area its mail goes to. The first two are those of the
+/// integration tests' configuration (and of every run before `--mailboxes`); more are made up.
+struct Area {
+    slug: String,
+    name: String,
+    address: String,
+    staff: String,
+}
+
+fn area(k: usize) -> Area {
+    let (slug, name, address, staff) = match k {
+        0 => (
+            "lavori-pubblici".to_owned(),
+            "Lavori pubblici".to_owned(),
+            LAVORI.to_owned(),
+            STAFF_LAVORI.to_owned(),
+        ),
+        1 => (
+            "ambiente".to_owned(),
+            "Ambiente".to_owned(),
+            AMBIENTE.to_owned(),
+            STAFF_AMBIENTE.to_owned(),
+        ),
+        _ => (
+            format!("quartiere-{}", k + 1),
+            format!("Quartiere {}", k + 1),
+            format!("quartiere{}@comune.test", k + 1),
+            format!("presidente{}@comune.test", k + 1),
+        ),
+    };
+    Area {
+        slug,
+        name,
+        address,
+        staff,
+    }
+}
+
+/// A gateway configuration. With `mailboxes` ≤ 2 it is the configuration of every run before
+/// PostgreSQL (two mailboxes, two areas); each mailbox above two adds a mailbox and its area.
+fn config_text(
+    stack: &Stack,
+    web_port: u16,
+    smtp_port: u16,
+    database_url: &str,
+    storage: &Path,
+    mailboxes: usize,
+) -> String {
+    let mut text = format!(
         r#"
 [server]
 listen = "127.0.0.1:{web_port}"
 base_url = "http://127.0.0.1:{web_port}"
 
 [database]
-url = "sqlite://{dir}/ticketgate.db"
+url = "{database_url}"
 
 [storage]
-dir = "{dir}/attachments"
+dir = "{storage}"
 
 [security]
 secret = "{SECRET}"
@@ -297,7 +452,31 @@ port = {imap}
 tls = "none"
 username = "{AMBIENTE}"
 password = "{pw}"
-
+"#,
+        storage = storage.display(),
+        smtp = smtp_port,
+        imap = stack.imap_port,
+        pw = stack.password,
+    );
+    for a in (2..mailboxes).map(area) {
+        text.push_str(&format!(
+            r#"
+[[mailbox]]
+name = "{slug}"
+host = "127.0.0.1"
+port = {imap}
+tls = "none"
+username = "{address}"
+password = "{pw}"
+"#,
+            slug = a.slug,
+            address = a.address,
+            imap = stack.imap_port,
+            pw = stack.password,
+        ));
+    }
+    text.push_str(&format!(
+        r#"
 [[area]]
 slug = "lavori-pubblici"
 name = "Lavori pubblici"
@@ -311,12 +490,25 @@ name = "Ambiente"
 addresses = ["{AMBIENTE}"]
 staff = ["{STAFF_AMBIENTE}"]
 response_days = 20
+"#
+    ));
+    for a in (2..mailboxes).map(area) {
+        text.push_str(&format!(
+            r#"
+[[area]]
+slug = "{slug}"
+name = "{name}"
+addresses = ["{address}"]
+staff = ["{staff}"]
+response_days = 30
 "#,
-        dir = dir.display(),
-        smtp = smtp_port,
-        imap = stack.imap_port,
-        pw = stack.password,
-    )
+            slug = a.slug,
+            name = a.name,
+            address = a.address,
+            staff = a.staff,
+        ));
+    }
+    text
 }
 
 impl Gateway {
@@ -341,32 +533,73 @@ impl Gateway {
         Ok(bin)
     }
 
-    /// Starts `serve`; its outbox sends to the stack's Postfix, or with `inbound_only` to a
-    /// [`SilentRelay`], so nothing is sent (and no CPU spent sending) during the run.
-    async fn start(stack: &Stack, inbound_only: bool) -> anyhow::Result<Gateway> {
-        let bin = Self::binary()?;
-        let dir = PathBuf::from(format!("/tmp/tgb-gw.{}", std::process::id()));
+    /// Writes an instance's configuration into a fresh `dir`. The database and the
+    /// attachment store are the run's: several instances share them.
+    fn configure(
+        stack: &Stack,
+        dir: PathBuf,
+        smtp_port: u16,
+        database_url: &str,
+        storage: &Path,
+        mailboxes: usize,
+    ) -> anyhow::Result<Gateway> {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let web_port = free_port()?;
-        let config = dir.join("ticketgate.toml");
-        let silent = if inbound_only {
-            Some(SilentRelay::start().await?)
-        } else {
-            None
-        };
-        let smtp_port = silent.as_ref().map_or(stack.smtp_port, |r| r.port);
-        std::fs::write(&config, config_text(stack, &dir, web_port, smtp_port))
-            .context("writing config")?;
-        let log = std::fs::File::create(dir.join("serve.log")).context("creating serve.log")?;
+        std::fs::write(
+            dir.join("ticketgate.toml"),
+            config_text(stack, web_port, smtp_port, database_url, storage, mailboxes),
+        )
+        .context("writing config")?;
+        Ok(Gateway {
+            sqlite_file: database_url.strip_prefix("sqlite://").map(PathBuf::from),
+            db_url: database_url.to_owned(),
+            dir,
+            web_port,
+            child: None,
+            pid: 0,
+            spawned_at: 0,
+        })
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.join("ticketgate.toml")
+    }
+
+    /// `ticketgate migrate`: creates the schema before several instances start at once.
+    fn migrate(&self, bin: &Path) -> anyhow::Result<()> {
+        let log =
+            std::fs::File::create(self.dir.join("migrate.log")).context("creating migrate.log")?;
+        let status = Command::new(bin)
+            .arg("--config")
+            .arg(self.config())
+            .arg("migrate")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .status()
+            .with_context(|| format!("running {} migrate", bin.display()))?;
+        if !status.success() {
+            bail!(
+                "ticketgate migrate failed ({status}):\n{}",
+                std::fs::read_to_string(self.dir.join("migrate.log")).unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
+    /// Spawns `serve` (without waiting for it to be healthy).
+    fn spawn(&mut self, bin: &Path) -> anyhow::Result<()> {
+        let log =
+            std::fs::File::create(self.dir.join("serve.log")).context("creating serve.log")?;
         // `info` is what `serve` logs by default: one line per ticket and per mail sent.
         let filter = std::env::var("BENCH_LOG").unwrap_or_else(|_| "info".to_owned());
-        let spawned_at = now_millis();
-        let child = Command::new(&bin)
+        self.spawned_at = now_millis();
+        let child = Command::new(bin)
             .arg("--config")
-            .arg(&config)
+            .arg(self.config())
             .arg("serve")
             .env("TICKETGATE_LOG", filter)
             .stdin(Stdio::null())
@@ -374,22 +607,60 @@ impl Gateway {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let mut gw = Gateway {
-            _silent: silent,
-            db: dir.join("ticketgate.db"),
-            dir,
-            pid: child.id(),
-            child: Some(child),
-            spawned_at,
-        };
-        gw.wait_healthy(web_port).await?;
-        Ok(gw)
+        self.pid = child.id();
+        self.child = Some(child);
+        Ok(())
     }
 
-    async fn wait_healthy(&mut self, port: u16) -> anyhow::Result<()> {
+    /// Sends `signal` (a name `kill` knows: TERM, STOP, CONT) to the process.
+    fn signal(&self, signal: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    /// SIGTERM, without waiting (after a SIGCONT, in case `--split` left it stopped).
+    fn terminate(&self) {
+        self.signal("CONT");
+        self.signal("TERM");
+    }
+
+    /// Waits until the log has `count` lines with `message` (and, if given, `mailbox=NAME`).
+    async fn wait_log(
+        &self,
+        message: &str,
+        mailbox: Option<&str>,
+        count: usize,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = self
+                .log()
+                .lines()
+                .filter(|l| l.contains(message))
+                .filter(|l| mailbox.is_none() || log_field(l, "mailbox") == mailbox)
+                .count();
+            if seen >= count {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no {count} log lines {message:?}{} after 30 s:\n{}",
+                    mailbox.map(|m| format!(" for {m}")).unwrap_or_default(),
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn wait_healthy(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.web_port)) {
                 use std::io::{Read, Write};
                 let _ = s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n");
                 let mut body = String::new();
@@ -450,15 +721,14 @@ impl Gateway {
         Ok(())
     }
 
-    async fn db(&self) -> anyhow::Result<SqlitePool> {
-        let opts = SqliteConnectOptions::new()
-            .filename(&self.db)
-            .busy_timeout(Duration::from_secs(10));
-        SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts)
-            .await
-            .with_context(|| format!("opening {}", self.db.display()))
+    /// A pool of one connection to the gateway's database, for the watcher.
+    async fn db(&self) -> anyhow::Result<AnyPool> {
+        let url = match &self.sqlite_file {
+            // The gateway created the file; the watcher must not create another.
+            Some(_) => format!("{}?mode=rw", self.db_url),
+            None => self.db_url.clone(),
+        };
+        open_pool(&url).await
     }
 
     /// CPU, memory and disk figures of the gateway process now.
@@ -469,7 +739,6 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        drop(self._silent.take());
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
                 .arg("-TERM")
@@ -497,6 +766,429 @@ impl Drop for Gateway {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+impl Gateways {
+    /// Starts the run's gateways; their outbox sends to the stack's Postfix, or with
+    /// `inbound_only` to a [`SilentRelay`], so nothing is sent (and no CPU spent sending)
+    /// during the run. `postgres_url`: the database of a PostgreSQL run (else SQLite in the
+    /// gateway's directory, as in every run before PostgreSQL).
+    async fn start(
+        stack: &Stack,
+        setup: &Setup,
+        postgres_url: Option<&str>,
+    ) -> anyhow::Result<Gateways> {
+        let bin = Gateway::binary()?;
+        let pid = std::process::id();
+        let mut gws = Gateways {
+            silent: if setup.inbound_only {
+                Some(SilentRelay::start().await?)
+            } else {
+                None
+            },
+            instances: Vec::new(),
+            shared_storage: None,
+        };
+        let smtp_port = gws.silent.as_ref().map_or(stack.smtp_port, |r| r.port);
+        match postgres_url {
+            None => {
+                let dir = PathBuf::from(format!("/tmp/tgb-gw.{pid}"));
+                let url = format!("sqlite://{}/ticketgate.db", dir.display());
+                let storage = dir.join("attachments");
+                gws.instances.push(Gateway::configure(
+                    stack,
+                    dir,
+                    smtp_port,
+                    &url,
+                    &storage,
+                    setup.mailboxes,
+                )?);
+            }
+            Some(url) => {
+                let storage = PathBuf::from(format!("/tmp/tgb-st.{pid}"));
+                if storage.exists() {
+                    std::fs::remove_dir_all(&storage)
+                        .with_context(|| format!("clearing {}", storage.display()))?;
+                }
+                gws.shared_storage = Some(storage.clone());
+                for k in 1..=setup.instances {
+                    let dir = PathBuf::from(format!("/tmp/tgb-gw.{pid}.{k}"));
+                    gws.instances.push(Gateway::configure(
+                        stack,
+                        dir,
+                        smtp_port,
+                        url,
+                        &storage,
+                        setup.mailboxes,
+                    )?);
+                }
+                // Schema first: then every instance starts the same way, and the mailbox
+                // locks go to whichever asks first.
+                gws.instances[0].migrate(&bin)?;
+            }
+        }
+        // `--split`: the benchmark holds every mailbox's lock while the instances start, so
+        // that it can hand each mailbox to the instance it chooses.
+        let held = match (setup.split, postgres_url) {
+            (true, Some(url)) => Some(hold_mailbox_locks(url, setup.mailboxes).await?),
+            _ => None,
+        };
+        for gw in &mut gws.instances {
+            gw.spawn(&bin)?;
+        }
+        for gw in &mut gws.instances {
+            gw.wait_healthy().await?;
+        }
+        if let Some((_store, locks)) = held {
+            gws.assign_mailboxes(locks).await?;
+        }
+        Ok(gws)
+    }
+
+    /// Hands mailbox m to instance m mod N. Every instance stands by for every mailbox (the
+    /// benchmark holds the locks); for each mailbox, the other instances are stopped
+    /// (SIGSTOP), the lock is released, its instance takes it at its next try (every 2 s,
+    /// `LOCK_RETRY` in src/inbound/imap.rs) and selects the mailbox, and the others continue
+    /// (SIGCONT) and keep standing by. Meant for empty mailboxes: a stopped instance does
+    /// nothing, so with a backlog the pause would be part of the figures.
+    async fn assign_mailboxes(
+        &mut self,
+        mut locks: Vec<Option<ticketgate::store::MailboxLock>>,
+    ) -> anyhow::Result<()> {
+        let n = self.instances.len();
+        for gw in &self.instances {
+            gw.wait_log("standing by", None, locks.len()).await?;
+        }
+        for (m, lock) in locks.iter_mut().enumerate() {
+            let owner = m % n;
+            let name = area(m).slug;
+            let others = || {
+                self.instances
+                    .iter()
+                    .enumerate()
+                    .filter(move |(k, _)| *k != owner)
+            };
+            for (_, gw) in others() {
+                gw.signal("STOP");
+            }
+            // Dropping the lock closes its connection: the server releases the lock.
+            drop(lock.take());
+            let taken = self.instances[owner]
+                .wait_log("IMAP mailbox selected", Some(&name), 1)
+                .await;
+            for (_, gw) in others() {
+                gw.signal("CONT");
+            }
+            taken.with_context(|| format!("instance {} taking {name}", owner + 1))?;
+        }
+        Ok(())
+    }
+
+    /// When the first instance was spawned (Unix millis).
+    fn spawned_at(&self) -> i64 {
+        self.instances
+            .iter()
+            .map(|g| g.spawned_at)
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// An error (with the log's tail) if any instance has exited.
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        for (k, gw) in self.instances.iter_mut().enumerate() {
+            gw.check_alive()
+                .with_context(|| format!("instance {}", k + 1))?;
+        }
+        Ok(())
+    }
+
+    fn log_tail(&self) -> String {
+        self.instances
+            .iter()
+            .enumerate()
+            .map(|(k, g)| {
+                format!(
+                    "--- instance {} ({}):\n{}",
+                    k + 1,
+                    g.dir.display(),
+                    g.log_tail()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn usage(&self) -> anyhow::Result<Vec<ProcUsage>> {
+        self.instances.iter().map(Gateway::usage).collect()
+    }
+
+    async fn db(&self) -> anyhow::Result<AnyPool> {
+        self.instances[0].db().await
+    }
+}
+
+impl Drop for Gateways {
+    fn drop(&mut self) {
+        drop(self.silent.take());
+        // All at once, then each is waited for (in its own drop).
+        for gw in &self.instances {
+            gw.terminate();
+        }
+        self.instances.clear();
+        if let Some(storage) = &self.shared_storage {
+            if keep() {
+                eprintln!("bench: attachment store kept in {}", storage.display());
+            } else {
+                let _ = std::fs::remove_dir_all(storage);
+            }
+        }
+    }
+}
+
+/// Takes the lock of each of the first `mailboxes` mailboxes, as an instance would
+/// (`Store::try_lock_mailbox` of the ticketgate library, a PostgreSQL advisory lock on a
+/// connection of its own). The store must outlive the locks.
+async fn hold_mailbox_locks(
+    url: &str,
+    mailboxes: usize,
+) -> anyhow::Result<(
+    ticketgate::store::Store,
+    Vec<Option<ticketgate::store::MailboxLock>>,
+)> {
+    let store = ticketgate::store::Store::connect(url, 1)
+        .await
+        .context("connecting to hold the mailbox locks")?;
+    let mut locks = Vec::new();
+    for m in 0..mailboxes {
+        let name = area(m).slug;
+        let lock = store
+            .try_lock_mailbox(&name)
+            .await
+            .with_context(|| format!("locking {name}"))?
+            .with_context(|| format!("the lock of {name} is already held"))?;
+        locks.push(Some(lock));
+    }
+    Ok((store, locks))
+}
+
+/// A pool of one connection for the watcher; SQLite waits for the gateway's write lock like
+/// the gateway's own connections do.
+async fn open_pool(url: &str) -> anyhow::Result<AnyPool> {
+    sqlx::any::install_default_drivers();
+    let sqlite = url.starts_with("sqlite:");
+    let options = AnyConnectOptions::from_str(url)
+        .with_context(|| format!("database url {}", redact(url)))?
+        .disable_statement_logging();
+    AnyPoolOptions::new()
+        .max_connections(1)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if sqlite {
+                    sqlx::query("PRAGMA busy_timeout = 10000")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .with_context(|| format!("opening {}", redact(url)))
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}://{user}:***{}", &url[..s], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+// ------------------------------------------------------------------ PostgreSQL
+
+/// The private PostgreSQL of a `--postgres` run: a server of tests/support/postgres.rs
+/// (under /tmp, run as the `postgres` OS user when we are root) with one database. Dropping
+/// it drops the database and stops the server; `BENCH_KEEP` does not keep it.
+struct Pg {
+    /// The watcher's connection (progress, figures, server statistics).
+    pool: AnyPool,
+    db: postgres::PgDatabase,
+    /// `fsync`, `synchronous_commit` and `full_page_writes` as the server reports them.
+    durability: String,
+    version: String,
+}
+
+impl Pg {
+    async fn start() -> anyhow::Result<Pg> {
+        // The module panics with the tool's output when something fails (a test's way): the
+        // panic message is printed, and the server it started is stopped while unwinding.
+        let db = tokio::task::spawn_blocking(postgres::PgDatabase::create)
+            .await
+            .map_err(|e| anyhow::anyhow!("the private PostgreSQL did not start: {e}"))?;
+        let keep_test_settings = std::env::var_os("BENCH_PG_NO_FSYNC").is_some_and(|v| v == "1");
+        // What-if settings of the server, e.g. "-c default_toast_compression=lz4".
+        let extra = std::env::var("BENCH_PG_OPTIONS").unwrap_or_default();
+        if !keep_test_settings || !extra.is_empty() {
+            let durability = if keep_test_settings {
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            } else {
+                ""
+            };
+            restart(&db.server, &format!("{durability} {extra}"))?;
+        }
+        let pool = open_pool(&db.url).await?;
+        let row = sqlx::query(
+            "SELECT current_setting('fsync'), current_setting('synchronous_commit'), \
+             current_setting('full_page_writes'), current_setting('server_version'), \
+             current_setting('default_toast_compression')",
+        )
+        .fetch_one(&pool)
+        .await
+        .context("reading the server's settings")?;
+        let setting = |k: usize| row.try_get::<String, _>(k);
+        let durability = format!(
+            "fsync={}, synchronous_commit={}, full_page_writes={}, default_toast_compression={}",
+            setting(0)?,
+            setting(1)?,
+            setting(2)?,
+            setting(4)?
+        );
+        let version = setting(3)?;
+        Ok(Pg {
+            pool,
+            db,
+            durability,
+            version,
+        })
+    }
+
+    /// CPU time of the whole server so far (see [`pg_cpu_ms`]).
+    fn cpu_ms(&self) -> f64 {
+        pg_cpu_ms(&self.db.server.dir).unwrap_or(0.0)
+    }
+
+    /// The server's WAL position in bytes: the difference of two is the WAL written between
+    /// them (the cluster holds only this run's database). pg_stat_wal would lag: backends
+    /// report their WAL statistics at most once a second.
+    async fn wal_bytes(&self) -> anyhow::Result<i64> {
+        scalar(
+            &self.pool,
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::BIGINT",
+        )
+        .await
+    }
+}
+
+/// Restarts the private server with PostgreSQL's defaults for durability, plus `extra`
+/// options. The test server runs with `fsync`, `synchronous_commit` and `full_page_writes`
+/// off (its tests are about behaviour, and must be quick); a benchmark compared with SQLite at
+/// `synchronous = FULL` must wait for the disk as SQLite does. Same port, socket directory
+/// and connection limit.
+fn restart(server: &postgres::PgServer, extra: &str) -> anyhow::Result<()> {
+    let data = server.dir.join("data");
+    let postmaster = postmaster_pid(&server.dir)?;
+    // The server's own pg_ctl, beside the postgres binary that runs.
+    let pg_ctl = std::fs::read_link(format!("/proc/{postmaster}/exe"))
+        .context("finding the PostgreSQL binaries")?
+        .with_file_name("pg_ctl");
+    let options = format!(
+        "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=200 {extra}",
+        server.port,
+        server.dir.display()
+    );
+    // initdb refuses root, so as root the module runs the cluster as `postgres`.
+    let as_root = std::fs::metadata("/proc/self").map(|m| m.uid()).ok() == Some(0);
+    let mut cmd = if as_root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&pg_ctl);
+        c
+    } else {
+        Command::new(&pg_ctl)
+    };
+    let out = cmd
+        // `postgres` may not enter our working directory.
+        .current_dir(&server.dir)
+        .arg("-D")
+        .arg(&data)
+        .arg("-l")
+        .arg(server.dir.join("postgres.log"))
+        .args(["-w", "-t", "60", "-m", "fast", "-o", &options, "restart"])
+        .output()
+        .with_context(|| format!("running {} restart", pg_ctl.display()))?;
+    if !out.status.success() {
+        bail!(
+            "restarting the private PostgreSQL failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The postmaster's pid, from the first line of `DATA/postmaster.pid`.
+fn postmaster_pid(server_dir: &Path) -> anyhow::Result<u32> {
+    let file = server_dir.join("data/postmaster.pid");
+    std::fs::read_to_string(&file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .with_context(|| format!("no pid in {}", file.display()))
+}
+
+/// CPU time (ms) of the PostgreSQL server: the postmaster's own, that of the processes it
+/// has reaped (backends of closed connections: its cutime + cstime), and that of its live
+/// processes (backends, checkpointer, WAL writer, …).
+fn pg_cpu_ms(server_dir: &Path) -> anyhow::Result<f64> {
+    let postmaster = postmaster_pid(server_dir)?;
+    let fields = stat_fields(postmaster)?;
+    // fields[N - 3] is field N of /proc/PID/stat: 14 utime, 15 stime, 16 cutime, 17 cstime.
+    let mut ticks: f64 = fields[11..15]
+        .iter()
+        .filter_map(|f| f.parse::<f64>().ok())
+        .sum();
+    for entry in std::fs::read_dir("/proc")
+        .context("reading /proc")?
+        .flatten()
+    {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A process may end between the listing and the read.
+        let Ok(f) = stat_fields(pid) else { continue };
+        // Field 4: the parent's pid.
+        if f.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(postmaster) {
+            ticks += f[11..13]
+                .iter()
+                .filter_map(|x| x.parse::<f64>().ok())
+                .sum::<f64>();
+        }
+    }
+    Ok(ticks * 1000.0 / clock_ticks())
+}
+
+/// The fields of /proc/PID/stat from field 3 (state) on: field N is at index N - 3.
+fn stat_fields(pid: u32) -> anyhow::Result<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("unexpected /proc/PID/stat")?;
+    let fields: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
+    if fields.len() < 15 {
+        bail!("short /proc/{pid}/stat");
+    }
+    Ok(fields)
 }
 
 // ------------------------------------------------------------------ profiling
@@ -544,7 +1236,7 @@ impl Drop for Profiler {
 
 // ------------------------------------------------------------------ /proc
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct ProcUsage {
     cpu_ms: f64,
     hwm_kib: u64,
@@ -555,6 +1247,20 @@ struct ProcUsage {
     disk_read: u64,
     /// Voluntary + involuntary context switches of the threads alive now.
     switches: u64,
+}
+
+impl ProcUsage {
+    /// The CPU, disk and context switches since `base` (an earlier reading of the same
+    /// process); memory as it is now (VmHWM is the peak since the process started).
+    fn since(self, base: ProcUsage) -> ProcUsage {
+        ProcUsage {
+            cpu_ms: self.cpu_ms - base.cpu_ms,
+            disk_write: self.disk_write.saturating_sub(base.disk_write),
+            disk_read: self.disk_read.saturating_sub(base.disk_read),
+            switches: self.switches.saturating_sub(base.switches),
+            ..self
+        }
+    }
 }
 
 fn clock_ticks() -> f64 {
@@ -568,17 +1274,10 @@ fn clock_ticks() -> f64 {
 
 /// utime+stime (fields 14 and 15 of /proc/PID/stat, all threads) and VmHWM/VmRSS.
 fn proc_usage(pid: u32) -> anyhow::Result<ProcUsage> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // The command name (field 2) is in parentheses and may hold spaces: count after it.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("unexpected /proc/PID/stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state): field N is fields[N - 3].
-    let utime: f64 = fields.get(11).context("no utime")?.parse()?;
-    let stime: f64 = fields.get(12).context("no stime")?.parse()?;
+    let fields = stat_fields(pid)?;
+    // Field N is fields[N - 3]: 14 utime, 15 stime.
+    let utime: f64 = fields[11].parse()?;
+    let stime: f64 = fields[12].parse()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     let kib = |key: &str| -> u64 {
@@ -817,16 +1516,19 @@ fn date_header(i: usize) -> String {
     format!("Thu, 26 Nov 2026 {hour:02}:{minute:02}:00 +0100")
 }
 
-/// One message of the drain mix; `i % 5` picks the shape, `i % 10` the HTML variant.
-fn drain_message(run: i64, i: usize, citizens: usize) -> Vec<u8> {
+/// One message of the drain mix to `to`'s address; `i % 5` picks the shape, `i % 10` the
+/// HTML variant.
+fn drain_message(run: i64, i: usize, citizens: usize, to: &Area) -> Vec<u8> {
     let citizen = i % citizens;
     let name = NAMES[i % NAMES.len()];
     let subject = SUBJECTS[i % SUBJECTS.len()];
     let body = BODIES[i % BODIES.len()];
     let head = format!(
-        "From: {name} <citizen{citizen}@citizen.test>\r\nTo: Lavori pubblici <{LAVORI}>\r\n\
+        "From: {name} <citizen{citizen}@citizen.test>\r\nTo: {area} <{address}>\r\n\
          Subject: {subject} (n. {i})\r\nMessage-ID: <bench.{run}.{i}@citizen.test>\r\n\
          Date: {date}\r\nMIME-Version: 1.0\r\n",
+        area = to.name,
+        address = to.address,
         date = date_header(i),
     );
     let body_crlf = crlf(body);
@@ -899,25 +1601,53 @@ fn latency_message(run: i64, i: usize, from: &str) -> (String, Vec<u8>) {
 
 // ------------------------------------------------------------------ drain
 
-async fn fill_inbox(stack: &Stack, run: i64, count: usize) -> anyhow::Result<(u64, Duration)> {
+/// Folder of each mailbox that holds the backlog of a `--split` run until it is moved into
+/// the INBOX.
+const BACKLOG_FOLDER: &str = "Backlog";
+
+/// Puts `count` messages into `folder` of `mailboxes` mailboxes (message i into mailbox
+/// i mod `mailboxes`) over [`APPEND_SESSIONS`] IMAP sessions in all (at least one a mailbox).
+/// Returns the bytes appended and the time it took.
+async fn fill_inboxes(
+    stack: &Stack,
+    run: i64,
+    count: usize,
+    mailboxes: usize,
+    folder: &'static str,
+) -> anyhow::Result<(u64, Duration)> {
     let citizens = (count / 5).max(1);
+    let sessions = (APPEND_SESSIONS / mailboxes).max(1);
+    if folder != "INBOX" {
+        for m in 0..mailboxes {
+            let mut session = stack.login(&area(m).address).await?;
+            session
+                .create(folder)
+                .await
+                .with_context(|| format!("CREATE {folder}"))?;
+            let _ = session.logout().await;
+        }
+    }
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for s in 0..APPEND_SESSIONS {
-        let mut session = stack.login(LAVORI).await?;
-        tasks.spawn(async move {
-            let mut bytes = 0u64;
-            for i in (s..count).step_by(APPEND_SESSIONS) {
-                let raw = drain_message(run, i, citizens);
-                bytes += raw.len() as u64;
-                session
-                    .append("INBOX", None, None, &raw)
-                    .await
-                    .with_context(|| format!("APPEND of message {i}"))?;
-            }
-            let _ = session.logout().await;
-            anyhow::Ok(bytes)
-        });
+    for m in 0..mailboxes {
+        for s in 0..sessions {
+            let to = area(m);
+            let mut session = stack.login(&to.address).await?;
+            tasks.spawn(async move {
+                let mut bytes = 0u64;
+                // This mailbox's messages, every `sessions`-th of them from the `s`-th.
+                for i in (m..count).step_by(mailboxes).skip(s).step_by(sessions) {
+                    let raw = drain_message(run, i, citizens, &to);
+                    bytes += raw.len() as u64;
+                    session
+                        .append(folder, None, None, &raw)
+                        .await
+                        .with_context(|| format!("APPEND of message {i} to {}", to.address))?;
+                }
+                let _ = session.logout().await;
+                anyhow::Ok(bytes)
+            });
+        }
     }
     let mut bytes = 0;
     while let Some(r) = tasks.join_next().await {
@@ -925,16 +1655,58 @@ async fn fill_inbox(stack: &Stack, run: i64, count: usize) -> anyhow::Result<(u6
     }
     let elapsed = started.elapsed();
     // Check what the gateway will find.
-    let mut session = stack.login(LAVORI).await?;
-    let mb = session.select("INBOX").await.context("SELECT INBOX")?;
-    let _ = session.logout().await;
-    if mb.exists as usize != count {
-        bail!("INBOX holds {} messages, {count} appended", mb.exists);
+    for m in 0..mailboxes {
+        let address = area(m).address;
+        let expected = (m..count).step_by(mailboxes).count();
+        let mut session = stack.login(&address).await?;
+        let mb = session
+            .select(folder)
+            .await
+            .with_context(|| format!("SELECT {folder}"))?;
+        let _ = session.logout().await;
+        if mb.exists as usize != expected {
+            bail!(
+                "{folder} of {address} holds {} messages, {expected} appended",
+                mb.exists
+            );
+        }
     }
     Ok((bytes, elapsed))
 }
 
-async fn scalar(db: &SqlitePool, sql: &'static str) -> anyhow::Result<i64> {
+/// Moves the backlog of every mailbox into its INBOX at once: one `UID MOVE 1:*` per
+/// mailbox, all in parallel (sessions logged in beforehand). Dovecot makes a mailbox's moved
+/// messages visible together, when the MOVE commits. Returns the Unix millis when the
+/// MOVEs were sent and when the last one completed.
+async fn move_backlog(stack: &Stack, mailboxes: usize) -> anyhow::Result<(i64, i64)> {
+    let mut sessions = Vec::new();
+    for m in 0..mailboxes {
+        let mut session = stack.login(&area(m).address).await?;
+        session
+            .select(BACKLOG_FOLDER)
+            .await
+            .with_context(|| format!("SELECT {BACKLOG_FOLDER}"))?;
+        sessions.push(session);
+    }
+    let issued = now_millis();
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut session in sessions {
+        tasks.spawn(async move {
+            session
+                .uid_mv("1:*", "INBOX")
+                .await
+                .context("UID MOVE of the backlog")?;
+            let _ = session.logout().await;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.context("MOVE task")??;
+    }
+    Ok((issued, now_millis()))
+}
+
+async fn scalar(db: &AnyPool, sql: &'static str) -> anyhow::Result<i64> {
     let row = sqlx::query(sql).fetch_one(db).await.context(sql)?;
     Ok(row.try_get::<Option<i64>, _>(0)?.unwrap_or(0))
 }
@@ -943,43 +1715,157 @@ fn secs(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }
 
-async fn drain(count: usize, inbound_only: bool) -> anyhow::Result<()> {
+/// The load average of the machine (1, 5 and 15 minutes), from /proc/loadavg.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+/// The server's CPU and WAL at one moment of a PostgreSQL run.
+#[derive(Debug, Clone, Copy)]
+struct PgSnapshot {
+    cpu_ms: f64,
+    wal_bytes: i64,
+}
+
+async fn pg_snapshot(pg: Option<&Pg>) -> anyhow::Result<Option<PgSnapshot>> {
+    match pg {
+        None => Ok(None),
+        Some(pg) => Ok(Some(PgSnapshot {
+            cpu_ms: pg.cpu_ms(),
+            wal_bytes: pg.wal_bytes().await?,
+        })),
+    }
+}
+
+/// What one instance did, from its log (`info` lines): the mailboxes it polled, those it
+/// stood by for, lock takeovers, tickets it made, mails it sent.
+struct InstanceWork {
+    polled: Vec<String>,
+    stood_by: Vec<String>,
+    takeovers: usize,
+    tickets: usize,
+    sent: usize,
+}
+
+impl InstanceWork {
+    fn of(gw: &Gateway) -> InstanceWork {
+        let log = gw.log();
+        let mailboxes = |message: &str| -> Vec<String> {
+            let mut names: Vec<String> = log
+                .lines()
+                .filter(|l| l.contains(message))
+                .filter_map(|l| log_field(l, "mailbox"))
+                .map(str::to_owned)
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+        };
+        InstanceWork {
+            polled: mailboxes("IMAP mailbox selected"),
+            stood_by: mailboxes("standing by"),
+            takeovers: log.matches("mailbox lock taken over").count(),
+            tickets: log.matches("ticket created").count(),
+            sent: log.matches("mail sent").count(),
+        }
+    }
+}
+
+/// The value of `key=value` in a line of tracing's default format.
+fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    line[at..].split_whitespace().next()
+}
+
+/// Each instance's usage since its `base` reading.
+fn since(now: Vec<ProcUsage>, base: &[ProcUsage]) -> Vec<ProcUsage> {
+    now.into_iter()
+        .zip(base)
+        .map(|(u, b)| u.since(*b))
+        .collect()
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+async fn drain(count: usize, setup: Setup) -> anyhow::Result<()> {
     let run = now_millis();
     let ticks = clock_ticks();
+    let load_before = load_average();
     let busy_before = machine_busy_now().await;
-    eprintln!("bench drain: starting a private mail stack");
+    eprintln!("bench drain: load average {load_before}; starting a private mail stack");
     let stack = Stack::start()?;
+    let pg = if setup.postgres {
+        eprintln!("bench drain: starting a private PostgreSQL");
+        Some(Pg::start().await?)
+    } else {
+        None
+    };
+    let addresses = (0..setup.mailboxes)
+        .map(|m| area(m).address)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let folder = if setup.split { BACKLOG_FOLDER } else { "INBOX" };
     eprintln!(
-        "bench drain: filling {LAVORI} with {count} messages over IMAP APPEND ({APPEND_SESSIONS} sessions)"
+        "bench drain: filling {folder} of {addresses} with {count} messages over IMAP APPEND ({} sessions)",
+        (APPEND_SESSIONS / setup.mailboxes).max(1) * setup.mailboxes
     );
-    let (bytes, fill_time) = fill_inbox(&stack, run, count).await?;
+    let (bytes, fill_time) = fill_inboxes(&stack, run, count, setup.mailboxes, folder).await?;
     eprintln!(
         "bench drain: appended {count} messages, {:.1} MB, in {:.1} s",
         bytes as f64 / 1e6,
         fill_time.as_secs_f64()
     );
 
-    let machine_before = machine_jiffies();
-    let bench_cpu_before = self_cpu_ms();
-    let mut gw = Gateway::start(&stack, inbound_only).await?;
-    let profiler = Profiler::start(gw.pid)?;
-    let db = gw.db().await?;
+    let mut machine_before = machine_jiffies();
+    let mut bench_cpu_before = self_cpu_ms();
+    let mut pg_before = pg_snapshot(pg.as_ref()).await?;
+    let mut gws = Gateways::start(&stack, &setup, pg.as_ref().map(|p| p.db.url.as_str())).await?;
+    let instances = gws.instances.len();
+    // What the gateways had used before the drain: nothing, except in a `--split` run.
+    let mut base_usage = vec![ProcUsage::default(); instances];
+    // `--split`: the pollers hold their mailboxes and are idle (IDLE); now the backlog.
+    let moved = if setup.split {
+        for gw in &gws.instances {
+            gw.wait_log("IMAP mailbox selected", None, 1).await?;
+        }
+        // Time for the pollers' first (empty) sync and for entering IDLE.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The figures count from here: start-up and the mailbox hand-over are left out.
+        base_usage = gws.usage()?;
+        machine_before = machine_jiffies();
+        bench_cpu_before = self_cpu_ms();
+        pg_before = pg_snapshot(pg.as_ref()).await?;
+        eprintln!("bench drain: moving the backlog into the INBOXes");
+        Some(move_backlog(&stack, setup.mailboxes).await?)
+    } else {
+        None
+    };
+    let profiler = Profiler::start(gws.instances[0].pid)?;
+    let db = match &pg {
+        Some(pg) => pg.pool.clone(),
+        None => gws.db().await?,
+    };
     let watch_start = Instant::now();
     let mut last_report = Instant::now();
     // Drain done: every message stored and none pending.
-    let (drain_usage, machine_drain, drain_seen) = loop {
-        let stored = scalar(
-            &db,
-            "SELECT COUNT(*) FROM raw_message WHERE mailbox = 'lavori-pubblici'",
-        )
-        .await?;
+    let (drain_usage, machine_drain, drain_seen, pg_drain) = loop {
+        let stored = scalar(&db, "SELECT COUNT(*) FROM raw_message").await?;
         let pending = scalar(
             &db,
             "SELECT COUNT(*) FROM raw_message WHERE state = 'pending'",
         )
         .await?;
         if stored as usize >= count && pending == 0 {
-            break (gw.usage()?, machine_jiffies(), now_millis());
+            break (
+                since(gws.usage()?, &base_usage),
+                machine_jiffies(),
+                now_millis(),
+                pg_snapshot(pg.as_ref()).await?,
+            );
         }
         if last_report.elapsed() > Duration::from_secs(5) {
             eprintln!("bench drain: {stored} stored, {pending} pending");
@@ -988,10 +1874,10 @@ async fn drain(count: usize, inbound_only: bool) -> anyhow::Result<()> {
         if watch_start.elapsed() > DRAIN_TIMEOUT {
             bail!(
                 "drain not finished after {DRAIN_TIMEOUT:?}:\n{}",
-                gw.log_tail()
+                gws.log_tail()
             );
         }
-        gw.check_alive()?;
+        gws.check_alive()?;
         tokio::time::sleep(WATCH_EVERY).await;
     };
     let bench_cpu_drain = self_cpu_ms() - bench_cpu_before;
@@ -1000,26 +1886,30 @@ async fn drain(count: usize, inbound_only: bool) -> anyhow::Result<()> {
     // Then the outbox: an acknowledgment and a staff notification per ticket.
     // BENCH_NO_OUTBOX_WAIT=1 skips this (quicker experiments; no outbox figures then).
     let skip_outbox = std::env::var_os("BENCH_NO_OUTBOX_WAIT").is_some_and(|v| v == "1");
-    let wait_outbox = !(inbound_only || skip_outbox);
-    let (outbox_usage, outbox_seen) = loop {
+    let wait_outbox = !(setup.inbound_only || skip_outbox);
+    let (outbox_usage, outbox_seen, pg_outbox) = loop {
         if !wait_outbox {
-            break (drain_usage, drain_seen);
+            break (drain_usage.clone(), drain_seen, pg_drain);
         }
         let queued = scalar(&db, "SELECT COUNT(*) FROM outbox WHERE state = 'queued'").await?;
         let tickets = scalar(&db, "SELECT COUNT(*) FROM ticket").await?;
         let rows = scalar(&db, "SELECT COUNT(*) FROM outbox").await?;
         if queued == 0 && rows >= 2 * tickets {
-            break (gw.usage()?, now_millis());
+            break (
+                since(gws.usage()?, &base_usage),
+                now_millis(),
+                pg_snapshot(pg.as_ref()).await?,
+            );
         }
         if last_report.elapsed() > Duration::from_secs(5) {
             eprintln!("bench drain: outbox {queued} queued of {rows}");
             last_report = Instant::now();
         }
-        gw.check_alive()?;
+        gws.check_alive()?;
         if watch_start.elapsed() > DRAIN_TIMEOUT {
             bail!(
                 "outbox not empty after {DRAIN_TIMEOUT:?}:\n{}",
-                gw.log_tail()
+                gws.log_tail()
             );
         }
         tokio::time::sleep(WATCH_EVERY).await;
@@ -1041,130 +1931,305 @@ async fn drain(count: usize, inbound_only: bool) -> anyhow::Result<()> {
         "SELECT COUNT(*) FROM raw_message WHERE state = 'quarantined'",
     )
     .await?;
-    let raw_states =
+    let pairs = |rows: Vec<sqlx::any::AnyRow>| -> anyhow::Result<String> {
+        let mut out = Vec::new();
+        for r in rows {
+            let count: i64 = r.try_get(r.len() - 1)?;
+            let mut key = Vec::new();
+            for k in 0..r.len() - 1 {
+                key.push(r.try_get::<String, _>(k)?);
+            }
+            out.push(format!("{}={count}", key.join("/")));
+        }
+        Ok(out.join(" "))
+    };
+    let raw_states = pairs(
         sqlx::query("SELECT state, COUNT(*) FROM raw_message GROUP BY state ORDER BY state")
             .fetch_all(&db)
-            .await?
-            .iter()
-            .map(|r| format!("{}={}", r.get::<String, _>(0), r.get::<i64, _>(1)))
-            .collect::<Vec<_>>()
-            .join(" ");
-    let outbox_states = sqlx::query("SELECT kind, o.state, COUNT(*) FROM outbox o JOIN message m USING (message_id) GROUP BY kind, o.state ORDER BY kind")
-        .fetch_all(&db)
-        .await?
-        .iter()
-        .map(|r| format!("{}/{}={}", r.get::<String, _>(0), r.get::<String, _>(1), r.get::<i64, _>(2)))
-        .collect::<Vec<_>>()
-        .join(" ");
+            .await?,
+    )?;
+    let raw_mailboxes = pairs(
+        sqlx::query("SELECT mailbox, COUNT(*) FROM raw_message GROUP BY mailbox ORDER BY mailbox")
+            .fetch_all(&db)
+            .await?,
+    )?;
+    let outbox_states = pairs(
+        sqlx::query("SELECT kind, o.state, COUNT(*) FROM outbox o JOIN message m USING (message_id) GROUP BY kind, o.state ORDER BY kind, o.state")
+            .fetch_all(&db)
+            .await?,
+    )?;
     let outbox_rows = scalar(&db, "SELECT COUNT(*) FROM outbox").await?;
     let attachments = scalar(&db, "SELECT COUNT(*) FROM attachment").await?;
-    let db_bytes = std::fs::metadata(&gw.db).map(|m| m.len()).unwrap_or(0)
-        + std::fs::metadata(gw.db.with_extension("db-wal"))
-            .map(|m| m.len())
-            .unwrap_or(0);
-    db.close().await;
+    // Doubles, from the database: more delivery attempts than rows means a mail was tried
+    // (and, with the log's "mail sent" lines, sent) twice; an inbound Message-ID recorded
+    // twice means a message was made into a ticket twice.
+    let delivery_attempts = scalar(&db, "SELECT COUNT(*) FROM delivery_attempt").await?;
+    let retried_rows = scalar(&db, "SELECT COUNT(*) FROM outbox WHERE attempts > 1").await?;
+    let twice_ids = scalar(
+        &db,
+        "SELECT COUNT(*) - COUNT(DISTINCT rfc_message_id) FROM message WHERE direction = 'in'",
+    )
+    .await?;
+    let db_bytes = match (&pg, &gws.instances[0].sqlite_file) {
+        (Some(_), _) => scalar(&db, "SELECT pg_database_size(current_database())").await? as u64,
+        (None, Some(file)) => {
+            std::fs::metadata(file).map(|m| m.len()).unwrap_or(0)
+                + std::fs::metadata(file.with_extension("db-wal"))
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+        }
+        (None, None) => 0,
+    };
+    let work: Vec<InstanceWork> = gws.instances.iter().map(InstanceWork::of).collect();
+    if pg.is_none() {
+        db.close().await;
+    }
 
     let n = count as f64;
     let end = last_processed.max(last_ticket);
     let drain_ms = end - first_stored;
-    let from_start_ms = end - gw.spawned_at;
+    let from_start_ms = end - gws.spawned_at();
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    let label = |k: usize| -> String {
+        if instances == 1 {
+            "gateway".to_owned()
+        } else {
+            format!("instance {} (pid {})", k + 1, gws.instances[k].pid)
+        }
+    };
+    let cpu_sum = |u: &[ProcUsage]| u.iter().map(|u| u.cpu_ms).sum::<f64>();
+    // Where the CPU and disk figures start counting.
+    let from = if moved.is_some() {
+        "the backlog MOVE"
+    } else {
+        "gateway start"
+    };
+    let hwm_sum = |u: &[ProcUsage]| u.iter().map(|u| u.hwm_kib).sum::<u64>();
 
+    let backend = match &pg {
+        None => "SQLite (WAL, synchronous=FULL)".to_owned(),
+        Some(pg) => format!(
+            "PostgreSQL {} ({}), {instances} instance{}",
+            pg.version,
+            pg.durability,
+            if instances == 1 { "" } else { "s" }
+        ),
+    };
+    let mailboxes = match (setup.mailboxes, setup.split) {
+        (1, _) => String::new(),
+        (m, false) => format!(", {m} mailboxes"),
+        (m, true) => format!(", {m} mailboxes split over the instances by the benchmark"),
+    };
     println!(
-        "== drain: {count} messages, {:.1} MB, SQLite (WAL, synchronous=FULL), {} ==",
+        "== drain: {count} messages, {:.1} MB, {backend}{mailboxes}, {} ==",
         bytes as f64 / 1e6,
-        if inbound_only {
+        if setup.inbound_only {
             "inbound only (silent SMTP relay)"
         } else {
             "outbox sending to the local Postfix"
         }
     );
     println!("machine CPU in the second before the run: {busy_before} (other work on the machine)");
+    println!("load average before the run: {load_before}");
     println!(
         "fill (IMAP APPEND, before the gateway starts): {:.1} s",
         fill_time.as_secs_f64()
     );
-    println!(
-        "gateway start -> first raw stored: {:.3} s",
-        secs(first_stored - gw.spawned_at)
-    );
+    match moved {
+        None => println!(
+            "gateway start -> first raw stored: {:.3} s",
+            secs(first_stored - gws.spawned_at())
+        ),
+        Some((issued, done)) => {
+            println!(
+                "mailboxes split by the benchmark: {}",
+                (0..setup.mailboxes)
+                    .map(|m| format!("{} -> instance {}", area(m).slug, m % instances + 1))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!(
+                "backlog moved into the INBOXes (UID MOVE, all mailboxes at once) in {:.3} s; \
+                 MOVE sent -> first raw stored: {:.3} s (gateway CPU, disk and context switches \
+                 below count from the MOVE)",
+                secs(done - issued),
+                secs(first_stored - issued)
+            );
+        }
+    }
     println!(
         "first raw stored -> last message processed: {:.3} s  => {:.0} msg/s",
         secs(drain_ms),
         n / secs(drain_ms)
     );
-    println!(
-        "process start -> last message processed:    {:.3} s  => {:.0} msg/s",
-        secs(from_start_ms),
-        n / secs(from_start_ms)
-    );
+    match moved {
+        None => println!(
+            "process start -> last message processed:    {:.3} s  => {:.0} msg/s",
+            secs(from_start_ms),
+            n / secs(from_start_ms)
+        ),
+        Some((issued, _)) => println!(
+            "MOVE sent -> last message processed:        {:.3} s  => {:.0} msg/s",
+            secs(end - issued),
+            n / secs(end - issued)
+        ),
+    }
     println!(
         "(last raw stored at +{:.3} s; last ticket created_at {:.3} s, last processed_at {:.3} s after the first raw)",
         secs(last_stored - first_stored),
         secs(last_ticket - first_stored),
         secs(last_processed - first_stored),
     );
+    for (k, u) in drain_usage.iter().enumerate() {
+        println!(
+            "{} CPU at drain end (seen {} ms after it): {:.0} ms = {:.2} ms/msg (outbox sending included); \
+             peak RSS (VmHWM) {:.1} MiB, RSS {:.1} MiB",
+            label(k),
+            drain_seen - end,
+            u.cpu_ms,
+            u.cpu_ms / n,
+            mib(u.hwm_kib),
+            mib(u.rss_kib),
+        );
+    }
+    if instances > 1 {
+        println!(
+            "all {instances} instances at drain end: CPU {:.0} ms = {:.2} ms/msg; peak RSS {:.1} MiB (sum of each one's peak)",
+            cpu_sum(&drain_usage),
+            cpu_sum(&drain_usage) / n,
+            mib(hwm_sum(&drain_usage)),
+        );
+    }
+    for (k, u) in drain_usage.iter().enumerate() {
+        println!(
+            "{} disk writes at drain end: {:.0} MB ({}; write_bytes of /proc/PID/io), reads {:.0} MB",
+            label(k),
+            u.disk_write as f64 / 1e6,
+            if pg.is_some() {
+                "attachment files and log; the database writes are PostgreSQL's"
+            } else {
+                "SQLite WAL + checkpoints + attachment files"
+            },
+            u.disk_read as f64 / 1e6,
+        );
+    }
+    for (k, u) in drain_usage.iter().enumerate() {
+        println!(
+            "{} context switches at drain end: {} = {:.0} per message (live threads only)",
+            label(k),
+            u.switches,
+            u.switches as f64 / n,
+        );
+    }
+    if let (Some(before), Some(at)) = (pg_before, pg_drain) {
+        let cpu = at.cpu_ms - before.cpu_ms;
+        println!(
+            "PostgreSQL server from {from} to drain end: CPU {cpu:.0} ms = {:.2} ms/msg, \
+             WAL written {:.0} MB; gateways + server {:.2} ms/msg",
+            cpu / n,
+            (at.wal_bytes - before.wal_bytes) as f64 / 1e6,
+            (cpu + cpu_sum(&drain_usage)) / n,
+        );
+    }
     println!(
-        "gateway CPU at drain end (seen {} ms after it): {:.0} ms = {:.2} ms/msg (outbox sending included); \
-         peak RSS (VmHWM) {:.1} MiB, RSS {:.1} MiB",
-        drain_seen - end,
-        drain_usage.cpu_ms,
-        drain_usage.cpu_ms / n,
-        drain_usage.hwm_kib as f64 / 1024.0,
-        drain_usage.rss_kib as f64 / 1024.0,
-    );
-    println!(
-        "gateway disk writes at drain end: {:.0} MB (SQLite WAL + checkpoints + attachment files; \
-         write_bytes of /proc/PID/io), reads {:.0} MB",
-        drain_usage.disk_write as f64 / 1e6,
-        drain_usage.disk_read as f64 / 1e6,
-    );
-    println!(
-        "gateway context switches at drain end: {} = {:.0} per message (live threads only)",
-        drain_usage.switches,
-        drain_usage.switches as f64 / n,
-    );
-    println!(
-        "machine CPU from gateway start to drain end: {} of {cores} cores; this bench process used {:.0} ms",
+        "machine CPU from {from} to drain end: {} of {cores} cores; this bench process used {:.0} ms",
         machine_drain.since(machine_before),
         bench_cpu_drain,
     );
     if wait_outbox {
         println!(
             "outbox: all {outbox_rows} rows sent {:.3} s after the first raw (seen {} ms later) \
-             => {:.0} mails/s; gateway CPU then {:.0} ms = {:.2} ms/msg, peak RSS {:.1} MiB",
+             => {:.0} mails/s; gateway CPU then {:.0} ms = {:.2} ms/msg, peak RSS {:.1} MiB{}",
             secs(last_sent - first_stored),
             outbox_seen - last_sent,
             outbox_rows as f64 / secs(last_sent - first_stored),
-            outbox_usage.cpu_ms,
-            outbox_usage.cpu_ms / n,
-            outbox_usage.hwm_kib as f64 / 1024.0,
+            cpu_sum(&outbox_usage),
+            cpu_sum(&outbox_usage) / n,
+            mib(outbox_usage.iter().map(|u| u.hwm_kib).max().unwrap_or(0)),
+            if instances == 1 {
+                String::new()
+            } else {
+                format!(
+                    " (all instances; largest peak of one); per instance {}",
+                    outbox_usage
+                        .iter()
+                        .enumerate()
+                        .map(|(k, u)| format!(
+                            "{}: {:.0} ms, {:.1} MiB",
+                            k + 1,
+                            u.cpu_ms,
+                            mib(u.hwm_kib)
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            },
         );
+        if let (Some(before), Some(at)) = (pg_before, pg_outbox) {
+            let cpu = at.cpu_ms - before.cpu_ms;
+            println!(
+                "PostgreSQL server from {from} to outbox empty: CPU {cpu:.0} ms = {:.2} ms/msg, \
+                 WAL written {:.0} MB",
+                cpu / n,
+                (at.wal_bytes - before.wal_bytes) as f64 / 1e6,
+            );
+        }
     } else {
         println!(
             "outbox: not waited for ({})",
-            if inbound_only {
+            if setup.inbound_only {
                 "--inbound-only: the SMTP relay accepts connections and never answers"
             } else {
                 "BENCH_NO_OUTBOX_WAIT=1"
             }
         );
     }
+    if pg.is_some() {
+        for (k, w) in work.iter().enumerate() {
+            println!(
+                "{}: polled [{}], stood by for [{}], lock takeovers {}; tickets created {}, mails sent {} (its log)",
+                label(k),
+                w.polled.join(" "),
+                w.stood_by.join(" "),
+                w.takeovers,
+                w.tickets,
+                w.sent,
+            );
+        }
+    }
     println!(
         "outcome: tickets={tickets} duplicates={duplicates} quarantined={quarantined} \
          raw[{raw_states}] attachments={attachments} outbox[{outbox_states}]"
     );
+    let sent_lines: usize = work.iter().map(|w| w.sent).sum();
+    let made_lines: usize = work.iter().map(|w| w.tickets).sum();
     println!(
-        "database + WAL after the run: {:.1} MB (clock tick {ticks} Hz)",
+        "doubles: raw by mailbox [{raw_mailboxes}]; inbound Message-IDs recorded twice {twice_ids}; \
+         \"ticket created\" log lines {made_lines} for {tickets} tickets; delivery attempts \
+         {delivery_attempts} for {outbox_rows} outbox rows ({retried_rows} rows tried more than once); \
+         \"mail sent\" log lines {sent_lines}"
+    );
+    println!(
+        "{} after the run: {:.1} MB (clock tick {ticks} Hz)",
+        if pg.is_some() {
+            "database (pg_database_size)"
+        } else {
+            "database + WAL"
+        },
         db_bytes as f64 / 1e6
     );
     if tickets as usize != count {
         bail!("{count} messages drained but {tickets} tickets: something was lost or quarantined");
     }
+    // Fewer log lines than rows can be a log filter (BENCH_LOG); more is a double.
+    if twice_ids != 0 || made_lines > count || sent_lines as i64 > outbox_rows {
+        bail!("doubles: see the line above");
+    }
     println!("all {count} messages became tickets");
-    drop(gw);
+    drop(gws);
+    drop(pg);
     drop(stack);
     Ok(())
 }
@@ -1261,10 +2326,12 @@ async fn wait_for_ack(session: &mut ImapSession, id: &str) -> anyhow::Result<Ins
 
 async fn latency(count: usize) -> anyhow::Result<()> {
     let run = now_millis();
+    let load_before = load_average();
     let busy_before = machine_busy_now().await;
     eprintln!("bench latency: starting a private mail stack");
     let stack = Stack::start()?;
-    let gw = Gateway::start(&stack, false).await?;
+    let gws = Gateways::start(&stack, &Setup::default(), None).await?;
+    let gw = &gws.instances[0];
     gw.wait_selected(2).await?;
     // Let the pollers finish their first (empty) drain and enter IDLE.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1353,6 +2420,7 @@ async fn latency(count: usize) -> anyhow::Result<()> {
     println!("== latency: {count} mails one at a time, SMTP accepted -> acknowledgment in the citizen's INBOX ==");
     println!("(IMAP poll of the citizen's INBOX every {POLL_EVERY:?}; milliseconds)");
     println!("machine CPU in the second before the run: {busy_before} (other work on the machine)");
+    println!("load average before the run: {load_before}");
     println!("machine CPU during the run: {machine_run}");
     summary("end to end", &lat);
     println!(
@@ -1376,7 +2444,7 @@ async fn latency(count: usize) -> anyhow::Result<()> {
         usage.cpu_ms,
         usage.hwm_kib as f64 / 1024.0
     );
-    drop(gw);
+    drop(gws);
     drop(stack);
     Ok(())
 }

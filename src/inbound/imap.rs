@@ -8,6 +8,7 @@
 //! with capped exponential backoff. Nothing is ever deleted on the server.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
@@ -36,6 +37,29 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 /// Reconnect backoff: starts here, doubles, capped.
 /// How often a standing-by instance tries to take a mailbox's lock.
 const LOCK_RETRY: Duration = Duration::from_secs(2);
+/// Head start given to other instances per mailbox this instance already polls.
+const LOCK_SPREAD: Duration = Duration::from_secs(1);
+
+/// Mailbox locks this process holds (for [`LOCK_SPREAD`]).
+static HELD_LOCKS: AtomicUsize = AtomicUsize::new(0);
+
+/// A mailbox lock counted in [`HELD_LOCKS`] while it lives.
+struct HeldLock {
+    lock: MailboxLock,
+}
+
+impl HeldLock {
+    fn new(lock: MailboxLock) -> HeldLock {
+        HELD_LOCKS.fetch_add(1, Ordering::SeqCst);
+        HeldLock { lock }
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        HELD_LOCKS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 const BACKOFF_START: Duration = Duration::from_millis(500);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// One FETCH brings at most this many messages…
@@ -196,15 +220,24 @@ async fn lock_mailbox(
     mb: &MailboxConfig,
     pipeline: &Pipeline,
     shutdown: &CancellationToken,
-) -> Option<MailboxLock> {
+) -> Option<HeldLock> {
     let mut told = false;
     loop {
+        // Spread mailboxes over instances: an instance that polls k mailboxes already lets
+        // the others try first (k seconds), instead of taking every lock at start-up.
+        let held = HELD_LOCKS.load(Ordering::SeqCst);
+        if held > 0 && !pipeline.store().is_sqlite() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(LOCK_SPREAD * u32::try_from(held).unwrap_or(1)) => {}
+            }
+        }
         match pipeline.store().try_lock_mailbox(&mb.name).await {
             Ok(Some(lock)) => {
                 if told {
                     tracing::info!(mailbox = %mb.name, "mailbox lock taken over: polling here now");
                 }
-                return Some(lock);
+                return Some(HeldLock::new(lock));
             }
             Ok(None) => {
                 if !told {
@@ -229,7 +262,7 @@ async fn session(
     pipeline: &Pipeline,
     shutdown: &CancellationToken,
     synced_once: &mut bool,
-    lock: &mut MailboxLock,
+    lock: &mut HeldLock,
 ) -> anyhow::Result<()> {
     let (mut session, has_idle, has_move) = connect(mb).await?;
     if let Some(folder) = &mb.processed_folder {
@@ -270,7 +303,7 @@ async fn session(
         if shutdown.is_cancelled() {
             break;
         }
-        if !lock.held().await {
+        if !lock.lock.held().await {
             anyhow::bail!("lost the mailbox lock (database connection broken)");
         }
         last_uid = drain(
