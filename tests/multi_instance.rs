@@ -147,3 +147,72 @@ fn two_instances_on_one_postgresql_share_the_work_and_survive_a_kill_without_dou
         second.log()
     );
 }
+
+/// A citizen signed in on one instance is signed in on the other (sessions live in the
+/// database), and a form served by one instance may be posted to the other (CSRF tokens are
+/// keyed by `security.secret`, the same everywhere).
+#[test]
+fn a_session_opened_on_one_instance_is_valid_on_the_other() {
+    use support::web::{cf, link_in, Client};
+    let stack = MailStack::start();
+    let db = PgDatabase::create();
+    let storage = tempfile::tempdir().unwrap();
+    let a = Gateway::start_shared(
+        &stack,
+        &db.url,
+        storage.path(),
+        "",
+        "retry_initial_seconds = 1",
+    );
+    let b = Gateway::start_shared(
+        &stack,
+        &db.url,
+        storage.path(),
+        "",
+        "retry_initial_seconds = 1",
+    );
+    let password = "una-password-lunga-42";
+    let mut client = Client::new(&a);
+    let form = client.get("/register");
+    let done = client.post(
+        "/register",
+        &[
+            ("csrf", &form.csrf()),
+            ("first_name", "Anna"),
+            ("last_name", "Verdi"),
+            ("email", CITIZEN),
+            ("fiscal_code", &cf("RSSMRA85T10A562")),
+            ("password", password),
+            ("password_confirm", password),
+            ("privacy", "yes"),
+        ],
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+    let mail = wait_for_mail(&stack, CITIZEN, Duration::from_secs(30), |m| {
+        m.contains("/verify?token=")
+    });
+    let link = link_in(&mail, "/verify?token=");
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    // The link names instance a; confirm it on instance b with a form from instance a.
+    let page = client.get(&link);
+    client.base = format!("http://127.0.0.1:{}", b.web_port);
+    let confirmed = client.post("/verify", &[("csrf", &page.csrf()), ("token", &token)]);
+    assert_eq!(confirmed.status, 303, "{}", confirmed.body);
+    let login_form = client.get("/login");
+    let signed = client.post(
+        "/login",
+        &[
+            ("csrf", &login_form.csrf()),
+            ("email", CITIZEN),
+            ("password", password),
+            ("next", "/tickets"),
+        ],
+    );
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    // Signed in on b; the same cookie works on a.
+    assert_eq!(client.get("/tickets").status, 200);
+    client.base = format!("http://127.0.0.1:{}", a.web_port);
+    let list = client.get("/tickets");
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(list.body.contains("Anna Verdi"));
+}
