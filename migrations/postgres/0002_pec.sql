@@ -9,6 +9,8 @@ ALTER TABLE ticket ADD COLUMN pec_address TEXT;
 -- Where mail to the citizen goes when not to `citizen`: a PEC's `risposte` address when it
 -- differs from the certified sender (`mittente`, who stays the ticket's citizen).
 ALTER TABLE ticket ADD COLUMN reply_to TEXT;
+-- "My tickets" looks tickets up by citizen OR reply_to.
+CREATE INDEX ticket_reply_to ON ticket (reply_to);
 
 -- The PEC identificativo: for an inbound envelope its Message-ID (the provider's); for our
 -- outbound mail the id the provider gave it (learned from its receipts; the citizen's client

@@ -66,20 +66,19 @@ impl Store {
         tx: &mut Tx,
         c: &NewCitizen<'_>,
     ) -> Result<std::result::Result<i64, AccountTaken>> {
-        for (column, taken) in [
-            ("email", AccountTaken::Email),
-            ("fiscal_code", AccountTaken::FiscalCode),
-        ] {
-            let sql = if column == "email" {
-                "SELECT COUNT(*) FROM citizen WHERE email = $1"
-            } else {
-                "SELECT COUNT(*) FROM citizen WHERE fiscal_code = $1"
-            };
-            let value = if column == "email" {
-                c.email
-            } else {
-                c.fiscal_code
-            };
+        let checks = [
+            (
+                "SELECT COUNT(*) FROM citizen WHERE email = $1",
+                c.email,
+                AccountTaken::Email,
+            ),
+            (
+                "SELECT COUNT(*) FROM citizen WHERE fiscal_code = $1",
+                c.fiscal_code,
+                AccountTaken::FiscalCode,
+            ),
+        ];
+        for (sql, value, taken) in checks {
             let n: i64 = sqlx::query(sql)
                 .bind(nul_free(value))
                 .fetch_one(&mut **tx)

@@ -13,7 +13,9 @@ use serde::Deserialize;
 
 use super::fiscal_code;
 use super::password;
-use super::visitor::{random_token, render, Chrome, Visitor, SESSION_MILLIS};
+use super::visitor::{
+    message, random_token, render, Chrome, Errors, FieldErrors, Visitor, SESSION_MILLIS,
+};
 use super::AppState;
 use crate::domain::EmailAddress;
 use crate::outbound::queue::{queue_mail, Queued};
@@ -43,17 +45,6 @@ pub fn router() -> Router<AppState> {
         .route("/password/reset", get(reset_form).post(reset))
 }
 
-/// A form's errors: (field id, message), in the order of the fields.
-type Errors = Vec<(&'static str, String)>;
-
-fn err_of<'a>(errors: &'a Errors, field: &str) -> &'a str {
-    errors
-        .iter()
-        .find(|(f, _)| *f == field)
-        .map(|(_, m)| m.as_str())
-        .unwrap_or("")
-}
-
 fn t(v: &Visitor, it: &str, en: &str) -> String {
     if v.en() {
         en.to_owned()
@@ -69,35 +60,6 @@ fn site(state: &AppState) -> String {
 fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "citizen page failed");
     (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-}
-
-/// A page with a title and a few sentences (confirmations, expired links, refusals).
-#[derive(Template)]
-#[template(path = "web/message.html")]
-struct MessagePage {
-    c: Chrome,
-    site: String,
-    heading: String,
-    paragraphs: Vec<String>,
-    link: Option<(String, String)>,
-}
-
-fn message(
-    state: &AppState,
-    v: &Visitor,
-    status: StatusCode,
-    heading: String,
-    paragraphs: Vec<String>,
-    link: Option<(String, String)>,
-) -> Response {
-    let page = MessagePage {
-        c: v.chrome(&heading),
-        site: site(state),
-        heading,
-        paragraphs,
-        link,
-    };
-    render(v, status, &page)
 }
 
 fn csrf_refused(state: &AppState, v: &Visitor) -> Response {
@@ -137,12 +99,6 @@ struct RegisterPage {
     site: String,
     form: RegisterForm,
     errors: Errors,
-}
-
-impl RegisterPage {
-    fn err(&self, field: &str) -> &str {
-        err_of(&self.errors, field)
-    }
 }
 
 async fn register_form(
@@ -276,7 +232,7 @@ async fn register(
             .as_ref()
             .map(|f| f.as_str().to_owned())
             .unwrap_or_default();
-        match create_account(&state, &v, &form, &email, &fiscal).await {
+        match create_account(&state, &form, &email, &fiscal).await {
             Ok(Ok(id)) => created = Some(id),
             Ok(Err(AccountTaken::Email)) => errors.push((
                 "email",
@@ -350,7 +306,6 @@ fn new_password_errors(v: &Visitor, password: &str, confirm: &str, personal: &[&
 
 async fn create_account(
     state: &AppState,
-    v: &Visitor,
     form: &RegisterForm,
     email: &str,
     fiscal: &str,
@@ -375,7 +330,7 @@ async fn create_account(
         Err(taken) => return Ok(Err(taken)),
     };
     let name = format!("{} {}", form.first_name.trim(), form.last_name.trim());
-    mail_link(state, v, &mut tx, id, email, &name, "verify").await?;
+    mail_link(state, &mut tx, id, email, &name, "verify").await?;
     tx.commit().await?;
     Ok(Ok(id))
 }
@@ -401,7 +356,6 @@ struct ResetMail<'a> {
 /// Makes a link for `purpose` and queues the mail carrying it, in `tx`.
 async fn mail_link(
     state: &AppState,
-    _v: &Visitor,
     tx: &mut crate::store::Tx,
     citizen_id: i64,
     email: &str,
@@ -603,12 +557,6 @@ struct EmailFormPage {
     errors: Errors,
 }
 
-impl EmailFormPage {
-    fn err(&self, field: &str) -> &str {
-        err_of(&self.errors, field)
-    }
-}
-
 fn email_form(
     state: &AppState,
     v: &Visitor,
@@ -667,12 +615,7 @@ async fn forgot_form(State(state): State<AppState>, v: Visitor) -> Response {
 
 /// Sends a link of `purpose` to the account of `email` if there is one (and, for `verify`,
 /// if it is not confirmed yet), within the hourly limit. The answer never says which.
-async fn send_link_if_any(
-    state: &AppState,
-    v: &Visitor,
-    email: &str,
-    purpose: &str,
-) -> anyhow::Result<()> {
+async fn send_link_if_any(state: &AppState, email: &str, purpose: &str) -> anyhow::Result<()> {
     let Some(c) = state.store.citizen_by_email(email).await? else {
         return Ok(());
     };
@@ -689,7 +632,7 @@ async fn send_link_if_any(
     }
     let mut tx = state.store.begin().await?;
     let name = format!("{} {}", c.first_name, c.last_name);
-    mail_link(state, v, &mut tx, c.citizen_id, &c.email, &name, purpose).await?;
+    mail_link(state, &mut tx, c.citizen_id, &c.email, &name, purpose).await?;
     tx.commit().await?;
     state.outbox_wake.notify_one();
     Ok(())
@@ -709,7 +652,7 @@ async fn email_post(state: AppState, v: Visitor, f: EmailForm, purpose: &str) ->
         );
         return email_form(&state, &v, resend, f.email, vec![("email", e)]);
     }
-    if let Err(e) = send_link_if_any(&state, &v, &email, purpose).await {
+    if let Err(e) = send_link_if_any(&state, &email, purpose).await {
         return internal(e);
     }
     message(
@@ -743,12 +686,6 @@ struct ResetPage {
     site: String,
     token: String,
     errors: Errors,
-}
-
-impl ResetPage {
-    fn err(&self, field: &str) -> &str {
-        err_of(&self.errors, field)
-    }
 }
 
 async fn reset_form(
@@ -859,12 +796,6 @@ struct LoginPage {
     notice: Option<String>,
     errors: Errors,
     unverified: bool,
-}
-
-impl LoginPage {
-    fn err(&self, field: &str) -> &str {
-        err_of(&self.errors, field)
-    }
 }
 
 /// Only a path on this site: never an absolute or scheme-relative URL (open redirect).

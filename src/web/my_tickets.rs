@@ -16,7 +16,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
 
-use super::visitor::{random_token, render, Chrome, Visitor};
+use super::visitor::{message, random_token, render, Chrome, Errors, FieldErrors, Visitor};
 use super::AppState;
 use crate::domain::TicketKind;
 use crate::inbound::pipeline::{Outcome, WEB_KIND_HEADER, WEB_MAILBOX};
@@ -557,41 +557,21 @@ fn sanitize_html(html: &str) -> String {
 }
 
 fn not_found(state: &AppState, v: &Visitor) -> Response {
-    #[derive(Template)]
-    #[template(path = "web/message.html")]
-    struct NotFound {
-        c: Chrome,
-        site: String,
-        heading: String,
-        paragraphs: Vec<String>,
-        link: Option<(String, String)>,
-    }
-    let heading = if v.en() {
-        "Not found"
-    } else {
-        "Pagina non trovata"
-    }
-    .to_owned();
-    let page = NotFound {
-        c: v.chrome(&heading),
-        site: state.cfg.server.site_name.clone(),
-        paragraphs: vec![if v.en() {
-            "There is no such case among yours.".to_owned()
-        } else {
-            "Tra le sue pratiche non ce n'è una con questo numero.".to_owned()
-        }],
-        link: Some((
+    let t = |it: &str, en: &str| if v.en() { en } else { it }.to_owned();
+    message(
+        state,
+        v,
+        StatusCode::NOT_FOUND,
+        t("Pagina non trovata", "Not found"),
+        vec![t(
+            "Tra le sue pratiche non ce n'è una con questo numero.",
+            "There is no such case among yours.",
+        )],
+        Some((
             "/tickets".to_owned(),
-            if v.en() {
-                "My reports"
-            } else {
-                "Le mie segnalazioni"
-            }
-            .to_owned(),
+            t("Le mie segnalazioni", "My reports"),
         )),
-        heading,
-    };
-    render(v, StatusCode::NOT_FOUND, &page)
+    )
 }
 
 async fn attachment(
@@ -676,22 +656,12 @@ struct NewPage {
     kind: String,
     subject: String,
     text: String,
-    errors: Vec<(&'static str, String)>,
+    errors: Errors,
     max_files: usize,
     max_file_mb: usize,
     max_total_mb: usize,
     types: String,
     accept: String,
-}
-
-impl NewPage {
-    fn err(&self, field: &str) -> &str {
-        self.errors
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map(|(_, m)| m.as_str())
-            .unwrap_or("")
-    }
 }
 
 fn new_page(
@@ -701,7 +671,7 @@ fn new_page(
     kind: &str,
     subject: String,
     text: String,
-    errors: Vec<(&'static str, String)>,
+    errors: Errors,
 ) -> Response {
     let areas = state
         .cfg
@@ -801,7 +771,7 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
         String::new(),
     );
     let mut uploads: Vec<Upload> = Vec::new();
-    let mut errors: Vec<(&'static str, String)> = Vec::new();
+    let mut errors: Errors = Vec::new();
     let mut total = 0usize;
     let en = v.en();
     let tr = |it: &str, en_text: &str| {

@@ -4,28 +4,27 @@
 //! Cookies (all HttpOnly, SameSite=Lax, Secure when `server.base_url` is https):
 //! - `tg_session`: a random id; the database keeps only its sha256 (`web_session`), so any
 //!   instance serves any citizen and a database copy opens no session.
-//! - `tg_csrf`: a random value given to every visitor; each form carries
-//!   HMAC(security.secret, value) and a POST must bring both (signed double submit). An
-//!   attacker's page can neither read the cookie nor compute the HMAC.
+//! - `tg_csrf`: a random value given to every visitor; each form carries its signature
+//!   ([`SignedIds::sign`], purpose `csrf`) and a POST must bring both (signed double submit).
+//!   An attacker's page can neither read the cookie nor compute the signature.
 //! - `tg_lang`: `it` or `en`, set by the language switch (`?lang=`).
 
 use std::net::SocketAddr;
 
+use super::AppState;
+use crate::domain::SignedIds;
+use crate::store::{now_millis, raw_sha256_hex, CitizenRow};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::{ACCEPT_LANGUAGE, CACHE_CONTROL, COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use hmac::{Hmac, Mac};
-use secrecy::ExposeSecret;
-use sha2::Sha256;
-
-use super::AppState;
-use crate::store::{now_millis, raw_sha256_hex, CitizenRow};
 
 pub const SESSION_COOKIE: &str = "tg_session";
 pub const CSRF_COOKIE: &str = "tg_csrf";
 pub const LANG_COOKIE: &str = "tg_lang";
+/// What CSRF tokens sign, so that no other signature of ours passes as one.
+const CSRF_PURPOSE: &str = "csrf";
 /// A session lasts this long after sign-in.
 pub const SESSION_MILLIS: i64 = 7 * 24 * 3_600_000;
 
@@ -68,7 +67,7 @@ pub struct Visitor {
     pub path: String,
     pub query: String,
     secure: bool,
-    secret: Vec<u8>,
+    ids: SignedIds,
 }
 
 fn cookies(parts: &Parts) -> Vec<(String, String)> {
@@ -183,13 +182,7 @@ impl FromRequestParts<AppState> for Visitor {
             path: parts.uri.path().to_owned(),
             query,
             secure: state.cfg.server.base_url.starts_with("https://"),
-            secret: state
-                .cfg
-                .security
-                .secret
-                .expose_secret()
-                .as_bytes()
-                .to_vec(),
+            ids: state.ids.clone(),
         })
     }
 }
@@ -201,25 +194,16 @@ impl Visitor {
 
     /// The token forms carry.
     pub fn csrf_token(&self) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("any key length");
-        mac.update(b"csrf\0");
-        mac.update(self.csrf_cookie.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        self.ids.sign(CSRF_PURPOSE, &self.csrf_cookie)
     }
 
     /// Whether a submitted form's token belongs to this visitor's cookie. A visitor without
     /// the cookie (a forged cross-site POST, or cookies off) never passes.
     pub fn csrf_ok(&self, submitted: &str) -> bool {
-        if self.new_csrf_cookie {
-            return false;
-        }
-        let Ok(submitted) = hex::decode(submitted.trim()) else {
-            return false;
-        };
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("any key length");
-        mac.update(b"csrf\0");
-        mac.update(self.csrf_cookie.as_bytes());
-        mac.verify_slice(&submitted).is_ok()
+        !self.new_csrf_cookie
+            && self
+                .ids
+                .verify_sig(CSRF_PURPOSE, &self.csrf_cookie, submitted.trim())
     }
 
     fn cookie(&self, name: &str, value: &str, max_age: Option<i64>) -> String {
@@ -348,4 +332,51 @@ pub fn render(v: &Visitor, status: StatusCode, page: &impl askama::Template) -> 
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }
     }
+}
+
+/// A form's errors: (field id, message), in the order of the fields.
+pub type Errors = Vec<(&'static str, String)>;
+
+/// The error of one field, for templates: `errors.of("email")` ("" when none).
+pub trait FieldErrors {
+    fn of(&self, field: &str) -> &str;
+}
+
+impl FieldErrors for Errors {
+    fn of(&self, field: &str) -> &str {
+        self.iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, m)| m.as_str())
+            .unwrap_or("")
+    }
+}
+
+/// A page with a title and a few sentences (confirmations, expired links, not found).
+#[derive(askama::Template)]
+#[template(path = "web/message.html")]
+struct MessagePage {
+    c: Chrome,
+    site: String,
+    heading: String,
+    paragraphs: Vec<String>,
+    link: Option<(String, String)>,
+}
+
+/// Renders a [`MessagePage`]: `heading`, its paragraphs, an optional (href, label) link.
+pub fn message(
+    state: &AppState,
+    v: &Visitor,
+    status: StatusCode,
+    heading: String,
+    paragraphs: Vec<String>,
+    link: Option<(String, String)>,
+) -> Response {
+    let page = MessagePage {
+        c: v.chrome(&heading),
+        site: state.cfg.server.site_name.clone(),
+        heading,
+        paragraphs,
+        link,
+    };
+    render(v, status, &page)
 }

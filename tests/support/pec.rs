@@ -591,7 +591,7 @@ fn encode_header(value: &str) -> String {
 }
 
 /// Base64 on 76-character lines joined by CRLF.
-fn base64(bytes: &[u8]) -> String {
+pub fn base64(bytes: &[u8]) -> String {
     base64_line(bytes)
         .as_bytes()
         .chunks(76)

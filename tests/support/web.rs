@@ -190,25 +190,7 @@ pub fn link_in(mail: &str, needle: &str) -> String {
 
 /// A mail with a JPEG attachment and an HTML part carrying script payloads.
 pub fn mail_with_photo_and_html(from: &str, to: &str, subject: &str, photo: &[u8]) -> Vec<u8> {
-    use std::fmt::Write;
-    let mut b64 = String::new();
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for chunk in photo.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                b64.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                b64.push('=');
-            }
-        }
-    }
-    let mut wrapped = String::new();
-    for line in b64.as_bytes().chunks(76) {
-        writeln!(wrapped, "{}\r", std::str::from_utf8(line).unwrap()).unwrap();
-    }
+    let wrapped = format!("{}\r\n", super::pec::base64(photo));
     format!(
         "From: Anna Verdi <{from}>\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{}>\r\n\
          MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"M\"\r\n\r\n\

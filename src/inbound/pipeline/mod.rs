@@ -971,12 +971,14 @@ fn find_our_id_in(raw: &[u8], ids: &SignedIds) -> Option<OurMessageId> {
 
 /// The kind named by the web form's header, in the header block of `raw`.
 fn web_kind(raw: &[u8]) -> Option<TicketKind> {
-    let text = String::from_utf8_lossy(raw);
     let prefix = format!("{}:", WEB_KIND_HEADER.to_ascii_lowercase());
-    text.lines()
-        .take_while(|l| !l.trim().is_empty())
-        .find_map(|l| {
-            l.to_ascii_lowercase()
+    // The header block only (up to the first empty line): the body can be megabytes.
+    raw.split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .take_while(|line| !line.is_empty())
+        .find_map(|line| {
+            String::from_utf8_lossy(line)
+                .to_ascii_lowercase()
                 .strip_prefix(&prefix)
                 .and_then(|v| TicketKind::parse(v.trim()))
         })
