@@ -747,7 +747,10 @@ fn tipo_mismatch(class: &PecClass, daticert: &Daticert) -> Option<String> {
 /// quick-xml never reads a DTD, never expands a declared entity and never fetches anything: a
 /// `<!DOCTYPE>` (with or without an internal subset naming `SYSTEM` entities) is skipped, and a
 /// reference to any entity other than the five predefined ones stays in the text as written.
-fn read_daticert(xml: &[u8]) -> (Daticert, Option<String>) {
+///
+/// Public for the fuzz target `pec_daticert` (docs/fuzzing.md): the pipeline reaches it only
+/// through [`classify`].
+pub fn read_daticert(xml: &[u8]) -> (Daticert, Option<String>) {
     let (text, note) = xml_text(xml);
     let mut reader = Reader::from_str(&text);
     let mut state = XmlState::default();
