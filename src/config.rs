@@ -139,6 +139,11 @@ pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
     pub tls: TlsMode,
+    /// Allows `tls = "none"` to a host that is not loopback (a trusted private network).
+    /// Without it check-config refuses that: the password and every citizen's mail would
+    /// cross the network in clear.
+    #[serde(default)]
+    pub allow_plaintext: bool,
     pub username: Option<String>,
     pub password: Option<SecretString>,
     /// Seconds to wait for the SMTP server on connect and on each command.
@@ -249,6 +254,9 @@ pub struct MailboxConfig {
     pub host: String,
     pub port: u16,
     pub tls: TlsMode,
+    /// Allows `tls = "none"` to a host that is not loopback: see [`SmtpConfig::allow_plaintext`].
+    #[serde(default)]
+    pub allow_plaintext: bool,
     pub username: String,
     pub password: SecretString,
     #[serde(default = "default_folder")]
@@ -556,6 +564,42 @@ impl Config {
                 );
             }
         }
+        // Plain connections only where nobody else can listen (issue 10, finding 19).
+        let plaintext = self
+            .mailboxes
+            .iter()
+            .enumerate()
+            .map(|(i, mb)| {
+                (
+                    format!("mailbox[{i}]"),
+                    &mb.host,
+                    mb.tls,
+                    mb.allow_plaintext,
+                )
+            })
+            .chain([(
+                "smtp".to_owned(),
+                &self.smtp.host,
+                self.smtp.tls,
+                self.smtp.allow_plaintext,
+            )])
+            .chain(
+                self.pec_smtp
+                    .iter()
+                    .map(|p| ("pec_smtp".to_owned(), &p.host, p.tls, p.allow_plaintext)),
+            );
+        for (key, host, tls, allowed) in plaintext {
+            if tls == TlsMode::None && !allowed && !is_loopback_host(host) {
+                err(
+                    format!("{key}.tls"),
+                    format!(
+                        "\"none\" sends the password and the mail in clear to {host:?}, which is \
+                         not a loopback address: use \"starttls\" or \"tls\", or set \
+                         {key}.allow_plaintext = true if the network is trusted"
+                    ),
+                );
+            }
+        }
         if self.pec.verify_signatures {
             match &self.pec.trust_store {
                 None => err(
@@ -684,6 +728,21 @@ fn env_provider() -> Env {
     Env::prefixed("TICKETGATE__").split("__")
 }
 
+/// `localhost` or a loopback IP address (`127.0.0.0/8`, `::1`, also in brackets). Names are not
+/// resolved: what a name resolves to can change after the check, and check-config must not
+/// depend on DNS.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim();
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn valid_slug(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -754,6 +813,53 @@ mod tests {
         let cfg = Config::from_toml_str(&text).expect("parses");
         assert_eq!(cfg.problems(), vec![]);
         assert!(cfg.mailboxes[0].pec);
+    }
+
+    #[test]
+    fn plaintext_to_a_host_that_is_not_loopback_is_refused_unless_allowed() {
+        let remote = GOOD.replace("host = \"127.0.0.1\"", "host = \"mail.comune.test\"")
+            + "\n[pec_smtp]\nhost = \"192.0.2.7\"\nport = 25\ntls = \"none\"\n";
+        let cfg = Config::from_toml_str(&remote).expect("parses");
+        let problems = cfg.problems();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"smtp.tls"), "{problems:?}");
+        assert!(keys.contains(&"mailbox[0].tls"), "{problems:?}");
+        assert!(keys.contains(&"pec_smtp.tls"), "{problems:?}");
+        assert!(cfg.validate().is_err());
+        let message = cfg.validate().unwrap_err().to_string();
+        assert!(message.contains("allow_plaintext"), "{message}");
+
+        let allowed = remote.replace("tls = \"none\"", "tls = \"none\"\nallow_plaintext = true");
+        let cfg = Config::from_toml_str(&allowed).expect("parses");
+        assert_eq!(cfg.problems(), vec![]);
+
+        let encrypted = remote.replace("tls = \"none\"", "tls = \"starttls\"");
+        let cfg = Config::from_toml_str(&encrypted).expect("parses");
+        assert_eq!(cfg.problems(), vec![]);
+    }
+
+    #[test]
+    fn loopback_hosts_are_recognised_without_resolving_names() {
+        for host in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LocalHost ",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "0.0.0.0",
+            "10.0.0.1",
+            "mail.comune.test",
+            "localhost.evil.test",
+            "[::2]",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 
     #[test]
