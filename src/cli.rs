@@ -422,6 +422,12 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
             })
         })
         .collect();
+    // Why a PEC ticket is not certified: said by its `received` event (issue 10, finding 13).
+    let not_certified = events
+        .iter()
+        .filter(|e| e.kind == "received")
+        .filter_map(|e| serde_json::from_str::<Value>(&e.details).ok())
+        .find_map(|d| d["pec"]["not_certified"].as_str().map(str::to_owned));
     let attachments_json: Vec<Value> = attachments
         .iter()
         .map(|a| {
@@ -435,8 +441,10 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
         .collect();
     match format {
         Format::Json => {
+            let mut ticket = ticket_json(&t);
+            ticket["not_certified_because"] = json!(not_certified);
             let doc = json!({
-                "ticket": ticket_json(&t),
+                "ticket": ticket,
                 "events": events_json,
                 "messages": messages_json,
                 "attachments": attachments_json,
@@ -456,7 +464,12 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                     "PEC      certified, to {}",
                     t.pec_address.as_deref().unwrap_or("")
                 ),
-                Some(false) => println!("PEC      NOT certified (ordinary mail to the PEC box)"),
+                Some(false) => println!(
+                    "PEC      NOT certified: {}",
+                    not_certified
+                        .as_deref()
+                        .unwrap_or("ordinary mail to the PEC box")
+                ),
                 None => {}
             }
             println!("Created  {}", rfc3339(t.created_at));

@@ -454,7 +454,8 @@ fn pec_headers_in_mail_to_an_ordinary_box_are_not_trusted() {
 }
 
 /// With `pec.verify_signatures`, the provider's S/MIME signature is checked against the
-/// trust store and the result recorded; a tampered envelope is still a ticket, flagged.
+/// trust store and the result recorded; a tampered envelope is still a ticket, flagged and not
+/// certified.
 #[test]
 fn provider_signatures_are_verified_and_a_bad_one_is_recorded_never_dropped() {
     let stack = MailStack::start();
@@ -477,9 +478,9 @@ fn provider_signatures_are_verified_and_a_bad_one_is_recorded_never_dropped() {
         .replace("Al parco giochi.", "Al parco giochi!");
     deliver_to_pec_box(&stack, tampered.as_bytes());
 
-    for (subject, expected) in [
-        ("Fontana rotta", "verified"),
-        ("Panchina divelta", "not verified"),
+    for (subject, expected, certified) in [
+        ("Fontana rotta", "verified", true),
+        ("Panchina divelta", "not verified", false),
     ] {
         let reference = wait_ticket(&gw, subject)["ref"]
             .as_str()
@@ -488,8 +489,61 @@ fn provider_signatures_are_verified_and_a_bad_one_is_recorded_never_dropped() {
         let shown = gw.show(&reference);
         let report = &messages_of(&shown, "report")[0];
         assert_eq!(report["pec"]["signature"], expected, "{subject}: {report}");
-        assert_eq!(shown["ticket"]["certified"], true);
+        assert_eq!(shown["ticket"]["certified"], certified, "{subject}");
+        let because = &shown["ticket"]["not_certified_because"];
+        if certified {
+            assert!(because.is_null(), "{subject}: {because}");
+        } else {
+            assert!(
+                because
+                    .as_str()
+                    .is_some_and(|b| b.contains("did not verify")),
+                "{subject}: {because}"
+            );
+        }
     }
+}
+
+/// With `pec.verify_signatures`, an envelope that carries no signature at all (anyone can
+/// write `X-Trasporto: posta-certificata`) is a ticket, but not a certified one, and
+/// `ticket show` says why (issue 10, finding 13).
+#[test]
+fn an_unsigned_envelope_is_not_certified_when_signatures_are_verified() {
+    let stack = MailStack::start();
+    let pki = support::pki::make_pki(PROVIDER_ROBOT);
+    let extra = format!(
+        "\n[pec]\nverify_signatures = true\ntrust_store = \"{}\"\n",
+        pki.ca_pem.display()
+    );
+    let gw = start(&stack, stack.smtp_port, stack.smtp_port, &extra);
+
+    let p = transport("Lampione spento in via Dante", "Da una settimana.");
+    let unsigned = pecmail::wrap_envelope_headers(&p, &pecmail::transport_inner_mixed(&p));
+    deliver_to_pec_box(&stack, &unsigned);
+
+    let t = wait_ticket(&gw, "Lampione spento");
+    assert_eq!(t["channel"], "pec");
+    assert_eq!(
+        t["certified"], false,
+        "an unsigned envelope is not certified"
+    );
+    let reference = t["ref"].as_str().unwrap().to_owned();
+    let shown = gw.show(&reference);
+    let report = &messages_of(&shown, "report")[0];
+    assert_eq!(report["pec"]["signature"], "not checked", "{report}");
+    let because = shown["ticket"]["not_certified_because"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no reason: {}", shown["ticket"]));
+    assert!(because.contains("signature"), "{because}");
+    let received = &events_of(&shown, "received")[0];
+    assert_eq!(received["details"]["pec"]["certified"], false, "{received}");
+
+    let out = gw.cli(&["ticket", "show", &reference]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("PEC      NOT certified: {because}")),
+        "{text}"
+    );
 }
 
 /// A bounce of our certified mail can come back as an anomaly envelope carrying the DSN:

@@ -324,6 +324,17 @@ fn event_text(
                         .map(|t| format!(" — {} {}", c.t("data certificata", "certified time"), t))
                         .unwrap_or_default()
                 ),
+                // A PEC envelope whose provider signature did not verify (finding 13 of issue
+                // 10): the citizen is told why, in words, not with openssl's reason.
+                Some(p) if p["envelope"] == "transport" => format!(
+                    "{} {area}",
+                    c.t(
+                        "Messaggio ricevuto per PEC ma non certificato (la firma del gestore PEC \
+                         non è stata verificata), assegnato a",
+                        "Message received by PEC but not certified (the PEC provider's signature \
+                         could not be verified), assigned to"
+                    )
+                ),
                 Some(_) => format!(
                     "{} {area}",
                     c.t(

@@ -20,7 +20,10 @@ use askama::Template;
 /// message into the ticket.
 #[derive(Debug, Clone)]
 pub(super) struct PecFacts {
-    /// True for a transport envelope; false for an anomaly (ordinary mail in the PEC box).
+    /// True for a transport envelope whose provider signature verified (or was not asked to
+    /// be checked); false for an anomaly (ordinary mail in the PEC box) and, with
+    /// `pec.verify_signatures` on, for an envelope whose signature did not verify. The reason
+    /// is `details["not_certified"]`.
     pub certified: bool,
     /// The provider's identificativo (the envelope's Message-ID), for a transport envelope.
     pub identificativo: Option<String>,
@@ -60,6 +63,33 @@ impl Pipeline {
         }
     }
 
+    /// Why a provider message does *not* count as certified, or `None` when it does. An anomaly
+    /// never does. With `pec.verify_signatures` on, a transport envelope or a receipt counts
+    /// only when the provider's signature verified (issue 10, finding 13): anyone can write
+    /// `X-Trasporto: posta-certificata` into a mail, only the provider can sign it. With it
+    /// off, the PEC box itself is what the operator trusts, as before.
+    fn not_certified(&self, transport: bool, signature: &SignatureCheck) -> Option<String> {
+        if !transport {
+            return Some(
+                "ordinary mail in the PEC box (X-Trasporto: errore), not a certified PEC"
+                    .to_owned(),
+            );
+        }
+        if !self.cfg.pec.verify_signatures {
+            return None;
+        }
+        let detail = signature.detail().unwrap_or("no detail");
+        match signature {
+            SignatureCheck::Verified { .. } => None,
+            SignatureCheck::NotVerified { .. } => Some(format!(
+                "the PEC provider's signature did not verify: {detail}"
+            )),
+            SignatureCheck::NotChecked { .. } => Some(format!(
+                "the PEC provider's signature could not be verified: {detail}"
+            )),
+        }
+    }
+
     /// Reads a message from a PEC box: unwraps an envelope to the citizen's message, or
     /// prepares a receipt. Never fails on content: what cannot be read is quarantined.
     pub(super) async fn prepare_pec(&self, raw: RawRow) -> anyhow::Result<Prepared> {
@@ -76,6 +106,7 @@ impl Pipeline {
                         certified_at: None,
                         details: json!({
                             "certified": false,
+                            "not_certified": "no X-Trasporto or X-Ricevuta header: not a PEC envelope",
                             "problem": "no X-Trasporto or X-Ricevuta header: not a PEC envelope",
                             "signature": signature.as_str(),
                         }),
@@ -91,11 +122,15 @@ impl Pipeline {
                 Err(e) => Work::Unparseable(format!("PEC receipt cannot be parsed: {e}")),
                 Ok(envelope) => {
                     let d = pm.daticert.as_ref();
+                    let not_certified = self.not_certified(true, &signature);
                     let facts = PecFacts {
-                        certified: true,
+                        certified: not_certified.is_none(),
                         identificativo: None,
                         certified_at: d.and_then(|d| d.data.as_ref()).and_then(|t| t.millis),
-                        details: json!({ "problem": pm.problem }),
+                        details: json!({
+                            "problem": pm.problem,
+                            "not_certified": not_certified,
+                        }),
                         signature,
                     };
                     Work::PecReceipt(Box::new(ReceiptWork {
@@ -125,12 +160,14 @@ impl Pipeline {
                         let certified_at = d.and_then(|d| d.data.as_ref()).and_then(|t| t.millis);
                         let identificativo =
                             transport.then(|| pm.envelope_message_id.clone()).flatten();
+                        let not_certified = self.not_certified(transport, &signature);
                         let facts = PecFacts {
-                            certified: transport,
+                            certified: not_certified.is_none(),
                             identificativo: identificativo.clone(),
                             certified_at,
                             details: json!({
-                                "certified": transport,
+                                "certified": not_certified.is_none(),
+                                "not_certified": not_certified,
                                 "envelope": what,
                                 "pec_id": identificativo,
                                 "certified_at": certified_at.map(rfc3339),
