@@ -15,7 +15,7 @@ use proptest::test_runner::{Config, TestRunner};
 /// Random and mutated inputs per target and strategy. Each target's run stays within a few
 /// seconds in a debug build on two cores (mime_parse, the slowest, parses each input twice more
 /// for the LF/CRLF comparison).
-const CASES: u32 = 1000;
+const CASES: u32 = 2500;
 
 /// Longest random input, in bytes.
 const MAX_RANDOM_BYTES: usize = 2048;
