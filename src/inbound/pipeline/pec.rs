@@ -71,7 +71,7 @@ impl Pipeline {
     fn not_certified(&self, transport: bool, signature: &SignatureCheck) -> Option<String> {
         if !transport {
             return Some(
-                "ordinary mail in the PEC box (X-Trasporto: errore), not a certified PEC"
+                "ordinary mail in the PEC box (an anomaly envelope), not a certified PEC"
                     .to_owned(),
             );
         }
