@@ -1096,3 +1096,38 @@ async fn logout(State(state): State<AppState>, v: Visitor, Form(f): Form<CsrfFor
     }
     v.without_session(Redirect::to("/").into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_plain_name;
+
+    #[test]
+    fn names_of_people_are_plain_and_anything_like_a_link_is_not() {
+        for ok in [
+            "Anna",
+            "De Luca",
+            "D'Angelo-Rossi",
+            "D’Amico",
+            "J.R.",
+            "J. R. Tolkien",
+            "Zoë",
+            "Łukasz",
+            "Σωκράτης",
+        ] {
+            assert!(is_plain_name(ok), "{ok}");
+        }
+        for bad in [
+            "http://evil",
+            "evil.example",
+            "www.evil",
+            "Visita evil.it",
+            "a@b",
+            "Anna <b>",
+            "Anna\u{7}",
+            "Anna 2",
+            &"a".repeat(101),
+        ] {
+            assert!(!is_plain_name(bad), "{bad}");
+        }
+    }
+}
