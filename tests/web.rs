@@ -514,6 +514,63 @@ fn parallel_failed_sign_ins_get_no_more_password_checks_than_the_limits() {
 }
 
 #[test]
+fn mailed_link_requests_and_web_reports_are_limited_per_client_address() {
+    let stack = MailStack::start();
+    let gw = behind_a_proxy(&stack);
+    let client = Client::new(&gw).forwarded_for("203.0.113.50");
+    let form = client.get("/password/forgot");
+    // Ten requests for links an hour from one address, whichever form and account…
+    for i in 0..10 {
+        let (path, email) = if i % 2 == 0 {
+            ("/password/forgot", format!("nessuno{i}@citizen.test"))
+        } else {
+            ("/verify/resend", CITIZEN.to_owned())
+        };
+        let page = client.post(path, &[("csrf", &form.csrf()), ("email", &email)]);
+        assert_eq!(page.status, 200, "request {i}");
+    }
+    let page = client.post(
+        "/password/forgot",
+        &[("csrf", &form.csrf()), ("email", CITIZEN)],
+    );
+    assert_eq!(page.status, 429, "{}", page.body);
+    assert!(page.body.contains("Troppe richieste"));
+    // …and another address is not affected.
+    let other = Client::new(&gw).forwarded_for("203.0.113.51");
+    let form = other.get("/password/forgot");
+    let page = other.post(
+        "/password/forgot",
+        &[("csrf", &form.csrf()), ("email", CITIZEN)],
+    );
+    assert_eq!(page.status, 200);
+
+    // Twenty reports from the web an hour from one address; a form with mistakes is not one.
+    let reporter = signed_in(&stack, &gw, CITIZEN2, &cf("BNCGLI70A41H501"));
+    let reporter = reporter.forwarded_for("203.0.113.52");
+    let form = reporter.get("/tickets/new");
+    let report = |subject: &str| {
+        reporter.post_multipart(
+            "/tickets/new",
+            &[
+                ("csrf", &form.csrf()),
+                ("area", "ambiente"),
+                ("kind", "reclamo"),
+                ("subject", subject),
+                ("text", "Sacchi abbandonati."),
+            ],
+            &[],
+        )
+    };
+    assert_eq!(report("").status, 422);
+    for i in 0..20 {
+        assert_eq!(report(&format!("Rifiuti {i}")).status, 303, "report {i}");
+    }
+    let page = report("Rifiuti di troppo");
+    assert_eq!(page.status, 429, "{}", page.body);
+    assert!(page.body.contains("Troppe richieste"));
+}
+
+#[test]
 fn a_strangers_wrong_passwords_do_not_keep_the_citizen_out_of_the_account() {
     let stack = MailStack::start();
     let gw = behind_a_proxy(&stack);

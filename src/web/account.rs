@@ -123,6 +123,11 @@ async fn register_form(
                 ),
                 t(
                     &v,
+                    "Se con questo indirizzo o con questo codice fiscale esiste già un account, non ne creiamo un altro: scriviamo al titolare come accedere o scegliere una nuova password.",
+                    "If this address or this tax code already has an account, we do not create another: we write to its owner how to sign in or choose a new password.",
+                ),
+                t(
+                    &v,
                     "Non è arrivato? Controlli la posta indesiderata, oppure chieda un nuovo collegamento.",
                     "Nothing arrived? Check the spam folder, or ask for a new link.",
                 ),
