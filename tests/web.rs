@@ -306,22 +306,292 @@ fn registration_errors_are_named_next_to_their_field_and_keep_what_was_typed() {
     ]);
     assert!(page.body.contains("id=\"password_confirm-error\""));
 
-    // One account per email and per codice fiscale.
+    // A name that a mail client would turn into a link is refused, the field named.
+    let page = post(&[
+        ("first_name", "http://evil"),
+        ("last_name", "Visita www.evil.example"),
+    ]);
+    assert_eq!(page.status, 422);
+    for field in ["first_name", "last_name"] {
+        let at = page
+            .body
+            .find(&format!("id=\"{field}-error\""))
+            .unwrap_or_else(|| panic!("no error next to {field}:\n{}", page.body));
+        assert!(
+            page.body[at..]
+                .split("</span>")
+                .next()
+                .unwrap()
+                .contains("indirizzi web"),
+            "{field}"
+        );
+    }
+}
+
+/// Posts `fields` to `path` from `clients` all at once (each client first loads the form for
+/// its CSRF token); the statuses of the answers.
+fn post_in_parallel(clients: &[Client], form: &str, fields: &[Vec<(&str, String)>]) -> Vec<Page> {
+    let tokens: Vec<String> = clients.iter().map(|c| c.get(form).csrf()).collect();
+    let barrier = std::sync::Barrier::new(clients.len());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = clients
+            .iter()
+            .zip(&tokens)
+            .zip(fields)
+            .map(|((client, token), fields)| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    let mut all = vec![("csrf", token.as_str())];
+                    all.extend(fields.iter().map(|(k, v)| (*k, v.as_str())));
+                    barrier.wait();
+                    client.post(form, &all)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn count(pages: &[Page], status: u16) -> usize {
+    pages.iter().filter(|p| p.status == status).count()
+}
+
+fn behind_a_proxy(stack: &MailStack) -> Gateway {
+    Gateway::start_edited(stack, "", "retry_initial_seconds = 1", |t| {
+        t.replacen("[server]\n", "[server]\ntrust_forwarded_for = true\n", 1)
+    })
+}
+
+#[test]
+fn registration_answers_the_same_for_taken_data_and_tells_the_owner_by_mail() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let new = register(&Client::new(&gw), CITIZEN, &cf("RSSMRA85T10A562"));
+    assert_eq!(new.status, 303, "{}", new.body);
+    assert_eq!(new.location.as_deref(), Some("/register?done=1"));
+    // The same email with another codice fiscale, and the same codice fiscale with another
+    // email: the very same answer, so nobody learns whether a person is registered.
+    let same_email = register(&Client::new(&gw), CITIZEN, &cf("BNCGLI70A41H501"));
+    let same_code = register(&Client::new(&gw), CITIZEN2, &cf("RSSMRA85T10A562"));
+    for page in [&same_email, &same_code] {
+        assert_eq!(page.status, new.status, "{}", page.body);
+        assert_eq!(page.location, new.location);
+        assert_eq!(page.body, new.body);
+    }
+    // The owner is told, twice, with no link that changes anything.
+    let notices = |stack: &MailStack| {
+        fetch_all(stack, CITIZEN)
+            .into_iter()
+            .map(|m| String::from_utf8_lossy(&m).into_owned())
+            .filter(|m| {
+                subject_and_text(m)
+                    .1
+                    .contains("Someone has just asked to register")
+            })
+            .collect::<Vec<_>>()
+    };
+    gw.wait_for("two notices to the owner", WAIT, || {
+        (notices(&stack).len() >= 2).then_some(())
+    });
+    for mail in notices(&stack) {
+        let (_, text) = subject_and_text(&mail);
+        assert!(text.contains("Gentile Anna Verdi"), "{text}");
+        assert!(text.contains("/password/forgot"), "{text}");
+        assert!(!text.contains("token="), "{text}");
+        assert!(
+            !text.contains("BNCGLI70A41H501") && !text.contains(CITIZEN2),
+            "{text}"
+        );
+    }
+    let texts: Vec<String> = notices(&stack)
+        .iter()
+        .map(|m| subject_and_text(m).1)
+        .collect();
+    assert!(texts.iter().any(|t| t.contains("il suo indirizzo e-mail")));
+    assert!(texts.iter().any(|t| t.contains("il suo codice fiscale")));
+    // Nothing was created for the second email.
+    assert_eq!(login(&Client::new(&gw), CITIZEN2, PASSWORD).status, 401);
+}
+
+#[test]
+fn parallel_registrations_from_one_address_are_limited_and_hashing_stays_within_memory() {
+    let stack = MailStack::start();
+    let gw = behind_a_proxy(&stack);
+    let clients: Vec<Client> = (0..30)
+        .map(|_| Client::new(&gw).forwarded_for("203.0.113.20"))
+        .collect();
+    let forms: Vec<Vec<(&str, String)>> = (0..30)
+        .map(|i| {
+            vec![
+                ("first_name", "Anna".to_owned()),
+                ("last_name", "Verdi".to_owned()),
+                ("email", format!("persona{i}@citizen.test")),
+                ("fiscal_code", cf(&format!("RSSMRA85T10A{:03}", 100 + i))),
+                ("password", PASSWORD.to_owned()),
+                ("password_confirm", PASSWORD.to_owned()),
+                ("privacy", "yes".to_owned()),
+            ]
+        })
+        .collect();
+    let pages = post_in_parallel(&clients, "/register", &forms);
+    assert_eq!(count(&pages, 303) + count(&pages, 429), 30);
+    let created = count(&pages, 303);
+    assert!(
+        (1..=10).contains(&created),
+        "{created} registered: the limit per client address is 10"
+    );
+    let limited = pages.iter().find(|p| p.status == 429).unwrap();
+    assert!(
+        limited.body.contains("Troppe richieste"),
+        "{}",
+        limited.body
+    );
+    assert!(limited.header("retry-after").is_some());
+    // Sign-ins from many addresses at once (each one an Argon2 run of 19 MiB): hashed a
+    // core's worth at a time, so the process does not balloon.
+    let clients: Vec<Client> = (0..64)
+        .map(|i| Client::new(&gw).forwarded_for(&format!("198.51.100.{}", i + 100)))
+        .collect();
+    let forms: Vec<Vec<(&str, String)>> = (0..64)
+        .map(|i| {
+            vec![
+                ("email", format!("nessuno{i}@citizen.test")),
+                ("password", "sbagliata-password-1".to_owned()),
+                ("next", "/tickets".to_owned()),
+            ]
+        })
+        .collect();
+    let pages = post_in_parallel(&clients, "/login", &forms);
+    assert_eq!(count(&pages, 401), 64);
+    let peak_mib = gw.peak_rss_kib() / 1024;
+    assert!(peak_mib < 600, "the gateway peaked at {peak_mib} MiB");
+}
+
+#[test]
+fn parallel_failed_sign_ins_get_no_more_password_checks_than_the_limits() {
+    let stack = MailStack::start();
+    let gw = behind_a_proxy(&stack);
     assert_eq!(
-        register(&client, CITIZEN, &cf("RSSMRA85T10A562")).status,
+        register(&Client::new(&gw), CITIZEN, &cf("RSSMRA85T10A562")).status,
         303
     );
-    let page = register(&Client::new(&gw), CITIZEN, &cf("BNCGLI70A41H501"));
-    assert_eq!(page.status, 422);
-    assert!(page.body.contains("id=\"email-error\""));
-    assert!(page
-        .body
-        .contains("Esiste già un account con questo indirizzo"));
-    let page = register(&Client::new(&gw), CITIZEN2, &cf("RSSMRA85T10A562"));
-    assert_eq!(page.status, 422);
-    assert!(page
-        .body
-        .contains("Esiste già un account con questo codice fiscale"));
+    // Sixty at once from one address, each at another account: twenty are checked.
+    let clients: Vec<Client> = (0..60)
+        .map(|_| Client::new(&gw).forwarded_for("203.0.113.30"))
+        .collect();
+    let forms: Vec<Vec<(&str, String)>> = (0..60)
+        .map(|i| {
+            vec![
+                ("email", format!("nessuno{i}@citizen.test")),
+                ("password", "sbagliata-password-1".to_owned()),
+            ]
+        })
+        .collect();
+    let pages = post_in_parallel(&clients, "/login", &forms);
+    assert_eq!(count(&pages, 401) + count(&pages, 429), 60);
+    assert!(count(&pages, 401) <= 20, "{} checked", count(&pages, 401));
+    // Forty guesses at once at one account from one address: five are checked.
+    let clients: Vec<Client> = (0..40)
+        .map(|_| Client::new(&gw).forwarded_for("203.0.113.31"))
+        .collect();
+    let forms: Vec<Vec<(&str, String)>> = (0..40)
+        .map(|i| {
+            vec![
+                ("email", CITIZEN.to_owned()),
+                ("password", format!("sbagliata-password-{i}")),
+            ]
+        })
+        .collect();
+    let pages = post_in_parallel(&clients, "/login", &forms);
+    assert_eq!(count(&pages, 401) + count(&pages, 429), 40);
+    assert!(count(&pages, 401) <= 5, "{} checked", count(&pages, 401));
+    let limited = pages.iter().find(|p| p.status == 429).unwrap();
+    assert!(
+        limited.body.contains("Troppi tentativi"),
+        "{}",
+        limited.body
+    );
+}
+
+#[test]
+fn mailed_link_requests_and_web_reports_are_limited_per_client_address() {
+    let stack = MailStack::start();
+    let gw = behind_a_proxy(&stack);
+    let client = Client::new(&gw).forwarded_for("203.0.113.50");
+    let form = client.get("/password/forgot");
+    // Ten requests for links an hour from one address, whichever form and account…
+    for i in 0..10 {
+        let (path, email) = if i % 2 == 0 {
+            ("/password/forgot", format!("nessuno{i}@citizen.test"))
+        } else {
+            ("/verify/resend", CITIZEN.to_owned())
+        };
+        let page = client.post(path, &[("csrf", &form.csrf()), ("email", &email)]);
+        assert_eq!(page.status, 200, "request {i}");
+    }
+    let page = client.post(
+        "/password/forgot",
+        &[("csrf", &form.csrf()), ("email", CITIZEN)],
+    );
+    assert_eq!(page.status, 429, "{}", page.body);
+    assert!(page.body.contains("Troppe richieste"));
+    // …and another address is not affected.
+    let other = Client::new(&gw).forwarded_for("203.0.113.51");
+    let form = other.get("/password/forgot");
+    let page = other.post(
+        "/password/forgot",
+        &[("csrf", &form.csrf()), ("email", CITIZEN)],
+    );
+    assert_eq!(page.status, 200);
+
+    // Twenty reports from the web an hour from one address; a form with mistakes is not one.
+    let reporter = signed_in(&stack, &gw, CITIZEN2, &cf("BNCGLI70A41H501"));
+    let reporter = reporter.forwarded_for("203.0.113.52");
+    let form = reporter.get("/tickets/new");
+    let report = |subject: &str| {
+        reporter.post_multipart(
+            "/tickets/new",
+            &[
+                ("csrf", &form.csrf()),
+                ("area", "ambiente"),
+                ("kind", "reclamo"),
+                ("subject", subject),
+                ("text", "Sacchi abbandonati."),
+            ],
+            &[],
+        )
+    };
+    assert_eq!(report("").status, 422);
+    for i in 0..20 {
+        assert_eq!(report(&format!("Rifiuti {i}")).status, 303, "report {i}");
+    }
+    let page = report("Rifiuti di troppo");
+    assert_eq!(page.status, 429, "{}", page.body);
+    assert!(page.body.contains("Troppe richieste"));
+}
+
+#[test]
+fn a_strangers_wrong_passwords_do_not_keep_the_citizen_out_of_the_account() {
+    let stack = MailStack::start();
+    let gw = behind_a_proxy(&stack);
+    let _account = signed_in(&stack, &gw, CITIZEN, &cf("RSSMRA85T10A562"));
+    let stranger = Client::new(&gw).forwarded_for("203.0.113.40");
+    let answers: Vec<u16> = (0..12)
+        .map(|i| login(&stranger, CITIZEN, &format!("sbagliata-password-{i}")).status)
+        .collect();
+    assert_eq!(&answers[..5], &[401; 5], "the first failures are checked");
+    assert!(answers[5..].iter().all(|&s| s == 429), "{answers:?}");
+    // Even the right password waits, from the stranger's address…
+    let waiting = login(&stranger, CITIZEN, PASSWORD);
+    assert_eq!(waiting.status, 429);
+    assert!(
+        waiting.body.contains("Troppi tentativi") && waiting.body.contains("attenda"),
+        "{}",
+        waiting.body
+    );
+    // …but the citizen, from their own, signs in.
+    let citizen = Client::new(&gw).forwarded_for("203.0.113.41");
+    assert_eq!(login(&citizen, CITIZEN, PASSWORD).status, 303);
 }
 
 #[test]

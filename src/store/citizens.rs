@@ -1,4 +1,4 @@
-//! Citizens of the web page: accounts, sessions, single-use mail links and failed sign-ins,
+//! Citizens of the web page: accounts, sessions and single-use mail links,
 //! and the read of "my tickets". Secrets never reach the database in the clear: sessions
 //! and links are stored as the sha256 of the random value the citizen holds.
 
@@ -110,6 +110,19 @@ impl Store {
             " FROM citizen c WHERE c.email = $1"
         ))
         .bind(nul_free(email))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(citizen_from_row))
+    }
+
+    /// The account registered with this (normalised) codice fiscale.
+    pub async fn citizen_by_fiscal_code(&self, fiscal_code: &str) -> Result<Option<CitizenRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            citizen_columns!(),
+            " FROM citizen c WHERE c.fiscal_code = $1"
+        ))
+        .bind(nul_free(fiscal_code))
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.as_ref().map(citizen_from_row))
@@ -275,37 +288,6 @@ impl Store {
     pub async fn delete_session(&self, session_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM web_session WHERE session_hash = $1")
             .bind(session_hash)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn record_login_failure(&self, keys: &[String], at: i64) -> Result<()> {
-        for key in keys {
-            sqlx::query("INSERT INTO login_failure (key, at) VALUES ($1, $2)")
-                .bind(nul_free(key))
-                .bind(at)
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(())
-    }
-
-    pub async fn login_failures_since(&self, key: &str, since: i64) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) FROM login_failure WHERE key = $1 AND at >= $2")
-            .bind(nul_free(key))
-            .bind(since)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.get(0))
-    }
-
-    /// Forgets failures of `key` (after a successful sign-in) and everything older than
-    /// `before` (housekeeping).
-    pub async fn clear_login_failures(&self, key: &str, before: i64) -> Result<()> {
-        sqlx::query("DELETE FROM login_failure WHERE key = $1 OR at < $2")
-            .bind(nul_free(key))
-            .bind(before)
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -7,6 +7,7 @@
 
 #[macro_use]
 mod read;
+mod attempts;
 mod citizens;
 mod lock;
 mod outbox;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Transaction};
 
+pub use attempts::AttemptCount;
 pub use citizens::{AccountTaken, CitizenRow, NewCitizen};
 pub use lock::MailboxLock;
 pub use outbox::{Attempt, DueOutbox, OutboxItem};

@@ -2,6 +2,11 @@
 //! forgotten password. Every form is CSRF-checked; every mailed link is random, stored as
 //! its sha256, single use and expiring, and opening it (GET) only shows a button — mail
 //! scanners open links on their own.
+//!
+//! Registration answers "check your mail" whether or not the email or codice fiscale already
+//! has an account (the answer must not tell anyone whether a person is registered); the
+//! owner of an existing account is told by mail instead. Every form that hashes a password or
+//! sends mail is limited per client address (`limits`), checked before any hashing.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -12,6 +17,7 @@ use axum::{Form, Router};
 use serde::Deserialize;
 
 use super::fiscal_code;
+use super::limits::{self, Verdict};
 use super::password;
 use super::visitor::{
     message, random_token, render, Chrome, Errors, FieldErrors, Visitor, SESSION_MILLIS,
@@ -20,7 +26,7 @@ use super::AppState;
 use crate::domain::EmailAddress;
 use crate::outbound::queue::{queue_mail, Queued};
 use crate::outbound::Transport;
-use crate::store::{now_millis, raw_sha256_hex, AccountTaken, NewCitizen, Store};
+use crate::store::{now_millis, raw_sha256_hex, CitizenRow, NewCitizen, Store};
 
 /// A verification link is valid this long.
 const VERIFY_HOURS: i64 = 48;
@@ -28,11 +34,8 @@ const VERIFY_HOURS: i64 = 48;
 const RESET_HOURS: i64 = 2;
 /// Links of one purpose mailed to one account per hour, at most.
 const LINKS_PER_HOUR: i64 = 3;
-/// Failed sign-ins counted over this window…
-const FAILURE_WINDOW_MILLIS: i64 = 15 * 60_000;
-/// …per account and per client address.
-const FAILURES_PER_ACCOUNT: i64 = 5;
-const FAILURES_PER_IP: i64 = 20;
+/// Longest first or last name, in characters.
+const MAX_NAME_CHARS: usize = 100;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -120,6 +123,11 @@ async fn register_form(
                 ),
                 t(
                     &v,
+                    "Se con questo indirizzo o con questo codice fiscale esiste già un account, non ne creiamo un altro: scriviamo al titolare come accedere o scegliere una nuova password.",
+                    "If this address or this tax code already has an account, we do not create another: we write to its owner how to sign in or choose a new password.",
+                ),
+                t(
+                    &v,
                     "Non è arrivato? Controlli la posta indesiderata, oppure chieda un nuovo collegamento.",
                     "Nothing arrived? Check the spam folder, or ask for a new link.",
                 ),
@@ -136,16 +144,37 @@ async fn register_form(
     render(&v, StatusCode::OK, &page)
 }
 
+/// Whether a name is plain: letters (any alphabet), spaces, apostrophes, hyphens and the dots
+/// of initials. Names go into mails ("Gentile …"), so nothing that a mail client would turn
+/// into a link passes: no `:` or `/`, and no dot followed by two letters or more
+/// ("evil.example", "www.x"), while "J.R. Tolkien" and "D'Angelo-Rossi" do.
+pub fn is_plain_name(name: &str) -> bool {
+    let chars: Vec<char> = name.chars().collect();
+    let allowed = |c: char| c.is_alphabetic() || matches!(c, ' ' | '\'' | '’' | '-' | '.');
+    if chars.len() > MAX_NAME_CHARS || !chars.iter().all(|&c| allowed(c)) {
+        return false;
+    }
+    chars.iter().enumerate().all(|(i, &c)| {
+        c != '.'
+            || chars
+                .iter()
+                .skip(i + 1)
+                .take_while(|c| c.is_alphabetic())
+                .count()
+                < 2
+    })
+}
+
 fn check_name(v: &Visitor, value: &str, it: &str, en: &str) -> Option<String> {
     let value = value.trim();
     if value.is_empty() {
         return Some(t(v, it, en));
     }
-    if value.chars().count() > 100 || value.chars().any(char::is_control) {
+    if !is_plain_name(value) {
         return Some(t(
             v,
-            "Usi solo lettere, spazi, apostrofi o trattini (al massimo 100).",
-            "Use letters, spaces, apostrophes or hyphens only (at most 100).",
+            "Usi solo lettere, spazi, apostrofi, trattini e il punto delle iniziali (al massimo 100), senza indirizzi web.",
+            "Use letters, spaces, apostrophes, hyphens and the dot of initials only (at most 100), no web addresses.",
         ));
     }
     None
@@ -226,36 +255,23 @@ async fn register(
             ),
         ));
     }
-    let mut created = None;
     if errors.is_empty() {
         let fiscal = fiscal
             .as_ref()
             .map(|f| f.as_str().to_owned())
             .unwrap_or_default();
-        match create_account(&state, &form, &email, &fiscal).await {
-            Ok(Ok(id)) => created = Some(id),
-            Ok(Err(AccountTaken::Email)) => errors.push((
-                "email",
-                t(
-                    &v,
-                    "Esiste già un account con questo indirizzo: acceda, oppure recuperi la password.",
-                    "An account with this address exists already: sign in, or recover the password.",
-                ),
-            )),
-            Ok(Err(AccountTaken::FiscalCode)) => errors.push((
-                "fiscal_code",
-                t(
-                    &v,
-                    "Esiste già un account con questo codice fiscale.",
-                    "An account with this tax code exists already.",
-                ),
-            )),
+        // The limit after the form's own checks (a mistyped form costs nothing and must not
+        // use up the citizen's attempts), before any lookup, hash or mail.
+        match limits::take(&state, limits::REGISTER_PER_CLIENT, &v.ip).await {
             Err(e) => return internal(e),
+            Ok(Verdict::Wait(seconds)) => return limits::too_many(&state, &v, seconds),
+            Ok(Verdict::Allowed(_)) => {}
         }
-    }
-    if created.is_some() {
-        tracing::info!("citizen account registered; verification mail queued");
+        if let Err(e) = register_account(&state, &form, &email, &fiscal).await {
+            return internal(e);
+        }
         state.outbox_wake.notify_one();
+        // The same answer whether an account was created or one existed already.
         return v.finish(Redirect::to("/register?done=1").into_response());
     }
     // The form comes back with what was typed, never the passwords.
@@ -304,12 +320,35 @@ fn new_password_errors(v: &Visitor, password: &str, confirm: &str, personal: &[&
     Vec::new()
 }
 
-async fn create_account(
+/// Which datum of a registration belongs to an existing account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AlreadyRegistered {
+    Email,
+    FiscalCode,
+}
+
+/// Creates the account and queues its verification link; or, when the email or codice
+/// fiscale already has an account, tells that account's owner by mail and creates nothing.
+/// Both ways cost one Argon2 run, so that not even the time of the answer says which.
+async fn register_account(
     state: &AppState,
     form: &RegisterForm,
     email: &str,
     fiscal: &str,
-) -> anyhow::Result<Result<i64, AccountTaken>> {
+) -> anyhow::Result<()> {
+    // Cheap lookups first: nothing is hashed or written for a taken email or codice fiscale.
+    let owner = match state.store.citizen_by_email(email).await? {
+        Some(owner) => Some((owner, AlreadyRegistered::Email)),
+        None => state
+            .store
+            .citizen_by_fiscal_code(fiscal)
+            .await?
+            .map(|owner| (owner, AlreadyRegistered::FiscalCode)),
+    };
+    if let Some((owner, what)) = owner {
+        password::verify_dummy(form.password.clone()).await;
+        return tell_owner(state, &owner, what).await;
+    }
     let phc = password::hash(form.password.clone()).await?;
     let now = now_millis();
     let mut tx = state.store.begin().await?;
@@ -327,12 +366,94 @@ async fn create_account(
     .await?
     {
         Ok(id) => id,
-        Err(taken) => return Ok(Err(taken)),
+        Err(taken) => {
+            // A parallel registration with the same data won the race: it mails its own link.
+            tracing::info!(?taken, "registration raced with another for the same data");
+            return Ok(());
+        }
     };
     let name = format!("{} {}", form.first_name.trim(), form.last_name.trim());
     mail_link(state, &mut tx, id, email, &name, "verify").await?;
     tx.commit().await?;
-    Ok(Ok(id))
+    tracing::info!("citizen account registered; verification mail queued");
+    Ok(())
+}
+
+#[derive(Template)]
+#[template(path = "mail/citizen_register_attempt.txt")]
+struct RegisterAttemptMail<'a> {
+    name: &'a str,
+    site: &'a str,
+    what_it: &'a str,
+    what_en: &'a str,
+    forgot: &'a str,
+}
+
+/// Mails the owner of an account that someone tried to register with its email address or
+/// codice fiscale: no link that changes anything, only where to choose a new password. At
+/// most [`limits::REGISTRATION_MAILS_PER_ADDRESS`] an hour, so the form cannot be used to
+/// flood a citizen's mailbox.
+async fn tell_owner(
+    state: &AppState,
+    owner: &CitizenRow,
+    what: AlreadyRegistered,
+) -> anyhow::Result<()> {
+    let mail_key = raw_sha256_hex(owner.email.as_bytes());
+    if let Verdict::Wait(_) =
+        limits::take(state, limits::REGISTRATION_MAILS_PER_ADDRESS, &mail_key).await?
+    {
+        tracing::warn!("registration notices to one address: limit reached");
+        return Ok(());
+    }
+    let (what_it, what_en) = match what {
+        AlreadyRegistered::Email => ("il suo indirizzo e-mail", "your email address"),
+        AlreadyRegistered::FiscalCode => (
+            "il suo codice fiscale (e un altro indirizzo e-mail)",
+            "your tax code (and another email address)",
+        ),
+    };
+    let site = site(state);
+    let forgot = format!(
+        "{}/password/forgot",
+        state.cfg.server.base_url.trim_end_matches('/')
+    );
+    let name = format!("{} {}", owner.first_name, owner.last_name);
+    let text = RegisterAttemptMail {
+        name: &name,
+        site: &site,
+        what_it,
+        what_en,
+        forgot: &forgot,
+    }
+    .render()?;
+    let from = state.cfg.web_sender().unwrap_or_default();
+    let mut tx = state.store.begin().await?;
+    queue_mail(
+        &mut tx,
+        &state.ids,
+        &Queued {
+            ticket: None,
+            kind: "account",
+            from_name: &site,
+            from_addr: &from,
+            to: vec![owner.email.clone()],
+            reply_to: None,
+            subject: &format!("{site}: tentativo di registrazione / Registration attempt"),
+            in_reply_to: None,
+            references: Vec::new(),
+            auto_replied: true,
+            text: &text,
+            attachments: Vec::new(),
+            transport: Transport::Smtp,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(
+        ?what,
+        "registration with an existing account's data: owner told"
+    );
+    Ok(())
 }
 
 #[derive(Template)]
@@ -652,6 +773,11 @@ async fn email_post(state: AppState, v: Visitor, f: EmailForm, purpose: &str) ->
         );
         return email_form(&state, &v, resend, f.email, vec![("email", e)]);
     }
+    match limits::take(&state, limits::LINKS_PER_CLIENT, &v.ip).await {
+        Err(e) => return internal(e),
+        Ok(Verdict::Wait(seconds)) => return limits::too_many(&state, &v, seconds),
+        Ok(Verdict::Allowed(_)) => {}
+    }
     if let Err(e) = send_link_if_any(&state, &email, purpose).await {
         return internal(e);
     }
@@ -846,10 +972,10 @@ async fn login(State(state): State<AppState>, v: Visitor, Form(f): Form<LoginFor
     }
     let email = f.email.trim().to_lowercase();
     let next = safe_next(&f.next);
-    let now = now_millis();
-    let since = now - FAILURE_WINDOW_MILLIS;
-    let ip_key = format!("ip:{}", v.ip);
-    let acct_key = format!("acct:{email}");
+    // Attempts are written before the password is checked, so parallel guesses cannot slip
+    // past the limits (finding 6). The account's part of the key is hashed: no plain
+    // addresses of failed sign-ins in the database, and a bounded key.
+    let account = raw_sha256_hex(email.as_bytes());
     let refuse = |errors: Errors, unverified: bool, status: StatusCode| {
         let page = LoginPage {
             c: v.chrome(&t(&v, "Accesso: non riuscito", "Sign in: failed")),
@@ -862,25 +988,36 @@ async fn login(State(state): State<AppState>, v: Visitor, Form(f): Form<LoginFor
         };
         render(&v, status, &page)
     };
-    let counts = async {
-        let ip = state.store.login_failures_since(&ip_key, since).await?;
-        let acct = state.store.login_failures_since(&acct_key, since).await?;
-        anyhow::Ok((ip, acct))
-    }
-    .await;
-    let (ip_failures, acct_failures) = match counts {
-        Ok(c) => c,
-        Err(e) => return internal(e),
-    };
-    if ip_failures >= FAILURES_PER_IP || acct_failures >= FAILURES_PER_ACCOUNT {
+    let limited = |seconds: i64| {
         metrics::counter!("ticketgate_web_login_limited_total").increment(1);
-        let minutes = FAILURE_WINDOW_MILLIS / 60_000;
+        let wait = limits::wait_words(&v, seconds);
         let e = if v.en() {
-            format!("Too many failed attempts. For your security, wait {minutes} minutes and try again, or recover the password.")
+            format!("Too many failed attempts. For your security, wait {wait} and try again, or recover the password.")
         } else {
-            format!("Troppi tentativi non riusciti. Per la sua sicurezza attenda {minutes} minuti e riprovi, oppure recuperi la password.")
+            format!("Troppi tentativi non riusciti. Per la sua sicurezza attenda {wait} e riprovi, oppure recuperi la password.")
         };
-        return refuse(vec![("email", e)], false, StatusCode::TOO_MANY_REQUESTS);
+        let mut page = refuse(vec![("email", e)], false, StatusCode::TOO_MANY_REQUESTS);
+        if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.max(1).to_string()) {
+            page.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        page
+    };
+    let client_attempt = match limits::take(&state, limits::SIGN_INS_PER_CLIENT, &v.ip).await {
+        Err(e) => return internal(e),
+        Ok(Verdict::Wait(seconds)) => return limited(seconds),
+        Ok(Verdict::Allowed(id)) => id,
+    };
+    match limits::take_sign_in(&state, &account, &v.ip).await {
+        Err(e) => return internal(e),
+        Ok(Verdict::Wait(seconds)) => {
+            // Not checked, so not a failure of this address either.
+            if let Err(e) = limits::forget(&state, client_attempt).await {
+                return internal(e);
+            }
+            return limited(seconds);
+        }
+        Ok(Verdict::Allowed(_)) => {}
     }
     let citizen = match state.store.citizen_by_email(&email).await {
         Ok(c) => c,
@@ -896,13 +1033,7 @@ async fn login(State(state): State<AppState>, v: Visitor, Form(f): Form<LoginFor
         }
     };
     let Some(citizen) = citizen.filter(|_| ok) else {
-        if let Err(e) = state
-            .store
-            .record_login_failure(&[ip_key, acct_key], now)
-            .await
-        {
-            return internal(e);
-        }
+        // The attempts written above stay: they are this failure.
         metrics::counter!("ticketgate_web_login_failed_total").increment(1);
         let e = t(
             &v,
@@ -911,6 +1042,15 @@ async fn login(State(state): State<AppState>, v: Visitor, Form(f): Form<LoginFor
         );
         return refuse(vec![("email", e)], false, StatusCode::UNAUTHORIZED);
     };
+    // The right password: no failure, and the delay this address built up for the account ends.
+    let cleared = async {
+        limits::forget(&state, client_attempt).await?;
+        limits::signed_in(&state, &account, &v.ip).await
+    }
+    .await;
+    if let Err(e) = cleared {
+        return internal(e);
+    }
     if citizen.verified_at.is_none() {
         let e = t(
             &v,
@@ -920,11 +1060,8 @@ async fn login(State(state): State<AppState>, v: Visitor, Form(f): Form<LoginFor
         return refuse(vec![("email", e)], true, StatusCode::FORBIDDEN);
     }
     let session = random_token();
+    let now = now_millis();
     let result = async {
-        state
-            .store
-            .clear_login_failures(&acct_key, now - FAILURE_WINDOW_MILLIS * 4)
-            .await?;
         if let Some(old) = &v.session_hash {
             state.store.delete_session(old).await?;
         }
@@ -963,4 +1100,39 @@ async fn logout(State(state): State<AppState>, v: Visitor, Form(f): Form<CsrfFor
         }
     }
     v.without_session(Redirect::to("/").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_plain_name;
+
+    #[test]
+    fn names_of_people_are_plain_and_anything_like_a_link_is_not() {
+        for ok in [
+            "Anna",
+            "De Luca",
+            "D'Angelo-Rossi",
+            "D’Amico",
+            "J.R.",
+            "J. R. Tolkien",
+            "Zoë",
+            "Łukasz",
+            "Σωκράτης",
+        ] {
+            assert!(is_plain_name(ok), "{ok}");
+        }
+        for bad in [
+            "http://evil",
+            "evil.example",
+            "www.evil",
+            "Visita evil.it",
+            "a@b",
+            "Anna <b>",
+            "Anna\u{7}",
+            "Anna 2",
+            &"a".repeat(101),
+        ] {
+            assert!(!is_plain_name(bad), "{bad}");
+        }
+    }
 }

@@ -5,6 +5,7 @@
 mod account;
 pub mod fiscal_code;
 mod home;
+mod limits;
 mod my_tickets;
 pub mod password;
 mod staff;

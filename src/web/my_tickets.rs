@@ -957,6 +957,18 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
     else {
         return new_page(&state, &v, &area, &kind, subject, text, errors);
     };
+    // Each report mails an acknowledgment and a notification: limited per client address,
+    // counted only for a form that passed its checks (a mistyped one can be sent again).
+    match super::limits::take(&state, super::limits::REPORTS_PER_CLIENT, &v.ip).await {
+        Err(e) => {
+            tracing::error!(error = %e, "reading the report limit");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+        }
+        Ok(super::limits::Verdict::Wait(seconds)) => {
+            return super::limits::too_many(&state, &v, seconds)
+        }
+        Ok(super::limits::Verdict::Allowed(_)) => {}
+    }
     let to = area_cfg
         .addresses
         .iter()

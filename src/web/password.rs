@@ -17,20 +17,24 @@
 //! Hashes are Argon2id PHC strings with the OWASP minimum parameters (19 MiB, two passes, one
 //! lane), which are also the `argon2` crate's defaults; they are spelled out here so that an
 //! upgrade of the crate cannot change them silently. Hashing takes tens of milliseconds of
-//! CPU, so it runs on tokio's blocking pool, never on a runtime worker.
+//! CPU, so it runs on tokio's blocking pool, never on a runtime worker — and at most one hash
+//! per core at a time ([`HASHING`]): the blocking pool grows to hundreds of threads, and 128
+//! parallel registrations once took the process from 150 MB to 2.5 GB that the allocator never
+//! gave back (issue 10, finding 5). Waiting for a permit costs nothing but time.
 //!
 //! This module does not store, log or compare passwords in any other way, and knows nothing
 //! of accounts: callers pass the data to check against and the PHC string they stored.
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use anyhow::{anyhow, bail, Context};
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::SaltString;
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
 use secrecy::zeroize::Zeroizing;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Shortest acceptable password, in characters (not bytes: "perché" is six).
 pub const MIN_LENGTH: usize = 10;
@@ -55,6 +59,21 @@ const VERIFY_MAX_T_COST: u32 = 16;
 /// one for a real account. A test keeps its parameters equal to `hasher()`'s.
 const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$\
                          JHFr3RK6ynWSvYgrHA/e0g$FV7ZflruXXaDndx71F0k2k0Jnnq1H9DpCzX49j0fkR0";
+
+/// One permit per core: hashes (and verifications) running at once, each with its 19 MiB.
+static HASHING: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Arc::new(Semaphore::new(cores))
+});
+
+/// Waits for a hashing permit. The permit moves into the blocking task, so a request that is
+/// dropped while its hash runs (the client went away) still holds it until the hash ends.
+async fn hashing_permit() -> anyhow::Result<OwnedSemaphorePermit> {
+    Arc::clone(&HASHING)
+        .acquire_owned()
+        .await
+        .context("the password hashing semaphore was closed")
+}
 
 static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
     include_str!("common_passwords.txt")
@@ -170,7 +189,9 @@ pub async fn hash(password: String) -> anyhow::Result<String> {
     if password.len() > MAX_BYTES {
         bail!("refusing to hash a password longer than {MAX_BYTES} bytes");
     }
+    let permit = hashing_permit().await?;
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let salt = SaltString::generate(&mut OsRng);
         hasher()
             .hash_password(password.as_bytes(), &salt)
@@ -189,7 +210,11 @@ pub async fn verify(password: String, phc: String) -> bool {
     if password.len() > MAX_BYTES {
         return false;
     }
+    let Ok(permit) = hashing_permit().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let Ok(parsed) = PasswordHash::new(&phc) else {
             return false;
         };

@@ -166,15 +166,17 @@ impl Client {
             body.extend(b"\r\n");
         }
         body.extend(format!("--{boundary}--\r\n").as_bytes());
-        let resp = self
-            .agent
-            .post(&self.url(path))
-            .header(
-                "Content-Type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .send(&body[..])
-            .expect("POST multipart");
+        let mut req = self.agent.post(&self.url(path)).header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={boundary}"),
+        );
+        if let Some(l) = &self.accept_language {
+            req = req.header("Accept-Language", l);
+        }
+        if let Some(a) = &self.forwarded_for {
+            req = req.header("X-Forwarded-For", format!("198.51.100.7, {a}"));
+        }
+        let resp = req.send(&body[..]).expect("POST multipart");
         Self::page(resp)
     }
 }
