@@ -5,6 +5,7 @@ pub mod autoreply;
 pub mod command;
 pub mod compose;
 pub mod html;
+pub mod own_text;
 pub mod parse;
 pub mod pec;
 pub mod quote;

@@ -227,6 +227,24 @@ impl Store {
         Ok(())
     }
 
+    /// Every message of a ticket as (direction, kind, text), oldest first: what the guard
+    /// against forwarding our own text to a citizen compares an answer with.
+    pub async fn ticket_texts(
+        tx: &mut Tx,
+        ticket_id: i64,
+    ) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT direction, kind, text FROM message WHERE ticket_id = $1 ORDER BY message_id",
+        )
+        .bind(ticket_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
     /// Completes an outbound message with its Message-ID and the exact bytes to send.
     pub async fn set_outbound_bytes(
         tx: &mut Tx,
