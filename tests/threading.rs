@@ -609,6 +609,28 @@ fn an_outlook_style_reply_sends_only_the_new_text_and_never_the_take_link() {
     );
     assert!(!answer.contains("/staff/take/"));
     assert!(events(&show(&gw, &reference)).contains(&"answered".to_owned()));
+
+    // The same from an Outlook set to German: a header block the quote stripper cannot read.
+    let body = format!(
+        "Ci scusiamo per il ritardo.\r\n\r\n\
+         Von: Lavori pubblici <{LAVORI}>\r\nGesendet: Montag, 7. Dezember 2026 10:00\r\n\
+         An: {STAFF_LAVORI}\r\nBetreff: {subject}\r\n\r\n{}",
+        text.replace('\n', "\r\n")
+    );
+    send(
+        &stack,
+        STAFF_LAVORI,
+        &[LAVORI],
+        &reply_with_body(&note, STAFF_LAVORI, &body),
+    );
+    let answer = wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("per il ritardo"));
+    assert_eq!(
+        subject_and_text(&answer).1.replace("\r\n", "\n").trim(),
+        "Ci scusiamo per il ritardo."
+    );
+    assert!(!texts_for(&stack, CITIZEN)
+        .iter()
+        .any(|t| t.contains("/staff/take/")));
 }
 
 #[test]

@@ -29,6 +29,9 @@ pub const WINDOW_WORDS: usize = 8;
 /// [`WINDOW_WORDS`] is caught by its lines): "ok" or "fatto" in a note says nothing internal.
 pub const MIN_NOTE_LINE_WORDS: usize = 3;
 
+/// Longest field name of a mail client's header block ("Gesendet", "Enviado el").
+const MAX_FIELD_NAME_CHARS: usize = 20;
+
 /// What we wrote for staff about one ticket, ready to be found in a reply.
 #[derive(Debug, Clone, Default)]
 pub struct OwnText {
@@ -170,7 +173,57 @@ fn cut_before(lines: &[&str], cut: usize) -> String {
             end = attribution_start(lines, last).unwrap_or(last);
         }
     }
-    strip_lines(lines.get(..end).unwrap_or(lines))
+    strip_lines(lines.get(..header_block_above(lines, end)).unwrap_or(lines))
+}
+
+/// Where a mail client's header block ("Von: / Gesendet: / An: / Betreff:", in any language)
+/// directly above line `end` begins, with the separator line above it; `end` when there is
+/// none. Only used right above our own text, where a quote is known to begin: the field names
+/// need not be known.
+fn header_block_above(lines: &[&str], end: usize) -> usize {
+    let blank = |i: usize| lines.get(i).is_none_or(|l| l.trim().is_empty());
+    let mut last = end;
+    while last > 0 && blank(last - 1) {
+        last -= 1;
+    }
+    let mut start = last;
+    while start > 0 && lines.get(start - 1).is_some_and(|l| is_field_line(l)) {
+        start -= 1;
+    }
+    if last - start < 2 {
+        return end;
+    }
+    let mut above = start;
+    while above > 0 && blank(above - 1) {
+        above -= 1;
+    }
+    match above.checked_sub(1).and_then(|i| lines.get(i)) {
+        Some(line) if is_separator(line) => above - 1,
+        _ => start,
+    }
+}
+
+/// "Name: value" with a short name of letters: a header field in any language.
+fn is_field_line(line: &str) -> bool {
+    let line = line.trim().trim_start_matches(['*', '_']);
+    let Some((name, _)) = line.split_once(':') else {
+        return false;
+    };
+    let name = name.trim_end_matches(['*', '_']).trim();
+    !name.is_empty()
+        && name.chars().count() <= MAX_FIELD_NAME_CHARS
+        && name.split_whitespace().count() <= 2
+        && name
+            .chars()
+            .all(|c| c.is_alphabetic() || c == ' ' || c == '-')
+}
+
+/// "-----Ursprüngliche Nachricht-----", "________________": a line framed by, or made of,
+/// dashes or underscores.
+fn is_separator(line: &str) -> bool {
+    let line = line.trim();
+    (line.starts_with("---") && line.ends_with("---"))
+        || (line.chars().count() >= 8 && line.chars().all(|c| c == '_' || c == '-'))
 }
 
 /// A line carrying one of our signed staff links (the take link, or any other `/staff/` page
@@ -258,6 +311,21 @@ mod tests {
              Oggetto: [Ticket #2026-000001] Buca in via Roma\n\n{NOTIFICATION}"
         );
         assert_eq!(strip_staff_reply(&reply, &own()).text, "Passeremo domani.");
+    }
+
+    #[test]
+    fn a_header_block_in_any_language_above_our_text_goes_too() {
+        let reply = format!(
+            "Ci scusiamo per il ritardo.\n\n-----Ursprüngliche Nachricht-----\n\
+             Von: Lavori pubblici <lavori@comune.example>\nGesendet: Montag, 7. Dezember 2026\n\
+             An: mario@comune.example\nBetreff: Buca\n\n{NOTIFICATION}"
+        );
+        assert_eq!(
+            strip_staff_reply(&reply, &own()).text,
+            "Ci scusiamo per il ritardo."
+        );
+        let reply = format!("Ok.\nVon: a\nAn: b\n{NOTIFICATION}");
+        assert_eq!(strip_staff_reply(&reply, &own()).text, "Ok.");
     }
 
     #[test]
