@@ -515,3 +515,179 @@ fn staff_attachments_reach_the_citizen_with_the_answer() {
         "received from staff, sent to the citizen"
     );
 }
+
+/// The decoded text of every mail in `user`'s mailbox (raw mail may be base64 or
+/// quoted-printable, where a substring search finds nothing).
+fn texts_for(stack: &MailStack, user: &str) -> Vec<String> {
+    fetch_all(stack, user)
+        .iter()
+        .map(|m| subject_and_text(&String::from_utf8_lossy(m)).1)
+        .collect()
+}
+
+/// A reply to `original` from `from` whose whole body is `body` (threaded like a mail client's).
+fn reply_with_body(original: &str, from: &str, body: &str) -> Vec<u8> {
+    let id = header(original, "Message-ID").expect("original has a Message-ID");
+    let to = header(original, "Reply-To")
+        .or_else(|| header(original, "From"))
+        .map(|v| address_in(&v))
+        .expect("original has a sender");
+    let (subject, _) = subject_and_text(original);
+    format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: Re: {subject}\r\nIn-Reply-To: {id}\r\n\
+         References: {id}\r\nMessage-ID: <{}>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}",
+        unique_id()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_reply_that_is_only_the_quoted_notification_is_held_and_the_staff_member_is_told() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (reference, _, note, _) = report(&stack, "Tombino rotto");
+    assert!(
+        note.contains("/staff/take/"),
+        "the notification has a take link"
+    );
+    // Sent by mistake: nothing but the client's attribution and the `>` quote.
+    let (_, reply) = reply_to_mail(&note, STAFF_LAVORI, "");
+    send(&stack, STAFF_LAVORI, &[LAVORI], &reply);
+
+    let told = wait_for_mail(&stack, STAFF_LAVORI, WAIT, |m| {
+        subject_and_text(m).0.contains("Not sent")
+    });
+    assert!(
+        subject_and_text(&told)
+            .1
+            .contains("al cittadino non è stato inviato nulla"),
+        "{told}"
+    );
+    let shown = show(&gw, &reference);
+    assert!(
+        events(&shown).contains(&"answer_held".to_owned()),
+        "{shown}"
+    );
+    assert!(!events(&shown).contains(&"answered".to_owned()));
+    outbox_has_run(&stack);
+    for ours in [
+        "/staff/take/",
+        "Per rispondere al cittadino",
+        "Nuova pratica",
+    ] {
+        assert!(
+            !texts_for(&stack, CITIZEN).iter().any(|t| t.contains(ours)),
+            "{ours:?} reached the citizen"
+        );
+    }
+}
+
+#[test]
+fn an_outlook_style_reply_sends_only_the_new_text_and_never_the_take_link() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (reference, _, note, _) = report(&stack, "Panchina divelta");
+    let (subject, text) = subject_and_text(&note);
+    // Outlook quotes without `>`, under its header block.
+    let body = format!(
+        "La panchina sarà sostituita entro venerdì.\r\n\r\n\
+         -----Original Message-----\r\nDa: Lavori pubblici <{LAVORI}>\r\n\
+         Inviato: lunedì 7 dicembre 2026 10:00\r\nA: {STAFF_LAVORI}\r\nOggetto: {subject}\r\n\r\n{}",
+        text.replace('\n', "\r\n")
+    );
+    send(
+        &stack,
+        STAFF_LAVORI,
+        &[LAVORI],
+        &reply_with_body(&note, STAFF_LAVORI, &body),
+    );
+    let answer = wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("sostituita entro"));
+    assert_eq!(
+        subject_and_text(&answer).1.replace("\r\n", "\n").trim(),
+        "La panchina sarà sostituita entro venerdì."
+    );
+    assert!(!answer.contains("/staff/take/"));
+    assert!(events(&show(&gw, &reference)).contains(&"answered".to_owned()));
+
+    // The same from an Outlook set to German: a header block the quote stripper cannot read.
+    let body = format!(
+        "Ci scusiamo per il ritardo.\r\n\r\n\
+         Von: Lavori pubblici <{LAVORI}>\r\nGesendet: Montag, 7. Dezember 2026 10:00\r\n\
+         An: {STAFF_LAVORI}\r\nBetreff: {subject}\r\n\r\n{}",
+        text.replace('\n', "\r\n")
+    );
+    send(
+        &stack,
+        STAFF_LAVORI,
+        &[LAVORI],
+        &reply_with_body(&note, STAFF_LAVORI, &body),
+    );
+    let answer = wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("per il ritardo"));
+    assert_eq!(
+        subject_and_text(&answer).1.replace("\r\n", "\n").trim(),
+        "Ci scusiamo per il ritardo."
+    );
+    assert!(!texts_for(&stack, CITIZEN)
+        .iter()
+        .any(|t| t.contains("/staff/take/")));
+}
+
+#[test]
+fn after_a_reassignment_with_a_note_a_reply_quoting_the_history_never_carries_the_note() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (reference, _, note, _) = report(&stack, "Alberi pericolanti");
+    let (_, with_note) = reply_to_mail(
+        &note,
+        STAFF_LAVORI,
+        "#nota il geometra Bianchi dice che il preventivo interno è di 4800 euro",
+    );
+    send(&stack, STAFF_LAVORI, &[LAVORI], &with_note);
+    gw.wait_for("note recorded", WAIT, || {
+        events(&show(&gw, &reference))
+            .contains(&"note".to_owned())
+            .then_some(())
+    });
+    let (_, assign) = reply_to_mail(&note, STAFF_LAVORI, "#assegna ambiente");
+    send(&stack, STAFF_LAVORI, &[LAVORI], &assign);
+    let history = wait_for_mail(&stack, STAFF_AMBIENTE, WAIT, |m| m.contains(&reference));
+    let (_, history_text) = subject_and_text(&history);
+    assert!(
+        history_text.contains("preventivo interno"),
+        "the new office sees the note: {history_text}"
+    );
+
+    // An HTML-only reply, converted to text: no `>` marks, under an attribution line the
+    // quote stripper does not know (a French client).
+    let body = format!(
+        "Passeremo domani con il cestello.\r\n\r\n\
+         Le lun. 7 déc. 2026 à 10:00, Ambiente a écrit :\r\n\r\n{}",
+        history_text.replace('\n', "\r\n")
+    );
+    send(
+        &stack,
+        STAFF_AMBIENTE,
+        &[AMBIENTE],
+        &reply_with_body(&history, STAFF_AMBIENTE, &body),
+    );
+    let answer = wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("cestello"));
+    assert_eq!(
+        subject_and_text(&answer).1.replace("\r\n", "\n").trim(),
+        "Passeremo domani con il cestello."
+    );
+    outbox_has_run(&stack);
+    for internal in [
+        "preventivo interno",
+        "4800 euro",
+        "/staff/take/",
+        "nota interna",
+    ] {
+        assert!(
+            !texts_for(&stack, CITIZEN)
+                .iter()
+                .any(|t| t.contains(internal)),
+            "{internal:?} reached the citizen"
+        );
+    }
+}

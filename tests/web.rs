@@ -875,3 +875,85 @@ fn behind_a_proxy_the_per_address_limit_counts_the_forwarded_client_address() {
     let other = Client::new(&gw).forwarded_for("203.0.113.99");
     assert_eq!(login(&other, CITIZEN, PASSWORD).status, 303);
 }
+
+/// A mail whose HTML part is `html` (sent base64, so no MTA re-wraps its lines) and whose
+/// text part is `text`.
+fn mail_with_html(subject: &str, text: &str, html: &str) -> Vec<u8> {
+    let encoded = support::pec::base64(html.as_bytes());
+    let wrapped: String = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|l| format!("{}\r\n", String::from_utf8_lossy(l)))
+        .collect();
+    format!(
+        "From: Anna Verdi <{CITIZEN}>\r\nTo: {LAVORI}\r\nSubject: {subject}\r\nMessage-ID: <{}>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"A\"\r\n\r\n\
+         --A\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n\
+         --A\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+         {wrapped}--A--\r\n",
+        unique_id()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_megabyte_of_nested_html_reaches_the_page_as_text_with_a_notice_and_normal_html_is_still_sanitised(
+) {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    // Sanitising this on every view took 22 s a view (release build) and stalled the server.
+    let nested = format!(
+        "{}annidato{}",
+        "<div>".repeat(100_000),
+        "</div>".repeat(100_000)
+    );
+    send(
+        &stack,
+        CITIZEN,
+        &[LAVORI],
+        &mail_with_html("Annidato", "Il testo della segnalazione annidata.", &nested),
+    );
+    send(
+        &stack,
+        CITIZEN,
+        &[LAVORI],
+        &mail_with_html(
+            "Formattato",
+            "Il testo semplice.",
+            "<p>Una <b>buca</b> in <i>via Roma</i></p><script>alert('x')</script>\
+             <a href=\"javascript:alert(2)\" onclick=\"alert(3)\">qui</a>",
+        ),
+    );
+    let deep = wait_ticket(&gw, "Annidato");
+    let normal = wait_ticket(&gw, "Formattato");
+    let client = signed_in(&stack, &gw, CITIZEN, &cf("RSSMRA85T10A562"));
+
+    let page = client.get(&format!("/tickets/{deep}"));
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Il testo della segnalazione annidata."));
+    assert!(
+        page.body
+            .contains("troppo grande o complessa per mostrarla in sicurezza"),
+        "the page says why the formatted version is missing: {}",
+        page.body.get(..4000).unwrap_or(&page.body)
+    );
+    assert!(
+        !page.body.contains("<div><div>"),
+        "the nested HTML is not shown"
+    );
+    let en = client.get(&format!("/tickets/{deep}?lang=en"));
+    assert!(
+        en.body.contains("too large or too complex to show safely"),
+        "{}",
+        en.body.get(..4000).unwrap_or(&en.body)
+    );
+
+    let page = client.get(&format!("/tickets/{normal}"));
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<b>buca</b>"), "{}", page.body);
+    assert!(!page.body.contains("mostrarla in sicurezza"));
+    let lower = page.body.to_lowercase();
+    for inert in ["<script", "alert(", "onclick", "javascript:"] {
+        assert!(!lower.contains(inert), "{inert} in {}", page.body);
+    }
+}

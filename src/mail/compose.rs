@@ -150,6 +150,14 @@ pub struct HowToReplyText<'a> {
     pub tag_prefix: &'a str,
 }
 
+/// To a staff member whose reply was only our quoted notification: nothing was sent.
+#[derive(Template)]
+#[template(path = "mail/answer_held.txt")]
+pub struct AnswerHeldText<'a> {
+    pub reference: &'a str,
+    pub subject: &'a str,
+}
+
 /// To a staff member whose commands could not be carried out.
 #[derive(Template)]
 #[template(path = "mail/command_error.txt")]

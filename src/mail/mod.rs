@@ -4,6 +4,8 @@ pub mod auth;
 pub mod autoreply;
 pub mod command;
 pub mod compose;
+pub mod html;
+pub mod own_text;
 pub mod parse;
 pub mod pec;
 pub mod quote;

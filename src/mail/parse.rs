@@ -133,6 +133,9 @@ pub struct InboundMail {
     pub auto: Option<AutoReason>,
     /// Set for `multipart/report; report-type=delivery-status` (RFC 3464, RFC 6533).
     pub dsn: Option<Dsn>,
+    /// What the citizen's page may show of `html`: `None` from [`parse`]; the inbound pipeline
+    /// fills it off the async threads (sanitising costs CPU), before the message is stored.
+    pub shown_html: Option<super::html::ShownHtml>,
 }
 
 /// Why some bytes could not be read as a message at all. Anything short of these parses,
@@ -198,6 +201,7 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
         attachments: attachments(&message),
         auto: autoreply::detect(&message),
         dsn: dsn(&message),
+        shown_html: None,
     })
 }
 

@@ -52,16 +52,28 @@ const MIN_RULE_CHARS: usize = 8;
 pub fn strip_reply(text: &str) -> String {
     let text = normalize_newlines(text);
     let lines: Vec<&str> = text.split('\n').collect();
-    let end = original_message_start(&lines);
-    let body = lines.get(..end).unwrap_or(&lines);
-    let mut kept = without_quotes(body);
-    truncate_at_signature(&mut kept);
-    let stripped = render(&kept);
+    let stripped = strip_lines(&lines);
     if stripped.trim().is_empty() {
         text.trim().to_owned()
     } else {
         stripped
     }
+}
+
+/// [`strip_reply`] over lines already split at `\n`, without its fallback: an empty result
+/// means nothing new was written. For [`super::own_text`], which has found our own text below
+/// `lines` and must not send the quote back when nothing else is left.
+pub(super) fn strip_lines(lines: &[&str]) -> String {
+    let end = original_message_start(lines);
+    let body = lines.get(..end).unwrap_or(lines);
+    let mut kept = without_quotes(body);
+    truncate_at_signature(&mut kept);
+    render(&kept)
+}
+
+/// The first line of a client's attribution ("On … wrote:") ending at line `end`, if one does.
+pub(super) fn attribution_start(lines: &[&str], end: usize) -> Option<usize> {
+    attribution_ending_at(lines, end).map(|a| a.start)
 }
 
 /// The text parser already gives `\n`, but this is public and cheap to make total.

@@ -61,8 +61,12 @@ pub struct MessageView {
     pub signature_detail: Option<String>,
     /// Outbound: smtp | pec.
     pub transport: Option<String>,
-    /// The HTML body as received (untrusted: sanitise before showing).
+    /// The HTML body as received (untrusted: never shown as it is).
     pub html: Option<String>,
+    /// `html` sanitised at intake (migration 0006), safe to show.
+    pub html_safe: Option<String>,
+    /// Why `html` is not shown (`too_large`, `too_deep`, `unusual_markup`).
+    pub html_withheld: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -168,7 +172,7 @@ impl Store {
              m.from_addr, m.to_addrs, m.subject, m.text, m.at, m.sha256, \
              o.state, o.last_reply, o.attempts, o.sent_at, \
              m.pec_id, m.pec_state, m.pec_detail, m.certified_at, m.signature, \
-             m.signature_detail, o.transport, m.html \
+             m.signature_detail, o.transport, m.html, m.html_safe, m.html_withheld \
              FROM message m LEFT JOIN outbox o ON o.message_id = m.message_id \
              WHERE m.ticket_id = $1 ORDER BY m.message_id",
         )
@@ -201,6 +205,8 @@ impl Store {
                 signature_detail: r.get(20),
                 transport: r.get(21),
                 html: r.get(22),
+                html_safe: r.get(23),
+                html_withheld: r.get(24),
             })
             .collect())
     }

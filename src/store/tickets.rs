@@ -123,6 +123,9 @@ fn message_ticket(r: &sqlx::any::AnyRow, offset: usize) -> MessageTicket {
     }
 }
 
+const SET_SHOWN_HTML: &str =
+    "UPDATE message SET html_safe = $1, html_withheld = $2 WHERE message_id = $3";
+
 impl Store {
     /// Next sequence number of `year`, inside the ticket's transaction.
     pub async fn next_ticket_seq(tx: &mut Tx, year: i64) -> Result<i64> {
@@ -188,6 +191,58 @@ impl Store {
         .fetch_optional(&mut **tx)
         .await?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Stores what the citizen's page may show of an inbound message's HTML body: the
+    /// sanitised HTML, or why it is withheld (migration 0006).
+    pub async fn set_shown_html(
+        tx: &mut Tx,
+        message_id: i64,
+        safe: Option<&str>,
+        withheld: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(SET_SHOWN_HTML)
+            .bind(safe.map(nul_free))
+            .bind(withheld.map(nul_free))
+            .bind(message_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// [`Store::set_shown_html`] outside a ticket transaction: the first view of a message
+    /// stored before migration 0006.
+    pub async fn set_shown_html_now(
+        &self,
+        message_id: i64,
+        safe: Option<&str>,
+        withheld: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(SET_SHOWN_HTML)
+            .bind(safe.map(nul_free))
+            .bind(withheld.map(nul_free))
+            .bind(message_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every message of a ticket as (direction, kind, text), oldest first: what the guard
+    /// against forwarding our own text to a citizen compares an answer with.
+    pub async fn ticket_texts(
+        tx: &mut Tx,
+        ticket_id: i64,
+    ) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT direction, kind, text FROM message WHERE ticket_id = $1 ORDER BY message_id",
+        )
+        .bind(ticket_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
     }
 
     /// Completes an outbound message with its Message-ID and the exact bytes to send.

@@ -21,6 +21,7 @@ use super::AppState;
 use crate::domain::TicketKind;
 use crate::inbound::pipeline::{Outcome, WEB_KIND_HEADER, WEB_MAILBOX};
 use crate::mail::compose::human_size;
+use crate::mail::html::{self, ShownHtml};
 use crate::store::{now_millis, AttachmentView, CitizenRow, MessageView, RawIn, TicketView};
 
 /// Files a web report may carry, each at most [`MAX_FILE_BYTES`], together [`MAX_TOTAL_BYTES`].
@@ -262,6 +263,8 @@ struct Msg {
     subject: String,
     text: String,
     html: Option<String>,
+    /// Set when the HTML body is not shown: the word saying so, in the page's language.
+    html_withheld: Option<String>,
     files: Vec<FileLink>,
     certified: Option<String>,
 }
@@ -459,11 +462,12 @@ async fn detail(
     let Some(c) = citizen(&v) else {
         return v.to_login();
     };
-    let (t, messages, files) = match owned_ticket(&state, c, &reference).await {
+    let (t, mut messages, files) = match owned_ticket(&state, c, &reference).await {
         Ok(Some(x)) => x,
         Ok(None) => return not_found(&state, &v),
         Err(e) => return internal(e),
     };
+    sanitise_once(&state, &mut messages).await;
     let events = match state.store.ticket_events(t.ticket_id).await {
         Ok(e) => e,
         Err(e) => return internal(e),
@@ -503,11 +507,18 @@ async fn detail(
             iso: iso(m.at),
             subject: m.subject.clone(),
             text: m.text.clone(),
-            html: m
-                .html
-                .as_deref()
-                .filter(|h| !h.trim().is_empty())
-                .map(sanitize_html),
+            // Sanitised at intake: a view never runs the sanitiser (issue 10, finding 4).
+            html: m.html_safe.clone().filter(|h| !h.trim().is_empty()),
+            html_withheld: m.html_withheld.is_some().then(|| {
+                chrome
+                    .t(
+                        "Questo messaggio aveva anche una versione formattata (HTML) troppo \
+                         grande o complessa per mostrarla in sicurezza: qui c'è solo il testo.",
+                        "This message also had a formatted (HTML) version too large or too \
+                         complex to show safely: only its text is shown here.",
+                    )
+                    .to_owned()
+            }),
             files: files
                 .iter()
                 .filter(|a| a.message_id == m.message_id && shown_ids.contains(&a.message_id))
@@ -556,15 +567,34 @@ async fn detail(
     render(&v, StatusCode::OK, &page)
 }
 
-/// Mail HTML made safe to show: ammonia's allow-list (no script, no event handlers, no
-/// `javascript:` links), and no images at all — remote ones would be tracking pixels (and
-/// the CSP blocks them anyway), inline `cid:` ones cannot be resolved, and mail images rarely
-/// carry the text alternative a screen reader needs. The pictures are attachments.
-fn sanitize_html(html: &str) -> String {
-    ammonia::Builder::default()
-        .rm_tags(&["img"])
-        .clean(html)
-        .to_string()
+/// Messages stored before migration 0006 carry HTML but neither its sanitised copy nor a
+/// reason: it is made on their first view — off the async threads, within the same caps as at
+/// intake ([`html::prepare`]) — and stored, so every later view only reads it.
+async fn sanitise_once(state: &AppState, messages: &mut [MessageView]) {
+    for m in messages.iter_mut() {
+        if !visible(m) || m.html_safe.is_some() || m.html_withheld.is_some() {
+            continue;
+        }
+        let Some(raw_html) = m.html.clone().filter(|h| !h.trim().is_empty()) else {
+            continue;
+        };
+        let shown = tokio::task::spawn_blocking(move || html::prepare(&raw_html))
+            .await
+            .unwrap_or(ShownHtml::Withheld(html::Withheld::Unusual));
+        let (safe, withheld) = match shown {
+            ShownHtml::Safe(h) => (Some(h), None),
+            ShownHtml::Withheld(why) => (None, Some(why.as_str().to_owned())),
+        };
+        if let Err(e) = state
+            .store
+            .set_shown_html_now(m.message_id, safe.as_deref(), withheld.as_deref())
+            .await
+        {
+            tracing::warn!(error = %e, message = m.message_id, "storing sanitised HTML failed");
+        }
+        m.html_safe = safe;
+        m.html_withheld = withheld;
+    }
 }
 
 fn not_found(state: &AppState, v: &Visitor) -> Response {

@@ -8,8 +8,8 @@ use askama::Template;
 use super::Pipeline;
 use crate::domain::{rfc3339, TicketKind, TicketRef};
 use crate::mail::compose::{
-    self, AckText, BounceNoticeText, CommandErrorText, HowToReplyText, NotificationText,
-    OutAttachment, ReassignedText,
+    self, AckText, AnswerHeldText, BounceNoticeText, CommandErrorText, HowToReplyText,
+    NotificationText, OutAttachment, ReassignedText,
 };
 use crate::mail::parse::InboundMail;
 use crate::mail::route::RoutedArea;
@@ -332,6 +332,24 @@ impl Pipeline {
         }
         .render()?;
         let subject = format!("Non inoltrato / Not forwarded: {}", mail.subject);
+        self.notice_to_staff(tx, t, to, &subject, &text, mail.message_id.as_deref())
+            .await
+    }
+
+    /// Tells a staff member their reply was only our quoted notification and was held.
+    pub(super) async fn tell_staff_answer_held(
+        &self,
+        tx: &mut Tx,
+        t: &MessageTicket,
+        to: &str,
+        mail: &InboundMail,
+    ) -> anyhow::Result<()> {
+        let text = AnswerHeldText {
+            reference: &t.reference,
+            subject: &mail.subject,
+        }
+        .render()?;
+        let subject = format!("Non inviato / Not sent: {}", mail.subject);
         self.notice_to_staff(tx, t, to, &subject, &text, mail.message_id.as_deref())
             .await
     }

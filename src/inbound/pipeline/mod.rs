@@ -30,6 +30,7 @@ use crate::config::{AddressRoute, Config};
 use crate::domain::{Channel, OurMessageId, SignedIds, TicketKind, TicketRef};
 use crate::mail::autoreply::AutoReason;
 use crate::mail::compose::{self, OversizeText};
+use crate::mail::html::{self, ShownHtml};
 use crate::mail::parse::{self, InboundMail};
 use crate::mail::route::{route, RoutedArea};
 use crate::mail::{auth, tag};
@@ -211,6 +212,19 @@ impl Pipeline {
             _ => format!("sha256:{}", raw.sha256),
         };
         let attachments = self.store_attachments(&mail).await?;
+        let mut mail = mail;
+        mail.shown_html = match mail.html.clone().filter(|h| !h.trim().is_empty()) {
+            // Sanitising is CPU work that grows with the input: never on an async worker.
+            Some(h) => Some(
+                tokio::task::spawn_blocking(move || html::prepare(&h))
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "sanitising an HTML body failed; text only");
+                        ShownHtml::Withheld(html::Withheld::Unusual)
+                    }),
+            ),
+            None => None,
+        };
         Ok(Work::Mail {
             mail: Box::new(mail),
             dedup_key,
@@ -576,6 +590,13 @@ impl Pipeline {
         )
         .await?
         .ok_or(Conflict)?;
+        if let Some(shown) = &mail.shown_html {
+            let (safe, withheld) = match shown {
+                ShownHtml::Safe(h) => (Some(h.as_str()), None),
+                ShownHtml::Withheld(why) => (None, Some(why.as_str())),
+            };
+            Store::set_shown_html(tx, message_id, safe, withheld).await?;
+        }
         if let Some(pec) = ctx.pec {
             Store::set_inbound_pec(
                 tx,

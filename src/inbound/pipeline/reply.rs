@@ -8,6 +8,7 @@ use super::{Ctx, Outcome, Pipeline};
 use crate::domain::TicketKind;
 use crate::mail::command::{parse_staff_reply, Command};
 use crate::mail::compose::OutAttachment;
+use crate::mail::own_text::{guard_answer, strip_staff_reply, OwnText};
 use crate::mail::quote::strip_reply;
 use crate::store::{now_millis, MessageTicket, OurMessage, Store, Tx};
 use crate::tickets;
@@ -90,7 +91,11 @@ impl Pipeline {
         t: &MessageTicket,
         from_addr: &str,
     ) -> anyhow::Result<Outcome> {
-        let reply = parse_staff_reply(&strip_reply(&ctx.mail.text));
+        // Our own text — the notification it answers with its take link, history and notes —
+        // is cut away before anything is read from the reply (issue 10, finding 9).
+        let own = self.own_text(tx, t.ticket_id).await?;
+        let stripped = strip_staff_reply(&ctx.mail.text, &own);
+        let reply = parse_staff_reply(&stripped.text);
         let now = now_millis();
 
         // Check every command before doing anything: a reply is carried out whole or not at
@@ -211,6 +216,30 @@ impl Pipeline {
             (None, Some(_)) => String::new(),
             (None, None) => reply.body.clone(),
         };
+        // The last guard before the citizen: whatever the stripping missed, nothing of ours.
+        let (answer, guarded) = match guard_answer(&answer, &own) {
+            Some(cut) => (cut, true),
+            None => (answer, false),
+        };
+        let only_ours = stripped.cut_ours && reply.commands.is_empty();
+        let held = answer.trim().is_empty() && (guarded || only_ours);
+        if held {
+            tracing::warn!(ticket = %t.reference, from = from_addr, "a staff reply held: it was only our own quoted text");
+            Store::insert_event(
+                tx,
+                t.ticket_id,
+                "answer_held",
+                from_addr,
+                &json!({
+                    "message": message_id,
+                    "reason": "the reply contained only the quoted notification; nothing was sent to the citizen",
+                }),
+                now,
+            )
+            .await?;
+            self.tell_staff_answer_held(tx, &t, from_addr, ctx.mail)
+                .await?;
+        }
         if !answer.trim().is_empty() {
             // A plain answer implies the office took the ticket.
             let details = json!({ "area": t.area, "implied": true, "via": "mail" });
@@ -249,7 +278,7 @@ impl Pipeline {
                 t.ticket_id,
                 "answered",
                 from_addr,
-                &json!({ "message": message_id, "answer": answer_id }),
+                &json!({ "message": message_id, "answer": answer_id, "own_text_cut": guarded || stripped.cut_ours }),
                 now,
             )
             .await?;
@@ -275,8 +304,31 @@ impl Pipeline {
         }
         Ok(Outcome::Recorded {
             reference: t.reference.clone(),
-            kind: message_kind.to_owned(),
+            kind: if held { "answer_held" } else { message_kind }.to_owned(),
         })
+    }
+
+    /// What we wrote for staff about the ticket (notifications, notices, notes), and what the
+    /// citizen wrote or got from us (their words are no secret to them).
+    async fn own_text(&self, tx: &mut Tx, ticket_id: i64) -> anyhow::Result<OwnText> {
+        let texts = Store::ticket_texts(tx, ticket_id).await?;
+        let to_citizen = |kind: &str| matches!(kind, "ack" | "answer" | "status");
+        let ours = texts
+            .iter()
+            .filter(|(d, k, _)| d == "out" && !to_citizen(k))
+            .map(|(_, _, text)| text.as_str());
+        let notes = texts
+            .iter()
+            .filter(|(d, k, _)| d == "in" && k == "note")
+            .map(|(_, _, text)| text.as_str());
+        let citizens = texts
+            .iter()
+            .filter(|(d, k, _)| match d.as_str() {
+                "in" => matches!(k.as_str(), "report" | "follow_up"),
+                _ => to_citizen(k),
+            })
+            .map(|(_, _, text)| text.as_str());
+        Ok(OwnText::new(ours, notes, citizens))
     }
 
     /// The citizen writing again about their ticket: kept, the office notified, a resolved
