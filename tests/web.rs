@@ -411,6 +411,16 @@ fn registration_answers_the_same_for_taken_data_and_tells_the_owner_by_mail() {
     assert!(texts.iter().any(|t| t.contains("il suo codice fiscale")));
     // Nothing was created for the second email.
     assert_eq!(login(&Client::new(&gw), CITIZEN2, PASSWORD).status, 401);
+    // The form cannot flood the owner's mailbox: three notices an hour, then the same answer
+    // and no mail.
+    for _ in 0..3 {
+        let again = register(&Client::new(&gw), CITIZEN, &cf("BNCGLI70A41H501"));
+        assert_eq!(again.location, new.location);
+    }
+    let (_, probe) = citizen_mail(CITIZEN2, LAVORI, "Sonda", "x");
+    send(&stack, CITIZEN2, &[LAVORI], &probe);
+    wait_for_mail(&stack, CITIZEN2, WAIT, |m| m.contains("Sonda"));
+    assert_eq!(notices(&stack).len(), 3);
 }
 
 #[test]
