@@ -5,6 +5,10 @@
 //! PostgreSQL (READ COMMITTED) alike precisely because insert and count are separate
 //! autocommitted statements: inside one transaction, two PostgreSQL requests could each
 //! count only their own uncommitted row.
+//!
+//! The price of that: rows of parallel attempts that are about to be refused (and deleted)
+//! count for the others too, so a burst from one client may see fewer than the limit pass —
+//! never more. Only the bursting client is held back, and only while its burst lasts.
 
 use sqlx::Row;
 
