@@ -978,3 +978,74 @@ fn a_megabyte_of_nested_html_reaches_the_page_as_text_with_a_notice_and_normal_h
         assert!(!lower.contains(inert), "{inert} in {}", page.body);
     }
 }
+
+/// Runs one statement on the gateway's database (the one in its config file); returns the
+/// rows it changed, or the first column of its one row for a query.
+fn on_database(gw: &Gateway, statement: &'static str, query: bool) -> i64 {
+    let config = std::fs::read_to_string(&gw.config_path).expect("the gateway's config");
+    let url = config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("url = \""))
+        .and_then(|r| r.strip_suffix('"'))
+        .expect("a database url in the config")
+        .to_owned();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(async move {
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(&url).await.expect("the database");
+            if query {
+                use sqlx::Row;
+                let row = sqlx::query(statement)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("query");
+                row.get::<i64, _>(0)
+            } else {
+                let done = sqlx::query(statement)
+                    .execute(&pool)
+                    .await
+                    .expect("statement");
+                i64::try_from(done.rows_affected()).unwrap_or(i64::MAX)
+            }
+        })
+}
+
+#[test]
+fn html_stored_before_it_was_sanitised_at_intake_is_sanitised_once_on_its_first_view() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    send(
+        &stack,
+        CITIZEN,
+        &[LAVORI],
+        &mail_with_html(
+            "Vecchia",
+            "Il testo semplice.",
+            "<p>Una <b>buca</b></p><script>alert('x')</script>",
+        ),
+    );
+    let reference = wait_ticket(&gw, "Vecchia");
+    // As a row written before migration 0006 looks: the HTML, neither column.
+    let forgotten = on_database(
+        &gw,
+        "UPDATE message SET html_safe = NULL, html_withheld = NULL WHERE html IS NOT NULL",
+        false,
+    );
+    assert!(forgotten >= 1);
+    let client = signed_in(&stack, &gw, CITIZEN, &cf("RSSMRA85T10A562"));
+    let page = client.get(&format!("/tickets/{reference}"));
+    assert!(page.body.contains("<b>buca</b>"), "{}", page.body);
+    assert!(!page.body.to_lowercase().contains("<script"));
+    assert_eq!(
+        on_database(
+            &gw,
+            "SELECT COUNT(*) FROM message WHERE html IS NOT NULL AND html_safe IS NULL",
+            true
+        ),
+        0,
+        "the sanitised HTML was stored: later views only read it"
+    );
+}

@@ -144,6 +144,29 @@ pub fn strip_staff_reply(text: &str, own: &OwnText) -> StaffText {
             text: strip_reply(&text),
             cut_ours: false,
         },
+        Some(cut)
+            if lines
+                .get(cut)
+                .is_some_and(|l| l.trim_start().starts_with('>')) =>
+        {
+            // A `>` quote of our text: the quote goes, with the attribution or header block
+            // introducing it; what the staff member wrote below or between quotes stays, and
+            // the guard then catches anything of ours left unquoted.
+            let intro = intro_start(&lines, cut);
+            let kept: Vec<&str> = lines
+                .get(..intro)
+                .unwrap_or_default()
+                .iter()
+                .chain(lines.get(cut..).unwrap_or_default())
+                .copied()
+                .collect();
+            let text = strip_lines(&kept);
+            StaffText {
+                text: guard_answer(&text, own).unwrap_or(text),
+                cut_ours: true,
+            }
+        }
+        // Our text without `>`: where it ends cannot be told, so everything from it on goes.
         Some(cut) => StaffText {
             text: cut_before(&lines, cut),
             cut_ours: true,
@@ -161,6 +184,13 @@ pub fn guard_answer(answer: &str, own: &OwnText) -> Option<String> {
 /// The new text above line `cut`: without the attribution line (any language: the last line
 /// above ending in `:`, or a recognised wrapped one) and then stripped without fallback.
 fn cut_before(lines: &[&str], cut: usize) -> String {
+    strip_lines(lines.get(..intro_start(lines, cut)).unwrap_or(lines))
+}
+
+/// The first line of what introduces a quote starting at line `cut`: the attribution line
+/// (any language: the last line above ending in `:`, or a recognised wrapped one) and a
+/// client's header block above it; `cut` when there is neither.
+fn intro_start(lines: &[&str], cut: usize) -> usize {
     let mut end = cut;
     let above = lines
         .get(..cut)
@@ -173,7 +203,7 @@ fn cut_before(lines: &[&str], cut: usize) -> String {
             end = attribution_start(lines, last).unwrap_or(last);
         }
     }
-    strip_lines(lines.get(..header_block_above(lines, end)).unwrap_or(lines))
+    header_block_above(lines, end)
 }
 
 /// Where a mail client's header block ("Von: / Gesendet: / An: / Betreff:", in any language)
@@ -291,6 +321,23 @@ mod tests {
         let s = strip_staff_reply(&reply, &own());
         assert_eq!(s.text, "");
         assert!(s.cut_ours);
+    }
+
+    #[test]
+    fn text_written_below_or_between_quotes_of_our_text_stays() {
+        let reply = format!(
+            "Le 7 déc. 2026 à 10:00, Comune a écrit :\n{}\nRisposta sotto la citazione.\n",
+            quoted(NOTIFICATION)
+        );
+        let s = strip_staff_reply(&reply, &own());
+        assert_eq!(s.text, "Risposta sotto la citazione.");
+        assert!(s.cut_ours);
+        // …but our text pasted unquoted below is still caught.
+        let reply = format!(
+            "{}\nEcco:\nhttps://comune.example/staff/take/2026-000001?staff=x&exp=1&sig=zz\n",
+            quoted(NOTIFICATION)
+        );
+        assert_eq!(strip_staff_reply(&reply, &own()).text, "");
     }
 
     #[test]
