@@ -605,3 +605,171 @@ fn behind_a_proxy_the_per_address_limit_counts_the_forwarded_client_address() {
     let other = Client::new(&gw).forwarded_for("203.0.113.99");
     assert_eq!(login(&other, CITIZEN, PASSWORD).status, 303);
 }
+
+// ------------------------------------------------------------------------- issue 10
+
+#[test]
+fn after_sign_in_only_a_local_path_is_followed_never_another_host() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let client = signed_in(&stack, &gw, CITIZEN, &cf("RSSMRA85T10A562"));
+    // A tab after the first slash: browsers drop it and read `//evil.example`, another
+    // host. A line break made the redirect itself fail with a 500 after a good sign-in.
+    for next in ["/\t/evil.example", "/\n/evil.example", "/\\evil.example"] {
+        let form = client.get(&format!("/login?next={}", encode(next)));
+        assert_eq!(form.status, 200);
+        assert!(
+            form.body.contains("name=\"next\" value=\"/tickets\""),
+            "the form carries {next:?} on:\n{}",
+            form.body
+        );
+        let page = client.post(
+            "/login",
+            &[
+                ("csrf", &form.csrf()),
+                ("email", CITIZEN),
+                ("password", PASSWORD),
+                ("next", next),
+            ],
+        );
+        assert_eq!(page.status, 303, "{next:?}: {}", page.body);
+        assert_eq!(page.location.as_deref(), Some("/tickets"), "{next:?}");
+    }
+    // A path of ours is followed.
+    let form = client.get("/login");
+    let page = client.post(
+        "/login",
+        &[
+            ("csrf", &form.csrf()),
+            ("email", CITIZEN),
+            ("password", PASSWORD),
+            ("next", "/tickets/new?lang=en"),
+        ],
+    );
+    assert_eq!(page.location.as_deref(), Some("/tickets/new?lang=en"));
+}
+
+/// Percent-encodes a query value (every byte that is not unreserved).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// GET `path` on `port` with `headers`; (status, body).
+fn raw_get(port: u16, path: &str, headers: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // A server that accepts nothing leaves the connect waiting: try again until a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut s = loop {
+        match std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5)) {
+            Ok(s) => break s,
+            Err(e) if std::time::Instant::now() > deadline => panic!("connect: {e}"),
+            Err(_) => {}
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\n{headers}\r\n").as_bytes())
+        .expect("request");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, out)
+}
+
+#[test]
+fn metrics_are_not_on_the_citizens_port_but_on_the_operators_listener() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (status, _) = raw_get(gw.web_port, "/metrics", "");
+    assert_eq!(status, 404);
+    let (status, body) = raw_get(gw.metrics_port, "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(body.contains("ticketgate_raw_messages"), "{body}");
+}
+
+#[test]
+fn with_a_metrics_token_metrics_need_the_bearer_token_on_both_ports() {
+    const TOKEN: &str = "scrape-me-0123456789abcdef";
+    let stack = MailStack::start();
+    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
+        t.replacen(
+            "[server]\n",
+            &format!("[server]\nmetrics_token = \"{TOKEN}\"\n"),
+            1,
+        )
+    });
+    for port in [gw.web_port, gw.metrics_port] {
+        for bad in [
+            "",
+            "Authorization: Bearer wrong-token-0123456789\r\n",
+            "Authorization: Basic c2NyYXBlOm1l\r\n",
+        ] {
+            let (status, _) = raw_get(port, "/metrics", bad);
+            assert_eq!(status, 401, "port {port}, {bad:?}");
+        }
+        let (status, body) = raw_get(
+            port,
+            "/metrics",
+            &format!("Authorization: Bearer {TOKEN}\r\n"),
+        );
+        assert_eq!(status, 200, "port {port}: {body}");
+        assert!(body.contains("ticketgate_raw_messages"), "{body}");
+    }
+}
+
+/// Opens `n` connections to `port` that each send half a request and then keep quiet.
+fn half_sent_requests(port: u16, n: usize) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut held = Vec::new();
+    for _ in 0..n {
+        // Stop at the first connection the server's queue no longer takes.
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5))
+        else {
+            break;
+        };
+        let _ = s.write_all(b"POST /login HTTP/1.1\r\nHost: comune.test\r\nContent-Le");
+        held.push(s);
+    }
+    held
+}
+
+#[test]
+fn half_sent_requests_beyond_the_connection_cap_starve_neither_the_web_nor_the_mail_nor_the_stop() {
+    let stack = MailStack::start();
+    // 256 file descriptors in all, as a small default would give; short header deadline.
+    let mut gw = Gateway::start_with_fd_limit(&stack, 256, |t| {
+        t.replacen("[server]\n", "[server]\nheader_timeout_seconds = 2\n", 1)
+    });
+    // More half-sent requests than the process has descriptors.
+    let held = half_sent_requests(gw.web_port, 400);
+    assert!(held.len() > 256, "only {} connections opened", held.len());
+
+    // A mail with a photo sent meanwhile still becomes a ticket (its attachment is a file).
+    let photo = photo();
+    let raw = mail_with_photo_and_html(CITIZEN, LAVORI, "Buca durante un attacco", &photo);
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    let reference = wait_ticket(&gw, "Buca durante un attacco");
+    assert_eq!(gw.show(&reference)["attachments"][0]["size"], photo.len());
+
+    // A normal request from another connection is served (once the half-sent ones time out).
+    let (status, _) = raw_get(gw.web_port, "/healthz", "");
+    assert_eq!(status, 200, "{}", gw.log());
+
+    // SIGTERM stops the process although half-sent requests are open.
+    let more = half_sent_requests(gw.web_port, 100);
+    assert!(gw.stop(), "serve did not stop cleanly:\n{}", gw.log());
+    drop((held, more));
+}

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::fiscal_code;
 use super::password;
 use super::visitor::{
-    message, random_token, render, Chrome, Errors, FieldErrors, Visitor, SESSION_MILLIS,
+    local_path, message, random_token, render, Chrome, Errors, FieldErrors, Visitor, SESSION_MILLIS,
 };
 use super::AppState;
 use crate::domain::EmailAddress;
@@ -798,14 +798,9 @@ struct LoginPage {
     unverified: bool,
 }
 
-/// Only a path on this site: never an absolute or scheme-relative URL (open redirect).
+/// Only a path on this site, else `/tickets` (open redirect: see [`local_path`]).
 fn safe_next(next: &str) -> String {
-    let ok = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
-    if ok {
-        next.to_owned()
-    } else {
-        "/tickets".to_owned()
-    }
+    local_path(next).unwrap_or("/tickets").to_owned()
 }
 
 async fn login_form(
