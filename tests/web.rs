@@ -773,3 +773,179 @@ fn half_sent_requests_beyond_the_connection_cap_starve_neither_the_web_nor_the_m
     assert!(gw.stop(), "serve did not stop cleanly:\n{}", gw.log());
     drop((held, more));
 }
+
+#[test]
+fn once_signed_in_a_form_token_counts_only_for_its_own_session() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let first = signed_in(&stack, &gw, CITIZEN, &cf("RSSMRA85T10A562"));
+    // A token seen before sign-in (made for the CSRF cookie, which a hostile sibling site
+    // could have planted) no longer counts once the visitor is signed in.
+    let browser = Client::new(&gw);
+    let form = browser.get("/login");
+    let before = form.csrf();
+    let page = browser.post(
+        "/login",
+        &[
+            ("csrf", &before),
+            ("email", CITIZEN),
+            ("password", PASSWORD),
+            ("next", "/tickets"),
+        ],
+    );
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(browser.post("/logout", &[("csrf", &before)]).status, 403);
+    // Nor does a token of another session (the first browser's) of the same citizen…
+    let other = first.get("/tickets/new").csrf();
+    assert_eq!(browser.post("/logout", &[("csrf", &other)]).status, 403);
+    // …nor one of this browser's previous session, after signing in again.
+    let previous = browser.get("/tickets/new").csrf();
+    let form = browser.get("/login");
+    let page = browser.post(
+        "/login",
+        &[
+            ("csrf", &form.csrf()),
+            ("email", CITIZEN),
+            ("password", PASSWORD),
+            ("next", "/tickets"),
+        ],
+    );
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(browser.post("/logout", &[("csrf", &previous)]).status, 403);
+    // The page's own token does.
+    let current = browser.get("/tickets/new").csrf();
+    assert_eq!(browser.post("/logout", &[("csrf", &current)]).status, 303);
+}
+
+/// Posts the new-report form with `csrf` and a photo; the answer.
+fn post_report(client: &Client, csrf: &str, subject: &str, text: &str) -> Page {
+    client.post_multipart(
+        "/tickets/new",
+        &[
+            ("csrf", csrf),
+            ("area", "ambiente"),
+            ("kind", "reclamo"),
+            ("subject", subject),
+            ("text", text),
+        ],
+        &[("files", "lampione.jpg", "image/jpeg", &photo())],
+    )
+}
+
+/// The re-displayed form keeps what was typed.
+fn assert_kept(page: &Page, subject: &str, text: &str) {
+    assert!(
+        page.body.contains(&format!("value=\"{subject}\"")),
+        "subject lost:\n{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(&format!(">{text}</textarea>")),
+        "text lost"
+    );
+    assert!(
+        page.body.contains("value=\"ambiente\" selected"),
+        "area lost"
+    );
+    assert!(page.body.contains("value=\"reclamo\" checked"), "kind lost");
+}
+
+#[test]
+fn a_report_refused_for_an_expired_form_or_session_comes_back_with_the_text_and_a_word_about_the_photos(
+) {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let subject = "Lampione spento";
+    let text = "Il lampione di via Roma 3 è spento da una settimana.";
+
+    // The form expired (a stale or missing token): in Italian, the text kept, sent again.
+    let anna = signed_in(&stack, &gw, CITIZEN, &cf("RSSMRA85T10A562"));
+    let page = post_report(&anna, "a-stale-token", subject, text);
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("Il modulo era scaduto"), "{}", page.body);
+    assert!(page.body.contains("li alleghi di nuovo"), "{}", page.body);
+    assert_kept(&page, subject, text);
+    let sent = post_report(&anna, &page.csrf(), subject, text);
+    assert_eq!(sent.status, 303, "{}", sent.body);
+
+    // In English, for an English-speaking visitor.
+    let luca = signed_in(&stack, &gw, CITIZEN2, &cf("VRDLCU90E15F205"));
+    assert_eq!(luca.get("/tickets/new?lang=en").status, 200);
+    let page = post_report(&luca, "", subject, text);
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("The form had expired"), "{}", page.body);
+    assert!(page.body.contains("attach them again"), "{}", page.body);
+    assert_kept(&page, subject, text);
+
+    // The session ended meanwhile: the text is kept, with a way to sign in that keeps it.
+    let token = anna.get("/tickets/new").csrf();
+    assert_eq!(anna.post("/logout", &[("csrf", &token)]).status, 303);
+    let page = post_report(&anna, &token, subject, text);
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("La sessione è scaduta"), "{}", page.body);
+    assert!(page.body.contains("href=\"/login\" target=\"_blank\""));
+    assert_kept(&page, subject, text);
+}
+
+/// Sends `request` (a whole HTTP/1.0 request) to `port`; the whole answer.
+fn raw_request(port: u16, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(request.as_bytes()).expect("request");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn under_https_the_cookies_carry_the_host_prefix_and_only_those_count() {
+    let stack = MailStack::start();
+    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
+        t.replacen("base_url = \"http://", "base_url = \"https://", 1)
+    });
+    let answer = raw_request(gw.web_port, "GET /login HTTP/1.0\r\n\r\n");
+    let cookie = answer
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: __host-tg_csrf=")
+        })
+        .unwrap_or_else(|| panic!("no __Host- CSRF cookie:\n{answer}"));
+    assert!(cookie.contains("; Path=/"), "{cookie}");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
+    let value = cookie
+        .split_once('=')
+        .and_then(|(_, v)| v.split(';').next())
+        .unwrap()
+        .to_owned();
+    let marker = "name=\"csrf\" value=\"";
+    let token = answer
+        .split(marker)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let post = |cookie_name: &str| {
+        let body = format!("csrf={token}&email=nobody%40citizen.test&password=una-password-42");
+        let answer = raw_request(
+            gw.web_port,
+            &format!(
+                "POST /login HTTP/1.0\r\nCookie: {cookie_name}={value}\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse::<u16>().ok())
+            .unwrap_or(0)
+    };
+    // The prefixed cookie passes the form check (then the sign-in fails: no such account)…
+    assert_eq!(post("__Host-tg_csrf"), 401);
+    // …one without the prefix, as a sibling subdomain could set, does not count.
+    assert_eq!(post("tg_csrf"), 403);
+}
