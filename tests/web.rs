@@ -949,3 +949,57 @@ fn under_https_the_cookies_carry_the_host_prefix_and_only_those_count() {
     // …one without the prefix, as a sibling subdomain could set, does not count.
     assert_eq!(post("tg_csrf"), 403);
 }
+
+#[test]
+fn a_registration_or_sign_in_refused_for_its_token_comes_back_with_what_was_typed_but_no_password()
+{
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let fiscal = cf("RSSMRA85T10A562");
+    for (lang, expired) in [
+        ("it", "Il modulo era scaduto"),
+        ("en", "The form had expired"),
+    ] {
+        let client = Client::new(&gw);
+        assert_eq!(client.get(&format!("/register?lang={lang}")).status, 200);
+        let page = client.post(
+            "/register",
+            &[
+                ("csrf", "a-stale-token"),
+                ("first_name", "Anna"),
+                ("last_name", "Verdi"),
+                ("email", CITIZEN),
+                ("fiscal_code", &fiscal),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+                ("privacy", "yes"),
+            ],
+        );
+        assert_eq!(page.status, 403, "{}", page.body);
+        assert!(page.body.contains(expired), "{lang}: {}", page.body);
+        for kept in [
+            "value=\"Anna\"",
+            "value=\"Verdi\"",
+            CITIZEN,
+            fiscal.as_str(),
+        ] {
+            assert!(page.body.contains(kept), "{lang}: {kept} lost");
+        }
+        assert!(!page.body.contains(PASSWORD), "a password came back");
+
+        let page = client.post(
+            "/login",
+            &[
+                ("csrf", ""),
+                ("email", CITIZEN),
+                ("password", PASSWORD),
+                ("next", "/tickets/new"),
+            ],
+        );
+        assert_eq!(page.status, 403, "{}", page.body);
+        assert!(page.body.contains(expired), "{lang}: {}", page.body);
+        assert!(page.body.contains(&format!("value=\"{CITIZEN}\"")));
+        assert!(page.body.contains("name=\"next\" value=\"/tickets/new\""));
+        assert!(!page.body.contains(PASSWORD), "a password came back");
+    }
+}

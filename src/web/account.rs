@@ -77,6 +77,15 @@ fn csrf_refused(state: &AppState, v: &Visitor) -> Response {
     )
 }
 
+/// The error of a form refused for its token, shown at the password (typed again).
+fn form_expired(v: &Visitor) -> String {
+    t(
+        v,
+        "Il modulo era scaduto (o i cookie sono disattivati): i dati sono qui sotto, scriva di nuovo la password e invii ancora.",
+        "The form had expired (or cookies are off): your details are below; type the password again and send once more.",
+    )
+}
+
 // ------------------------------------------------------------------------- register
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,7 +166,20 @@ async fn register(
     Form(mut form): Form<RegisterForm>,
 ) -> Response {
     if !v.csrf_ok(&form.csrf) {
-        return csrf_refused(&state, &v);
+        // Shown again with what was typed (never the passwords), not a bare refusal.
+        form.password.clear();
+        form.password_confirm.clear();
+        let page = RegisterPage {
+            c: v.chrome(&t(
+                &v,
+                "Registrazione: modulo scaduto",
+                "Register: form expired",
+            )),
+            site: site(&state),
+            form,
+            errors: vec![("password", form_expired(&v))],
+        };
+        return render(&v, StatusCode::FORBIDDEN, &page);
     }
     let mut errors: Errors = Vec::new();
     if let Some(e) = check_name(
@@ -837,7 +859,16 @@ async fn login_form(
 
 async fn login(State(state): State<AppState>, v: Visitor, Form(f): Form<LoginForm>) -> Response {
     if !v.csrf_ok(&f.csrf) {
-        return csrf_refused(&state, &v);
+        let page = LoginPage {
+            c: v.chrome(&t(&v, "Accesso: modulo scaduto", "Sign in: form expired")),
+            site: site(&state),
+            email: f.email.trim().to_owned(),
+            next: safe_next(&f.next),
+            notice: None,
+            errors: vec![("password", form_expired(&v))],
+            unverified: false,
+        };
+        return render(&v, StatusCode::FORBIDDEN, &page);
     }
     let email = f.email.trim().to_lowercase();
     let next = safe_next(&f.next);
