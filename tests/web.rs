@@ -751,7 +751,11 @@ fn half_sent_requests_beyond_the_connection_cap_starve_neither_the_web_nor_the_m
     let stack = MailStack::start();
     // 256 file descriptors in all, as a small default would give; short header deadline.
     let mut gw = Gateway::start_with_fd_limit(&stack, 256, |t| {
-        t.replacen("[server]\n", "[server]\nheader_timeout_seconds = 2\n", 1)
+        t.replacen(
+            "[server]\n",
+            "[server]\nheader_timeout_seconds = 2\nbody_timeout_seconds = 2\n",
+            1,
+        )
     });
     // More half-sent requests than the process has descriptors.
     let held = half_sent_requests(gw.web_port, 400);
@@ -767,6 +771,30 @@ fn half_sent_requests_beyond_the_connection_cap_starve_neither_the_web_nor_the_m
     // A normal request from another connection is served (once the half-sent ones time out).
     let (status, _) = raw_get(gw.web_port, "/healthz", "");
     assert_eq!(status, 200, "{}", gw.log());
+
+    // An idle keep-alive connection and a body that stops halfway are closed by the server
+    // (the client only waits, with a generous deadline, for the end of the stream).
+    {
+        use std::io::{Read, Write};
+        let mut idle = std::net::TcpStream::connect(("127.0.0.1", gw.web_port)).unwrap();
+        idle.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: comune.test\r\n\r\n")
+            .unwrap();
+        let mut slow = std::net::TcpStream::connect(("127.0.0.1", gw.web_port)).unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        slow.write_all(
+            b"POST /login HTTP/1.1\r\nHost: comune.test\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ncsrf=",
+        )
+        .unwrap();
+        for (what, mut s) in [("idle keep-alive", idle), ("half-sent body", slow)] {
+            let mut answer = Vec::new();
+            let read = s.read_to_end(&mut answer);
+            assert!(read.is_ok(), "{what}: the server kept the connection open");
+        }
+    }
 
     // SIGTERM stops the process although half-sent requests are open.
     let more = half_sent_requests(gw.web_port, 100);
