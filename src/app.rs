@@ -144,11 +144,12 @@ pub async fn serve(cfg: Arc<Config>, stop: CancellationToken) -> anyhow::Result<
         .await
         .with_context(|| format!("binding the web server to {}", cfg.server.listen))?;
     let metrics_listener = match cfg.server.metrics_addr() {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding server.metrics_listen {addr}"))?,
-        ),
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "binding server.metrics_listen {addr} (in use by another instance on \
+                         this host? give each its own port, or \"off\")"
+            )
+        })?),
         None => None,
     };
     let state = AppState {
