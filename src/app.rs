@@ -3,7 +3,8 @@
 //!
 //! A stop request cancels one token. Pollers finish the batch they hold (its transactions
 //! commit or roll back whole) and log out; the worker finishes the sends in flight; the web
-//! server drains its requests. Nothing is half-processed because every change is one
+//! server finishes the requests in hand within a deadline (half-sent requests do not hold
+//! the stop up). Nothing is half-processed because every change is one
 //! transaction and the server is told only after the commit.
 
 use std::sync::Arc;
@@ -142,7 +143,16 @@ pub async fn serve(cfg: Arc<Config>, stop: CancellationToken) -> anyhow::Result<
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("binding the web server to {}", cfg.server.listen))?;
-    let app = web::router(AppState {
+    let metrics_listener = match cfg.server.metrics_addr() {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "binding server.metrics_listen {addr} (in use by another instance on \
+                         this host? give each its own port, or \"off\")"
+            )
+        })?),
+        None => None,
+    };
+    let state = AppState {
         store: gw.store.clone(),
         metrics,
         cfg: cfg.clone(),
@@ -150,21 +160,34 @@ pub async fn serve(cfg: Arc<Config>, stop: CancellationToken) -> anyhow::Result<
         pipeline: gw.pipeline.clone(),
         attachments: gw.attachments.clone(),
         outbox_wake: gw.outbox_wake.clone(),
-    });
-    {
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            // The peer address feeds the per-address sign-in limit.
-            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "web server stopped");
-            }
-        });
+    };
+    let limits = web_limits(&cfg);
+    tasks.spawn(web::server::serve(
+        listener,
+        web::router(state.clone()),
+        limits,
+        shutdown.clone(),
+    ));
+    if let Some(listener) = metrics_listener {
+        // The operator's scraper: a handful of connections is plenty.
+        let limits = web::server::Limits {
+            max_connections: METRICS_CONNECTIONS,
+            ..limits
+        };
+        tasks.spawn(web::server::serve(
+            listener,
+            web::metrics_router(state),
+            limits,
+            shutdown.clone(),
+        ));
     }
-    tracing::info!(listen = %cfg.server.listen, mailboxes = cfg.mailboxes.len(), "ticketgate serving");
+    tracing::info!(
+        listen = %cfg.server.listen,
+        metrics_listen = %cfg.server.metrics_listen,
+        max_connections = limits.max_connections,
+        mailboxes = cfg.mailboxes.len(),
+        "ticketgate serving"
+    );
 
     {
         let shutdown = shutdown.clone();
@@ -182,6 +205,30 @@ pub async fn serve(cfg: Arc<Config>, stop: CancellationToken) -> anyhow::Result<
     gw.store.close().await;
     tracing::info!("ticketgate stopped");
     Ok(())
+}
+
+/// Connections the metrics listener serves at once.
+const METRICS_CONNECTIONS: usize = 8;
+
+/// The citizens' port limits: as configured, with the connection cap lowered so that file
+/// descriptors stay free for IMAP, SMTP, the database and attachment files.
+fn web_limits(cfg: &Config) -> web::server::Limits {
+    let soft = web::server::open_files_limit();
+    let max_connections = web::server::connection_cap(cfg.server.max_connections, soft);
+    if max_connections < cfg.server.max_connections {
+        tracing::warn!(
+            configured = cfg.server.max_connections,
+            serving = max_connections,
+            open_files_limit = soft,
+            "server.max_connections lowered to keep file descriptors for the mail side \
+             (raise LimitNOFILE to serve more)"
+        );
+    }
+    web::server::Limits {
+        max_connections,
+        header_timeout: std::time::Duration::from_secs(cfg.server.header_timeout_seconds),
+        body_timeout: std::time::Duration::from_secs(cfg.server.body_timeout_seconds),
+    }
 }
 
 /// Processes raw messages left pending outside any IMAP mailbox generation (ingest).

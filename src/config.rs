@@ -61,6 +61,24 @@ pub struct ServerConfig {
     /// limit. Only with a proxy that sets the header, or clients could choose their address.
     #[serde(default)]
     pub trust_forwarded_for: bool,
+    /// Where `/metrics` is served, apart from the citizens' port: an address, or `off`.
+    /// Default loopback only: the figures are for the operator, not for the Internet.
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: String,
+    /// A bearer token `/metrics` then asks for (`Authorization: Bearer …`), on
+    /// `metrics_listen` and — only when set — also on the citizens' port.
+    pub metrics_token: Option<SecretString>,
+    /// Web connections served at once; more wait in the kernel's queue. Lowered at start so
+    /// that file descriptors stay free for the mail side, the database and attachments.
+    #[serde(default = "default_max_connections_web")]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers, and that an idle keep-alive
+    /// connection is kept waiting for the next request.
+    #[serde(default = "default_header_timeout_seconds")]
+    pub header_timeout_seconds: u64,
+    /// Seconds a client has to send a request's body, from the end of its headers.
+    #[serde(default = "default_body_timeout_seconds")]
+    pub body_timeout_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -70,9 +88,37 @@ impl Default for ServerConfig {
             base_url: default_base_url(),
             site_name: default_site_name(),
             trust_forwarded_for: false,
+            metrics_listen: default_metrics_listen(),
+            metrics_token: None,
+            max_connections: default_max_connections_web(),
+            header_timeout_seconds: default_header_timeout_seconds(),
+            body_timeout_seconds: default_body_timeout_seconds(),
         }
     }
 }
+
+impl ServerConfig {
+    /// The address of the separate metrics listener, `None` when it is `off` (or invalid:
+    /// [`Config::problems`] names that).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listen.trim().parse().ok()
+    }
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9898".to_owned()
+}
+fn default_max_connections_web() -> usize {
+    512
+}
+fn default_header_timeout_seconds() -> u64 {
+    10
+}
+fn default_body_timeout_seconds() -> u64 {
+    120
+}
+/// Shortest accepted `server.metrics_token`.
+pub const MIN_METRICS_TOKEN_BYTES: usize = 16;
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
@@ -427,6 +473,42 @@ impl Config {
                 "server.base_url".into(),
                 format!("{:?} is not an http(s) URL", self.server.base_url),
             );
+        }
+        let metrics_listen = self.server.metrics_listen.trim();
+        if metrics_listen != "off" && self.server.metrics_addr().is_none() {
+            err(
+                "server.metrics_listen".into(),
+                format!("{metrics_listen:?} is neither an address:port nor \"off\""),
+            );
+        }
+        if let Some(token) = &self.server.metrics_token {
+            let token = token.expose_secret();
+            if token.len() < MIN_METRICS_TOKEN_BYTES || !token.bytes().all(|b| b.is_ascii_graphic())
+            {
+                err(
+                    "server.metrics_token".into(),
+                    format!(
+                        "use at least {MIN_METRICS_TOKEN_BYTES} visible ASCII characters, no spaces"
+                    ),
+                );
+            }
+        }
+        if self.server.max_connections == 0 {
+            err("server.max_connections".into(), "must be at least 1".into());
+        }
+        for (key, value) in [
+            (
+                "server.header_timeout_seconds",
+                self.server.header_timeout_seconds,
+            ),
+            (
+                "server.body_timeout_seconds",
+                self.server.body_timeout_seconds,
+            ),
+        ] {
+            if value == 0 || value > 3600 {
+                err(key.into(), format!("{value}: use 1 to 3600 seconds"));
+            }
         }
         if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
         {
@@ -797,6 +879,35 @@ mod tests {
             routes["reclami@comune.test"].kind,
             Some(TicketKind::Reclamo)
         );
+    }
+
+    #[test]
+    fn metrics_are_on_loopback_by_default_and_bad_web_limits_are_named() {
+        let cfg = Config::from_toml_str(GOOD).expect("parses");
+        assert_eq!(
+            cfg.server.metrics_addr(),
+            Some(SocketAddr::from(([127, 0, 0, 1], 9898)))
+        );
+        assert_eq!(cfg.server.max_connections, 512);
+        let text = format!("[server]\nmetrics_listen = \"off\"\n{GOOD}");
+        let cfg = Config::from_toml_str(&text).expect("parses");
+        assert_eq!(cfg.server.metrics_addr(), None);
+        assert_eq!(cfg.problems(), vec![]);
+
+        let text = format!(
+            "[server]\nmetrics_listen = \"everywhere\"\nmetrics_token = \"short\"\n\
+             max_connections = 0\nheader_timeout_seconds = 0\n{GOOD}"
+        );
+        let cfg = Config::from_toml_str(&text).expect("parses");
+        let keys: Vec<String> = cfg.problems().into_iter().map(|p| p.key).collect();
+        for key in [
+            "server.metrics_listen",
+            "server.metrics_token",
+            "server.max_connections",
+            "server.header_timeout_seconds",
+        ] {
+            assert!(keys.contains(&key.to_owned()), "{key}: {keys:?}");
+        }
     }
 
     #[test]

@@ -1048,4 +1048,429 @@ fn html_stored_before_it_was_sanitised_at_intake_is_sanitised_once_on_its_first_
         0,
         "the sanitised HTML was stored: later views only read it"
     );
+
+// ------------------------------------------------------------------------- issue 10
+
+#[test]
+fn after_sign_in_only_a_local_path_is_followed_never_another_host() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let client = signed_in(&stack, &gw, CITIZEN, &cf("RSSMRA85T10A562"));
+    // A tab after the first slash: browsers drop it and read `//evil.example`, another
+    // host. A line break made the redirect itself fail with a 500 after a good sign-in.
+    for next in ["/\t/evil.example", "/\n/evil.example", "/\\evil.example"] {
+        let form = client.get(&format!("/login?next={}", encode(next)));
+        assert_eq!(form.status, 200);
+        assert!(
+            form.body.contains("name=\"next\" value=\"/tickets\""),
+            "the form carries {next:?} on:\n{}",
+            form.body
+        );
+        let page = client.post(
+            "/login",
+            &[
+                ("csrf", &form.csrf()),
+                ("email", CITIZEN),
+                ("password", PASSWORD),
+                ("next", next),
+            ],
+        );
+        assert_eq!(page.status, 303, "{next:?}: {}", page.body);
+        assert_eq!(page.location.as_deref(), Some("/tickets"), "{next:?}");
+    }
+    // A path of ours is followed.
+    let form = client.get("/login");
+    let page = client.post(
+        "/login",
+        &[
+            ("csrf", &form.csrf()),
+            ("email", CITIZEN),
+            ("password", PASSWORD),
+            ("next", "/tickets/new?lang=en"),
+        ],
+    );
+    assert_eq!(page.location.as_deref(), Some("/tickets/new?lang=en"));
+}
+
+/// Percent-encodes a query value (every byte that is not unreserved).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// GET `path` on `port` with `headers`; (status, body).
+fn raw_get(port: u16, path: &str, headers: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // A server that accepts nothing leaves the connect waiting: try again until a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut s = loop {
+        match std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5)) {
+            Ok(s) => break s,
+            Err(e) if std::time::Instant::now() > deadline => panic!("connect: {e}"),
+            Err(_) => {}
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\n{headers}\r\n").as_bytes())
+        .expect("request");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, out)
+}
+
+#[test]
+fn metrics_are_not_on_the_citizens_port_but_on_the_operators_listener() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (status, _) = raw_get(gw.web_port, "/metrics", "");
+    assert_eq!(status, 404);
+    let (status, body) = raw_get(gw.metrics_port, "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(body.contains("ticketgate_raw_messages"), "{body}");
+}
+
+#[test]
+fn with_a_metrics_token_metrics_need_the_bearer_token_on_both_ports() {
+    const TOKEN: &str = "scrape-me-0123456789abcdef";
+    let stack = MailStack::start();
+    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
+        t.replacen(
+            "[server]\n",
+            &format!("[server]\nmetrics_token = \"{TOKEN}\"\n"),
+            1,
+        )
+    });
+    for port in [gw.web_port, gw.metrics_port] {
+        for bad in [
+            "",
+            "Authorization: Bearer wrong-token-0123456789\r\n",
+            "Authorization: Basic c2NyYXBlOm1l\r\n",
+        ] {
+            let (status, _) = raw_get(port, "/metrics", bad);
+            assert_eq!(status, 401, "port {port}, {bad:?}");
+        }
+        let (status, body) = raw_get(
+            port,
+            "/metrics",
+            &format!("Authorization: Bearer {TOKEN}\r\n"),
+        );
+        assert_eq!(status, 200, "port {port}: {body}");
+        assert!(body.contains("ticketgate_raw_messages"), "{body}");
+    }
+}
+
+/// Opens `n` connections to `port` that each send half a request and then keep quiet.
+fn half_sent_requests(port: u16, n: usize) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut held = Vec::new();
+    for _ in 0..n {
+        // Stop at the first connection the server's queue no longer takes.
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5))
+        else {
+            break;
+        };
+        let _ = s.write_all(b"POST /login HTTP/1.1\r\nHost: comune.test\r\nContent-Le");
+        held.push(s);
+    }
+    held
+}
+
+#[test]
+fn half_sent_requests_beyond_the_connection_cap_starve_neither_the_web_nor_the_mail_nor_the_stop() {
+    let stack = MailStack::start();
+    // 256 file descriptors in all, as a small default would give; short header deadline.
+    let mut gw = Gateway::start_with_fd_limit(&stack, 256, |t| {
+        t.replacen(
+            "[server]\n",
+            "[server]\nheader_timeout_seconds = 2\nbody_timeout_seconds = 2\n",
+            1,
+        )
+    });
+    // More half-sent requests than the process has descriptors.
+    let held = half_sent_requests(gw.web_port, 400);
+    assert!(held.len() > 256, "only {} connections opened", held.len());
+
+    // A mail with a photo sent meanwhile still becomes a ticket (its attachment is a file).
+    let photo = photo();
+    let raw = mail_with_photo_and_html(CITIZEN, LAVORI, "Buca durante un attacco", &photo);
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    let reference = wait_ticket(&gw, "Buca durante un attacco");
+    assert_eq!(gw.show(&reference)["attachments"][0]["size"], photo.len());
+
+    // A normal request from another connection is served (once the half-sent ones time out).
+    let (status, _) = raw_get(gw.web_port, "/healthz", "");
+    assert_eq!(status, 200, "{}", gw.log());
+
+    // An idle keep-alive connection and a body that stops halfway are closed by the server
+    // (the client only waits, with a generous deadline, for the end of the stream).
+    {
+        use std::io::{Read, Write};
+        let mut idle = std::net::TcpStream::connect(("127.0.0.1", gw.web_port)).unwrap();
+        idle.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: comune.test\r\n\r\n")
+            .unwrap();
+        let mut slow = std::net::TcpStream::connect(("127.0.0.1", gw.web_port)).unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        slow.write_all(
+            b"POST /login HTTP/1.1\r\nHost: comune.test\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ncsrf=",
+        )
+        .unwrap();
+        for (what, mut s) in [("idle keep-alive", idle), ("half-sent body", slow)] {
+            let mut answer = Vec::new();
+            let read = s.read_to_end(&mut answer);
+            assert!(read.is_ok(), "{what}: the server kept the connection open");
+        }
+    }
+
+    // SIGTERM stops the process although half-sent requests are open.
+    let more = half_sent_requests(gw.web_port, 100);
+    assert!(gw.stop(), "serve did not stop cleanly:\n{}", gw.log());
+    drop((held, more));
+}
+
+#[test]
+fn once_signed_in_a_form_token_counts_only_for_its_own_session() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let first = signed_in(&stack, &gw, CITIZEN, &cf("RSSMRA85T10A562"));
+    // A token seen before sign-in (made for the CSRF cookie, which a hostile sibling site
+    // could have planted) no longer counts once the visitor is signed in.
+    let browser = Client::new(&gw);
+    let form = browser.get("/login");
+    let before = form.csrf();
+    let page = browser.post(
+        "/login",
+        &[
+            ("csrf", &before),
+            ("email", CITIZEN),
+            ("password", PASSWORD),
+            ("next", "/tickets"),
+        ],
+    );
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(browser.post("/logout", &[("csrf", &before)]).status, 403);
+    // Nor does a token of another session (the first browser's) of the same citizen…
+    let other = first.get("/tickets/new").csrf();
+    assert_eq!(browser.post("/logout", &[("csrf", &other)]).status, 403);
+    // …nor one of this browser's previous session, after signing in again.
+    let previous = browser.get("/tickets/new").csrf();
+    let form = browser.get("/login");
+    let page = browser.post(
+        "/login",
+        &[
+            ("csrf", &form.csrf()),
+            ("email", CITIZEN),
+            ("password", PASSWORD),
+            ("next", "/tickets"),
+        ],
+    );
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(browser.post("/logout", &[("csrf", &previous)]).status, 403);
+    // The page's own token does.
+    let current = browser.get("/tickets/new").csrf();
+    assert_eq!(browser.post("/logout", &[("csrf", &current)]).status, 303);
+}
+
+/// Posts the new-report form with `csrf` and a photo; the answer.
+fn post_report(client: &Client, csrf: &str, subject: &str, text: &str) -> Page {
+    client.post_multipart(
+        "/tickets/new",
+        &[
+            ("csrf", csrf),
+            ("area", "ambiente"),
+            ("kind", "reclamo"),
+            ("subject", subject),
+            ("text", text),
+        ],
+        &[("files", "lampione.jpg", "image/jpeg", &photo())],
+    )
+}
+
+/// The re-displayed form keeps what was typed.
+fn assert_kept(page: &Page, subject: &str, text: &str) {
+    assert!(
+        page.body.contains(&format!("value=\"{subject}\"")),
+        "subject lost:\n{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(&format!(">{text}</textarea>")),
+        "text lost"
+    );
+    assert!(
+        page.body.contains("value=\"ambiente\" selected"),
+        "area lost"
+    );
+    assert!(page.body.contains("value=\"reclamo\" checked"), "kind lost");
+}
+
+#[test]
+fn a_report_refused_for_an_expired_form_or_session_comes_back_with_the_text_and_a_word_about_the_photos(
+) {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let subject = "Lampione spento";
+    let text = "Il lampione di via Roma 3 è spento da una settimana.";
+
+    // The form expired (a stale or missing token): in Italian, the text kept, sent again.
+    let anna = signed_in(&stack, &gw, CITIZEN, &cf("RSSMRA85T10A562"));
+    let page = post_report(&anna, "a-stale-token", subject, text);
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("Il modulo era scaduto"), "{}", page.body);
+    assert!(page.body.contains("li alleghi di nuovo"), "{}", page.body);
+    assert_kept(&page, subject, text);
+    let sent = post_report(&anna, &page.csrf(), subject, text);
+    assert_eq!(sent.status, 303, "{}", sent.body);
+
+    // In English, for an English-speaking visitor.
+    let luca = signed_in(&stack, &gw, CITIZEN2, &cf("VRDLCU90E15F205"));
+    assert_eq!(luca.get("/tickets/new?lang=en").status, 200);
+    let page = post_report(&luca, "", subject, text);
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("The form had expired"), "{}", page.body);
+    assert!(page.body.contains("attach them again"), "{}", page.body);
+    assert_kept(&page, subject, text);
+
+    // The session ended meanwhile: the text is kept, with a way to sign in that keeps it.
+    let token = anna.get("/tickets/new").csrf();
+    assert_eq!(anna.post("/logout", &[("csrf", &token)]).status, 303);
+    let page = post_report(&anna, &token, subject, text);
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("La sessione è scaduta"), "{}", page.body);
+    assert!(page.body.contains("href=\"/login\" target=\"_blank\""));
+    assert_kept(&page, subject, text);
+}
+
+/// Sends `request` (a whole HTTP/1.0 request) to `port`; the whole answer.
+fn raw_request(port: u16, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(request.as_bytes()).expect("request");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn under_https_the_cookies_carry_the_host_prefix_and_only_those_count() {
+    let stack = MailStack::start();
+    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
+        t.replacen("base_url = \"http://", "base_url = \"https://", 1)
+    });
+    let answer = raw_request(gw.web_port, "GET /login HTTP/1.0\r\n\r\n");
+    let cookie = answer
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: __host-tg_csrf=")
+        })
+        .unwrap_or_else(|| panic!("no __Host- CSRF cookie:\n{answer}"));
+    assert!(cookie.contains("; Path=/"), "{cookie}");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
+    let value = cookie
+        .split_once('=')
+        .and_then(|(_, v)| v.split(';').next())
+        .unwrap()
+        .to_owned();
+    let marker = "name=\"csrf\" value=\"";
+    let token = answer
+        .split(marker)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let post = |cookie_name: &str| {
+        let body = format!("csrf={token}&email=nobody%40citizen.test&password=una-password-42");
+        let answer = raw_request(
+            gw.web_port,
+            &format!(
+                "POST /login HTTP/1.0\r\nCookie: {cookie_name}={value}\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse::<u16>().ok())
+            .unwrap_or(0)
+    };
+    // The prefixed cookie passes the form check (then the sign-in fails: no such account)…
+    assert_eq!(post("__Host-tg_csrf"), 401);
+    // …one without the prefix, as a sibling subdomain could set, does not count.
+    assert_eq!(post("tg_csrf"), 403);
+}
+
+#[test]
+fn a_registration_or_sign_in_refused_for_its_token_comes_back_with_what_was_typed_but_no_password()
+{
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let fiscal = cf("RSSMRA85T10A562");
+    for (lang, expired) in [
+        ("it", "Il modulo era scaduto"),
+        ("en", "The form had expired"),
+    ] {
+        let client = Client::new(&gw);
+        assert_eq!(client.get(&format!("/register?lang={lang}")).status, 200);
+        let page = client.post(
+            "/register",
+            &[
+                ("csrf", "a-stale-token"),
+                ("first_name", "Anna"),
+                ("last_name", "Verdi"),
+                ("email", CITIZEN),
+                ("fiscal_code", &fiscal),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+                ("privacy", "yes"),
+            ],
+        );
+        assert_eq!(page.status, 403, "{}", page.body);
+        assert!(page.body.contains(expired), "{lang}: {}", page.body);
+        for kept in [
+            "value=\"Anna\"",
+            "value=\"Verdi\"",
+            CITIZEN,
+            fiscal.as_str(),
+        ] {
+            assert!(page.body.contains(kept), "{lang}: {kept} lost");
+        }
+        assert!(!page.body.contains(PASSWORD), "a password came back");
+
+        let page = client.post(
+            "/login",
+            &[
+                ("csrf", ""),
+                ("email", CITIZEN),
+                ("password", PASSWORD),
+                ("next", "/tickets/new"),
+            ],
+        );
+        assert_eq!(page.status, 403, "{}", page.body);
+        assert!(page.body.contains(expired), "{lang}: {}", page.body);
+        assert!(page.body.contains(&format!("value=\"{CITIZEN}\"")));
+        assert!(page.body.contains("name=\"next\" value=\"/tickets/new\""));
+        assert!(!page.body.contains(PASSWORD), "a password came back");
+    }
 }

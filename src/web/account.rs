@@ -20,7 +20,7 @@ use super::fiscal_code;
 use super::limits::{self, Verdict};
 use super::password;
 use super::visitor::{
-    message, random_token, render, Chrome, Errors, FieldErrors, Visitor, SESSION_MILLIS,
+    local_path, message, random_token, render, Chrome, Errors, FieldErrors, Visitor, SESSION_MILLIS,
 };
 use super::AppState;
 use crate::domain::EmailAddress;
@@ -77,6 +77,15 @@ fn csrf_refused(state: &AppState, v: &Visitor) -> Response {
             "The form is no longer valid (or cookies are off). Go back, reload the page and try again.",
         )],
         None,
+    )
+}
+
+/// The error of a form refused for its token, shown at the password (typed again).
+fn form_expired(v: &Visitor) -> String {
+    t(
+        v,
+        "Il modulo era scaduto (o i cookie sono disattivati): i dati sono qui sotto, scriva di nuovo la password e invii ancora.",
+        "The form had expired (or cookies are off): your details are below; type the password again and send once more.",
     )
 }
 
@@ -186,7 +195,20 @@ async fn register(
     Form(mut form): Form<RegisterForm>,
 ) -> Response {
     if !v.csrf_ok(&form.csrf) {
-        return csrf_refused(&state, &v);
+        // Shown again with what was typed (never the passwords), not a bare refusal.
+        form.password.clear();
+        form.password_confirm.clear();
+        let page = RegisterPage {
+            c: v.chrome(&t(
+                &v,
+                "Registrazione: modulo scaduto",
+                "Register: form expired",
+            )),
+            site: site(&state),
+            form,
+            errors: vec![("password", form_expired(&v))],
+        };
+        return render(&v, StatusCode::FORBIDDEN, &page);
     }
     let mut errors: Errors = Vec::new();
     if let Some(e) = check_name(
@@ -924,14 +946,9 @@ struct LoginPage {
     unverified: bool,
 }
 
-/// Only a path on this site: never an absolute or scheme-relative URL (open redirect).
+/// Only a path on this site, else `/tickets` (open redirect: see [`local_path`]).
 fn safe_next(next: &str) -> String {
-    let ok = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
-    if ok {
-        next.to_owned()
-    } else {
-        "/tickets".to_owned()
-    }
+    local_path(next).unwrap_or("/tickets").to_owned()
 }
 
 async fn login_form(
@@ -968,7 +985,16 @@ async fn login_form(
 
 async fn login(State(state): State<AppState>, v: Visitor, Form(f): Form<LoginForm>) -> Response {
     if !v.csrf_ok(&f.csrf) {
-        return csrf_refused(&state, &v);
+        let page = LoginPage {
+            c: v.chrome(&t(&v, "Accesso: modulo scaduto", "Sign in: form expired")),
+            site: site(&state),
+            email: f.email.trim().to_owned(),
+            next: safe_next(&f.next),
+            notice: None,
+            errors: vec![("password", form_expired(&v))],
+            unverified: false,
+        };
+        return render(&v, StatusCode::FORBIDDEN, &page);
     }
     let email = f.email.trim().to_lowercase();
     let next = safe_next(&f.next);

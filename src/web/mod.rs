@@ -1,6 +1,10 @@
 //! The web server: the citizen pages (front page, account, my tickets), `/healthz`
 //! (database reachable), `/metrics` (Prometheus) and the staff take link; each part has its
 //! own router, merged here under one set of security headers.
+//!
+//! `/metrics` is for the operator: it is served on its own listener (`server.metrics_listen`,
+//! loopback by default), and on the citizens' port only when a bearer token
+//! (`server.metrics_token`) guards it — else the citizens' port answers 404.
 
 mod account;
 pub mod fiscal_code;
@@ -8,6 +12,7 @@ mod home;
 mod limits;
 mod my_tickets;
 pub mod password;
+pub mod server;
 mod staff;
 mod visitor;
 
@@ -15,13 +20,16 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header::{
-    CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    AUTHORIZATION, CONTENT_SECURITY_POLICY, REFERRER_POLICY, WWW_AUTHENTICATE,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::attachments::AttachmentStore;
@@ -44,11 +52,13 @@ pub struct AppState {
     pub outbox_wake: Arc<Notify>,
 }
 
-/// All routes.
+/// All routes of the citizens' port.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics_page))
+    let mut routes = Router::new().route("/healthz", get(healthz));
+    if state.cfg.server.metrics_token.is_some() {
+        routes = routes.route("/metrics", get(metrics_page));
+    }
+    routes
         .merge(home::router())
         .merge(account::router())
         .merge(my_tickets::router())
@@ -103,7 +113,40 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics_page(State(state): State<AppState>) -> impl IntoResponse {
+/// The routes of the operator's metrics listener: `/metrics` and `/healthz`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_page))
+        .with_state(state)
+}
+
+/// Whether the request carries `Authorization: Bearer <server.metrics_token>` (always true
+/// when no token is configured). The digests are compared, not the strings, so the time
+/// taken says nothing about how much of a guess was right.
+fn metrics_authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(token) = &state.cfg.server.metrics_token else {
+        return true;
+    };
+    let given = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .trim();
+    !given.is_empty()
+        && Sha256::digest(given.as_bytes()) == Sha256::digest(token.expose_secret().as_bytes())
+}
+
+async fn metrics_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !metrics_authorized(&state, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token is needed\n",
+        )
+            .into_response();
+    }
     let mut body = state
         .metrics
         .as_ref()
@@ -129,4 +172,5 @@ async fn metrics_page(State(state): State<AppState>) -> impl IntoResponse {
         )],
         body,
     )
+        .into_response()
 }

@@ -698,6 +698,12 @@ struct NewPage {
     subject: String,
     text: String,
     errors: Errors,
+    /// Why the form came back although nothing in it was wrong (expired session or form),
+    /// and whether the files must be attached again: paragraphs, shown above the form.
+    notice: Vec<String>,
+    /// Signed out meanwhile: the notice links to the sign-in page (in a new tab, so that
+    /// this page with what was typed stays).
+    sign_in: bool,
     max_files: usize,
     max_file_mb: usize,
     max_total_mb: usize,
@@ -705,6 +711,10 @@ struct NewPage {
     accept: String,
 }
 
+/// The new-report page, with what was typed (`area`, `kind`, `subject`, `text`), its
+/// `errors` and a `notice` (a form refused as a whole — answered 403 — or files to attach
+/// again).
+#[allow(clippy::too_many_arguments)]
 fn new_page(
     state: &AppState,
     v: &Visitor,
@@ -713,6 +723,7 @@ fn new_page(
     subject: String,
     text: String,
     errors: Errors,
+    notice: Vec<String>,
 ) -> Response {
     let areas = state
         .cfg
@@ -725,12 +736,16 @@ fn new_page(
             selected: a.slug == area,
         })
         .collect();
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
+    let status = if !errors.is_empty() {
         StatusCode::UNPROCESSABLE_ENTITY
+    } else if !notice.is_empty() {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::OK
     };
     let page = NewPage {
+        sign_in: v.citizen.is_none(),
+        notice,
         c: v.chrome(if v.en() {
             "New report"
         } else {
@@ -771,6 +786,7 @@ async fn new_form(State(state): State<AppState>, v: Visitor) -> Response {
         String::new(),
         String::new(),
         Vec::new(),
+        Vec::new(),
     )
 }
 
@@ -801,9 +817,8 @@ fn sniff(bytes: &[u8]) -> Option<&'static str> {
 }
 
 async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) -> Response {
-    let Some(c) = citizen(&v).cloned() else {
-        return v.to_login();
-    };
+    // The form is read before the session and the token are checked: a report typed while
+    // the session or the form expired comes back with its text, never lost.
     let (mut csrf, mut area, mut kind, mut subject, mut text) = (
         String::new(),
         String::new(),
@@ -899,9 +914,38 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
             _ => {}
         }
     }
-    if !v.csrf_ok(&csrf) {
-        return (StatusCode::FORBIDDEN, "form expired: reload the page").into_response();
-    }
+    let files_sent = !uploads.is_empty() || errors.iter().any(|(f, _)| *f == "files");
+    let again = tr(
+        "Le foto e i documenti non vengono conservati: se ne aveva allegati, li alleghi di nuovo.",
+        "Photos and documents are not kept: if you had attached any, attach them again.",
+    );
+    let refused = match citizen(&v).cloned() {
+        None => Err(tr(
+            "La sessione è scaduta, per questo la segnalazione non è stata inviata. Il testo che ha scritto è qui sotto: acceda di nuovo (il collegamento si apre in una nuova scheda), poi torni a questa pagina e prema «Crea il ticket».",
+            "Your session has expired, so the report was not sent. What you wrote is below: sign in again (the link opens in a new tab), then come back to this page and press \"Create the ticket\".",
+        )),
+        Some(_) if !v.csrf_ok(&csrf) => Err(tr(
+            "Il modulo era scaduto, per questo la segnalazione non è stata inviata. Il testo che ha scritto è qui sotto: lo controlli e prema di nuovo «Crea il ticket».",
+            "The form had expired, so the report was not sent. What you wrote is below: check it and press \"Create the ticket\" again.",
+        )),
+        Some(c) => Ok(c),
+    };
+    let c = match refused {
+        Ok(c) => c,
+        Err(why) => {
+            metrics::counter!("ticketgate_web_forms_refused_total").increment(1);
+            return new_page(
+                &state,
+                &v,
+                &area,
+                &kind,
+                subject,
+                text,
+                Vec::new(),
+                vec![why, again],
+            );
+        }
+    };
     let area_cfg = state.cfg.areas.iter().find(|a| a.slug == area && !a.admin);
     if area_cfg.is_none() {
         errors.insert(
@@ -985,7 +1029,9 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
     }
     let (Some(area_cfg), Some(kind_parsed), true) = (area_cfg, kind_parsed, errors.is_empty())
     else {
-        return new_page(&state, &v, &area, &kind, subject, text, errors);
+        // The browser does not send the files again with the corrected form: say so.
+        let notice = if files_sent { vec![again] } else { Vec::new() };
+        return new_page(&state, &v, &area, &kind, subject, text, errors, notice);
     };
     // Each report mails an acknowledgment and a notification: limited per client address,
     // counted only for a form that passed its checks (a mistyped one can be sent again).

@@ -1,12 +1,18 @@
 //! Who is asking: language, CSRF token, signed-in citizen, client address — read from the
 //! request once ([`Visitor`]), and the page chrome every citizen page shares ([`Chrome`]).
 //!
-//! Cookies (all HttpOnly, SameSite=Lax, Secure when `server.base_url` is https):
+//! Cookies (all HttpOnly, SameSite=Lax, Path=/, no Domain; when `server.base_url` is https
+//! also Secure and named with the `__Host-` prefix, so that no sibling subdomain can set or
+//! shadow them):
 //! - `tg_session`: a random id; the database keeps only its sha256 (`web_session`), so any
 //!   instance serves any citizen and a database copy opens no session.
-//! - `tg_csrf`: a random value given to every visitor; each form carries its signature
-//!   ([`SignedIds::sign`], purpose `csrf`) and a POST must bring both (signed double submit).
-//!   An attacker's page can neither read the cookie nor compute the signature.
+//! - `tg_csrf`: a random value given to every visitor; each form of a visitor not signed in
+//!   carries its signature ([`SignedIds::sign`], purpose `csrf`) and a POST must bring both
+//!   (signed double submit). An attacker's page can neither read the cookie nor compute the
+//!   signature.
+//! - Once signed in, forms carry the signature of the session instead: a token made before
+//!   the sign-in, or for another session, no longer passes — a CSRF cookie planted in the
+//!   browser (or a token seen before sign-in) is worth nothing against the session.
 //! - `tg_lang`: `it` or `en`, set by the language switch (`?lang=`).
 
 use std::net::SocketAddr;
@@ -23,6 +29,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 pub const SESSION_COOKIE: &str = "tg_session";
 pub const CSRF_COOKIE: &str = "tg_csrf";
 pub const LANG_COOKIE: &str = "tg_lang";
+/// The prefix of cookie names under https: the browser keeps such a cookie only when it is
+/// Secure, has Path=/ and no Domain (RFC 6265bis §4.1.3.2).
+const HOST_PREFIX: &str = "__Host-";
 /// What CSRF tokens sign, so that no other signature of ours passes as one.
 const CSRF_PURPOSE: &str = "csrf";
 /// A session lasts this long after sign-in.
@@ -84,6 +93,31 @@ fn cookies(parts: &Parts) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Longest `next` path followed after sign-in; a longer one is not a page of ours.
+const MAX_NEXT_PATH: usize = 1024;
+
+/// `next` when it is a path of this site that is safe to put in a `Location` header, else
+/// `None`. Browsers are lenient with what follows the first `/`: they drop tabs and line
+/// breaks (`/\t/evil.example` is `//evil.example`, another host), read `\` as `/`, and a
+/// line break in a header is refused by the HTTP library (a 500 after a good sign-in). So
+/// only visible ASCII is accepted — no control character, no whitespace, no backslash, no
+/// non-ASCII (a browser would percent-encode it anyway) — and the path must start with
+/// exactly one `/`.
+pub fn local_path(next: &str) -> Option<&str> {
+    let visible = next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    let one_slash = next.starts_with('/') && !next.starts_with("//");
+    (visible && one_slash && next.len() <= MAX_NEXT_PATH).then_some(next)
+}
+
+/// A cookie's name: `__Host-` before it when the site is served over https.
+fn cookie_name(secure: bool, name: &str) -> String {
+    if secure {
+        format!("{HOST_PREFIX}{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
 /// A random value for cookies and mailed links: 32 bytes, hex.
 pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
@@ -121,9 +155,11 @@ impl FromRequestParts<AppState> for Visitor {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let jar = cookies(parts);
+        let secure = state.cfg.server.base_url.starts_with("https://");
         let get = |name: &str| {
+            let name = cookie_name(secure, name);
             jar.iter()
-                .find(|(k, v)| k == name && !v.is_empty())
+                .find(|(k, v)| *k == name && !v.is_empty())
                 .map(|(_, v)| v.clone())
         };
         let query = parts.uri.query().unwrap_or("").to_owned();
@@ -181,7 +217,7 @@ impl FromRequestParts<AppState> for Visitor {
             ip,
             path: parts.uri.path().to_owned(),
             query,
-            secure: state.cfg.server.base_url.starts_with("https://"),
+            secure,
             ids: state.ids.clone(),
         })
     }
@@ -192,21 +228,32 @@ impl Visitor {
         self.lang == Lang::En
     }
 
-    /// The token forms carry.
-    pub fn csrf_token(&self) -> String {
-        self.ids.sign(CSRF_PURPOSE, &self.csrf_cookie)
+    /// What the CSRF token signs: the session once signed in, else the CSRF cookie. The
+    /// two cannot be confused: the cookie is hex only, the session value has a `:`.
+    fn csrf_subject(&self) -> String {
+        match (&self.citizen, &self.session_hash) {
+            (Some(_), Some(session)) => format!("session:{session}"),
+            _ => self.csrf_cookie.clone(),
+        }
     }
 
-    /// Whether a submitted form's token belongs to this visitor's cookie. A visitor without
-    /// the cookie (a forged cross-site POST, or cookies off) never passes.
+    /// The token forms carry.
+    pub fn csrf_token(&self) -> String {
+        self.ids.sign(CSRF_PURPOSE, &self.csrf_subject())
+    }
+
+    /// Whether a submitted form's token belongs to this visitor: to the session when signed
+    /// in, else to the CSRF cookie. A visitor without the cookie (a forged cross-site POST,
+    /// or cookies off) never passes.
     pub fn csrf_ok(&self, submitted: &str) -> bool {
         !self.new_csrf_cookie
             && self
                 .ids
-                .verify_sig(CSRF_PURPOSE, &self.csrf_cookie, submitted.trim())
+                .verify_sig(CSRF_PURPOSE, &self.csrf_subject(), submitted.trim())
     }
 
     fn cookie(&self, name: &str, value: &str, max_age: Option<i64>) -> String {
+        let name = cookie_name(self.secure, name);
         let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
         if let Some(age) = max_age {
             c.push_str(&format!("; Max-Age={age}"));
@@ -379,4 +426,42 @@ pub fn message(
         link,
     };
     render(v, status, &page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn a_local_path_with_a_query_is_followed() {
+        assert_eq!(local_path("/tickets"), Some("/tickets"));
+        assert_eq!(
+            local_path("/tickets/2026-000001?lang=en"),
+            Some("/tickets/2026-000001?lang=en")
+        );
+        assert_eq!(local_path("/"), Some("/"));
+    }
+
+    #[test]
+    fn anything_a_browser_could_read_as_another_host_is_refused() {
+        for next in [
+            "",
+            "tickets",
+            "//evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\nSet-Cookie: x=y",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "https://evil.example",
+            "/ /evil.example",
+            "/\u{7f}/evil.example",
+            "/\u{3000}/evil.example",
+            "/città",
+            " /tickets",
+        ] {
+            assert_eq!(local_path(next), None, "{next:?}");
+        }
+        assert_eq!(local_path(&format!("/{}", "a".repeat(2000))), None);
+    }
 }

@@ -34,6 +34,10 @@ pub struct Gateway {
     pub dir: PathBuf,
     pub config_path: PathBuf,
     pub web_port: u16,
+    /// The operator's listener (`server.metrics_listen`): `/metrics` and `/healthz`.
+    pub metrics_port: u16,
+    /// A lower open-files limit for the process (`prlimit --nofile`), when a test wants one.
+    fd_limit: Option<u64>,
     child: Option<Child>,
     /// The PostgreSQL database, when the run is on PostgreSQL (dropped after the process).
     pg: Option<PgDatabase>,
@@ -60,18 +64,18 @@ pub fn config_text(
     config_text_on(
         stack,
         dir,
-        web_port,
+        (web_port, free_port()),
         tickets,
         outbox,
         &format!("sqlite://{}/ticketgate.db", dir.display()),
     )
 }
 
-/// [`config_text`] on the database at `database_url`.
+/// [`config_text`] on the database at `database_url`, with the web and metrics ports.
 pub fn config_text_on(
     stack: &MailStack,
     dir: &std::path::Path,
-    web_port: u16,
+    (web_port, metrics_port): (u16, u16),
     tickets: &str,
     outbox: &str,
     database_url: &str,
@@ -81,6 +85,7 @@ pub fn config_text_on(
 [server]
 listen = "127.0.0.1:{web_port}"
 base_url = "http://127.0.0.1:{web_port}"
+metrics_listen = "127.0.0.1:{metrics_port}"
 
 [database]
 url = "{database_url}"
@@ -165,7 +170,23 @@ impl Gateway {
         outbox: &str,
         edit: impl FnOnce(String) -> String,
     ) -> Gateway {
-        Self::start_on(stack, None, tickets, outbox, edit)
+        Self::start_on(stack, None, tickets, outbox, edit, None)
+    }
+
+    /// [`Gateway::start_edited`] with the process's open-files limit set to `nofile`.
+    pub fn start_with_fd_limit(
+        stack: &MailStack,
+        nofile: u64,
+        edit: impl FnOnce(String) -> String,
+    ) -> Gateway {
+        Self::start_on(
+            stack,
+            None,
+            "",
+            "retry_initial_seconds = 1\nretry_max_seconds = 2",
+            edit,
+            Some(nofile),
+        )
     }
 
     /// Another instance on the database at `database_url` and the attachment directory
@@ -179,15 +200,22 @@ impl Gateway {
         outbox: &str,
     ) -> Gateway {
         let storage = storage.display().to_string();
-        Self::start_on(stack, Some(database_url), tickets, outbox, move |text| {
-            let start = text.find("[storage]").expect("a [storage] table");
-            let end = start + text[start..].find("\n\n").expect("end of [storage]");
-            format!(
-                "{}[storage]\ndir = \"{storage}\"{}",
-                &text[..start],
-                &text[end..]
-            )
-        })
+        Self::start_on(
+            stack,
+            Some(database_url),
+            tickets,
+            outbox,
+            move |text| {
+                let start = text.find("[storage]").expect("a [storage] table");
+                let end = start + text[start..].find("\n\n").expect("end of [storage]");
+                format!(
+                    "{}[storage]\ndir = \"{storage}\"{}",
+                    &text[..start],
+                    &text[end..]
+                )
+            },
+            None,
+        )
     }
 
     fn start_on(
@@ -196,6 +224,7 @@ impl Gateway {
         tickets: &str,
         outbox: &str,
         edit: impl FnOnce(String) -> String,
+        fd_limit: Option<u64>,
     ) -> Gateway {
         let tmp = tempfile::Builder::new()
             .prefix("tg-gw-")
@@ -203,6 +232,7 @@ impl Gateway {
             .expect("temp dir");
         let dir = tmp.path().to_owned();
         let web_port = free_port();
+        let metrics_port = free_port();
         let config_path = dir.join("ticketgate.toml");
         let (pg, url) = match shared_url {
             Some(url) => (None, url.to_owned()),
@@ -215,12 +245,21 @@ impl Gateway {
                 (pg, url)
             }
         };
-        let text = edit(config_text_on(stack, &dir, web_port, tickets, outbox, &url));
+        let text = edit(config_text_on(
+            stack,
+            &dir,
+            (web_port, metrics_port),
+            tickets,
+            outbox,
+            &url,
+        ));
         std::fs::write(&config_path, text).expect("write config");
         let mut gw = Gateway {
             dir,
             config_path,
             web_port,
+            metrics_port,
+            fd_limit,
             child: None,
             pg,
             _tmp: tmp,
@@ -235,7 +274,18 @@ impl Gateway {
             .append(true)
             .open(self.dir.join("serve.log"))
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+        let mut command = match self.fd_limit {
+            // prlimit sets the limit and then execs the binary: the pid stays the gateway's.
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_ticketgate"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_ticketgate")),
+        };
+        let child = command
             .args(["--config"])
             .arg(&self.config_path)
             .arg("serve")
@@ -281,8 +331,13 @@ impl Gateway {
     }
 
     pub fn http_get(&self, path: &str) -> String {
+        Self::http_get_on(self.web_port, path)
+    }
+
+    /// GET a path on `port` of this host, returns the body.
+    pub fn http_get_on(port: u16, path: &str) -> String {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.web_port)).expect("web port");
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("web port");
         s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
             .expect("request");
         let mut out = String::new();
@@ -319,12 +374,15 @@ impl Gateway {
         (code, body)
     }
 
-    /// A gauge or counter value from `/metrics`, by its full series text.
+    /// A gauge or counter value from `/metrics` (on the metrics listener), by its full
+    /// series text.
     pub fn metric(&self, series: &str) -> Option<f64> {
-        self.http_get("/metrics").lines().find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
+        Self::http_get_on(self.metrics_port, "/metrics")
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
     }
 
     /// The server's log so far (for assertion messages).
