@@ -1048,6 +1048,7 @@ fn html_stored_before_it_was_sanitised_at_intake_is_sanitised_once_on_its_first_
         0,
         "the sanitised HTML was stored: later views only read it"
     );
+}
 
 // ------------------------------------------------------------------------- issue 10
 
