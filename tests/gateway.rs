@@ -395,7 +395,7 @@ fn over_limit_mail_is_quarantined_and_its_sender_told_the_limit() {
         m.contains("troppo grande") || m.contains("too large")
     });
     // The sizes, each with its unit once (the limit of 50000 bytes is 48 kB).
-    assert!(subject_and_text(&notice).1.contains("(48 kB)"));
+    assert!(subject_and_text(&notice).1.contains("il limite è di 48 kB"));
     let q = gw.quarantine();
     assert_eq!(q.len(), 1);
     assert!(q[0]["reason"]

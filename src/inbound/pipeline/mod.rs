@@ -469,7 +469,8 @@ impl Pipeline {
     /// Why a follow-up from `from_addr` cannot be taken as the citizen's, if so: with
     /// `security.authserv_id` set, the comune's MTA must show DMARC pass for the From domain
     /// (or that the domain publishes no DMARC policy). A PEC's sender is certified by its
-    /// provider instead, and the comune's MTA does not receive PEC.
+    /// provider instead, and the comune's MTA does not receive PEC; a report from the web
+    /// page is From the signed-in citizen's verified address and never passed an MTA.
     fn follow_up_unproven(
         &self,
         raw: &RawRow,
@@ -477,7 +478,7 @@ impl Pipeline {
         from_addr: &str,
     ) -> Option<String> {
         let authserv_id = self.cfg.security.authserv_id.as_deref()?;
-        if pec.is_some() {
+        if pec.is_some() || raw.mailbox == WEB_MAILBOX {
             return None;
         }
         let domain = from_addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
@@ -497,7 +498,7 @@ impl Pipeline {
     /// carry a stranger's text to whoever owns that address.
     fn forged_from(&self, raw: &RawRow, pec: Option<&PecFacts>, from_addr: &str) -> Option<String> {
         let authserv_id = self.cfg.security.authserv_id.as_deref()?;
-        if pec.is_some() {
+        if pec.is_some() || raw.mailbox == WEB_MAILBOX {
             return None;
         }
         let domain = from_addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
@@ -530,7 +531,15 @@ impl Pipeline {
         };
         // The same rules as the acknowledgment: only to From (one valid address), never to
         // our own addresses, within the per-recipient limit, never when From looks forged.
-        let Some(to) = mail.from.as_ref() else {
+        // In a PEC box the header is the provider's transport envelope: its From is the
+        // provider's robot and the provider states the certified sender in Reply-To (the same
+        // reading as `set_certified_sender`).
+        let to = if self.is_pec_box(raw) {
+            mail.reply_to.as_ref().or(mail.from.as_ref())
+        } else {
+            mail.from.as_ref()
+        };
+        let Some(to) = to else {
             return Ok(Outcome::Quarantined { reason });
         };
         let Ok(to_addr) = EmailAddress::parse(&to.address) else {
