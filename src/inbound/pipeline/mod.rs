@@ -292,16 +292,14 @@ impl Pipeline {
         // Who is writing is the From address (for PEC, daticert's `mittente`, which the
         // unwrapping put into From). Reply-To is only a wish about where answers go: anyone
         // can write a victim's address there, so it never decides who the citizen is.
-        let Some(from) = mail.from.as_ref() else {
-            return quarantine(
-                tx,
-                raw,
-                "no usable sender: From is missing or not one valid address",
-            )
-            .await;
-        };
-        let sender = from.address.clone();
-        let from_addr = sender.clone();
+        // Empty when From is missing or not one valid address: a bounce is still matched to
+        // our message below (some MTAs write a bare `MAILER-DAEMON`); anything else is then
+        // quarantined, since nobody may be answered or recorded as its author.
+        let from_addr = mail
+            .from
+            .as_ref()
+            .map(|f| f.address.clone())
+            .unwrap_or_default();
 
         // Which of our messages does it answer? A DSN names the bounced message in its
         // returned headers; a bounce that is no DSN carries our id somewhere in its text;
@@ -354,6 +352,15 @@ impl Pipeline {
                 }
             };
         }
+        if from_addr.is_empty() {
+            return quarantine(
+                tx,
+                raw,
+                "no usable sender: From is missing or not one valid address",
+            )
+            .await;
+        }
+        let sender = from_addr.clone();
         // X-Auto-Response-Suppress asks us not to answer, but Outlook also puts it on mail a
         // person wrote: such a mail is handled as a person's, only without acknowledgment.
         let suppress_only = matches!(mail.auto, Some(AutoReason::AutoResponseSuppress(_)));
