@@ -300,7 +300,7 @@ fn role(direction: &str, kind: &str) -> &'static str {
         ("out", "notification") => "notification",
         ("out", "answer") => "forwarded answer",
         ("out", "status") => "status",
-        ("out", "notice") => "notice",
+        ("out", "notice" | "oversize") => "notice",
         _ => "other",
     }
 }
@@ -318,6 +318,7 @@ fn ticket_json(t: &TicketView) -> Value {
         "certified": t.certified,
         "pec_address": t.pec_address,
         "reply_to": t.reply_to,
+        "reply_to_asked": t.reply_to_asked,
         "created_at": rfc3339(t.created_at),
         "updated_at": rfc3339(t.updated_at),
     })

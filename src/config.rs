@@ -223,8 +223,9 @@ pub struct TicketsConfig {
     /// and the sender is told the limit.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: u64,
-    /// Acknowledgments one sender can receive in an hour; more are suppressed (the ticket is
-    /// still made), which stops mail loops and floods from turning us into a spam source.
+    /// Automatic answers (acknowledgments and "too large" notices, counted together) one
+    /// address can receive in an hour; more are suppressed (the ticket is still made), which
+    /// stops mail loops and floods from turning us into a spam source.
     #[serde(default = "default_acks_per_hour")]
     pub acks_per_sender_per_hour: u32,
 }

@@ -394,7 +394,8 @@ fn over_limit_mail_is_quarantined_and_its_sender_told_the_limit() {
     let notice = wait_for_mail(&stack, CITIZEN, WAIT, |m| {
         m.contains("troppo grande") || m.contains("too large")
     });
-    assert!(subject_and_text(&notice).1.contains("MB"));
+    // The sizes, each with its unit once (the limit of 50000 bytes is 48 kB).
+    assert!(subject_and_text(&notice).1.contains("il limite è di 48 kB"));
     let q = gw.quarantine();
     assert_eq!(q.len(), 1);
     assert!(q[0]["reason"]

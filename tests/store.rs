@@ -14,7 +14,7 @@ use std::future::Future;
 use mail_parser::MessageParser;
 use serde_json::json;
 use support::postgres::PgDatabase;
-use ticketgate::domain::{OurMessageId, SignedIds, TicketRef};
+use ticketgate::domain::{EmailAddress, OurMessageId, SignedIds, TicketRef};
 use ticketgate::outbound::queue::{queue_mail, Queued};
 use ticketgate::outbound::Transport;
 use ticketgate::store::{
@@ -163,6 +163,10 @@ fn every_byte() -> Vec<u8> {
     (0..=255u8).chain(0..=255u8).collect()
 }
 
+fn addr(a: &str) -> EmailAddress {
+    EmailAddress::parse(a).expect("a valid test address")
+}
+
 fn ticket<'a>(reference: &'a str, subject: &'a str, at: i64) -> NewTicket<'a> {
     NewTicket {
         reference,
@@ -178,6 +182,7 @@ fn ticket<'a>(reference: &'a str, subject: &'a str, at: i64) -> NewTicket<'a> {
         certified: None,
         pec_address: None,
         reply_to: None,
+        reply_to_asked: None,
     }
 }
 
@@ -245,7 +250,7 @@ async fn make_queued(store: &Store, ticket_id: Option<i64>, to: &str, raw: &[u8]
     )
     .await
     .unwrap();
-    Store::enqueue(&mut tx, id, AREA_ADDR, to, "smtp")
+    Store::enqueue(&mut tx, id, AREA_ADDR, &[addr(to)], "smtp")
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -917,7 +922,7 @@ async fn outbound_bytes_round_trip_exactly_including_binary_bytes(db: Db) {
     assert_eq!(item.message_id, message_id);
     assert_eq!(item.raw, bytes);
     assert_eq!(item.envelope_from, AREA_ADDR);
-    assert_eq!(item.recipients, vec![CITIZEN.to_owned()]);
+    assert_eq!(item.recipients, Ok(vec![addr(CITIZEN)]));
     assert_eq!(item.attempts, 0);
 
     let v = &s.ticket_messages(ticket_id).await.unwrap()[0];
@@ -943,19 +948,28 @@ async fn outbound_bytes_round_trip_exactly_including_binary_bytes(db: Db) {
         .unwrap()
         .is_none());
 
-    // Several recipients, spaces around commas, an empty item: a clean list.
+    // Several recipients: stored and read back as a list of addresses.
     let mut tx = s.begin().await.unwrap();
-    let id = Store::insert_message(&mut tx, &outbound(None, "notification", "a@x, b@y", T0))
-        .await
-        .unwrap()
-        .unwrap();
-    Store::enqueue(&mut tx, id, AREA_ADDR, "a@x, b@y,,", "pec")
-        .await
-        .unwrap();
+    let id = Store::insert_message(
+        &mut tx,
+        &outbound(None, "notification", "a@x.it, b@y.it", T0),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    Store::enqueue(
+        &mut tx,
+        id,
+        AREA_ADDR,
+        &[addr("a@x.it"), addr("b@y.it")],
+        "pec",
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let due = s.due_outbox(now_millis() + 1, 10).await.unwrap();
     let item = s.outbox_item(due[1].outbox_id).await.unwrap().unwrap();
-    assert_eq!(item.recipients, vec!["a@x".to_owned(), "b@y".to_owned()]);
+    assert_eq!(item.recipients, Ok(vec![addr("a@x.it"), addr("b@y.it")]));
     assert_eq!(
         item.raw,
         Vec::<u8>::new(),
@@ -1072,7 +1086,7 @@ async fn text_with_nul_characters_from_untrusted_mail_is_stored_on_both_backends
         .await
         .unwrap()
         .unwrap();
-    Store::enqueue(&mut tx, ack, "from\0@x", "luca\0@x", "smtp")
+    Store::enqueue(&mut tx, ack, "from\0@x", &[addr(CITIZEN)], "smtp")
         .await
         .unwrap();
     assert_eq!(
@@ -1430,7 +1444,7 @@ async fn queued_mail_is_stored_as_bytes_that_parse_and_carry_a_verifiable_signed
             kind: "ack",
             from_name: "Comune di Prova — Lavori pubblici",
             from_addr: AREA_ADDR,
-            to: vec![CITIZEN.to_owned(), "luca.neri@citizen.test".to_owned()],
+            to: vec![addr(CITIZEN), addr("luca.neri@citizen.test")],
             reply_to: Some(("Lavori pubblici", AREA_ADDR)),
             subject: "[Ticket #2026-000042] Buca in via Roma",
             in_reply_to: Some("<m1@citizen.test>"),
@@ -1452,7 +1466,7 @@ async fn queued_mail_is_stored_as_bytes_that_parse_and_carry_a_verifiable_signed
     assert_eq!(item.envelope_from, AREA_ADDR);
     assert_eq!(
         item.recipients,
-        vec![CITIZEN.to_owned(), "luca.neri@citizen.test".to_owned()]
+        Ok(vec![addr(CITIZEN), addr("luca.neri@citizen.test")])
     );
 
     let parsed = MessageParser::default()
@@ -1523,7 +1537,7 @@ async fn queued_mail_outside_any_ticket_carries_a_verifiable_id_without_a_ticket
             kind: "notice",
             from_name: "Comune di Prova",
             from_addr: AREA_ADDR,
-            to: vec![CITIZEN.to_owned()],
+            to: vec![addr(CITIZEN)],
             reply_to: None,
             subject: "Messaggio troppo grande",
             in_reply_to: None,

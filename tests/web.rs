@@ -1475,3 +1475,30 @@ fn a_registration_or_sign_in_refused_for_its_token_comes_back_with_what_was_type
         assert!(!page.body.contains(PASSWORD), "a password came back");
     }
 }
+
+/// Issue 10, finding 3: a stranger's mail with a citizen's address in Reply-To is the
+/// stranger's ticket; it never appears on that citizen's page.
+#[test]
+fn a_strangers_ticket_naming_a_citizen_in_reply_to_is_not_on_that_citizens_page() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let client = signed_in(&stack, &gw, CITIZEN, &cf("RSSMRA85T10A562"));
+    let (_, own) = citizen_mail(CITIZEN, LAVORI, "Buca del citizen", "Buca.");
+    send(&stack, CITIZEN, &[LAVORI], &own);
+    let own_ref = wait_ticket(&gw, "Buca del citizen");
+    let raw = format!(
+        "From: Anna Verdi <mallory@attacker.test>\r\nReply-To: <{CITIZEN}>\r\nTo: {LAVORI}\r\n\
+         Subject: Rimborso del comune\r\nMessage-ID: <{}>\r\n\
+         Date: Thu, 26 Nov 2026 10:00:00 +0100\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         Ritiri il rimborso su http://refund.attacker.test\r\n",
+        unique_id()
+    );
+    append(&stack, LAVORI, raw.as_bytes());
+    let strangers_ref = wait_ticket(&gw, "Rimborso del comune");
+    let page = client.get("/tickets");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(&own_ref), "{}", page.body);
+    assert!(!page.body.contains(&strangers_ref), "{}", page.body);
+    assert!(!page.body.contains("Rimborso"), "{}", page.body);
+    assert_eq!(client.get(&format!("/tickets/{strangers_ref}")).status, 404);
+}

@@ -1,5 +1,5 @@
 //! Commands at the top of a staff reply: `#presa`, `#assegna AREA`, `#tipo KIND`, `#nota`,
-//! `#chiudi` (and their English words). Pure parsing; what they do is the pipeline's business.
+//! `#chiudi`, `#rispondi-a` (and their English words). Pure parsing; what they do is the pipeline's business.
 //!
 //! Commands are the lines that start with `#` before any other text (blank lines between
 //! them are fine); the first line that is not a command starts the body. Words are
@@ -19,6 +19,10 @@ pub enum Command {
     Note(String),
     /// `#chiudi` / `#close`: final answer; the text on the line, if any.
     Close(String),
+    /// `#rispondi-a` / `#reply-to`: from now on, mail to the citizen goes to the Reply-To
+    /// address their report asked for. Takes no address: staff can only confirm the one
+    /// the citizen gave, never type in a new recipient.
+    AnswerAtReplyTo,
     /// A `#word` we do not know: the whole line, to quote back to the sender.
     Unknown(String),
 }
@@ -87,6 +91,7 @@ fn parse_command(rest: &str, whole: &str) -> Command {
         "tipo" | "kind" if !arg.is_empty() => Command::Kind(arg),
         "nota" | "note" => Command::Note(arg),
         "chiudi" | "close" => Command::Close(arg),
+        "rispondi-a" | "reply-to" if arg.is_empty() => Command::AnswerAtReplyTo,
         _ => Command::Unknown(whole.to_owned()),
     }
 }
@@ -137,6 +142,22 @@ mod tests {
         assert_eq!(
             parse_staff_reply("#assegna").commands,
             vec![Command::Unknown("#assegna".into())]
+        );
+    }
+
+    #[test]
+    fn answering_at_the_asked_reply_to_takes_no_address() {
+        assert_eq!(
+            parse_staff_reply("#rispondi-a\nBuongiorno").commands,
+            vec![Command::AnswerAtReplyTo]
+        );
+        assert_eq!(
+            parse_staff_reply("#Reply-To:").commands,
+            vec![Command::AnswerAtReplyTo]
+        );
+        assert_eq!(
+            parse_staff_reply("#reply-to other@x.it").commands,
+            vec![Command::Unknown("#reply-to other@x.it".into())]
         );
     }
 

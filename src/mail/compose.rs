@@ -6,12 +6,15 @@ use mail_builder::headers::message_id::MessageId;
 use mail_builder::headers::raw::Raw;
 use mail_builder::MessageBuilder;
 
+use crate::domain::EmailAddress;
+
 /// Everything that goes into the headers of one outbound message.
 #[derive(Debug, Clone)]
 pub struct Envelope<'a> {
     pub from_name: &'a str,
     pub from_addr: &'a str,
-    pub to: &'a [String],
+    /// Each one valid address: the header lists exactly the envelope recipients.
+    pub to: &'a [EmailAddress],
     pub reply_to: Option<(&'a str, &'a str)>,
     pub subject: &'a str,
     /// Our Message-ID, without angle brackets.
@@ -46,7 +49,11 @@ pub fn build_with_attachments(
 ) -> Vec<u8> {
     let mut b = MessageBuilder::new()
         .from((env.from_name, env.from_addr))
-        .to(env.to.iter().map(|a| a.as_str()).collect::<Vec<&str>>())
+        .to(env
+            .to
+            .iter()
+            .map(EmailAddress::as_str)
+            .collect::<Vec<&str>>())
         .subject(env.subject)
         .message_id(env.message_id)
         .date(env.date_millis / 1000)
@@ -118,6 +125,9 @@ pub struct NotificationText<'a> {
     /// Other areas the citizen also wrote to, comma separated.
     pub also_areas: &'a str,
     pub citizen: &'a str,
+    /// The Reply-To the citizen asked for, when it differs from From (else empty): shown,
+    /// never used unless staff choose it.
+    pub reply_to_asked: &'a str,
     pub received_at: &'a str,
     pub kind_it: &'a str,
     pub subject: &'a str,
@@ -197,8 +207,7 @@ pub struct PecNoticeText<'a> {
 /// "Your message was too large" notice.
 #[derive(Template)]
 #[template(path = "mail/oversize.txt")]
-pub struct OversizeText<'a> {
-    pub subject: &'a str,
+pub struct OversizeText {
     pub size_mb: String,
     pub limit_mb: String,
 }
@@ -220,7 +229,7 @@ mod tests {
 
     #[test]
     fn built_message_carries_threading_and_auto_submitted_headers() {
-        let to = vec!["cittadino@citizen.test".to_owned()];
+        let to = vec![EmailAddress::parse("cittadino@citizen.test").unwrap()];
         let refs = vec!["orig@citizen.test".to_owned()];
         let bytes = build(
             &Envelope {

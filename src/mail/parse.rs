@@ -25,6 +25,7 @@ use mail_parser::{
 use regex::{Captures, Regex};
 
 use super::autoreply::{self, AutoReason};
+use crate::domain::EmailAddress;
 
 /// mail-parser stores offsets as `u32`: past 4 GiB they wrap silently, so refuse instead.
 pub const MAX_PARSE_BYTES: usize = u32::MAX as usize;
@@ -44,8 +45,8 @@ const SOFT_BREAK: char = '\u{E000}';
 pub struct Mailbox {
     /// Display name, decoded (RFC 2047), control characters removed; `None` when absent.
     pub name: Option<String>,
-    /// The address, trimmed and lowercased. Not validated beyond "non-empty, no control
-    /// characters": turning it into a trusted address type is the caller's job.
+    /// The address, trimmed and lowercased: always one valid [`EmailAddress`] (headers whose
+    /// address is not one are skipped when parsing).
     pub address: String,
 }
 
@@ -341,28 +342,29 @@ fn addrs<'a, 'x>(value: &'a HeaderValue<'x>) -> impl Iterator<Item = &'a Addr<'x
     value.as_address().into_iter().flat_map(|a| a.iter())
 }
 
+/// One address of a header, or `None` when it is not exactly one valid addr-spec: mail-parser
+/// keeps `Reply-To: <a@x,b@y,…>` as ONE "address", and using that string as a recipient
+/// once made the comune's server relay an acknowledgment to every address in it.
 fn mailbox(addr: &Addr<'_>) -> Option<Mailbox> {
-    let address = addr
-        .address
-        .as_deref()?
-        .trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .trim()
-        .to_lowercase();
-    if address.is_empty() || address.chars().any(char::is_control) {
-        return None;
-    }
+    let address = EmailAddress::parse(addr.address.as_deref()?).ok()?;
     let name = addr
         .name
         .as_deref()
         .map(|n| single_line(n).trim().to_owned())
         .filter(|n| !n.is_empty());
-    Some(Mailbox { name, address })
+    Some(Mailbox {
+        name,
+        address: address.into_string(),
+    })
 }
 
+/// The first address of the first such header, if it is one valid address: an unusable
+/// first address is not replaced by a later one, which a sender could pick at will.
 fn first_mailbox(headers: &[Header<'_>], name: &HeaderName<'_>) -> Option<Mailbox> {
-    values(headers, name).flat_map(addrs).find_map(mailbox)
+    values(headers, name)
+        .flat_map(addrs)
+        .next()
+        .and_then(mailbox)
 }
 
 fn mailboxes(headers: &[Header<'_>], name: &HeaderName<'_>) -> Vec<Mailbox> {
@@ -1380,6 +1382,27 @@ mod tests {
             .map(|a| a.content_type.as_str())
             .collect();
         assert_eq!(types, ["message/delivery-status", "text/rfc822-headers"]);
+    }
+
+    #[test]
+    fn a_reply_to_holding_a_list_of_addresses_is_not_an_address() {
+        let raw = b"From: Dear friend <spam@attacker.test>\r\n\
+            Reply-To: <a@x.test,b@y.test,c@z.test>\r\n\
+            To: lavori-pubblici@comune.test, <d@x.test;e@y.test>\r\n\
+            Subject: claim your refund\r\n\r\nbody\r\n";
+        let mail = parse(raw).unwrap();
+        assert_eq!(mail.reply_to, None);
+        assert_eq!(
+            mail.from.map(|m| m.address).as_deref(),
+            Some("spam@attacker.test")
+        );
+        assert_eq!(addresses(&mail.to), ["lavori-pubblici@comune.test"]);
+        let raw = b"From: <a@x.test,b@y.test>, anna@citizen.test\r\nSubject: x\r\n\r\nbody\r\n";
+        assert_eq!(
+            parse(raw).unwrap().from,
+            None,
+            "a later From address is not promoted"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! them, inside the caller's transaction. Nothing here talks to an SMTP server: the worker
 //! sends later, at least once, the very bytes stored here.
 
-use crate::domain::{SignedIds, TicketRef};
+use crate::domain::{EmailAddress, SignedIds, TicketRef};
 use crate::mail::compose::{self, Envelope, OutAttachment};
 use crate::outbound::Transport;
 use crate::store::{now_millis, raw_sha256_hex, NewMessage, Result, Store, Tx};
@@ -15,7 +15,8 @@ pub struct Queued<'a> {
     pub kind: &'a str,
     pub from_name: &'a str,
     pub from_addr: &'a str,
-    pub to: Vec<String>,
+    /// The recipients, each one valid address; stored and handed to SMTP as this list.
+    pub to: Vec<EmailAddress>,
     pub reply_to: Option<(&'a str, &'a str)>,
     pub subject: &'a str,
     pub in_reply_to: Option<&'a str>,
@@ -29,7 +30,12 @@ pub struct Queued<'a> {
 /// Composes and queues `q`; returns our message row id.
 pub async fn queue_mail(tx: &mut Tx, ids: &SignedIds, q: &Queued<'_>) -> Result<i64> {
     let at = now_millis();
-    let to_addrs = q.to.join(", ");
+    // For display and the per-recipient limits only; the envelope uses the list itself.
+    let to_addrs =
+        q.to.iter()
+            .map(EmailAddress::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
     let message_id = Store::insert_message(
         tx,
         &NewMessage {
@@ -76,13 +82,6 @@ pub async fn queue_mail(tx: &mut Tx, ids: &SignedIds, q: &Queued<'_>) -> Result<
     );
     let sha = raw_sha256_hex(&bytes);
     Store::set_outbound_bytes(tx, message_id, &rfc_id, &bytes, &sha).await?;
-    Store::enqueue(
-        tx,
-        message_id,
-        q.from_addr,
-        &q.to.join(","),
-        q.transport.as_str(),
-    )
-    .await?;
+    Store::enqueue(tx, message_id, q.from_addr, &q.to, q.transport.as_str()).await?;
     Ok(message_id)
 }

@@ -9,6 +9,7 @@ use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::ExposeSecret;
 
 use crate::config::{SmtpConfig, TlsMode};
+use crate::domain::EmailAddress;
 
 /// What the server said about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +71,7 @@ impl SmtpSender {
     }
 
     /// Sends `bytes` exactly as they are.
-    pub async fn send(&self, from: &str, to: &[String], bytes: &[u8]) -> SendResult {
+    pub async fn send(&self, from: &str, to: &[EmailAddress], bytes: &[u8]) -> SendResult {
         let envelope = match make_envelope(from, to) {
             Ok(e) => e,
             Err(e) => return SendResult::Permanent(format!("bad envelope: {e}")),
@@ -97,12 +98,13 @@ fn error_text(e: &lettre::transport::smtp::Error) -> String {
     s
 }
 
-fn make_envelope(from: &str, to: &[String]) -> anyhow::Result<Envelope> {
+fn make_envelope(from: &str, to: &[EmailAddress]) -> anyhow::Result<Envelope> {
     let from: Address = from.parse().with_context(|| format!("sender {from:?}"))?;
     let to = to
         .iter()
         .map(|t| {
-            t.parse::<Address>()
+            t.as_str()
+                .parse::<Address>()
                 .with_context(|| format!("recipient {t:?}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

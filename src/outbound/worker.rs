@@ -96,14 +96,15 @@ impl OutboxWorker {
             "pec" => self.pec_smtp.as_ref(),
             _ => Some(&self.smtp),
         };
-        let result = match sender {
-            Some(s) => {
-                s.send(&item.envelope_from, &item.recipients, &item.raw)
-                    .await
-            }
+        let result = match (sender, &item.recipients) {
+            // A stored list that is not a list of valid addresses is never sent to a guess.
+            (_, Err(problem)) => SendResult::Permanent(format!("not sent: {problem}")),
+            (Some(s), Ok(recipients)) => s.send(&item.envelope_from, recipients, &item.raw).await,
             // check-config refuses a PEC mailbox without [pec_smtp]; a row queued before the
             // section was removed waits (temporary) instead of leaving by the wrong route.
-            None => SendResult::Temporary("no [pec_smtp] configured for a PEC mail".to_owned()),
+            (None, Ok(_)) => {
+                SendResult::Temporary("no [pec_smtp] configured for a PEC mail".to_owned())
+            }
         };
         let at = now_millis();
         let (ok, reply, next_attempt_at) = match result {

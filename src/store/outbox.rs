@@ -6,6 +6,7 @@
 use sqlx::Row;
 
 use super::{Result, Store};
+use crate::domain::EmailAddress;
 
 /// A row due for sending.
 #[derive(Debug, Clone, Copy)]
@@ -19,7 +20,9 @@ pub struct OutboxItem {
     pub outbox_id: i64,
     pub message_id: i64,
     pub envelope_from: String,
-    pub recipients: Vec<String>,
+    /// The envelope recipients, each one valid address; `Err` with the reason when the stored
+    /// list is not usable (the row is then failed, never sent to a guess).
+    pub recipients: std::result::Result<Vec<EmailAddress>, String>,
     pub raw: Vec<u8>,
     pub attempts: i64,
     /// `smtp` or `pec`: which account sends it.
@@ -145,12 +148,7 @@ impl Store {
                 outbox_id: r.get(0),
                 message_id: r.get(1),
                 envelope_from: r.get(2),
-                recipients: recipients
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
+                recipients: decode_recipients(&recipients),
                 raw: r.get::<Option<Vec<u8>>, _>(4).unwrap_or_default(),
                 attempts: r.get(5),
                 transport: r.get(6),
@@ -190,6 +188,38 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The `recipients` column: a JSON array of addresses, one element per envelope recipient.
+///
+/// A list, never a joined string: splitting a string on commas once turned one hostile
+/// "address" (`<a@x,b@y,…>`) into two hundred recipients. Every element must still parse as
+/// one address. Rows written before migration 0005 hold a plain string; ticketgate only ever
+/// queued one recipient per row then, so such a row is sent when the whole string is one
+/// address and failed otherwise (a comma in it can only be that hostile kind).
+pub fn encode_recipients(recipients: &[EmailAddress]) -> String {
+    let list: Vec<&str> = recipients.iter().map(EmailAddress::as_str).collect();
+    serde_json::Value::from(list).to_string()
+}
+
+/// The inverse of [`encode_recipients`], also reading rows from before migration 0005.
+pub fn decode_recipients(stored: &str) -> std::result::Result<Vec<EmailAddress>, String> {
+    let items: Vec<String> = if stored.trim_start().starts_with('[') {
+        serde_json::from_str(stored)
+            .map_err(|e| format!("the stored recipient list is not a JSON list: {e}"))?
+    } else {
+        vec![stored.to_owned()]
+    };
+    if items.is_empty() {
+        return Err("no recipient".to_owned());
+    }
+    items
+        .iter()
+        .map(|a| {
+            EmailAddress::parse(a)
+                .map_err(|e| format!("recipient {a:?} is not one valid address: {e}"))
+        })
+        .collect()
 }
 
 /// The result of one SMTP attempt, as [`Store::record_attempts`] stores it.
@@ -252,5 +282,43 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(a: &str) -> EmailAddress {
+        EmailAddress::parse(a).unwrap()
+    }
+
+    #[test]
+    fn recipients_are_stored_as_a_list_and_read_back_as_one() {
+        let list = [addr("anna@citizen.test"), addr("luca@citizen.test")];
+        let stored = encode_recipients(&list);
+        assert_eq!(stored, r#"["anna@citizen.test","luca@citizen.test"]"#);
+        assert_eq!(decode_recipients(&stored), Ok(list.to_vec()));
+    }
+
+    #[test]
+    fn a_row_from_before_the_list_sends_when_it_holds_one_address() {
+        assert_eq!(
+            decode_recipients("anna@citizen.test"),
+            Ok(vec![addr("anna@citizen.test")])
+        );
+    }
+
+    #[test]
+    fn a_comma_joined_string_is_never_split_into_recipients() {
+        for stored in [
+            "a@x.test,b@y.test",
+            "<a@x.test,b@y.test>",
+            r#"["a@x.test,b@y.test"]"#,
+            "[]",
+            "[not json",
+        ] {
+            assert!(decode_recipients(stored).is_err(), "{stored}");
+        }
     }
 }

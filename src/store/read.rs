@@ -21,6 +21,8 @@ pub struct TicketView {
     pub certified: Option<bool>,
     pub pec_address: Option<String>,
     pub reply_to: Option<String>,
+    /// The Reply-To the report asked for, when it differs from From (see migration 0005).
+    pub reply_to_asked: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,7 +96,7 @@ pub struct QuarantineView {
 macro_rules! ticket_view_columns {
     () => {
         "ticket_id, ref, kind, area, status, citizen, subject, text, channel, created_at, \
-         updated_at, certified, pec_address, reply_to"
+         updated_at, certified, pec_address, reply_to, reply_to_asked"
     };
 }
 
@@ -120,6 +122,7 @@ pub(super) fn ticket_from_row(r: &sqlx::any::AnyRow) -> TicketView {
         certified: r.get::<Option<i64>, _>(11).map(|c| c != 0),
         pec_address: r.get(12),
         reply_to: r.get(13),
+        reply_to_asked: r.get(14),
     }
 }
 

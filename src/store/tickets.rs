@@ -6,6 +6,7 @@
 use sqlx::Row;
 
 use super::{now_millis, nul_free, Result, Store, Tx};
+use crate::domain::EmailAddress;
 
 /// A ticket about to be created.
 #[derive(Debug, Clone)]
@@ -24,8 +25,11 @@ pub struct NewTicket<'a> {
     pub certified: Option<bool>,
     /// PEC tickets only: the PEC address it came to.
     pub pec_address: Option<&'a str>,
-    /// Where mail to the citizen goes when not to `citizen` (PEC `risposte`).
+    /// Where mail to the citizen goes when not to `citizen`. The pipeline leaves it `None`:
+    /// only staff choose another address (`#rispondi-a`).
     pub reply_to: Option<&'a str>,
+    /// The Reply-To the report asked for, when it differs from From (shown to staff).
+    pub reply_to_asked: Option<&'a str>,
 }
 
 /// A message row (inbound or outbound).
@@ -68,8 +72,12 @@ pub struct MessageTicket {
     pub kind: String,
     /// The PEC address the ticket came to: mail to the citizen leaves from it, through PEC.
     pub pec_address: Option<String>,
-    /// Where mail to the citizen goes when not to `citizen` (PEC `risposte`).
+    /// Where mail to the citizen goes when not to `citizen`: set only when staff chose the
+    /// address the citizen asked for (`#rispondi-a`), or on PEC tickets from before 0005.
     pub reply_to: Option<String>,
+    /// The Reply-To the citizen's first mail asked for, when it differs from From: shown to
+    /// staff, never used on its own.
+    pub reply_to_asked: Option<String>,
 }
 
 impl MessageTicket {
@@ -104,7 +112,7 @@ pub struct HistoryEntry {
 macro_rules! ticket_columns {
     () => {
         "t.ticket_id, t.ref, t.area, t.citizen, t.subject, t.status, t.kind, t.pec_address, \
-         t.reply_to"
+         t.reply_to, t.reply_to_asked"
     };
 }
 
@@ -120,6 +128,7 @@ fn message_ticket(r: &sqlx::any::AnyRow, offset: usize) -> MessageTicket {
         kind: r.get(offset + 6),
         pec_address: r.get(offset + 7),
         reply_to: r.get(offset + 8),
+        reply_to_asked: r.get(offset + 9),
     }
 }
 
@@ -143,8 +152,10 @@ impl Store {
     pub async fn insert_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
         let row = sqlx::query(
             "INSERT INTO ticket (ref, kind, area, status, citizen, citizen_name, subject, text, \
-             html, channel, created_at, updated_at, certified, pec_address, reply_to) \
-             VALUES ($1, $2, $3, 'received', $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13) \
+             html, channel, created_at, updated_at, certified, pec_address, reply_to, \
+             reply_to_asked) \
+             VALUES ($1, $2, $3, 'received', $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, \
+             $14) \
              RETURNING ticket_id",
         )
         .bind(nul_free(t.reference))
@@ -160,6 +171,7 @@ impl Store {
         .bind(t.certified.map(i64::from))
         .bind(t.pec_address.map(nul_free))
         .bind(t.reply_to.map(nul_free))
+        .bind(t.reply_to_asked.map(nul_free))
         .fetch_one(&mut **tx)
         .await?;
         Ok(row.get(0))
@@ -410,6 +422,22 @@ impl Store {
         Ok(())
     }
 
+    /// Staff chose the address the citizen asked for: mail to the citizen goes there.
+    pub async fn set_ticket_reply_to(
+        tx: &mut Tx,
+        ticket_id: i64,
+        reply_to: &str,
+        at: i64,
+    ) -> Result<()> {
+        sqlx::query("UPDATE ticket SET reply_to = $1, updated_at = $2 WHERE ticket_id = $3")
+            .bind(nul_free(reply_to))
+            .bind(at)
+            .bind(ticket_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     /// Message-ID of the citizen's first message on the ticket: every mail we send the
     /// citizen threads under it.
     pub async fn first_report_id(tx: &mut Tx, ticket_id: i64) -> Result<Option<String>> {
@@ -457,10 +485,13 @@ impl Store {
         Ok(())
     }
 
-    /// Acknowledgments queued for `address` at or after `since` (for the per-sender limit).
+    /// Automatic answers (acknowledgments and "too large" notices) queued for `address` at or
+    /// after `since`, for the per-recipient limit. Each of these rows has exactly one
+    /// recipient, so `to_addrs` is that address.
     pub async fn acks_to_since(tx: &mut Tx, address: &str, since: i64) -> Result<i64> {
         let row = sqlx::query(
-            "SELECT COUNT(*) FROM message WHERE to_addrs = $1 AND kind = 'ack' AND at >= $2",
+            "SELECT COUNT(*) FROM message WHERE to_addrs = $1 AND kind IN ('ack', 'oversize') \
+             AND at >= $2",
         )
         .bind(nul_free(address))
         .bind(since)
@@ -474,7 +505,7 @@ impl Store {
         tx: &mut Tx,
         message_id: i64,
         envelope_from: &str,
-        recipients: &str,
+        recipients: &[EmailAddress],
         transport: &str,
     ) -> Result<()> {
         let now = now_millis();
@@ -484,7 +515,7 @@ impl Store {
         )
         .bind(message_id)
         .bind(nul_free(envelope_from))
-        .bind(nul_free(recipients))
+        .bind(super::outbox::encode_recipients(recipients))
         .bind(now)
         .bind(nul_free(transport))
         .execute(&mut **tx)

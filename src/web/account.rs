@@ -557,7 +557,8 @@ async fn mail_link(
             kind: "account",
             from_name: &site,
             from_addr: &from,
-            to: vec![email.to_owned()],
+            to: vec![EmailAddress::parse(email)
+                .map_err(|e| anyhow::anyhow!("the account's address: {e}"))?],
             reply_to: None,
             subject: &format!("{site}: {subject}"),
             in_reply_to: None,

@@ -3,10 +3,11 @@
 //! failed, a bounce). Each is composed from a template under `templates/mail/` and queued in
 //! the caller's transaction; nothing here sends.
 
+use anyhow::Context;
 use askama::Template;
 
 use super::Pipeline;
-use crate::domain::{rfc3339, TicketKind, TicketRef};
+use crate::domain::{rfc3339, EmailAddress, TicketKind, TicketRef};
 use crate::mail::compose::{
     self, AckText, AnswerHeldText, BounceNoticeText, CommandErrorText, HowToReplyText,
     NotificationText, OutAttachment, ReassignedText,
@@ -31,9 +32,8 @@ impl Pipeline {
         let area = self.cfg.area(&owner.area);
         let area_name = self.area_name(&owner.area);
         let citizen_name = mail
-            .reply_to
+            .from
             .as_ref()
-            .or(mail.from.as_ref())
             .and_then(|m| m.name.clone())
             .unwrap_or_else(|| "cittadina, gentile cittadino".to_owned());
         let prefix = &self.cfg.tickets.tag_prefix;
@@ -61,7 +61,7 @@ impl Pipeline {
                 kind: "ack",
                 from_name: &area_name,
                 from_addr: t.pec_address.as_deref().unwrap_or(&owner.address),
-                to: vec![t.citizen_mail_to().to_owned()],
+                to: vec![recipient(t.citizen_mail_to())?],
                 reply_to: None,
                 subject: &subject,
                 in_reply_to: mail.message_id.as_deref(),
@@ -123,6 +123,7 @@ impl Pipeline {
                 area_name: &area.name,
                 also_areas,
                 citizen: &t.citizen,
+                reply_to_asked: t.reply_to_asked.as_deref().unwrap_or(""),
                 received_at: &received_at,
                 kind_it: kind,
                 subject,
@@ -140,7 +141,7 @@ impl Pipeline {
                     kind: "notification",
                     from_name: &area.name,
                     from_addr: &area_addr,
-                    to: vec![staff],
+                    to: vec![recipient(&staff)?],
                     reply_to: Some((&area.name, &area_addr)),
                     subject: &mail_subject,
                     in_reply_to: None,
@@ -235,7 +236,7 @@ impl Pipeline {
                 kind,
                 from_name: &area_name,
                 from_addr: &area_addr,
-                to: vec![t.citizen_mail_to().to_owned()],
+                to: vec![recipient(t.citizen_mail_to())?],
                 reply_to: None,
                 subject: &subject,
                 in_reply_to: in_reply_to.as_deref(),
@@ -300,7 +301,7 @@ impl Pipeline {
                 kind: "notice",
                 from_name: &area_name,
                 from_addr: &area_addr,
-                to: vec![to.to_owned()],
+                to: vec![recipient(to)?],
                 reply_to: None,
                 subject,
                 in_reply_to,
@@ -407,6 +408,13 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// One recipient, checked again here: a ticket stored before addresses were validated may
+/// hold a string that is not one address, and it must never reach SMTP as a list.
+fn recipient(address: &str) -> anyhow::Result<EmailAddress> {
+    EmailAddress::parse(address)
+        .with_context(|| format!("recipient {address:?} is not one valid address"))
 }
 
 /// Mail to the citizen of a PEC ticket leaves through the PEC provider.

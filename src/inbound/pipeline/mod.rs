@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 
 use crate::attachments::AttachmentStore;
 use crate::config::{AddressRoute, Config};
-use crate::domain::{Channel, OurMessageId, SignedIds, TicketKind, TicketRef};
+use crate::domain::{Channel, EmailAddress, OurMessageId, SignedIds, TicketKind, TicketRef};
 use crate::mail::autoreply::AutoReason;
 use crate::mail::compose::{self, OversizeText};
 use crate::mail::html::{self, ShownHtml};
@@ -303,25 +303,17 @@ impl Pipeline {
         if let Some(orig) = Store::inbound_by_dedup_key(tx, dedup_key).await? {
             return duplicate(tx, raw, orig).await;
         }
-        let Some(sender) = mail.reply_to.as_ref().or(mail.from.as_ref()) else {
-            return quarantine(
-                tx,
-                raw,
-                "no sender address (From/Reply-To missing or unreadable)",
-            )
-            .await;
-        };
-        // A certified PEC's requester is its certified sender (mittente); answers go to
-        // Reply-To (`risposte`) when it differs, kept on the ticket as `reply_to`.
-        let sender = match (pec, &mail.from) {
-            (Some(_), Some(from)) => from.address.clone(),
-            _ => sender.address.clone(),
-        };
+        // Who is writing is the From address (for PEC, daticert's `mittente`, which the
+        // unwrapping put into From). Reply-To is only a wish about where answers go: anyone
+        // can write a victim's address there, so it never decides who the citizen is.
+        // Empty when From is missing or not one valid address: a bounce is still matched to
+        // our message below (some MTAs write a bare `MAILER-DAEMON`); anything else is then
+        // quarantined, since nobody may be answered or recorded as its author.
         let from_addr = mail
             .from
             .as_ref()
             .map(|f| f.address.clone())
-            .unwrap_or_else(|| sender.clone());
+            .unwrap_or_default();
 
         // Which of our messages does it answer? A DSN names the bounced message in its
         // returned headers; a bounce that is no DSN carries our id somewhere in its text;
@@ -374,6 +366,15 @@ impl Pipeline {
                 }
             };
         }
+        if from_addr.is_empty() {
+            return quarantine(
+                tx,
+                raw,
+                "no usable sender: From is missing or not one valid address",
+            )
+            .await;
+        }
+        let sender = from_addr.clone();
         // X-Auto-Response-Suppress asks us not to answer, but Outlook also puts it on mail a
         // person wrote: such a mail is handled as a person's, only without acknowledgment.
         let suppress_only = matches!(mail.auto, Some(AutoReason::AutoResponseSuppress(_)));
@@ -414,7 +415,11 @@ impl Pipeline {
                 None => None,
             },
         };
-        let no_ack = mail.auto.as_ref().map(|a| a.describe());
+        let no_ack = mail
+            .auto
+            .as_ref()
+            .map(|a| a.describe())
+            .or_else(|| self.forged_from(raw, pec, &from_addr));
         let Some(t) = ticket else {
             return self.new_ticket(tx, &ctx, &sender, no_ack, None).await;
         };
@@ -431,7 +436,18 @@ impl Pipeline {
                 }
             };
         }
-        if sender == t.citizen || from_addr == t.citizen {
+        if from_addr == t.citizen {
+            if let Some(why) = self.follow_up_unproven(raw, pec, &from_addr) {
+                // Not recorded on the ticket (its citizen did not demonstrably write it) and
+                // not made a ticket of its own either: that ticket's citizen would be the
+                // forged From, who would then be mailed and see it on their page. Kept for an
+                // operator, with nothing sent to anyone.
+                let reason = format!(
+                    "follow-up on ticket {} not taken as its citizen's: {why}",
+                    t.reference
+                );
+                return quarantine(tx, raw, &reason).await;
+            }
             return self.citizen_follow_up(tx, &ctx, &t, &from_addr).await;
         }
         // Somebody else writing about a ticket: their own ticket, linked, never appended
@@ -471,6 +487,51 @@ impl Pipeline {
         None
     }
 
+    /// Why a follow-up from `from_addr` cannot be taken as the citizen's, if so: with
+    /// `security.authserv_id` set, the comune's MTA must show DMARC pass for the From domain
+    /// (or that the domain publishes no DMARC policy). A PEC's sender is certified by its
+    /// provider instead, and the comune's MTA does not receive PEC; a report from the web
+    /// page is From the signed-in citizen's verified address and never passed an MTA.
+    fn follow_up_unproven(
+        &self,
+        raw: &RawRow,
+        pec: Option<&PecFacts>,
+        from_addr: &str,
+    ) -> Option<String> {
+        let authserv_id = self.cfg.security.authserv_id.as_deref()?;
+        if pec.is_some() || raw.mailbox == WEB_MAILBOX {
+            return None;
+        }
+        let domain = from_addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        match auth::dmarc(&raw.bytes, authserv_id, domain) {
+            auth::Dmarc::Pass | auth::Dmarc::NoPolicy => None,
+            auth::Dmarc::Failed(result) => Some(format!(
+                "the comune's mail server ({authserv_id}) reports {result} for {domain}"
+            )),
+            auth::Dmarc::Missing => Some(format!(
+                "the comune's mail server ({authserv_id}) reports no DMARC result for {domain}"
+            )),
+        }
+    }
+
+    /// A reason to send nothing automatic to `from_addr`: the comune's MTA reports that the
+    /// From domain's DMARC check failed, so From is likely forged and an acknowledgment would
+    /// carry a stranger's text to whoever owns that address.
+    fn forged_from(&self, raw: &RawRow, pec: Option<&PecFacts>, from_addr: &str) -> Option<String> {
+        let authserv_id = self.cfg.security.authserv_id.as_deref()?;
+        if pec.is_some() || raw.mailbox == WEB_MAILBOX {
+            return None;
+        }
+        let domain = from_addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        match auth::dmarc(&raw.bytes, authserv_id, domain) {
+            auth::Dmarc::Failed(result) => Some(format!(
+                "the comune's mail server ({authserv_id}) reports {result} for {domain}: \
+                 From may be forged"
+            )),
+            _ => None,
+        }
+    }
+
     /// An over-limit message: only its header was kept; the message itself stays on the
     /// server. The sender is told the limit, unless the mail was automatic.
     async fn oversize(
@@ -479,53 +540,79 @@ impl Pipeline {
         raw: &RawRow,
         header: Option<&InboundMail>,
     ) -> anyhow::Result<Outcome> {
-        let limit = self.cfg.tickets.max_message_bytes;
+        let limit_bytes = self.cfg.tickets.max_message_bytes;
         let reason = format!(
             "message of {} bytes is over the limit of {} bytes (tickets.max_message_bytes); \
              header kept, the whole message stays on the server",
-            raw.size, limit
+            raw.size, limit_bytes
         );
         Store::finish_raw(tx, raw.raw_message_id, "quarantined", Some(&reason), None).await?;
         let Some(mail) = header.filter(|m| m.auto.is_none() && m.dsn.is_none()) else {
             return Ok(Outcome::Quarantined { reason });
         };
-        let to = mail.reply_to.as_ref().or(mail.from.as_ref());
-        let area = route(mail, &self.routes).into_iter().next();
-        if let (Some(to), Some(area)) = (to, area) {
-            if !self.own_addresses.contains(&to.address) {
-                let area_name = self.area_name(&area.area);
-                let text = OversizeText {
-                    subject: &mail.subject,
-                    size_mb: compose::human_size(u64::try_from(raw.size).unwrap_or(0)),
-                    limit_mb: compose::human_size(limit),
-                }
-                .render()?;
-                let subject = format!(
-                    "Messaggio troppo grande / Message too large: {}",
-                    mail.subject
-                );
-                queue_mail(
-                    tx,
-                    &self.ids,
-                    &Queued {
-                        ticket: None,
-                        kind: "notice",
-                        from_name: &area_name,
-                        from_addr: &area.address,
-                        to: vec![to.address.clone()],
-                        reply_to: None,
-                        subject: &subject,
-                        in_reply_to: mail.message_id.as_deref(),
-                        references: mail.message_id.iter().cloned().collect(),
-                        auto_replied: true,
-                        text: &text,
-                        attachments: Vec::new(),
-                        transport: Transport::Smtp,
-                    },
-                )
-                .await?;
-            }
+        // The same rules as the acknowledgment: only to From (one valid address), never to
+        // our own addresses, within the per-recipient limit, never when From looks forged.
+        // In a PEC box the header is the provider's transport envelope: its From is the
+        // provider's robot and the provider states the certified sender in Reply-To (the same
+        // reading as `set_certified_sender`).
+        let to = if self.is_pec_box(raw) {
+            mail.reply_to.as_ref().or(mail.from.as_ref())
+        } else {
+            mail.from.as_ref()
+        };
+        let Some(to) = to else {
+            return Ok(Outcome::Quarantined { reason });
+        };
+        let Ok(to_addr) = EmailAddress::parse(&to.address) else {
+            return Ok(Outcome::Quarantined { reason });
+        };
+        if self.own_addresses.contains(to_addr.as_str())
+            || self.forged_from(raw, None, to_addr.as_str()).is_some()
+        {
+            return Ok(Outcome::Quarantined { reason });
         }
+        let Some(area) = route(mail, &self.routes).into_iter().next() else {
+            return Ok(Outcome::Quarantined { reason });
+        };
+        let now = now_millis();
+        let limit = i64::from(self.cfg.tickets.acks_per_sender_per_hour);
+        if Store::acks_to_since(tx, to_addr.as_str(), now - ACK_WINDOW_MILLIS).await? >= limit {
+            tracing::info!(
+                raw_message_id = raw.raw_message_id,
+                to = %to_addr,
+                "too-large notice withheld (tickets.acks_per_sender_per_hour)"
+            );
+            return Ok(Outcome::Quarantined { reason });
+        }
+        let area_name = self.area_name(&area.area);
+        // The sender's subject is not echoed: it is a stranger's text, and this notice goes
+        // out before anyone read the mail. In-Reply-To threads the notice under the message,
+        // which is how the sender's mail client shows which one it is about.
+        let text = OversizeText {
+            size_mb: compose::human_size(u64::try_from(raw.size).unwrap_or(0)),
+            limit_mb: compose::human_size(limit_bytes),
+        }
+        .render()?;
+        queue_mail(
+            tx,
+            &self.ids,
+            &Queued {
+                ticket: None,
+                kind: "oversize",
+                from_name: &area_name,
+                from_addr: &area.address,
+                to: vec![to_addr],
+                reply_to: None,
+                subject: "Messaggio troppo grande / Message too large",
+                in_reply_to: mail.message_id.as_deref(),
+                references: mail.message_id.iter().cloned().collect(),
+                auto_replied: true,
+                text: &text,
+                attachments: Vec::new(),
+                transport: Transport::Smtp,
+            },
+        )
+        .await?;
         Ok(Outcome::Quarantined { reason })
     }
 
@@ -737,14 +824,11 @@ impl Pipeline {
             .as_ref()
             .map(|f| f.address.clone())
             .unwrap_or_else(|| sender.to_owned());
-        let citizen_name = mail
+        let citizen_name = mail.from.as_ref().and_then(|m| m.name.clone());
+        // Kept and shown to staff; answers go there only when staff choose it (`#rispondi-a`).
+        let reply_to_asked = mail
             .reply_to
             .as_ref()
-            .or(mail.from.as_ref())
-            .and_then(|m| m.name.clone());
-        let reply_to = ctx
-            .pec
-            .and(mail.reply_to.as_ref())
             .map(|m| m.address.clone())
             .filter(|a| a != sender);
         let now = now_millis();
@@ -775,7 +859,8 @@ impl Pipeline {
                 at: now,
                 certified: ctx.pec.map(|p| p.certified),
                 pec_address: ctx.pec.map(|_| owner.address.as_str()),
-                reply_to: reply_to.as_deref(),
+                reply_to: None,
+                reply_to_asked: reply_to_asked.as_deref(),
             },
         )
         .await?;
@@ -795,6 +880,7 @@ impl Pipeline {
                 "kind": kind.as_str(),
                 "mailbox": raw.mailbox,
                 "also_addressed": also,
+                "reply_to_asked": reply_to_asked,
                 "pec": ctx.pec.map(|p| &p.details),
             }),
             now,
@@ -832,7 +918,8 @@ impl Pipeline {
             status: "received".to_owned(),
             kind: kind.as_str().to_owned(),
             pec_address: ctx.pec.map(|_| owner.address.clone()),
-            reply_to: reply_to.clone(),
+            reply_to: None,
+            reply_to_asked: reply_to_asked.clone(),
         };
         match &ack_withheld {
             None => {

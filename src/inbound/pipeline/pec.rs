@@ -8,7 +8,7 @@
 use serde_json::json;
 
 use super::{duplicate, quarantine, Ctx, Outcome, Pipeline, Prepared, Work};
-use crate::domain::rfc3339;
+use crate::domain::{rfc3339, EmailAddress};
 use crate::mail::compose::PecNoticeText;
 use crate::mail::parse::{self, InboundMail, Mailbox};
 use crate::mail::pec::{self, PecClass, PecMail, ReceiptType};
@@ -425,7 +425,15 @@ fn set_certified_sender(mail: &mut InboundMail, pm: &PecMail, envelope: Option<&
                 .map(|m| m.address.clone())
         })
         .or_else(|| mail.from.as_ref().map(|m| m.address.clone()));
-    let Some(mittente) = mittente.map(|m| m.trim().to_lowercase()) else {
+    // Exactly one valid address, like every address from mail: daticert is XML a sender's
+    // provider wrote, but without signature checks anyone can write one. Not one address:
+    // no usable sender (quarantined), never a list of recipients.
+    let Some(mittente) = mittente
+        .and_then(|m| EmailAddress::parse(&m).ok())
+        .map(EmailAddress::into_string)
+    else {
+        mail.from = None;
+        mail.reply_to = None;
         return;
     };
     let name = mail
@@ -439,7 +447,8 @@ fn set_certified_sender(mail: &mut InboundMail, pm: &PecMail, envelope: Option<&
     });
     mail.reply_to = d
         .and_then(|d| d.risposte.clone())
-        .map(|r| r.trim().to_lowercase())
-        .filter(|r| !r.is_empty() && *r != mittente)
+        .and_then(|r| EmailAddress::parse(&r).ok())
+        .map(EmailAddress::into_string)
+        .filter(|r| *r != mittente)
         .map(|address| Mailbox { name, address });
 }

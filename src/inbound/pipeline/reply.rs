@@ -110,6 +110,10 @@ impl Pipeline {
                 Command::Kind(k) if TicketKind::parse(k).is_none() => {
                     problems.push(format!("tipo sconosciuto: {k}"))
                 }
+                Command::AnswerAtReplyTo if t.reply_to_asked.is_none() => problems.push(
+                    "#rispondi-a: il cittadino non ha chiesto risposta a un altro indirizzo"
+                        .to_owned(),
+                ),
                 _ => {}
             }
         }
@@ -204,6 +208,22 @@ impl Pipeline {
                             .await?;
                             t.kind = kind.as_str().to_owned();
                         }
+                    }
+                }
+                Command::AnswerAtReplyTo => {
+                    // Staff chose it: only now does mail to the citizen go to the Reply-To.
+                    if let Some(asked) = t.reply_to_asked.clone() {
+                        Store::set_ticket_reply_to(tx, t.ticket_id, &asked, now).await?;
+                        Store::insert_event(
+                            tx,
+                            t.ticket_id,
+                            "reply_to_chosen",
+                            from_addr,
+                            &json!({ "reply_to": asked }),
+                            now,
+                        )
+                        .await?;
+                        t.reply_to = Some(asked);
                     }
                 }
                 Command::Note(_) | Command::Close(_) | Command::Unknown(_) => {}
