@@ -385,7 +385,7 @@ pub fn staff_command(data: &[u8]) {
                 assert!(!a.contains('\n'), "inline text spans lines")
             }
             Command::Unknown(line) => assert!(line.starts_with('#'), "unknown {line:?}"),
-            Command::Take => {}
+            Command::Take | Command::AnswerAtReplyTo => {}
         }
     }
 }

@@ -458,7 +458,8 @@ async fn tell_owner(
             kind: "account",
             from_name: &site,
             from_addr: &from,
-            to: vec![owner.email.clone()],
+            to: vec![EmailAddress::parse(&owner.email)
+                .map_err(|e| anyhow::anyhow!("the account's address: {e}"))?],
             reply_to: None,
             subject: &format!("{site}: tentativo di registrazione / Registration attempt"),
             in_reply_to: None,
