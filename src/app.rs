@@ -60,6 +60,13 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Stack of every runtime thread, in bytes. Mail is parsed on these threads; the MIME
+/// pre-scan keeps nesting to 32 levels, which needs far less, but where the scan and the parser
+/// ever disagree a parsed tree of tens of thousands of levels must still be dropped without a
+/// stack overflow (40,000 levels overflow 2 MiB, tokio's default, and fit in 8 MiB). Only
+/// the pages touched are ever backed by memory.
+pub const THREAD_STACK_BYTES: usize = 64 * 1024 * 1024;
+
 /// The pieces of a running gateway, for `serve` and for tests that drive it in-process.
 #[derive(Debug)]
 pub struct Gateway {

@@ -6,6 +6,7 @@ pub mod command;
 pub mod compose;
 pub mod parse;
 pub mod pec;
+pub mod prescan;
 pub mod quote;
 pub mod route;
 pub mod smime;

@@ -35,6 +35,8 @@ pub struct Gateway {
     pub config_path: PathBuf,
     pub web_port: u16,
     child: Option<Child>,
+    /// Extra environment of the `serve` process (e.g. a test failpoint).
+    env: Vec<(String, String)>,
     /// The PostgreSQL database, when the run is on PostgreSQL (dropped after the process).
     pg: Option<PgDatabase>,
     _tmp: tempfile::TempDir,
@@ -165,7 +167,19 @@ impl Gateway {
         outbox: &str,
         edit: impl FnOnce(String) -> String,
     ) -> Gateway {
-        Self::start_on(stack, None, tickets, outbox, edit)
+        Self::start_on(stack, None, tickets, outbox, edit, &[])
+    }
+
+    /// The default test config, `serve` started with `env` added to its environment.
+    pub fn start_with_env(stack: &MailStack, env: &[(&str, &str)]) -> Gateway {
+        Self::start_on(
+            stack,
+            None,
+            "",
+            "retry_initial_seconds = 1\nretry_max_seconds = 2",
+            |t| t,
+            env,
+        )
     }
 
     /// Another instance on the database at `database_url` and the attachment directory
@@ -179,15 +193,22 @@ impl Gateway {
         outbox: &str,
     ) -> Gateway {
         let storage = storage.display().to_string();
-        Self::start_on(stack, Some(database_url), tickets, outbox, move |text| {
-            let start = text.find("[storage]").expect("a [storage] table");
-            let end = start + text[start..].find("\n\n").expect("end of [storage]");
-            format!(
-                "{}[storage]\ndir = \"{storage}\"{}",
-                &text[..start],
-                &text[end..]
-            )
-        })
+        Self::start_on(
+            stack,
+            Some(database_url),
+            tickets,
+            outbox,
+            move |text| {
+                let start = text.find("[storage]").expect("a [storage] table");
+                let end = start + text[start..].find("\n\n").expect("end of [storage]");
+                format!(
+                    "{}[storage]\ndir = \"{storage}\"{}",
+                    &text[..start],
+                    &text[end..]
+                )
+            },
+            &[],
+        )
     }
 
     fn start_on(
@@ -196,6 +217,7 @@ impl Gateway {
         tickets: &str,
         outbox: &str,
         edit: impl FnOnce(String) -> String,
+        env: &[(&str, &str)],
     ) -> Gateway {
         let tmp = tempfile::Builder::new()
             .prefix("tg-gw-")
@@ -222,6 +244,10 @@ impl Gateway {
             config_path,
             web_port,
             child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             pg,
             _tmp: tmp,
         };
@@ -230,6 +256,12 @@ impl Gateway {
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        self.wait_healthy();
+    }
+
+    /// Starts `serve` without waiting for it to be healthy (it may be expected to die).
+    fn launch(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -240,12 +272,35 @@ impl Gateway {
             .arg(&self.config_path)
             .arg("serve")
             .env("TICKETGATE_LOG", "info,ticketgate=debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start ticketgate serve");
         self.child = Some(child);
-        self.wait_healthy();
+    }
+
+    /// Starts `serve` again on the same directory and database, without waiting for it to
+    /// be healthy: for a start that is expected to die.
+    pub fn relaunch(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// Waits until `serve` exits by itself (e.g. aborts) and returns how it ended.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "ticketgate serve still running after {timeout:?}:\n{}",
+            self.log()
+        );
     }
 
     fn wait_healthy(&mut self) {

@@ -31,6 +31,7 @@ use crate::domain::{Channel, OurMessageId, SignedIds, TicketKind, TicketRef};
 use crate::mail::autoreply::AutoReason;
 use crate::mail::compose::{self, OversizeText};
 use crate::mail::parse::{self, InboundMail};
+use crate::mail::prescan;
 use crate::mail::route::{route, RoutedArea};
 use crate::mail::{auth, tag};
 use crate::outbound::queue::{queue_mail, Queued};
@@ -83,6 +84,10 @@ pub const WEB_KIND_HEADER: &str = "X-Ticketgate-Kind";
 /// file; one after the other, those waits were a fifth of a drain's time.
 const PREPARE_CONCURRENCY: usize = 8;
 
+/// Processing attempts of one raw message that may end with the process dying before it is
+/// quarantined unread at the next start (the poison rule, see [`Pipeline::process_batch`]).
+const MAX_CRASHED_ATTEMPTS: i64 = 2;
+
 /// Milliseconds in the acknowledgment rate-limit window.
 const ACK_WINDOW_MILLIS: i64 = 3_600_000;
 
@@ -125,9 +130,15 @@ impl Pipeline {
     }
 
     /// Processes stored raw messages, committing their outcomes together.
+    ///
+    /// The poison rule: an attempt is counted (and committed) for each message before it is
+    /// parsed. A message already attempted was being processed when the process died, so it
+    /// is processed alone, never in a batch, where it would take its neighbours down with it
+    /// again; one whose [`MAX_CRASHED_ATTEMPTS`] attempts all crashed is quarantined unread.
     pub async fn process_batch(&self, raw_message_ids: &[i64]) -> anyhow::Result<Vec<Outcome>> {
         let mut slots: Vec<Option<Outcome>> = Vec::with_capacity(raw_message_ids.len());
-        let mut pending: Vec<(usize, RawRow)> = Vec::new();
+        let mut fresh: Vec<(usize, RawRow)> = Vec::new();
+        let mut retried: Vec<(usize, RawRow)> = Vec::new();
         for &id in raw_message_ids {
             let raw = self
                 .store
@@ -138,35 +149,25 @@ impl Pipeline {
                 slots.push(Some(Outcome::AlreadyDone { state: raw.state }));
                 continue;
             }
-            pending.push((slots.len(), raw));
+            if raw.attempts >= MAX_CRASHED_ATTEMPTS {
+                let outcome = self.quarantine_crasher(&raw).await?;
+                report(&raw, &outcome);
+                slots.push(Some(outcome));
+                continue;
+            }
+            if raw.attempts > 0 {
+                retried.push((slots.len(), raw));
+            } else {
+                fresh.push((slots.len(), raw));
+            }
             slots.push(None);
         }
-        let prepared: Vec<(usize, Prepared)> = futures::stream::iter(pending)
-            .map(|(slot, raw)| async move { anyhow::Ok((slot, self.prepare(raw).await?)) })
-            .buffered(PREPARE_CONCURRENCY)
-            .try_collect()
-            .await?;
-        if !prepared.is_empty() {
-            let outcomes = match self.apply_together(&prepared).await {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::warn!(
-                        error = format!("{e:#}"),
-                        messages = prepared.len(),
-                        "batch transaction failed; processing its messages one by one"
-                    );
-                    let mut one_by_one = Vec::with_capacity(prepared.len());
-                    for (_, p) in &prepared {
-                        one_by_one.push(self.apply_alone(p).await?);
-                    }
-                    one_by_one
-                }
-            };
-            for ((slot, p), outcome) in prepared.iter().zip(outcomes) {
-                report(&p.raw, &outcome);
-                slots[*slot] = Some(outcome);
-            }
-            self.outbox_wake.notify_one();
+        let ids: Vec<i64> = fresh.iter().map(|(_, r)| r.raw_message_id).collect();
+        self.store.count_attempts(&ids).await?;
+        self.process_rows(fresh, &mut slots).await?;
+        for row in retried {
+            self.store.count_attempts(&[row.1.raw_message_id]).await?;
+            self.process_rows(vec![row], &mut slots).await?;
         }
         Ok(slots
             .into_iter()
@@ -178,10 +179,68 @@ impl Pipeline {
             .collect())
     }
 
+    /// Prepares pending rows (their attempt already counted) and commits their outcomes
+    /// together, into their `slots`.
+    async fn process_rows(
+        &self,
+        pending: Vec<(usize, RawRow)>,
+        slots: &mut [Option<Outcome>],
+    ) -> anyhow::Result<()> {
+        let prepared: Vec<(usize, Prepared)> = futures::stream::iter(pending)
+            .map(|(slot, raw)| async move { anyhow::Ok((slot, self.prepare(raw).await?)) })
+            .buffered(PREPARE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        if prepared.is_empty() {
+            return Ok(());
+        }
+        let outcomes = match self.apply_together(&prepared).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    messages = prepared.len(),
+                    "batch transaction failed; processing its messages one by one"
+                );
+                let mut one_by_one = Vec::with_capacity(prepared.len());
+                for (_, p) in &prepared {
+                    one_by_one.push(self.apply_alone(p).await?);
+                }
+                one_by_one
+            }
+        };
+        for ((slot, p), outcome) in prepared.iter().zip(outcomes) {
+            report(&p.raw, &outcome);
+            if let Some(s) = slots.get_mut(*slot) {
+                *s = Some(outcome);
+            }
+        }
+        self.outbox_wake.notify_one();
+        Ok(())
+    }
+
+    /// Quarantines a message whose every processing attempt ended with the process dying.
+    async fn quarantine_crasher(&self, raw: &RawRow) -> anyhow::Result<Outcome> {
+        let reason = format!(
+            "crashed the gateway while being processed ({} attempts, each ended with the \
+             process dying): kept unread; `quarantine retry` tries it again",
+            raw.attempts
+        );
+        let mut tx = self.store.begin().await?;
+        let outcome = quarantine(&mut tx, raw, &reason).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
     /// Everything that can be done before taking the write lock: parse, write attachments.
     async fn prepare(&self, raw: RawRow) -> anyhow::Result<Prepared> {
+        crash_failpoint(&raw);
         let limit = self.cfg.tickets.max_message_bytes;
-        let work = if !raw.complete || u64::try_from(raw.size).unwrap_or(u64::MAX) > limit {
+        // Before any parser (PEC classification and S/MIME included) sees the bytes.
+        let work = if let Err(e) = prescan::check(&raw.bytes) {
+            let e = parse::ParseError::TooDeep { max: e.max };
+            Work::Unparseable(format!("the message cannot be parsed: {e}"))
+        } else if !raw.complete || u64::try_from(raw.size).unwrap_or(u64::MAX) > limit {
             Work::Oversize {
                 header: parse::parse(&raw.bytes).ok().map(Box::new),
             }
@@ -924,6 +983,23 @@ async fn duplicate(tx: &mut Tx, raw: &RawRow, orig: i64) -> anyhow::Result<Outco
     Store::finish_raw(tx, raw.raw_message_id, "duplicate", None, Some(orig)).await?;
     Ok(Outcome::Duplicate { of_message: orig })
 }
+
+/// Test-only: aborts the process, as a stack overflow would, when the raw message contains
+/// the bytes of the environment variable `TICKETGATE_TEST_CRASH_MARKER`, so the poison rule
+/// can be proved end to end. Compiled into debug builds only: a release binary ignores it.
+#[cfg(debug_assertions)]
+fn crash_failpoint(raw: &RawRow) {
+    if let Some(marker) = std::env::var_os("TICKETGATE_TEST_CRASH_MARKER") {
+        let marker = marker.as_encoded_bytes();
+        if !marker.is_empty() && raw.bytes.windows(marker.len()).any(|w| w == marker) {
+            eprintln!("ticketgate: test crash marker found, aborting");
+            std::process::abort();
+        }
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn crash_failpoint(_raw: &RawRow) {}
 
 /// Logs and counts an outcome once it is committed.
 fn report(raw: &RawRow, outcome: &Outcome) {

@@ -1,0 +1,107 @@
+//! Hostile mail against the real binary on a private Dovecot + Postfix (issue 10): mail that
+//! crashed the process, mail with thousands of attachments, a Message-ID taken in advance,
+//! and the modes of the files the gateway creates.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::gateway::*;
+use support::mail::*;
+use support::mailstack::MailStack;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A mail whose body is `levels` nested `message/rfc822` parts, each level only the
+/// Content-Type line and a blank line (what the attacker of issue 10 sent).
+fn nested_rfc822(levels: usize) -> Vec<u8> {
+    let id = unique_id();
+    let mut raw = format!(
+        "From: <{CITIZEN2}>\r\nTo: {LAVORI}\r\nSubject: annidato\r\nMessage-ID: <{id}>\r\n\
+         Date: Thu, 26 Nov 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n"
+    )
+    .into_bytes();
+    for _ in 0..levels {
+        raw.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
+    }
+    raw.extend_from_slice(b"From: x@example.test\r\n\r\nfondo\r\n");
+    raw
+}
+
+fn quarantined_with(gw: &Gateway, words: &str) -> Option<Vec<Value>> {
+    let q = gw.quarantine();
+    q.iter()
+        .any(|m| m["reason"].as_str().unwrap_or("").contains(words))
+        .then_some(q)
+}
+
+fn ticket_with_subject(gw: &Gateway, subject: &str) -> Option<Value> {
+    gw.tickets().into_iter().find(|t| t["subject"] == subject)
+}
+
+#[test]
+fn ingest_quarantines_a_mail_nested_two_hundred_thousand_levels_deep_instead_of_aborting() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    // 6.6 MB: the size at which `ingest` aborted with a stack overflow (exit 134).
+    let out = gw.ingest("lavori-pubblici", &nested_rfc822(220_000));
+    assert!(
+        out.status.success(),
+        "ingest ended with {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let q = quarantined_with(&gw, "nests MIME parts").unwrap_or_else(|| {
+        panic!("not quarantined for its nesting: {:?}", gw.quarantine());
+    });
+    assert_eq!(q.len(), 1, "{q:?}");
+}
+
+#[test]
+fn a_mail_nested_forty_thousand_levels_deep_is_quarantined_and_the_mail_behind_it_gets_its_ticket()
+{
+    let stack = MailStack::start();
+    let mut gw = Gateway::start(&stack);
+    append(&stack, LAVORI, &nested_rfc822(40_000));
+    let (_, genuine) = citizen_mail(CITIZEN, LAVORI, "Lampione spento", "In via Garibaldi.");
+    append(&stack, LAVORI, &genuine);
+
+    gw.wait_for("the nested mail in quarantine", WAIT, || {
+        quarantined_with(&gw, "nests MIME parts")
+    });
+    gw.wait_for("the ticket of the mail behind it", WAIT, || {
+        ticket_with_subject(&gw, "Lampione spento")
+    });
+    wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("Lampione spento"));
+    assert!(gw.stop(), "serve did not stop cleanly:\n{}", gw.log());
+}
+
+#[test]
+fn a_mail_that_crashes_the_gateway_twice_is_quarantined_at_the_next_start_and_the_rest_goes_on() {
+    let stack = MailStack::start();
+    let marker = format!("crash-marker-{}", unique_id());
+    let mut gw = Gateway::start_with_env(&stack, &[("TICKETGATE_TEST_CRASH_MARKER", &marker)]);
+    let (_, poison) = citizen_mail(CITIZEN2, LAVORI, "Veleno", &format!("testo {marker}"));
+    let (_, genuine) = citizen_mail(CITIZEN, LAVORI, "Buca in via Dante", "Profonda.");
+    append(&stack, LAVORI, &poison);
+    append(&stack, LAVORI, &genuine);
+
+    // First crash: while processing the new mail. Second: processing it again, alone,
+    // at the next start.
+    for start in 1..=2 {
+        let status = gw.wait_exit(WAIT);
+        assert!(!status.success(), "start {start} ended with {status:?}");
+        gw.relaunch();
+    }
+    // Third start: quarantined unread; the genuine mail gets its ticket and acknowledgment.
+    gw.wait_for("the crashing mail in quarantine", WAIT, || {
+        quarantined_with(&gw, "crashed the gateway while being processed")
+    });
+    gw.wait_for("the ticket of the genuine mail", WAIT, || {
+        ticket_with_subject(&gw, "Buca in via Dante")
+    });
+    wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("Buca in via Dante"));
+    assert!(ticket_with_subject(&gw, "Veleno").is_none());
+    assert!(gw.stop(), "serve did not stop cleanly:\n{}", gw.log());
+}
