@@ -29,7 +29,7 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
         let path = path.split('?').next().unwrap_or(path);
         if let Some(parent) = std::path::Path::new(path).parent() {
             if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
+                private_dir(parent)
                     .with_context(|| format!("creating the database directory {parent:?}"))?;
             }
         }
@@ -41,9 +41,20 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
         .migrate()
         .await
         .context("applying database migrations")?;
-    std::fs::create_dir_all(&cfg.storage.dir)
+    private_dir(&cfg.storage.dir)
         .with_context(|| format!("creating storage.dir {:?}", cfg.storage.dir))?;
     Ok(store)
+}
+
+/// Creates a missing directory (and missing parents) readable by the gateway's user only
+/// (0700): the database and the attachments are citizens' personal data. Existing
+/// directories keep the mode the operator gave them.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// Hides the password of a `postgres://user:pass@host/db` URL in messages.

@@ -105,3 +105,70 @@ fn a_mail_that_crashes_the_gateway_twice_is_quarantined_at_the_next_start_and_th
     assert!(ticket_with_subject(&gw, "Veleno").is_none());
     assert!(gw.stop(), "serve did not stop cleanly:\n{}", gw.log());
 }
+
+/// A mail with `count` small attachments (each its own part), a unique Message-ID.
+fn mail_with_attachments(from: &str, subject: &str, count: usize) -> Vec<u8> {
+    let id = unique_id();
+    let mut raw = format!(
+        "From: <{from}>\r\nTo: {LAVORI}\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n\
+         Date: Thu, 26 Nov 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nIn allegato.\r\n"
+    );
+    for i in 0..count {
+        raw.push_str(&format!(
+            "--b\r\nContent-Type: text/plain; name=\"f{i}.txt\"\r\n\
+             Content-Disposition: attachment; filename=\"f{i}.txt\"\r\n\r\n{i}\r\n"
+        ));
+    }
+    raw.push_str("--b--\r\n");
+    raw.into_bytes()
+}
+
+#[test]
+fn the_database_and_the_attachment_files_are_private_to_the_gateway_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    send(
+        &stack,
+        CITIZEN,
+        &[LAVORI],
+        &mail_with_attachments(CITIZEN, "Foto della buca", 1),
+    );
+    gw.wait_for("the ticket", WAIT, || {
+        ticket_with_subject(&gw, "Foto della buca")
+    });
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    if !test_backend_is_postgres() {
+        for name in ["ticketgate.db", "ticketgate.db-wal", "ticketgate.db-shm"] {
+            let path = gw.dir.join(name);
+            if path.exists() || name == "ticketgate.db" {
+                assert_eq!(mode(&path), 0o600, "{name}");
+            }
+        }
+    }
+    let root = gw.dir.join("attachments");
+    assert_eq!(mode(&root), 0o700);
+    let mut files = 0;
+    let mut stack_dirs = vec![root];
+    while let Some(dir) = stack_dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read storage dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                assert_eq!(mode(&path), 0o700, "{}", path.display());
+                stack_dirs.push(path);
+            } else {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 1, "no attachment file written");
+}
