@@ -172,3 +172,39 @@ fn the_database_and_the_attachment_files_are_private_to_the_gateway_user() {
     }
     assert!(files >= 1, "no attachment file written");
 }
+
+#[test]
+fn a_mail_with_twenty_thousand_attachments_gets_a_ticket_with_the_capped_number_and_a_count_of_the_rest(
+) {
+    let stack = MailStack::start();
+    let gw = Gateway::start_with(
+        &stack,
+        "max_attachments = 100",
+        "retry_initial_seconds = 1\nretry_max_seconds = 2",
+    );
+    send(
+        &stack,
+        CITIZEN,
+        &[LAVORI],
+        &mail_with_attachments(CITIZEN, "Ventimila allegati", 20_000),
+    );
+    let t = gw.wait_for("the ticket", Duration::from_secs(300), || {
+        ticket_with_subject(&gw, "Ventimila allegati")
+    });
+    let reference = t["ref"].as_str().expect("ref");
+    let shown = gw.show(reference);
+    let attachments = shown["attachments"].as_array().expect("attachments");
+    assert_eq!(attachments.len(), 100);
+    let events = shown["events"].as_array().expect("events");
+    let skipped = events
+        .iter()
+        .find(|e| e["kind"] == "attachments_not_extracted")
+        .unwrap_or_else(|| panic!("no not-extracted event: {events:?}"));
+    assert_eq!(skipped["details"]["not_extracted"], 19_900, "{skipped}");
+    let note = wait_for_mail(&stack, STAFF_LAVORI, WAIT, |m| m.contains("Ventimila"));
+    assert!(
+        note.contains("altri 19900 allegati non estratti"),
+        "{}",
+        &note[..note.len().min(3000)]
+    );
+}

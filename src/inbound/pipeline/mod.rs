@@ -88,6 +88,9 @@ const PREPARE_CONCURRENCY: usize = 8;
 /// quarantined unread at the next start (the poison rule, see [`Pipeline::process_batch`]).
 const MAX_CRASHED_ATTEMPTS: i64 = 2;
 
+/// Attachment files of one message written at the same time (each waits for its fsync).
+const ATTACHMENT_WRITE_CONCURRENCY: usize = 8;
+
 /// Milliseconds in the acknowledgment rate-limit window.
 const ACK_WINDOW_MILLIS: i64 = 3_600_000;
 
@@ -260,7 +263,7 @@ impl Pipeline {
     async fn mail_work(
         &self,
         raw: &RawRow,
-        mail: InboundMail,
+        mut mail: InboundMail,
         key: Option<String>,
         pec: Option<PecFacts>,
     ) -> anyhow::Result<Work> {
@@ -269,11 +272,16 @@ impl Pipeline {
             (None, Some(id)) if !id.trim().is_empty() => format!("mid:{}", id.trim()),
             _ => format!("sha256:{}", raw.sha256),
         };
+        // Beyond the cap the parts stay in the raw message (kept whole) and are only counted.
+        let cap = usize::try_from(self.cfg.tickets.max_attachments).unwrap_or(usize::MAX);
+        let not_extracted = mail.attachments.len().saturating_sub(cap);
+        mail.attachments.truncate(cap);
         let attachments = self.store_attachments(&mail).await?;
         Ok(Work::Mail {
             mail: Box::new(mail),
             dedup_key,
             attachments,
+            not_extracted,
             pec: pec.map(Box::new),
         })
     }
@@ -329,7 +337,7 @@ impl Pipeline {
     /// Decides the outcome of one prepared message and writes it in `tx`.
     async fn apply(&self, tx: &mut Tx, p: &Prepared) -> anyhow::Result<Outcome> {
         let raw = &p.raw;
-        let (mail, dedup_key, stored, pec) = match &p.work {
+        let (mail, dedup_key, stored, not_extracted, pec) = match &p.work {
             Work::Oversize { header } => return self.oversize(tx, raw, header.as_deref()).await,
             Work::Unparseable(reason) => return quarantine(tx, raw, reason).await,
             Work::PecReceipt(r) => return self.pec_receipt(tx, raw, r).await,
@@ -337,11 +345,13 @@ impl Pipeline {
                 mail,
                 dedup_key,
                 attachments,
+                not_extracted,
                 pec,
             } => (
                 mail.as_ref(),
                 dedup_key.as_str(),
                 attachments.as_slice(),
+                *not_extracted,
                 pec.as_deref(),
             ),
         };
@@ -403,6 +413,7 @@ impl Pipeline {
             mail,
             dedup_key,
             stored,
+            not_extracted,
             pec,
         };
 
@@ -583,14 +594,16 @@ impl Pipeline {
 
     /// Stores attachments as files, before the transaction that references them.
     async fn store_attachments(&self, mail: &InboundMail) -> anyhow::Result<Vec<(usize, String)>> {
+        // A few at a time: each write waits for its own fsync.
         let mut out = Vec::with_capacity(mail.attachments.len());
-        for (i, a) in mail.attachments.iter().enumerate() {
-            let sha = self
-                .attachments
-                .put(&a.bytes)
+        for chunk in mail.attachments.chunks(ATTACHMENT_WRITE_CONCURRENCY) {
+            let writes = chunk.iter().map(|a| self.attachments.put(&a.bytes));
+            let shas = futures::future::try_join_all(writes)
                 .await
                 .context("writing an attachment to storage.dir")?;
-            out.push((i, sha));
+            for sha in shas {
+                out.push((out.len(), sha));
+            }
         }
         Ok(out)
     }
@@ -663,6 +676,26 @@ impl Pipeline {
                 )
                 .await?;
             }
+        }
+        if ctx.not_extracted > 0 {
+            Store::insert_event(
+                tx,
+                ticket_id,
+                "attachments_not_extracted",
+                "system",
+                &json!({
+                    "message": message_id,
+                    "extracted": ctx.stored.len(),
+                    "not_extracted": ctx.not_extracted,
+                    "reason": format!(
+                        "more than tickets.max_attachments = {}: the rest are kept in the \
+                         original message",
+                        self.cfg.tickets.max_attachments
+                    ),
+                }),
+                now_millis(),
+            )
+            .await?;
         }
         Ok(message_id)
     }
@@ -889,7 +922,7 @@ impl Pipeline {
                 .await?
             }
         }
-        let attachment_list: Vec<(String, String)> = mail
+        let mut attachment_list: Vec<(String, String)> = mail
             .attachments
             .iter()
             .map(|a| {
@@ -899,6 +932,13 @@ impl Pipeline {
                 )
             })
             .collect();
+        if ctx.not_extracted > 0 {
+            let n = ctx.not_extracted;
+            attachment_list.push((
+                format!("altri {n} allegati non estratti, conservati nel messaggio originale"),
+                format!("{n} more attachments not extracted, kept in the original message"),
+            ));
+        }
         for (i, area) in areas.iter().enumerate() {
             let others: Vec<String> = areas
                 .iter()
@@ -950,6 +990,8 @@ enum Work {
         dedup_key: String,
         /// (index into `mail.attachments`, sha256 of the stored file)
         attachments: Vec<(usize, String)>,
+        /// Attachments over `tickets.max_attachments`, left in the raw message.
+        not_extracted: usize,
         /// Set for mail from a PEC box (the citizen's message unwrapped from its envelope).
         pec: Option<Box<PecFacts>>,
     },
@@ -963,6 +1005,8 @@ struct Ctx<'a> {
     mail: &'a InboundMail,
     dedup_key: &'a str,
     stored: &'a [(usize, String)],
+    /// Attachments over `tickets.max_attachments`, left in the raw message.
+    not_extracted: usize,
     pec: Option<&'a PecFacts>,
 }
 

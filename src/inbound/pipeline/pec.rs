@@ -221,6 +221,7 @@ impl Pipeline {
             mail: &r.envelope,
             dedup_key: &dedup_key,
             stored: &[],
+            not_extracted: 0,
             pec: Some(&r.facts),
         };
         let details = json!({
