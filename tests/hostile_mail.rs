@@ -208,3 +208,79 @@ fn a_mail_with_twenty_thousand_attachments_gets_a_ticket_with_the_capped_number_
         &note[..note.len().min(3000)]
     );
 }
+
+#[test]
+fn a_mail_that_takes_the_message_id_of_a_later_genuine_mail_does_not_swallow_it() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let predicted = unique_id();
+    let with_id = |from: &str, subject: &str, body: &str| {
+        format!(
+            "From: <{from}>\r\nTo: {LAVORI}\r\nSubject: {subject}\r\nMessage-ID: <{predicted}>\r\n\
+             Date: Thu, 26 Nov 2026 10:00:00 +0100\r\n\r\n{body}\r\n"
+        )
+        .into_bytes()
+    };
+    send(
+        &stack,
+        CITIZEN2,
+        &[LAVORI],
+        &with_id(CITIZEN2, "Primo arrivato", "Testo dell'intruso."),
+    );
+    gw.wait_for("the first ticket", WAIT, || {
+        ticket_with_subject(&gw, "Primo arrivato")
+    });
+    let genuine = with_id(CITIZEN, "Segnalazione vera", "Il semaforo è guasto.");
+    send(&stack, CITIZEN, &[LAVORI], &genuine);
+    let t = gw.wait_for("the genuine ticket", WAIT, || {
+        ticket_with_subject(&gw, "Segnalazione vera")
+    });
+    wait_for_mail(&stack, CITIZEN, WAIT, |m| m.contains("Segnalazione vera"));
+    wait_for_mail(&stack, CITIZEN2, WAIT, |m| m.contains("Primo arrivato"));
+    let shown = gw.show(t["ref"].as_str().expect("ref"));
+    let events = shown["events"].as_array().expect("events");
+    assert!(
+        events.iter().any(|e| e["kind"] == "message_id_reused"),
+        "not flagged: {events:?}"
+    );
+
+    // The genuine mail delivered again by pipe (other line ends, other trace fields) is
+    // still the same message.
+    let out = gw.ingest("lavori-pubblici", &lf_line_ends(&genuine));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("duplicate"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(gw.tickets().len(), 2);
+}
+
+#[test]
+fn a_mail_delivered_by_imap_and_by_pipe_is_still_one_ticket() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let (_, raw) = citizen_mail(CITIZEN, LAVORI, "Due volte", "Consegnata due volte.");
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    gw.wait_for("the ticket", WAIT, || ticket_with_subject(&gw, "Due volte"));
+    let piped = [
+        b"Return-Path: <anna.verdi@citizen.test>\nDelivered-To: lavori-pubblici@comune.test\n"
+            .as_slice(),
+        &lf_line_ends(&raw),
+    ]
+    .concat();
+    let out = gw.ingest("lavori-pubblici", &piped);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("duplicate"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(gw.tickets().len(), 1);
+}
+
+/// CRLF line ends to LF, as a pipe delivery gives them.
+fn lf_line_ends(raw: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(raw)
+        .replace("\r\n", "\n")
+        .into_bytes()
+}

@@ -5,6 +5,7 @@
 -- ever returned) is recognised at the next start and quarantined instead of crashing again.
 ALTER TABLE raw_message ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0;
 
--- Inbound messages by Message-ID: the same Message-ID with different content is a new
--- message (flagged), found through this index.
-CREATE INDEX message_rfc_message_id ON message (rfc_message_id);
+-- Fingerprint of an inbound message's author fields and body (mail::fingerprint): the same
+-- Message-ID with another fingerprint is a different message. NULL on rows stored before
+-- this migration (computed from their raw message when needed).
+ALTER TABLE message ADD COLUMN content_sha256 TEXT;

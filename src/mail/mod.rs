@@ -4,6 +4,7 @@ pub mod auth;
 pub mod autoreply;
 pub mod command;
 pub mod compose;
+pub mod fingerprint;
 pub mod parse;
 pub mod pec;
 pub mod prescan;

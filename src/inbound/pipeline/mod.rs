@@ -33,7 +33,7 @@ use crate::mail::compose::{self, OversizeText};
 use crate::mail::parse::{self, InboundMail};
 use crate::mail::prescan;
 use crate::mail::route::{route, RoutedArea};
-use crate::mail::{auth, tag};
+use crate::mail::{auth, fingerprint, tag};
 use crate::outbound::queue::{queue_mail, Queued};
 use crate::outbound::Transport;
 use crate::store::{
@@ -279,6 +279,7 @@ impl Pipeline {
         let attachments = self.store_attachments(&mail).await?;
         Ok(Work::Mail {
             mail: Box::new(mail),
+            fingerprint: fingerprint::content_fingerprint(&raw.bytes),
             dedup_key,
             attachments,
             not_extracted,
@@ -337,27 +338,52 @@ impl Pipeline {
     /// Decides the outcome of one prepared message and writes it in `tx`.
     async fn apply(&self, tx: &mut Tx, p: &Prepared) -> anyhow::Result<Outcome> {
         let raw = &p.raw;
-        let (mail, dedup_key, stored, not_extracted, pec) = match &p.work {
+        let (mail, dedup_key, fingerprint, stored, not_extracted, pec) = match &p.work {
             Work::Oversize { header } => return self.oversize(tx, raw, header.as_deref()).await,
             Work::Unparseable(reason) => return quarantine(tx, raw, reason).await,
             Work::PecReceipt(r) => return self.pec_receipt(tx, raw, r).await,
             Work::Mail {
                 mail,
                 dedup_key,
+                fingerprint,
                 attachments,
                 not_extracted,
                 pec,
             } => (
                 mail.as_ref(),
                 dedup_key.as_str(),
+                fingerprint.as_str(),
                 attachments.as_slice(),
                 *not_extracted,
                 pec.as_deref(),
             ),
         };
-        if let Some(orig) = Store::inbound_by_dedup_key(tx, dedup_key).await? {
-            return duplicate(tx, raw, orig).await;
-        }
+        // The same key is a duplicate only with the same content: a stranger can send a mail
+        // with the (predictable) Message-ID of a genuine mail before it arrives. Another
+        // content under a taken key is a new message, stored under the key plus its
+        // fingerprint and flagged (a re-delivery of it is then a duplicate of it).
+        let reused_key;
+        let mut reused_of = None;
+        let dedup_key = match Store::inbound_by_dedup_key(tx, dedup_key).await? {
+            None => dedup_key,
+            Some(orig) => {
+                let earlier = match Store::inbound_fingerprint(tx, orig).await? {
+                    (Some(f), _) => Some(f),
+                    (None, Some(bytes)) => Some(fingerprint::content_fingerprint(&bytes)),
+                    (None, None) => None,
+                };
+                // Unknown content (no raw kept): the old rule, same key is the same message.
+                if earlier.as_deref().is_none_or(|e| e == fingerprint) {
+                    return duplicate(tx, raw, orig).await;
+                }
+                reused_key = format!("{dedup_key}#{fingerprint}");
+                if let Some(again) = Store::inbound_by_dedup_key(tx, &reused_key).await? {
+                    return duplicate(tx, raw, again).await;
+                }
+                reused_of = Some(orig);
+                reused_key.as_str()
+            }
+        };
         let Some(sender) = mail.reply_to.as_ref().or(mail.from.as_ref()) else {
             return quarantine(
                 tx,
@@ -414,6 +440,8 @@ impl Pipeline {
             dedup_key,
             stored,
             not_extracted,
+            fingerprint,
+            reused_of,
             pec,
         };
 
@@ -676,6 +704,31 @@ impl Pipeline {
                 )
                 .await?;
             }
+        }
+        if !ctx.fingerprint.is_empty() {
+            Store::set_fingerprint(tx, message_id, ctx.fingerprint).await?;
+        }
+        if let Some(earlier) = ctx.reused_of {
+            tracing::warn!(
+                raw_message_id = ctx.raw.raw_message_id,
+                earlier_message = earlier,
+                "same Message-ID as an earlier message, other content: kept as a new message"
+            );
+            Store::insert_event(
+                tx,
+                ticket_id,
+                "message_id_reused",
+                "system",
+                &json!({
+                    "message": message_id,
+                    "earlier_message": earlier,
+                    "message_id": mail.message_id,
+                    "reason": "an earlier message carried the same Message-ID with other \
+                               content (one of the two may be forged): both are kept",
+                }),
+                now_millis(),
+            )
+            .await?;
         }
         if ctx.not_extracted > 0 {
             Store::insert_event(
@@ -988,6 +1041,8 @@ enum Work {
     Mail {
         mail: Box<InboundMail>,
         dedup_key: String,
+        /// `mail::fingerprint::content_fingerprint` of the raw message.
+        fingerprint: String,
         /// (index into `mail.attachments`, sha256 of the stored file)
         attachments: Vec<(usize, String)>,
         /// Attachments over `tickets.max_attachments`, left in the raw message.
@@ -1007,6 +1062,10 @@ struct Ctx<'a> {
     stored: &'a [(usize, String)],
     /// Attachments over `tickets.max_attachments`, left in the raw message.
     not_extracted: usize,
+    /// Content fingerprint of the raw message (`""` when there is none to keep).
+    fingerprint: &'a str,
+    /// The earlier message with the same Message-ID (de-duplication key) but other content.
+    reused_of: Option<i64>,
     pec: Option<&'a PecFacts>,
 }
 

@@ -222,6 +222,8 @@ impl Pipeline {
             dedup_key: &dedup_key,
             stored: &[],
             not_extracted: 0,
+            fingerprint: "",
+            reused_of: None,
             pec: Some(&r.facts),
         };
         let details = json!({
