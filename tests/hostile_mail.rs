@@ -284,3 +284,27 @@ fn lf_line_ends(raw: &[u8]) -> Vec<u8> {
         .replace("\r\n", "\n")
         .into_bytes()
 }
+
+#[test]
+fn ingest_run_again_by_the_mta_after_two_crashes_quarantines_the_mail_and_succeeds() {
+    let stack = MailStack::start();
+    let marker = format!("crash-marker-{}", unique_id());
+    let gw = Gateway::start_with_env(&stack, &[("TICKETGATE_TEST_CRASH_MARKER", &marker)]);
+    let (_, poison) = citizen_mail(CITIZEN2, LAVORI, "Veleno", &format!("testo {marker}"));
+    for run in 1..=2 {
+        let out = gw.ingest("lavori-pubblici", &poison);
+        assert!(
+            !out.status.success(),
+            "run {run} ended with {:?}",
+            out.status
+        );
+    }
+    let out = gw.ingest("lavori-pubblici", &poison);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("crashed the gateway while being processed"),
+        "{said}"
+    );
+    assert_eq!(gw.quarantine().len(), 1, "one stored copy, not three");
+}

@@ -142,6 +142,20 @@ impl Store {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    /// An ingested (UID-less) raw message of `mailbox` with these bytes still pending: one an
+    /// `ingest` stored and then died processing.
+    pub async fn pending_ingested_copy(&self, mailbox: &str, sha256: &str) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT raw_message_id FROM raw_message WHERE sha256 = $1 AND mailbox = $2 \
+             AND uid IS NULL AND state = 'pending' ORDER BY raw_message_id LIMIT 1",
+        )
+        .bind(nul_free(sha256))
+        .bind(nul_free(mailbox))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     /// Handled messages of this mailbox generation not yet flagged on the server.
     pub async fn unflagged_raw(&self, mailbox: &str, uidvalidity: u32) -> Result<Vec<(i64, u32)>> {
         let rows = sqlx::query(

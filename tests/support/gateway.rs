@@ -428,6 +428,7 @@ impl Gateway {
             .arg("--config")
             .arg(&self.config_path)
             .args(["ingest", "--mailbox", mailbox])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
