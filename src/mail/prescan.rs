@@ -280,6 +280,7 @@ fn strip_eol(line: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn nested_messages(levels: usize) -> Vec<u8> {
         let mut raw = b"From: a@example.test\nSubject: x\n".to_vec();
@@ -402,6 +403,78 @@ mod tests {
             b"Content-Type: multipart/mixed; boundary=b",
         ] {
             assert_eq!(check(raw), Ok(()));
+        }
+    }
+
+    /// One container level of a generated message.
+    #[derive(Debug, Clone, Copy)]
+    enum Level {
+        Mixed,
+        Digest,
+        Rfc822,
+        Base64Rfc822,
+    }
+
+    /// A message nesting `levels` (outermost first) around a text leaf, with `siblings` text
+    /// parts beside each nested part of a multipart, in CRLF or LF.
+    fn build(levels: &[Level], siblings: usize) -> Vec<u8> {
+        fn body(levels: &[Level], siblings: usize, n: usize) -> String {
+            let Some((level, inner)) = levels.split_first() else {
+                return "Content-Type: text/plain\n\n--foglia\n".to_owned();
+            };
+            let nested = body(inner, siblings, n + 1);
+            match level {
+                Level::Mixed | Level::Digest => {
+                    let sub = if matches!(level, Level::Mixed) {
+                        "mixed"
+                    } else {
+                        "digest"
+                    };
+                    let mut out = format!("Content-Type: multipart/{sub}; boundary=\"b{n}\"\n\n");
+                    for i in 0..siblings {
+                        out.push_str(&format!("--b{n}\nContent-Type: text/plain\n\nparte {i}\n"));
+                    }
+                    out.push_str(&format!("--b{n}\n{nested}\n--b{n}--\n"));
+                    out
+                }
+                Level::Rfc822 => {
+                    format!("Content-Type: message/rfc822\n\nFrom: x@example.test\n{nested}")
+                }
+                Level::Base64Rfc822 => format!(
+                    "Content-Type: message/rfc822\nContent-Transfer-Encoding: base64\n\n{}\n",
+                    base64(format!("From: x@example.test\n{nested}").as_bytes())
+                ),
+            }
+        }
+        format!("From: a@example.test\n{}", body(levels, siblings, 0)).into_bytes()
+    }
+
+    fn level() -> impl Strategy<Value = Level> {
+        prop_oneof![
+            Just(Level::Mixed),
+            Just(Level::Digest),
+            Just(Level::Rfc822),
+            Just(Level::Base64Rfc822),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_scan_counts_exactly_the_levels_built(
+            levels in prop::collection::vec(level(), 0..48),
+            siblings in 0..3usize,
+            crlf in any::<bool>(),
+        ) {
+            // mail-parser decodes at most three encoded messages deep: keep within that.
+            let encoded = levels.iter().filter(|l| matches!(l, Level::Base64Rfc822)).count();
+            prop_assume!(encoded <= MAX_ENCODED_LEVELS);
+            let mut raw = build(&levels, siblings);
+            if crlf {
+                raw = String::from_utf8_lossy(&raw).replace('\n', "\r\n").into_bytes();
+            }
+            prop_assert_eq!(check(&raw).is_ok(), levels.len() <= MAX_NESTING_LEVELS);
         }
     }
 }
