@@ -162,10 +162,12 @@ fn read_header(raw: &[u8], mut pos: usize, in_digest: bool) -> (Declared, usize)
         let (name, value) = trimmed.split_at(colon);
         let value = value.get(1..).unwrap_or_default();
         let name = name.trim_ascii();
-        if name.eq_ignore_ascii_case(b"content-type") && content_type.is_none() {
+        // The last occurrence wins, as in mail-parser (checked: a first `text/plain` and a
+        // second `multipart/mixed` make a multipart there).
+        if name.eq_ignore_ascii_case(b"content-type") {
             current = Some(Field::ContentType);
             content_type = Some(value.iter().take(MAX_CONTENT_TYPE_BYTES).copied().collect());
-        } else if name.eq_ignore_ascii_case(b"content-transfer-encoding") && encoding.is_none() {
+        } else if name.eq_ignore_ascii_case(b"content-transfer-encoding") {
             encoding = Some(value.trim_ascii());
         }
     }
@@ -208,31 +210,99 @@ fn declared_by(ct: &[u8], encoded: bool) -> Declared {
     }
     match boundary_param(ct) {
         Some(boundary) => Declared::Multipart {
-            boundary: boundary.to_vec(),
+            boundary,
             digest: subtype.eq_ignore_ascii_case(b"digest"),
         },
         None => Declared::Leaf,
     }
 }
 
-/// The `boundary` parameter of a Content-Type value, unquoted.
-fn boundary_param(ct: &[u8]) -> Option<&[u8]> {
+/// The `boundary` parameter of a Content-Type value, unquoted. mail-parser also reads the
+/// RFC 2231 forms (`boundary*=utf-8''b`, `boundary*0="a"; boundary*1="b"`), so they are
+/// read here too: missing them would let every such level pass uncounted.
+fn boundary_param(ct: &[u8]) -> Option<Vec<u8>> {
+    let mut pieces: Vec<(usize, Vec<u8>)> = Vec::new();
     for param in ct.split(|b| *b == b';').skip(1) {
         let Some(eq) = param.iter().position(|b| *b == b'=') else {
             continue;
         };
         let (name, value) = param.split_at(eq);
-        if !name.trim_ascii().eq_ignore_ascii_case(b"boundary") {
+        let name = name.trim_ascii().to_ascii_lowercase();
+        let Some(rest) = name.strip_prefix(b"boundary") else {
             continue;
-        }
-        let value = value.get(1..).unwrap_or_default().trim_ascii();
-        let value = match value.strip_prefix(b"\"") {
-            Some(rest) => rest.split(|b| *b == b'"').next().unwrap_or_default(),
-            None => value,
         };
-        return (!value.is_empty()).then_some(value);
+        let value = unquoted(value.get(1..).unwrap_or_default().trim_ascii());
+        if rest.is_empty() {
+            return (!value.is_empty()).then(|| value.to_vec());
+        }
+        // `*` alone, `*N` or `*N*`: a trailing `*` means charset'language'percent-encoded.
+        let Some(rest) = rest.strip_prefix(b"*") else {
+            continue;
+        };
+        let (index, encoded) = match rest.strip_suffix(b"*") {
+            Some(number) => (number, true),
+            None if rest.is_empty() => (rest, true),
+            None => (rest, false),
+        };
+        let index = std::str::from_utf8(index).ok().and_then(|i| {
+            if i.is_empty() {
+                Some(0)
+            } else {
+                i.parse().ok()
+            }
+        });
+        let Some(index) = index else {
+            continue;
+        };
+        let value = if encoded {
+            percent_decoded(without_charset(value))
+        } else {
+            value.to_vec()
+        };
+        pieces.push((index, value));
     }
-    None
+    pieces.sort_by_key(|(i, _)| *i);
+    let joined: Vec<u8> = pieces.into_iter().flat_map(|(_, v)| v).collect();
+    (!joined.is_empty()).then_some(joined)
+}
+
+fn unquoted(value: &[u8]) -> &[u8] {
+    match value.strip_prefix(b"\"") {
+        Some(rest) => rest.split(|b| *b == b'"').next().unwrap_or_default(),
+        None => value,
+    }
+}
+
+/// `utf-8'it'value` → `value` (RFC 2231 §4); a value without two quotes is returned whole.
+fn without_charset(value: &[u8]) -> &[u8] {
+    let mut quotes = value.iter().enumerate().filter(|(_, b)| **b == b'\'');
+    match (quotes.next(), quotes.next()) {
+        (Some(_), Some((second, _))) => value.get(second + 1..).unwrap_or_default(),
+        _ => value,
+    }
+}
+
+fn percent_decoded(value: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while let Some(&b) = value.get(i) {
+        let pair = (
+            value.get(i + 1).copied().and_then(hex),
+            value.get(i + 2).copied().and_then(hex),
+        );
+        match (b, pair) {
+            (b'%', (Some(h), Some(l))) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'%'));
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The next line from `pos` that starts with `--` and a boundary of an open multipart:
@@ -367,6 +437,41 @@ mod tests {
         }
         raw.extend_from_slice(b"--b--\n");
         assert_eq!(check(&raw), Ok(()));
+    }
+
+    #[test]
+    fn rfc_2231_boundaries_are_read_as_mail_parser_reads_them() {
+        for form in [
+            "boundary*0=\"b{n}\"",
+            "boundary*=utf-8''b{n}",
+            "boundary*0*=utf-8''%62; boundary*1={n}",
+            "BOUNDARY=b{n}",
+            "boundary = \"b{n}\"",
+        ] {
+            let mut raw = b"From: a@example.test\n".to_vec();
+            for n in 0..=MAX_NESTING_LEVELS {
+                let param = form.replace("{n}", &n.to_string());
+                raw.extend_from_slice(
+                    format!("Content-Type: multipart/mixed; {param}\n\n--b{n}\n").as_bytes(),
+                );
+            }
+            raw.extend_from_slice(b"Content-Type: text/plain\n\nfondo\n");
+            assert!(check(&raw).is_err(), "{form}");
+        }
+    }
+
+    #[test]
+    fn the_last_content_type_counts_as_in_mail_parser() {
+        let mut raw = b"From: a@example.test\n".to_vec();
+        for n in 0..=MAX_NESTING_LEVELS {
+            raw.extend_from_slice(
+                format!(
+                    "Content-Type: text/plain\nContent-Type: multipart/mixed; boundary=b{n}\n\n--b{n}\n"
+                )
+                .as_bytes(),
+            );
+        }
+        assert!(check(&raw).is_err());
     }
 
     #[test]
