@@ -30,7 +30,7 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
         let path = path.split('?').next().unwrap_or(path);
         if let Some(parent) = std::path::Path::new(path).parent() {
             if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
+                private_dir(parent)
                     .with_context(|| format!("creating the database directory {parent:?}"))?;
             }
         }
@@ -42,9 +42,20 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
         .migrate()
         .await
         .context("applying database migrations")?;
-    std::fs::create_dir_all(&cfg.storage.dir)
+    private_dir(&cfg.storage.dir)
         .with_context(|| format!("creating storage.dir {:?}", cfg.storage.dir))?;
     Ok(store)
+}
+
+/// Creates a missing directory (and missing parents) readable by the gateway's user only
+/// (0700): the database and the attachments are citizens' personal data. Existing
+/// directories keep the mode the operator gave them.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// Hides the password of a `postgres://user:pass@host/db` URL in messages.
@@ -60,6 +71,13 @@ pub fn redact_url(url: &str) -> String {
         _ => url.to_owned(),
     }
 }
+
+/// Stack of every runtime thread, in bytes. Mail is parsed on these threads; the MIME
+/// pre-scan keeps nesting to 32 levels, which needs far less, but where the scan and the parser
+/// ever disagree a parsed tree of tens of thousands of levels must still be dropped without a
+/// stack overflow (40,000 levels overflow 2 MiB, tokio's default, and fit in 8 MiB). Only
+/// the pages touched are ever backed by memory.
+pub const THREAD_STACK_BYTES: usize = 64 * 1024 * 1024;
 
 /// The pieces of a running gateway, for `serve` and for tests that drive it in-process.
 #[derive(Debug)]

@@ -228,6 +228,11 @@ pub struct TicketsConfig {
     /// stops mail loops and floods from turning us into a spam source.
     #[serde(default = "default_acks_per_hour")]
     pub acks_per_sender_per_hour: u32,
+    /// Attachments extracted from one message (written to storage.dir, listed on the ticket);
+    /// the rest stay in the raw message and are counted as not extracted. Bounds the work one
+    /// mail can cause (20,000 tiny attachments took minutes to write, one file at a time).
+    #[serde(default = "default_max_attachments")]
+    pub max_attachments: u32,
 }
 
 impl Default for TicketsConfig {
@@ -236,6 +241,7 @@ impl Default for TicketsConfig {
             tag_prefix: default_tag_prefix(),
             max_message_bytes: default_max_message_bytes(),
             acks_per_sender_per_hour: default_acks_per_hour(),
+            max_attachments: default_max_attachments(),
         }
     }
 }
@@ -246,6 +252,11 @@ fn default_tag_prefix() -> String {
 fn default_max_message_bytes() -> u64 {
     25 * 1024 * 1024
 }
+fn default_max_attachments() -> u32 {
+    100
+}
+/// Largest `tickets.max_attachments` accepted.
+const MAX_ATTACHMENTS_LIMIT: u32 = 10_000;
 fn default_acks_per_hour() -> u32 {
     10
 }
@@ -550,6 +561,15 @@ impl Config {
             err(
                 "tickets.max_message_bytes".into(),
                 "must be at least 1024".into(),
+            );
+        }
+        if !(1..=MAX_ATTACHMENTS_LIMIT).contains(&self.tickets.max_attachments) {
+            err(
+                "tickets.max_attachments".into(),
+                format!(
+                    "{} is not between 1 and {MAX_ATTACHMENTS_LIMIT}",
+                    self.tickets.max_attachments
+                ),
             );
         }
 
@@ -869,6 +889,7 @@ mod tests {
         assert_eq!(cfg.problems(), vec![]);
         assert_eq!(cfg.tickets.tag_prefix, "Ticket");
         assert_eq!(cfg.tickets.acks_per_sender_per_hour, 10);
+        assert_eq!(cfg.tickets.max_attachments, 100);
         assert_eq!(cfg.tickets.max_message_bytes, 25 * 1024 * 1024);
         assert!(cfg.mailboxes[0].idle);
         let routes = cfg.address_routes();
@@ -985,6 +1006,16 @@ mod tests {
             .filter(|p| p.severity == Severity::Error)
             .collect();
         assert_eq!(errors, vec![]);
+    }
+
+    #[test]
+    fn an_attachment_cap_out_of_range_is_named() {
+        for bad in ["0", "10001"] {
+            let text = format!("{GOOD}\n[tickets]\nmax_attachments = {bad}\n");
+            let cfg = Config::from_toml_str(&text).expect("parses");
+            let keys: Vec<String> = cfg.problems().into_iter().map(|p| p.key).collect();
+            assert_eq!(keys, ["tickets.max_attachments"], "{bad}");
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(ticketgate::app::THREAD_STACK_BYTES)
         .build()
     {
         Ok(rt) => rt,
@@ -30,7 +31,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    // On a worker thread, not this main thread: every parse then runs on a stack of
+    // THREAD_STACK_BYTES, whatever `ulimit -s` the process was started with.
+    let run = runtime.block_on(async { tokio::spawn(cli::run(cli)).await });
+    match run.map_err(anyhow::Error::from).and_then(|r| r) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("ticketgate: {e:#}");

@@ -16,7 +16,18 @@ pub async fn ingest_stdin(pipeline: &Pipeline, mailbox: &str) -> anyhow::Result<
     let mut bytes = Vec::new();
     tokio::io::stdin().read_to_end(&mut bytes).await?;
     let raw = prepare(bytes, limit);
-    let id = pipeline.store().store_raw_ingested(mailbox, &raw).await?;
+    // The MTA delivers again after a crash (a signal is a temporary failure to it): the row
+    // stored by the crashed attempt is processed again rather than a new one, so its count
+    // of attempts grows and the pipeline's poison rule quarantines it after two crashes.
+    let sha256 = crate::store::raw_sha256_hex(&raw.bytes);
+    let id = match pipeline
+        .store()
+        .pending_ingested_copy(mailbox, &sha256)
+        .await?
+    {
+        Some(id) => id,
+        None => pipeline.store().store_raw_ingested(mailbox, &raw).await?,
+    };
     let outcome = pipeline.process(id).await?;
     Ok((id, outcome))
 }

@@ -421,6 +421,10 @@ fn find_parts(raw: &[u8]) -> Result<Found, String> {
             raw.len()
         ));
     }
+    // The same bound as every parse (see `prescan`): a deep tree would crash in its drop.
+    if let Err(e) = super::prescan::check(raw) {
+        return Err(format!("{e}: classified from its headers only"));
+    }
     guarded(|| {
         let message = MessageParser::default().parse(raw)?;
         let parts = message.parts.get(1..).unwrap_or_default();

@@ -40,6 +40,8 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the SQLite database file {0}: {1}")]
+    CreateFile(String, std::io::Error),
     #[error("unsupported database url {0:?}: use sqlite:// or postgres://")]
     UnsupportedUrl(String),
 }
@@ -54,6 +56,31 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 pub struct Store {
     pool: AnyPool,
     sqlite: bool,
+}
+
+/// Creates a missing SQLite database file readable by its owner only (0600): it holds every
+/// citizen's mail and account. SQLite creates the `-wal` and `-shm` files with the mode of
+/// the database file, so they follow. An existing file is left as the operator set it.
+fn create_private_sqlite_file(url: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or_default();
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.contains("mode=memory") {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::CreateFile(path.to_owned(), e)),
+    }
 }
 
 impl Store {
@@ -71,6 +98,9 @@ impl Store {
         } else {
             url.to_owned()
         };
+        if sqlite {
+            create_private_sqlite_file(&url)?;
+        }
         let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))

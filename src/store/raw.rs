@@ -27,6 +27,8 @@ pub struct RawRow {
     pub bytes: Vec<u8>,
     pub received_at: i64,
     pub state: String,
+    /// Processing attempts started (see [`Store::count_attempts`]).
+    pub attempts: i64,
 }
 
 /// Hex sha256 of bytes.
@@ -97,8 +99,8 @@ impl Store {
 
     pub async fn raw(&self, raw_message_id: i64) -> Result<Option<RawRow>> {
         let row = sqlx::query(
-            "SELECT raw_message_id, mailbox, uid, sha256, size, complete, bytes, received_at, state \
-             FROM raw_message WHERE raw_message_id = $1",
+            "SELECT raw_message_id, mailbox, uid, sha256, size, complete, bytes, received_at, state, \
+             attempts FROM raw_message WHERE raw_message_id = $1",
         )
         .bind(raw_message_id)
         .fetch_optional(&self.pool)
@@ -113,6 +115,7 @@ impl Store {
             bytes: r.get(6),
             received_at: r.get(7),
             state: r.get(8),
+            attempts: r.get(9),
         }))
     }
 
@@ -137,6 +140,20 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// An ingested (UID-less) raw message of `mailbox` with these bytes still pending: one an
+    /// `ingest` stored and then died processing.
+    pub async fn pending_ingested_copy(&self, mailbox: &str, sha256: &str) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT raw_message_id FROM raw_message WHERE sha256 = $1 AND mailbox = $2 \
+             AND uid IS NULL AND state = 'pending' ORDER BY raw_message_id LIMIT 1",
+        )
+        .bind(nul_free(sha256))
+        .bind(nul_free(mailbox))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     /// Handled messages of this mailbox generation not yet flagged on the server.
@@ -196,11 +213,32 @@ impl Store {
         Ok(())
     }
 
+    /// Counts a processing attempt of each of these raw messages, committed before they are
+    /// parsed: if parsing crashes the process, the count survives it (the poison rule of the
+    /// pipeline). Only `pending` rows count.
+    pub async fn count_attempts(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE raw_message SET attempts = attempts + 1 \
+                 WHERE raw_message_id = $1 AND state = 'pending'",
+            )
+            .bind(*id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Puts a quarantined message back to `pending` so it is processed again.
     /// Returns false when there is no quarantined message with that id.
     pub async fn requeue_quarantined(&self, raw_message_id: i64) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE raw_message SET state = 'pending', reason = NULL \
+            "UPDATE raw_message SET state = 'pending', reason = NULL, attempts = 0 \
              WHERE raw_message_id = $1 AND state = 'quarantined'",
         )
         .bind(raw_message_id)

@@ -338,6 +338,47 @@ impl Store {
         Ok(row.map(|r| r.get(0)))
     }
 
+    /// The content fingerprint of an inbound message (see `mail::fingerprint`), and when it
+    /// was stored before fingerprints were (NULL), the raw bytes it was made from, so the
+    /// caller can compute it.
+    pub async fn inbound_fingerprint(
+        tx: &mut Tx,
+        message_id: i64,
+    ) -> Result<(Option<String>, Option<Vec<u8>>)> {
+        let row =
+            sqlx::query("SELECT content_sha256, raw_message_id FROM message WHERE message_id = $1")
+                .bind(message_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        let Some(row) = row else {
+            return Ok((None, None));
+        };
+        let fingerprint: Option<String> = row.get(0);
+        let raw_id: Option<i64> = row.get(1);
+        if fingerprint.is_some() {
+            return Ok((fingerprint, None));
+        }
+        let Some(raw_id) = raw_id else {
+            return Ok((None, None));
+        };
+        let bytes = sqlx::query("SELECT bytes FROM raw_message WHERE raw_message_id = $1")
+            .bind(raw_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| r.get(0));
+        Ok((None, bytes))
+    }
+
+    /// Records the content fingerprint of an inbound message.
+    pub async fn set_fingerprint(tx: &mut Tx, message_id: i64, fingerprint: &str) -> Result<()> {
+        sqlx::query("UPDATE message SET content_sha256 = $1 WHERE message_id = $2")
+            .bind(nul_free(fingerprint))
+            .bind(message_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     /// The ticket that message `message_id` belongs to.
     pub async fn ticket_of_message(tx: &mut Tx, message_id: i64) -> Result<Option<MessageTicket>> {
         let row = sqlx::query(concat!(

@@ -39,6 +39,8 @@ pub struct Gateway {
     /// A lower open-files limit for the process (`prlimit --nofile`), when a test wants one.
     fd_limit: Option<u64>,
     child: Option<Child>,
+    /// Extra environment of the `serve` process (e.g. a test failpoint).
+    env: Vec<(String, String)>,
     /// The PostgreSQL database, when the run is on PostgreSQL (dropped after the process).
     pg: Option<PgDatabase>,
     _tmp: tempfile::TempDir,
@@ -170,7 +172,7 @@ impl Gateway {
         outbox: &str,
         edit: impl FnOnce(String) -> String,
     ) -> Gateway {
-        Self::start_on(stack, None, tickets, outbox, edit, None)
+        Self::start_on(stack, None, tickets, outbox, edit, None, &[])
     }
 
     /// [`Gateway::start_edited`] with the process's open-files limit set to `nofile`.
@@ -186,6 +188,20 @@ impl Gateway {
             "retry_initial_seconds = 1\nretry_max_seconds = 2",
             edit,
             Some(nofile),
+            &[],
+        )
+    }
+
+    /// The default test config, `serve` started with `env` added to its environment.
+    pub fn start_with_env(stack: &MailStack, env: &[(&str, &str)]) -> Gateway {
+        Self::start_on(
+            stack,
+            None,
+            "",
+            "retry_initial_seconds = 1\nretry_max_seconds = 2",
+            |t| t,
+            None,
+            env,
         )
     }
 
@@ -215,6 +231,7 @@ impl Gateway {
                 )
             },
             None,
+            &[],
         )
     }
 
@@ -225,6 +242,7 @@ impl Gateway {
         outbox: &str,
         edit: impl FnOnce(String) -> String,
         fd_limit: Option<u64>,
+        env: &[(&str, &str)],
     ) -> Gateway {
         let tmp = tempfile::Builder::new()
             .prefix("tg-gw-")
@@ -261,6 +279,10 @@ impl Gateway {
             metrics_port,
             fd_limit,
             child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             pg,
             _tmp: tmp,
         };
@@ -269,6 +291,12 @@ impl Gateway {
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        self.wait_healthy();
+    }
+
+    /// Starts `serve` without waiting for it to be healthy (it may be expected to die).
+    fn launch(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -290,12 +318,35 @@ impl Gateway {
             .arg(&self.config_path)
             .arg("serve")
             .env("TICKETGATE_LOG", "info,ticketgate=debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start ticketgate serve");
         self.child = Some(child);
-        self.wait_healthy();
+    }
+
+    /// Starts `serve` again on the same directory and database, without waiting for it to
+    /// be healthy: for a start that is expected to die.
+    pub fn relaunch(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// Waits until `serve` exits by itself (e.g. aborts) and returns how it ended.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "ticketgate serve still running after {timeout:?}:\n{}",
+            self.log()
+        );
     }
 
     fn wait_healthy(&mut self) {
@@ -442,6 +493,7 @@ impl Gateway {
             .arg("--config")
             .arg(&self.config_path)
             .args(["ingest", "--mailbox", mailbox])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

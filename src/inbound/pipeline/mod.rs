@@ -32,8 +32,9 @@ use crate::mail::autoreply::AutoReason;
 use crate::mail::compose::{self, OversizeText};
 use crate::mail::html::{self, ShownHtml};
 use crate::mail::parse::{self, InboundMail};
+use crate::mail::prescan;
 use crate::mail::route::{route, RoutedArea};
-use crate::mail::{auth, tag};
+use crate::mail::{auth, fingerprint, tag};
 use crate::outbound::queue::{queue_mail, Queued};
 use crate::outbound::Transport;
 use crate::store::{
@@ -84,6 +85,13 @@ pub const WEB_KIND_HEADER: &str = "X-Ticketgate-Kind";
 /// file; one after the other, those waits were a fifth of a drain's time.
 const PREPARE_CONCURRENCY: usize = 8;
 
+/// Processing attempts of one raw message that may end with the process dying before it is
+/// quarantined unread at the next start (the poison rule, see [`Pipeline::process_batch`]).
+const MAX_CRASHED_ATTEMPTS: i64 = 2;
+
+/// Attachment files of one message written at the same time (each waits for its fsync).
+const ATTACHMENT_WRITE_CONCURRENCY: usize = 8;
+
 /// Milliseconds in the acknowledgment rate-limit window.
 const ACK_WINDOW_MILLIS: i64 = 3_600_000;
 
@@ -126,9 +134,15 @@ impl Pipeline {
     }
 
     /// Processes stored raw messages, committing their outcomes together.
+    ///
+    /// The poison rule: an attempt is counted (and committed) for each message before it is
+    /// parsed. A message already attempted was being processed when the process died, so it
+    /// is processed alone, never in a batch, where it would take its neighbours down with it
+    /// again; one whose [`MAX_CRASHED_ATTEMPTS`] attempts all crashed is quarantined unread.
     pub async fn process_batch(&self, raw_message_ids: &[i64]) -> anyhow::Result<Vec<Outcome>> {
         let mut slots: Vec<Option<Outcome>> = Vec::with_capacity(raw_message_ids.len());
-        let mut pending: Vec<(usize, RawRow)> = Vec::new();
+        let mut fresh: Vec<(usize, RawRow)> = Vec::new();
+        let mut retried: Vec<(usize, RawRow)> = Vec::new();
         for &id in raw_message_ids {
             let raw = self
                 .store
@@ -139,35 +153,25 @@ impl Pipeline {
                 slots.push(Some(Outcome::AlreadyDone { state: raw.state }));
                 continue;
             }
-            pending.push((slots.len(), raw));
+            if raw.attempts >= MAX_CRASHED_ATTEMPTS {
+                let outcome = self.quarantine_crasher(&raw).await?;
+                report(&raw, &outcome);
+                slots.push(Some(outcome));
+                continue;
+            }
+            if raw.attempts > 0 {
+                retried.push((slots.len(), raw));
+            } else {
+                fresh.push((slots.len(), raw));
+            }
             slots.push(None);
         }
-        let prepared: Vec<(usize, Prepared)> = futures::stream::iter(pending)
-            .map(|(slot, raw)| async move { anyhow::Ok((slot, self.prepare(raw).await?)) })
-            .buffered(PREPARE_CONCURRENCY)
-            .try_collect()
-            .await?;
-        if !prepared.is_empty() {
-            let outcomes = match self.apply_together(&prepared).await {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::warn!(
-                        error = format!("{e:#}"),
-                        messages = prepared.len(),
-                        "batch transaction failed; processing its messages one by one"
-                    );
-                    let mut one_by_one = Vec::with_capacity(prepared.len());
-                    for (_, p) in &prepared {
-                        one_by_one.push(self.apply_alone(p).await?);
-                    }
-                    one_by_one
-                }
-            };
-            for ((slot, p), outcome) in prepared.iter().zip(outcomes) {
-                report(&p.raw, &outcome);
-                slots[*slot] = Some(outcome);
-            }
-            self.outbox_wake.notify_one();
+        let ids: Vec<i64> = fresh.iter().map(|(_, r)| r.raw_message_id).collect();
+        self.store.count_attempts(&ids).await?;
+        self.process_rows(fresh, &mut slots).await?;
+        for row in retried {
+            self.store.count_attempts(&[row.1.raw_message_id]).await?;
+            self.process_rows(vec![row], &mut slots).await?;
         }
         Ok(slots
             .into_iter()
@@ -179,10 +183,68 @@ impl Pipeline {
             .collect())
     }
 
+    /// Prepares pending rows (their attempt already counted) and commits their outcomes
+    /// together, into their `slots`.
+    async fn process_rows(
+        &self,
+        pending: Vec<(usize, RawRow)>,
+        slots: &mut [Option<Outcome>],
+    ) -> anyhow::Result<()> {
+        let prepared: Vec<(usize, Prepared)> = futures::stream::iter(pending)
+            .map(|(slot, raw)| async move { anyhow::Ok((slot, self.prepare(raw).await?)) })
+            .buffered(PREPARE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        if prepared.is_empty() {
+            return Ok(());
+        }
+        let outcomes = match self.apply_together(&prepared).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    messages = prepared.len(),
+                    "batch transaction failed; processing its messages one by one"
+                );
+                let mut one_by_one = Vec::with_capacity(prepared.len());
+                for (_, p) in &prepared {
+                    one_by_one.push(self.apply_alone(p).await?);
+                }
+                one_by_one
+            }
+        };
+        for ((slot, p), outcome) in prepared.iter().zip(outcomes) {
+            report(&p.raw, &outcome);
+            if let Some(s) = slots.get_mut(*slot) {
+                *s = Some(outcome);
+            }
+        }
+        self.outbox_wake.notify_one();
+        Ok(())
+    }
+
+    /// Quarantines a message whose every processing attempt ended with the process dying.
+    async fn quarantine_crasher(&self, raw: &RawRow) -> anyhow::Result<Outcome> {
+        let reason = format!(
+            "crashed the gateway while being processed ({} attempts, each ended with the \
+             process dying): kept unread; `quarantine retry` tries it again",
+            raw.attempts
+        );
+        let mut tx = self.store.begin().await?;
+        let outcome = quarantine(&mut tx, raw, &reason).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
     /// Everything that can be done before taking the write lock: parse, write attachments.
     async fn prepare(&self, raw: RawRow) -> anyhow::Result<Prepared> {
+        crash_failpoint(&raw);
         let limit = self.cfg.tickets.max_message_bytes;
-        let work = if !raw.complete || u64::try_from(raw.size).unwrap_or(u64::MAX) > limit {
+        // Before any parser (PEC classification and S/MIME included) sees the bytes.
+        let work = if let Err(e) = prescan::check(&raw.bytes) {
+            let e = parse::ParseError::TooDeep { max: e.max };
+            Work::Unparseable(format!("the message cannot be parsed: {e}"))
+        } else if !raw.complete || u64::try_from(raw.size).unwrap_or(u64::MAX) > limit {
             Work::Oversize {
                 header: parse::parse(&raw.bytes).ok().map(Box::new),
             }
@@ -202,7 +264,7 @@ impl Pipeline {
     async fn mail_work(
         &self,
         raw: &RawRow,
-        mail: InboundMail,
+        mut mail: InboundMail,
         key: Option<String>,
         pec: Option<PecFacts>,
     ) -> anyhow::Result<Work> {
@@ -211,6 +273,10 @@ impl Pipeline {
             (None, Some(id)) if !id.trim().is_empty() => format!("mid:{}", id.trim()),
             _ => format!("sha256:{}", raw.sha256),
         };
+        // Beyond the cap the parts stay in the raw message (kept whole) and are only counted.
+        let cap = usize::try_from(self.cfg.tickets.max_attachments).unwrap_or(usize::MAX);
+        let not_extracted = mail.attachments.len().saturating_sub(cap);
+        mail.attachments.truncate(cap);
         let attachments = self.store_attachments(&mail).await?;
         let mut mail = mail;
         mail.shown_html = match mail.html.clone().filter(|h| !h.trim().is_empty()) {
@@ -227,8 +293,10 @@ impl Pipeline {
         };
         Ok(Work::Mail {
             mail: Box::new(mail),
+            fingerprint: fingerprint::content_fingerprint(&raw.bytes),
             dedup_key,
             attachments,
+            not_extracted,
             pec: pec.map(Box::new),
         })
     }
@@ -284,25 +352,52 @@ impl Pipeline {
     /// Decides the outcome of one prepared message and writes it in `tx`.
     async fn apply(&self, tx: &mut Tx, p: &Prepared) -> anyhow::Result<Outcome> {
         let raw = &p.raw;
-        let (mail, dedup_key, stored, pec) = match &p.work {
+        let (mail, dedup_key, fingerprint, stored, not_extracted, pec) = match &p.work {
             Work::Oversize { header } => return self.oversize(tx, raw, header.as_deref()).await,
             Work::Unparseable(reason) => return quarantine(tx, raw, reason).await,
             Work::PecReceipt(r) => return self.pec_receipt(tx, raw, r).await,
             Work::Mail {
                 mail,
                 dedup_key,
+                fingerprint,
                 attachments,
+                not_extracted,
                 pec,
             } => (
                 mail.as_ref(),
                 dedup_key.as_str(),
+                fingerprint.as_str(),
                 attachments.as_slice(),
+                *not_extracted,
                 pec.as_deref(),
             ),
         };
-        if let Some(orig) = Store::inbound_by_dedup_key(tx, dedup_key).await? {
-            return duplicate(tx, raw, orig).await;
-        }
+        // The same key is a duplicate only with the same content: a stranger can send a mail
+        // with the (predictable) Message-ID of a genuine mail before it arrives. Another
+        // content under a taken key is a new message, stored under the key plus its
+        // fingerprint and flagged (a re-delivery of it is then a duplicate of it).
+        let reused_key;
+        let mut reused_of = None;
+        let dedup_key = match Store::inbound_by_dedup_key(tx, dedup_key).await? {
+            None => dedup_key,
+            Some(orig) => {
+                let earlier = match Store::inbound_fingerprint(tx, orig).await? {
+                    (Some(f), _) => Some(f),
+                    (None, Some(bytes)) => Some(fingerprint::content_fingerprint(&bytes)),
+                    (None, None) => None,
+                };
+                // Unknown content (no raw kept): the old rule, same key is the same message.
+                if earlier.as_deref().is_none_or(|e| e == fingerprint) {
+                    return duplicate(tx, raw, orig).await;
+                }
+                reused_key = format!("{dedup_key}#{fingerprint}");
+                if let Some(again) = Store::inbound_by_dedup_key(tx, &reused_key).await? {
+                    return duplicate(tx, raw, again).await;
+                }
+                reused_of = Some(orig);
+                reused_key.as_str()
+            }
+        };
         // Who is writing is the From address (for PEC, daticert's `mittente`, which the
         // unwrapping put into From). Reply-To is only a wish about where answers go: anyone
         // can write a victim's address there, so it never decides who the citizen is.
@@ -350,6 +445,9 @@ impl Pipeline {
             mail,
             dedup_key,
             stored,
+            not_extracted,
+            fingerprint,
+            reused_of,
             pec,
         };
 
@@ -625,14 +723,16 @@ impl Pipeline {
 
     /// Stores attachments as files, before the transaction that references them.
     async fn store_attachments(&self, mail: &InboundMail) -> anyhow::Result<Vec<(usize, String)>> {
+        // A few at a time: each write waits for its own fsync.
         let mut out = Vec::with_capacity(mail.attachments.len());
-        for (i, a) in mail.attachments.iter().enumerate() {
-            let sha = self
-                .attachments
-                .put(&a.bytes)
+        for chunk in mail.attachments.chunks(ATTACHMENT_WRITE_CONCURRENCY) {
+            let writes = chunk.iter().map(|a| self.attachments.put(&a.bytes));
+            let shas = futures::future::try_join_all(writes)
                 .await
                 .context("writing an attachment to storage.dir")?;
-            out.push((i, sha));
+            for sha in shas {
+                out.push((out.len(), sha));
+            }
         }
         Ok(out)
     }
@@ -712,6 +812,51 @@ impl Pipeline {
                 )
                 .await?;
             }
+        }
+        if !ctx.fingerprint.is_empty() {
+            Store::set_fingerprint(tx, message_id, ctx.fingerprint).await?;
+        }
+        if let Some(earlier) = ctx.reused_of {
+            tracing::warn!(
+                raw_message_id = ctx.raw.raw_message_id,
+                earlier_message = earlier,
+                "same Message-ID as an earlier message, other content: kept as a new message"
+            );
+            Store::insert_event(
+                tx,
+                ticket_id,
+                "message_id_reused",
+                "system",
+                &json!({
+                    "message": message_id,
+                    "earlier_message": earlier,
+                    "message_id": mail.message_id,
+                    "reason": "an earlier message carried the same Message-ID with other \
+                               content (one of the two may be forged): both are kept",
+                }),
+                now_millis(),
+            )
+            .await?;
+        }
+        if ctx.not_extracted > 0 {
+            Store::insert_event(
+                tx,
+                ticket_id,
+                "attachments_not_extracted",
+                "system",
+                &json!({
+                    "message": message_id,
+                    "extracted": ctx.stored.len(),
+                    "not_extracted": ctx.not_extracted,
+                    "reason": format!(
+                        "more than tickets.max_attachments = {}: the rest are kept in the \
+                         original message",
+                        self.cfg.tickets.max_attachments
+                    ),
+                }),
+                now_millis(),
+            )
+            .await?;
         }
         Ok(message_id)
     }
@@ -938,7 +1083,7 @@ impl Pipeline {
                 .await?
             }
         }
-        let attachment_list: Vec<(String, String)> = mail
+        let mut attachment_list: Vec<(String, String)> = mail
             .attachments
             .iter()
             .map(|a| {
@@ -948,6 +1093,13 @@ impl Pipeline {
                 )
             })
             .collect();
+        if ctx.not_extracted > 0 {
+            let n = ctx.not_extracted;
+            attachment_list.push((
+                format!("altri {n} allegati non estratti, conservati nel messaggio originale"),
+                format!("{n} more attachments not extracted, kept in the original message"),
+            ));
+        }
         for (i, area) in areas.iter().enumerate() {
             let others: Vec<String> = areas
                 .iter()
@@ -997,8 +1149,12 @@ enum Work {
     Mail {
         mail: Box<InboundMail>,
         dedup_key: String,
+        /// `mail::fingerprint::content_fingerprint` of the raw message.
+        fingerprint: String,
         /// (index into `mail.attachments`, sha256 of the stored file)
         attachments: Vec<(usize, String)>,
+        /// Attachments over `tickets.max_attachments`, left in the raw message.
+        not_extracted: usize,
         /// Set for mail from a PEC box (the citizen's message unwrapped from its envelope).
         pec: Option<Box<PecFacts>>,
     },
@@ -1012,6 +1168,12 @@ struct Ctx<'a> {
     mail: &'a InboundMail,
     dedup_key: &'a str,
     stored: &'a [(usize, String)],
+    /// Attachments over `tickets.max_attachments`, left in the raw message.
+    not_extracted: usize,
+    /// Content fingerprint of the raw message (`""` when there is none to keep).
+    fingerprint: &'a str,
+    /// The earlier message with the same Message-ID (de-duplication key) but other content.
+    reused_of: Option<i64>,
     pec: Option<&'a PecFacts>,
 }
 
@@ -1032,6 +1194,23 @@ async fn duplicate(tx: &mut Tx, raw: &RawRow, orig: i64) -> anyhow::Result<Outco
     Store::finish_raw(tx, raw.raw_message_id, "duplicate", None, Some(orig)).await?;
     Ok(Outcome::Duplicate { of_message: orig })
 }
+
+/// Test-only: aborts the process, as a stack overflow would, when the raw message contains
+/// the bytes of the environment variable `TICKETGATE_TEST_CRASH_MARKER`, so the poison rule
+/// can be proved end to end. Compiled into debug builds only: a release binary ignores it.
+#[cfg(debug_assertions)]
+fn crash_failpoint(raw: &RawRow) {
+    if let Some(marker) = std::env::var_os("TICKETGATE_TEST_CRASH_MARKER") {
+        let marker = marker.as_encoded_bytes();
+        if !marker.is_empty() && raw.bytes.windows(marker.len()).any(|w| w == marker) {
+            eprintln!("ticketgate: test crash marker found, aborting");
+            std::process::abort();
+        }
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn crash_failpoint(_raw: &RawRow) {}
 
 /// Logs and counts an outcome once it is committed.
 fn report(raw: &RawRow, outcome: &Outcome) {

@@ -258,6 +258,9 @@ impl Pipeline {
             mail: &r.envelope,
             dedup_key: &dedup_key,
             stored: &[],
+            not_extracted: 0,
+            fingerprint: "",
+            reused_of: None,
             pec: Some(&r.facts),
         };
         let details = json!({
