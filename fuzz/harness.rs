@@ -62,10 +62,8 @@ pub fn mime_parse(data: &[u8]) {
     // Line ends: the same message written with bare LF and with CRLF. Lone CRs are dropped
     // first, so that the two inputs differ only in their line ends.
     let lf: Vec<u8> = data.iter().copied().filter(|b| *b != b'\r').collect();
+    let lf = without_date_fields(&lf);
     let crlf = to_crlf(&lf);
-    if has_encoded_word_in_date(&lf) {
-        return;
-    }
     if let (Ok(a), Ok(b)) = (parse::parse(&lf), parse::parse(&crlf)) {
         assert_eq!(a.from, b.from, "From differs between LF and CRLF");
         assert_eq!(
@@ -81,22 +79,35 @@ pub fn mime_parse(data: &[u8]) {
     }
 }
 
-/// mail-parser 0.11 quirk, found by this target (docs/fuzzing.md, "Found so far"): an
-/// encoded-word opening (`=?utf-8?b?`) left unterminated at the end of a `Date` line swallows
-/// the next header field when lines end in LF, not when they end in CRLF — `Date: x =?utf-8?b?`
-/// followed by `From:` hides the From of a pipe-delivered (LF) message. Reported, not yet fixed
-/// in `parse`; skipped here so the comparison keeps finding anything else.
-fn has_encoded_word_in_date(lf: &[u8]) -> bool {
-    lf.split(|b| *b == b'\n')
-        .take_while(|line| !line.is_empty())
-        .any(|line| {
-            let lower = line.to_ascii_lowercase();
-            lower
-                .split(|b| *b == b':')
-                .next()
-                .is_some_and(|name| name.ends_with(b"date"))
-                && lower.windows(2).any(|w| w == b"=?")
-        })
+/// mail-parser 0.11 quirk, found by this target (docs/fuzzing.md, "Found so far"): a `Date`
+/// field that does not parse as a date to the end of its line (`Date: x =?utf-8?b?`,
+/// `Date: Thu, 26 Nov 2026 06:00:00 +00A0`) swallows the next header field when lines end in
+/// LF, not when they end in CRLF — so a pipe-delivered (LF) message can hide its `From` or
+/// `Message-ID`. Reported, not yet fixed in `parse`; the comparison removes the date fields
+/// from both inputs so that it keeps finding anything else.
+fn without_date_fields(lf: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(lf.len());
+    let mut in_header = true;
+    let mut skipping = false;
+    for line in lf.split_inclusive(|b| *b == b'\n') {
+        if in_header {
+            if line == b"\n" {
+                in_header = false;
+            } else if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+                if skipping {
+                    continue;
+                }
+            } else {
+                let name = line.split(|b| *b == b':').next().unwrap_or_default();
+                skipping = name.to_ascii_lowercase().trim_ascii().ends_with(b"date");
+                if skipping {
+                    continue;
+                }
+            }
+        }
+        out.extend_from_slice(line);
+    }
+    out
 }
 
 /// What [`InboundMail`]'s documentation promises about each field, whatever the input.
