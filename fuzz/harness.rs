@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use ticketgate::domain::TicketRef;
 use ticketgate::mail::command::{parse_staff_reply, Command};
 use ticketgate::mail::parse::{self, Attachment, InboundMail, Mailbox};
-use ticketgate::mail::{auth, pec, quote, tag};
+use ticketgate::mail::{auth, pec, prescan, quote, tag};
 use ticketgate::web::fiscal_code::{self, FiscalCode};
 
 /// One target: the property checks run on one input.
@@ -22,6 +22,7 @@ pub type Target = fn(&[u8]);
 /// Every target, by the name of its `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/`.
 pub const TARGETS: &[(&str, Target)] = &[
     ("mime_parse", mime_parse),
+    ("mime_prescan", mime_prescan),
     ("pec_classify", pec_classify),
     ("pec_daticert", pec_daticert),
     ("quote_strip", quote_strip),
@@ -62,7 +63,6 @@ pub fn mime_parse(data: &[u8]) {
     // Line ends: the same message written with bare LF and with CRLF. Lone CRs are dropped
     // first, so that the two inputs differ only in their line ends.
     let lf: Vec<u8> = data.iter().copied().filter(|b| *b != b'\r').collect();
-    let lf = without_date_fields(&lf);
     let crlf = to_crlf(&lf);
     if let (Ok(a), Ok(b)) = (parse::parse(&lf), parse::parse(&crlf)) {
         assert_eq!(a.from, b.from, "From differs between LF and CRLF");
@@ -79,35 +79,40 @@ pub fn mime_parse(data: &[u8]) {
     }
 }
 
-/// mail-parser 0.11 quirk, found by this target (docs/fuzzing.md, "Found so far"): a `Date`
-/// field that does not parse as a date to the end of its line (`Date: x =?utf-8?b?`,
-/// `Date: Thu, 26 Nov 2026 06:00:00 +00A0`) swallows the next header field when lines end in
-/// LF, not when they end in CRLF — so a pipe-delivered (LF) message can hide its `From` or
-/// `Message-ID`. Reported, not yet fixed in `parse`; the comparison removes the date fields
-/// from both inputs so that it keeps finding anything else.
-fn without_date_fields(lf: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(lf.len());
-    let mut in_header = true;
-    let mut skipping = false;
-    for line in lf.split_inclusive(|b| *b == b'\n') {
-        if in_header {
-            if line == b"\n" {
-                in_header = false;
-            } else if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
-                if skipping {
-                    continue;
-                }
-            } else {
-                let name = line.split(|b| *b == b':').next().unwrap_or_default();
-                skipping = name.to_ascii_lowercase().trim_ascii().ends_with(b"date");
-                if skipping {
-                    continue;
-                }
-            }
-        }
-        out.extend_from_slice(line);
+// ---------------------------------------------------------------------------------------------
+// mime_prescan
+// ---------------------------------------------------------------------------------------------
+
+/// `mail::prescan::check`, the nesting bound that keeps deep MIME away from the parser: never
+/// panics; the first byte picks a number of `message/rfc822` levels wrapped around the rest,
+/// and more levels than the bound are always refused, whatever the inner bytes; and wrapping
+/// one more level around refused bytes never makes them accepted.
+pub fn mime_prescan(data: &[u8]) {
+    let verdict = prescan::check(data);
+    let Some((&first, inner)) = data.split_first() else {
+        return;
+    };
+    let levels = usize::from(first) % (2 * prescan::MAX_NESTING_LEVELS);
+    let mut wrapped = Vec::with_capacity(inner.len() + levels * 32);
+    for _ in 0..levels {
+        wrapped.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
     }
-    out
+    wrapped.extend_from_slice(inner);
+    let wrapped_verdict = prescan::check(&wrapped);
+    if levels > prescan::MAX_NESTING_LEVELS {
+        assert!(
+            wrapped_verdict.is_err(),
+            "{levels} message/rfc822 levels accepted"
+        );
+    }
+    if verdict.is_err() {
+        let mut once_more = b"Content-Type: message/rfc822\r\n\r\n".to_vec();
+        once_more.extend_from_slice(data);
+        assert!(
+            prescan::check(&once_more).is_err(),
+            "one more level made refused bytes acceptable"
+        );
+    }
 }
 
 /// What [`InboundMail`]'s documentation promises about each field, whatever the input.

@@ -213,7 +213,7 @@ fn every_target_has_a_corpus_and_a_test_below() {
     }
     assert_eq!(
         harness::TARGETS.len(),
-        8,
+        9,
         "a new target needs its test below"
     );
 }
@@ -221,6 +221,11 @@ fn every_target_has_a_corpus_and_a_test_below() {
 #[test]
 fn the_mime_parser_holds_its_promises_on_hostile_mail() {
     smoke("mime_parse");
+}
+
+#[test]
+fn the_nesting_pre_scan_refuses_every_mail_nested_past_its_bound() {
+    smoke("mime_prescan");
 }
 
 #[test]

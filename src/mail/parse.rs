@@ -230,28 +230,47 @@ fn guarded<T>(call: impl FnOnce() -> T) -> Option<T> {
 // Raw 8-bit headers
 // ---------------------------------------------------------------------------------------------
 
-/// Headers must be ASCII (RFC 5322) or UTF-8 (RFC 6532), but old clients still send raw Latin-1
-/// (`Nicolò` as byte 0xF2). mail-parser would turn those bytes into U+FFFD, so every top-level
-/// header line that is not valid UTF-8 is re-decoded as windows-1252 (the superset of Latin-1
-/// that such clients actually use) before parsing. Valid UTF-8 lines are left alone; the body is
-/// untouched (its charset is declared in Content-Type). Borrows when nothing needs fixing.
+/// Makes the top-level header block safe for mail-parser, without touching the body:
+///
+/// - Headers must be ASCII (RFC 5322) or UTF-8 (RFC 6532), but old clients still send raw
+///   Latin-1 (`Nicolò` as byte 0xF2). mail-parser would turn those bytes into U+FFFD, so every
+///   header line that is not valid UTF-8 is re-decoded as windows-1252 (the superset of Latin-1
+///   that such clients actually use). Valid UTF-8 lines are left alone.
+/// - Header lines ending in a bare LF (mail handed over by an MTA's pipe) get CRLF. mail-parser
+///   0.11 lets a `Date` field that does not parse (`Date: x =?utf-8?b?`) swallow the NEXT
+///   field when lines end in LF but not with CRLF (found by the `mime_parse` fuzz target), so a
+///   pipe-delivered mail could hide its own `From` or `Message-ID` and parse differently from
+///   the same mail fetched over IMAP.
+///
+/// Borrows when nothing needs fixing.
 fn transcode_8bit_header_lines(raw: &[u8]) -> Cow<'_, [u8]> {
     let end = header_block_end(raw);
     let (header, body) = raw.split_at(end);
-    if std::str::from_utf8(header).is_ok() {
+    let valid_utf8 = std::str::from_utf8(header).is_ok();
+    let bare_lf = header
+        .iter()
+        .enumerate()
+        .any(|(i, b)| *b == b'\n' && (i == 0 || header.get(i - 1) != Some(&b'\r')));
+    if valid_utf8 && !bare_lf {
         return Cow::Borrowed(raw);
     }
     let decode = charset_decoder(b"windows-1252");
     let mut out = Vec::with_capacity(raw.len() + raw.len() / 8);
     for line in header.split_inclusive(|b| *b == b'\n') {
-        if std::str::from_utf8(line).is_ok() {
-            out.extend_from_slice(line);
+        let line: Cow<'_, [u8]> = if std::str::from_utf8(line).is_ok() {
+            Cow::Borrowed(line)
         } else {
-            let text = match decode {
-                Some(decode) => decode(line),
-                None => String::from_utf8_lossy(line).into_owned(),
-            };
-            out.extend_from_slice(text.as_bytes());
+            Cow::Owned(match decode {
+                Some(decode) => decode(line).into_bytes(),
+                None => String::from_utf8_lossy(line).into_owned().into_bytes(),
+            })
+        };
+        match line.strip_suffix(b"\n") {
+            Some(content) if !content.ends_with(b"\r") => {
+                out.extend_from_slice(content);
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => out.extend_from_slice(&line),
         }
     }
     out.extend_from_slice(body);
@@ -1672,6 +1691,33 @@ mod tests {
         // builds wrap like release ones and the message parses.
         let result = parse(raw);
         assert!(result.is_ok(), "{result:?}");
+    }
+
+    #[test]
+    fn a_broken_date_hides_no_header_field_with_lf_line_ends() {
+        // Found by the mime_parse fuzz target: with bare LF, mail-parser let an unparseable
+        // Date swallow the next field (here From and Message-ID), not with CRLF.
+        for date in ["x =?utf-8?b?", "Thu, 26 Nov 2026 06:00:00 +00A0"] {
+            let lf = format!(
+                "Date: {date}\nFrom: Anna <anna@example.it>\nMessage-ID: <m1@example.it>\n\
+                 Subject: buca\n\ntesto\n"
+            );
+            let from_lf = parse(lf.as_bytes()).expect("parses");
+            let from_crlf = parse(to_crlf(lf.as_bytes()).as_slice()).expect("parses");
+            assert_eq!(
+                from_lf.from.as_ref().map(|m| m.address.as_str()),
+                Some("anna@example.it"),
+                "{date}"
+            );
+            assert_eq!(
+                from_lf.message_id.as_deref(),
+                Some("m1@example.it"),
+                "{date}"
+            );
+            assert_eq!(from_lf.from, from_crlf.from);
+            assert_eq!(from_lf.message_id, from_crlf.message_id);
+            assert_eq!(from_lf.text, from_crlf.text);
+        }
     }
 
     #[test]
