@@ -1502,3 +1502,66 @@ fn a_strangers_ticket_naming_a_citizen_in_reply_to_is_not_on_that_citizens_page(
     assert!(!page.body.contains("Rimborso"), "{}", page.body);
     assert_eq!(client.get(&format!("/tickets/{strangers_ref}")).status, 404);
 }
+
+/// Issue 10, finding 17 (the rest): the mailed-link forms, the new-password form and the
+/// confirmation button, refused for their token, come back in the page's language with the
+/// address typed (or the link's token) kept, never with a password and never as a bare page.
+#[test]
+fn a_link_request_or_new_password_refused_for_its_token_comes_back_with_the_address_or_the_link_kept(
+) {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    for (lang, expired) in [
+        ("it", "Il modulo era scaduto"),
+        ("en", "The form had expired"),
+    ] {
+        let client = Client::new(&gw);
+        for path in ["/password/forgot", "/verify/resend"] {
+            assert_eq!(client.get(&format!("{path}?lang={lang}")).status, 200);
+            let page = client.post(path, &[("csrf", "a-stale-token"), ("email", CITIZEN)]);
+            assert_eq!(page.status, 403, "{path}: {}", page.body);
+            assert!(page.body.contains(expired), "{lang} {path}: {}", page.body);
+            assert!(
+                page.body.contains(&format!("value=\"{CITIZEN}\"")),
+                "{lang} {path}: the address was lost: {}",
+                page.body
+            );
+            assert!(
+                page.body.contains(&format!("action=\"{path}\"")),
+                "{lang} {path}: not the form again: {}",
+                page.body
+            );
+        }
+        let page = client.post(
+            "/password/reset",
+            &[
+                ("csrf", ""),
+                ("token", "the-token-of-the-link"),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        );
+        assert_eq!(page.status, 403, "{}", page.body);
+        assert!(page.body.contains(expired), "{lang}: {}", page.body);
+        assert!(
+            page.body
+                .contains("name=\"token\" value=\"the-token-of-the-link\""),
+            "{lang}: the link's token was lost: {}",
+            page.body
+        );
+        assert!(!page.body.contains(PASSWORD), "a password came back");
+        // The confirmation button of the mailed link, likewise.
+        let page = client.post(
+            "/verify",
+            &[("csrf", ""), ("token", "the-token-of-the-link")],
+        );
+        assert_eq!(page.status, 403, "{}", page.body);
+        assert!(page.body.contains(expired), "{lang}: {}", page.body);
+        assert!(
+            page.body
+                .contains("name=\"token\" value=\"the-token-of-the-link\""),
+            "{lang}: the link's token was lost: {}",
+            page.body
+        );
+    }
+}

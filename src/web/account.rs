@@ -661,7 +661,26 @@ pub struct TokenForm {
 
 async fn verify(State(state): State<AppState>, v: Visitor, Form(f): Form<TokenForm>) -> Response {
     if !v.csrf_ok(&f.csrf) {
-        return csrf_refused(&state, &v);
+        // The button again with the link's token: one more press confirms.
+        let heading = t(
+            &v,
+            "Conferma dell'indirizzo e-mail",
+            "Confirm your email address",
+        );
+        let page = ConfirmPage {
+            c: v.chrome(&heading),
+            site: site(&state),
+            heading,
+            text: t(
+                &v,
+                "Il modulo era scaduto (o i cookie sono disattivati): prema di nuovo il pulsante per confermare il suo indirizzo e-mail.",
+                "The form had expired (or cookies are off): press the button again to confirm your email address.",
+            ),
+            action: "/verify",
+            token: f.token.trim().to_owned(),
+            button: t(&v, "Conferma", "Confirm"),
+        };
+        return render(&v, StatusCode::FORBIDDEN, &page);
     }
     let hash = raw_sha256_hex(f.token.trim().as_bytes());
     let now = now_millis();
@@ -702,12 +721,47 @@ struct EmailFormPage {
     errors: Errors,
 }
 
+/// The error of a mailed-link form refused for its token, shown at the address (kept).
+fn link_form_expired(v: &Visitor) -> String {
+    t(
+        v,
+        "Il modulo era scaduto (o i cookie sono disattivati): l'indirizzo è qui sotto, invii di nuovo.",
+        "The form had expired (or cookies are off): your address is below; send once more.",
+    )
+}
+
+/// The error of a new-password form refused for its token: the link still counts until it
+/// is used or expires, so the citizen types the password again here.
+fn reset_form_expired(v: &Visitor) -> String {
+    t(
+        v,
+        "Il modulo era scaduto (o i cookie sono disattivati): scriva di nuovo la nuova password e la salvi. Il collegamento ricevuto vale ancora.",
+        "The form had expired (or cookies are off): type the new password again and save it. The link you received still works.",
+    )
+}
+
 fn email_form(
     state: &AppState,
     v: &Visitor,
     resend: bool,
     email: String,
     errors: Errors,
+) -> Response {
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    email_form_with(state, v, resend, email, errors, status)
+}
+
+fn email_form_with(
+    state: &AppState,
+    v: &Visitor,
+    resend: bool,
+    email: String,
+    errors: Errors,
+    status: StatusCode,
 ) -> Response {
     let (heading, text, action, button) = if resend {
         (
@@ -731,11 +785,6 @@ fn email_form(
             "/password/forgot",
             t(v, "Invia il collegamento", "Send the link"),
         )
-    };
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
     };
     let page = EmailFormPage {
         c: v.chrome(&heading),
@@ -786,7 +835,11 @@ async fn send_link_if_any(state: &AppState, email: &str, purpose: &str) -> anyho
 async fn email_post(state: AppState, v: Visitor, f: EmailForm, purpose: &str) -> Response {
     let resend = purpose == "verify";
     if !v.csrf_ok(&f.csrf) {
-        return csrf_refused(&state, &v);
+        // The form again with the address typed (finding 17), not a bare refusal; nothing
+        // is sent until a post with a good token.
+        let errors = vec![("email", link_form_expired(&v))];
+        let email = f.email.trim().to_owned();
+        return email_form_with(&state, &v, resend, email, errors, StatusCode::FORBIDDEN);
     }
     let email = f.email.trim().to_lowercase();
     if EmailAddress::parse(&email).is_err() {
@@ -865,7 +918,19 @@ async fn reset_form(
 
 async fn reset(State(state): State<AppState>, v: Visitor, Form(f): Form<TokenForm>) -> Response {
     if !v.csrf_ok(&f.csrf) {
-        return csrf_refused(&state, &v);
+        // The form again with the link's token (so the citizen can try again without a new
+        // mail), never the passwords; the token is checked when the form comes back.
+        let page = ResetPage {
+            c: v.chrome(&t(
+                &v,
+                "Nuova password: modulo scaduto",
+                "New password: form expired",
+            )),
+            site: site(&state),
+            token: f.token.trim().to_owned(),
+            errors: vec![("password", reset_form_expired(&v))],
+        };
+        return render(&v, StatusCode::FORBIDDEN, &page);
     }
     let hash = raw_sha256_hex(f.token.trim().as_bytes());
     let now = now_millis();
