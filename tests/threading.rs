@@ -570,6 +570,26 @@ fn a_reply_that_is_only_the_quoted_notification_is_held_and_the_staff_member_is_
         "{shown}"
     );
     assert!(!events(&shown).contains(&"answered".to_owned()));
+    // The office sees it on the staff page too, opened by the signed link of the notification.
+    let (_, text) = subject_and_text(&note);
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/staff/take/"))
+        .expect("a take link in the notification");
+    let path = &link[link.find("/staff/take/").expect("path")..];
+    let (code, page) = gw.http("GET", path, None);
+    assert_eq!(code, 200, "{page}");
+    for said in [
+        "Risposta non inviata al cittadino",
+        "Reply not sent to the citizen",
+        STAFF_LAVORI,
+        "the reply contained only the quoted notification",
+    ] {
+        assert!(
+            page.contains(said),
+            "{said:?} not on the staff page: {page}"
+        );
+    }
     outbox_has_run(&stack);
     for ours in [
         "/staff/take/",

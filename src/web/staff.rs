@@ -4,6 +4,11 @@
 //! Safe Links and the like) open every link in a mail, so a GET must never act. The button
 //! POSTs the signed fields back; only then is the ticket taken. The signature binds ticket,
 //! staff member and expiry, and the staff member must still belong to the ticket's office.
+//!
+//! The page also lists the staff replies that were *held* (event `answer_held`: the reply was
+//! only our own quoted notification, so nothing went to the citizen), with their reason, so
+//! the office sees there too that the citizen got no answer. This page is for staff only
+//! (the signed link reaches staff alone): such notices are never on a citizen's page.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -14,6 +19,7 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::my_tickets::local_time;
 use super::AppState;
 use crate::store::{now_millis, Store};
 use crate::tickets::{self, take_link_data, TAKE_LINK};
@@ -30,6 +36,38 @@ pub struct TakeLink {
     sig: String,
 }
 
+/// A staff reply that was held instead of being sent to the citizen.
+struct HeldReply {
+    /// Italian local time, "dd/mm/yyyy hh:mm".
+    at: String,
+    /// The staff address the reply came from.
+    by: String,
+    /// Why it was held, as recorded with the event.
+    reason: String,
+}
+
+/// The held replies of a ticket, oldest first.
+async fn held_replies(state: &AppState, ticket_id: i64) -> anyhow::Result<Vec<HeldReply>> {
+    let events = state.store.ticket_events(ticket_id).await?;
+    Ok(events
+        .iter()
+        .filter(|e| e.kind == "answer_held")
+        .map(|e| {
+            let details = serde_json::from_str::<serde_json::Value>(&e.details).ok();
+            let reason = details
+                .as_ref()
+                .and_then(|d| d["reason"].as_str())
+                .unwrap_or("the reply contained only our own text")
+                .to_owned();
+            HeldReply {
+                at: local_time(e.at),
+                by: e.actor.clone(),
+                reason,
+            }
+        })
+        .collect())
+}
+
 #[derive(Template)]
 #[template(path = "web/take.html")]
 struct TakePage<'a> {
@@ -43,6 +81,7 @@ struct TakePage<'a> {
     action: &'a str,
     done: bool,
     error: Option<&'a str>,
+    held: Vec<HeldReply>,
 }
 
 fn page(status: StatusCode, p: &TakePage<'_>) -> Response {
@@ -69,6 +108,7 @@ fn error_page(reference: &str, status: StatusCode, message: &str) -> Response {
             action: "",
             done: false,
             error: Some(message),
+            held: Vec::new(),
         },
     )
 }
@@ -124,6 +164,20 @@ async fn show(
         .area(&ticket.area)
         .map(|a| a.name.as_str())
         .unwrap_or(&ticket.area);
+    let held = match held_replies(&state, ticket.ticket_id).await {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "reading the events of a ticket for the take page"
+            );
+            return error_page(
+                &reference,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Riprovi più tardi. / Try again later.",
+            );
+        }
+    };
     let action = format!("/staff/take/{reference}");
     page(
         StatusCode::OK,
@@ -138,6 +192,7 @@ async fn show(
             action: &action,
             done: false,
             error: None,
+            held,
         },
     )
 }
@@ -164,8 +219,16 @@ async fn take(
         Ok(Some((t, true)))
     }
     .await;
+    let result = match result {
+        Ok(Some((t, true))) => held_replies(&state, t.ticket_id)
+            .await
+            .map(|held| Some((t, true, held))),
+        Ok(Some((t, false))) => Ok(Some((t, false, Vec::new()))),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
     match result {
-        Ok(Some((t, true))) => {
+        Ok(Some((t, true, held))) => {
             let area_name = state
                 .cfg
                 .area(&t.area)
@@ -184,10 +247,11 @@ async fn take(
                     action: "",
                     done: true,
                     error: None,
+                    held,
                 },
             )
         }
-        Ok(Some((_, false))) => error_page(
+        Ok(Some((_, false, _))) => error_page(
             &reference,
             StatusCode::FORBIDDEN,
             "La pratica è ora di un altro ufficio. / The case now belongs to another office.",
