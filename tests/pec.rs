@@ -622,10 +622,25 @@ fn an_unsigned_receipt_changes_no_delivery_state_when_signatures_are_verified_an
         ..delivered.clone()
     };
 
-    // Forged: one with no signature at all, one with a signature that verifies as nothing.
-    let unsigned =
-        pecmail::wrap_receipt_headers(&delivered, &pecmail::receipt_inner_mixed(&delivered));
-    deliver_to_pec_box(&stack, &unsigned);
+    // The provider's genuine receipt, signed, sent further down.
+    let signed = support::pki::sign(&pki, &pecmail::receipt_inner_mixed(&delivered), "sha1");
+    let genuine = String::from_utf8(pecmail::wrap_receipt_headers(&delivered, &signed)).unwrap();
+    let genuine_id = header(&genuine, "Message-ID").unwrap();
+
+    // Forged: one with no signature at all (and the genuine receipt's Message-ID, which a
+    // provider makes predictable), one with a signature that verifies as nothing.
+    let unsigned = String::from_utf8(pecmail::wrap_receipt_headers(
+        &delivered,
+        &pecmail::receipt_inner_mixed(&delivered),
+    ))
+    .unwrap();
+    let forged_id = header(&unsigned, "Message-ID").unwrap();
+    let unsigned = unsigned.replace(
+        &format!("Message-ID: {forged_id}"),
+        &format!("Message-ID: {genuine_id}"),
+    );
+    assert_eq!(header(&unsigned, "Message-ID").unwrap(), genuine_id);
+    deliver_to_pec_box(&stack, unsigned.as_bytes());
     deliver_to_pec_box(&stack, &pecmail::receipt(&failed));
     let shown = gw.wait_for("both forged receipts recorded", WAIT, || {
         let s = gw.show(&reference);
@@ -666,9 +681,9 @@ fn an_unsigned_receipt_changes_no_delivery_state_when_signatures_are_verified_an
     assert!(text.contains("pec_receipt_unverified"), "{text}");
     assert!(text.contains("signature"), "{text}");
 
-    // The provider's own, signed: certifies.
-    let signed = support::pki::sign(&pki, &pecmail::receipt_inner_mixed(&delivered), "sha1");
-    deliver_to_pec_box(&stack, &pecmail::wrap_receipt_headers(&delivered, &signed));
+    // The provider's own, signed: certifies, though a forged one came first with its
+    // Message-ID.
+    deliver_to_pec_box(&stack, genuine.as_bytes());
     let shown = gw.wait_for("the ack certified as delivered", WAIT, || {
         let s = gw.show(&reference);
         (messages_of(&s, "ack")[0]["pec"]["state"] == "consegnata").then_some(s)
