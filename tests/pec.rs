@@ -577,3 +577,120 @@ fn an_anomaly_carrying_a_dsn_of_our_mail_is_a_bounce_not_a_ticket() {
     });
     assert_eq!(gw.tickets().len(), 1);
 }
+
+/// With `pec.verify_signatures`, a receipt whose signature does not verify (anyone who can
+/// put mail into the PEC box can write `X-Ricevuta: avvenuta-consegna`) is kept on the
+/// ticket with the reason, but changes nothing: our message's certified state stays as it
+/// was and the office gets no failure notice. A receipt the provider signed still certifies
+/// (issue 10, finding 13).
+#[test]
+fn an_unsigned_receipt_changes_no_delivery_state_when_signatures_are_verified_and_a_signed_one_does(
+) {
+    let stack = MailStack::start();
+    let pki = support::pki::make_pki(PROVIDER_ROBOT);
+    let extra = format!(
+        "\n[pec]\nverify_signatures = true\ntrust_store = \"{}\"\n",
+        pki.ca_pem.display()
+    );
+    let gw = start(&stack, stack.smtp_port, stack.smtp_port, &extra);
+    let p = transport("Tombino rotto in via Verdi", "Pericoloso per le bici.");
+    let signed = support::pki::sign(&pki, &pecmail::transport_inner_mixed(&p), "sha1");
+    deliver_to_pec_box(&stack, &pecmail::wrap_envelope_headers(&p, &signed));
+    let t = wait_ticket(&gw, "Tombino rotto");
+    assert_eq!(t["certified"], true, "{t}");
+    let reference = t["ref"].as_str().unwrap().to_owned();
+    let ack = wait_for_mail(&stack, PEC_CITIZEN, WAIT, |m| m.contains(&reference));
+    let ack_id = header(&ack, "Message-ID")
+        .unwrap()
+        .trim_matches(['<', '>', ' '])
+        .to_owned();
+    let delivered = Receipt {
+        kind: "avvenuta-consegna".to_owned(),
+        our_message_id: ack_id,
+        identificativo: format!("opec5.{}", unique_id()),
+        sender: PEC_BOX.to_owned(),
+        recipient: PEC_CITIZEN.to_owned(),
+        subject: header(&ack, "Subject").unwrap(),
+        errore_esteso: None,
+        echo: None,
+        provider_domain: "pec.comune.test".to_owned(),
+    };
+    let failed = Receipt {
+        kind: "errore-consegna".to_owned(),
+        identificativo: format!("opec6.{}", unique_id()),
+        errore_esteso: Some("5.1.1 - Casella del destinatario inesistente".to_owned()),
+        ..delivered.clone()
+    };
+
+    // The provider's genuine receipt, signed, sent further down.
+    let signed = support::pki::sign(&pki, &pecmail::receipt_inner_mixed(&delivered), "sha1");
+    let genuine = String::from_utf8(pecmail::wrap_receipt_headers(&delivered, &signed)).unwrap();
+    let genuine_id = header(&genuine, "Message-ID").unwrap();
+
+    // Forged: one with no signature at all (and the genuine receipt's Message-ID, which a
+    // provider makes predictable), one with a signature that verifies as nothing.
+    let unsigned = String::from_utf8(pecmail::wrap_receipt_headers(
+        &delivered,
+        &pecmail::receipt_inner_mixed(&delivered),
+    ))
+    .unwrap();
+    let forged_id = header(&unsigned, "Message-ID").unwrap();
+    let unsigned = unsigned.replace(
+        &format!("Message-ID: {forged_id}"),
+        &format!("Message-ID: {genuine_id}"),
+    );
+    assert_eq!(header(&unsigned, "Message-ID").unwrap(), genuine_id);
+    deliver_to_pec_box(&stack, unsigned.as_bytes());
+    deliver_to_pec_box(&stack, &pecmail::receipt(&failed));
+    let shown = gw.wait_for("both forged receipts recorded", WAIT, || {
+        let s = gw.show(&reference);
+        (messages_of(&s, "pec_receipt").len() == 2).then_some(s)
+    });
+    let ours = &messages_of(&shown, "ack")[0];
+    assert!(ours["pec"]["state"].is_null(), "{ours}");
+    assert!(ours["pec"]["identificativo"].is_null(), "{ours}");
+    assert!(ours["pec"]["certified_at"].is_null(), "{ours}");
+    assert!(events_of(&shown, "pec_receipt").is_empty(), "{shown}");
+    assert_eq!(
+        messages_of(&shown, "pec_receipt").len(),
+        2,
+        "kept, never dropped"
+    );
+    for e in events_of(&shown, "pec_receipt_unverified") {
+        let d = &e["details"];
+        assert!(d["state"].is_null(), "{e}");
+        assert_eq!(d["applied"], false, "{e}");
+        assert!(
+            d["not_certified"]
+                .as_str()
+                .is_some_and(|w| w.contains("signature")),
+            "{e}"
+        );
+    }
+    let notices: Vec<Value> = messages_of(&shown, "notice")
+        .into_iter()
+        .filter(|m| m["subject"].as_str().is_some_and(|s| s.contains("PEC")))
+        .collect();
+    assert!(notices.is_empty(), "no failure notice: {notices:?}");
+    assert!(
+        gw.log().contains("PEC receipt not certified"),
+        "the operator is told in the log"
+    );
+    let out = gw.cli(&["ticket", "show", &reference]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("pec_receipt_unverified"), "{text}");
+    assert!(text.contains("signature"), "{text}");
+
+    // The provider's own, signed: certifies, though a forged one came first with its
+    // Message-ID.
+    deliver_to_pec_box(&stack, genuine.as_bytes());
+    let shown = gw.wait_for("the ack certified as delivered", WAIT, || {
+        let s = gw.show(&reference);
+        (messages_of(&s, "ack")[0]["pec"]["state"] == "consegnata").then_some(s)
+    });
+    let ours = &messages_of(&shown, "ack")[0];
+    assert_eq!(ours["pec"]["delivered_to"], PEC_CITIZEN);
+    assert!(ours["pec"]["certified_at"].is_string(), "{ours}");
+    assert_eq!(events_of(&shown, "pec_receipt").len(), 1, "{shown}");
+    assert_eq!(messages_of(&shown, "pec_receipt").len(), 3);
+}

@@ -127,9 +127,15 @@ pub fn wrap_envelope_headers(p: &Transport, signed_entity: &[u8]) -> Vec<u8> {
 /// `identificativo`, `msgid`, `consegna` (delivery and non-delivery), `errore-esteso` when
 /// given, and `postacert.eml` when `echo` is given.
 pub fn receipt(r: &Receipt) -> Vec<u8> {
+    wrap_receipt_headers(r, &signed_entity(&receipt_inner_mixed(r)))
+}
+
+/// Just the `multipart/mixed` entity of a receipt (human-readable text, `daticert.xml`, the
+/// echo when given): what the provider signs (see `transport_inner_mixed`).
+pub fn receipt_inner_mixed(r: &Receipt) -> Vec<u8> {
     let now = Now::get();
     let kind = r.kind.as_str();
-    let (prefix, title) = receipt_words(kind);
+    let (_, title) = receipt_words(kind);
     let errore = match kind {
         "errore-consegna" => "no-dest",
         "rilevazione-virus" => "virus",
@@ -168,6 +174,16 @@ pub fn receipt(r: &Receipt) -> Vec<u8> {
     if let Some(echo) = &r.echo {
         parts.push(postacert_part(echo));
     }
+    mixed(&parts)
+}
+
+/// Puts a receipt's top-level headers (`X-Ricevuta`, `X-Riferimento-Message-ID`, …) on an
+/// entity: a `multipart/signed` one, openssl's output, or the bare `multipart/mixed` of
+/// `receipt_inner_mixed` for a receipt that carries no signature at all.
+pub fn wrap_receipt_headers(r: &Receipt, entity: &[u8]) -> Vec<u8> {
+    let now = Now::get();
+    let kind = r.kind.as_str();
+    let (prefix, _) = receipt_words(kind);
     let mut fields = vec![
         format!("Return-Path: <posta-certificata@{}>", r.provider_domain),
         received(&r.provider_domain, &r.sender, &now),
@@ -187,7 +203,7 @@ pub fn receipt(r: &Receipt) -> Vec<u8> {
         format!("To: {}", r.sender),
         format!("Message-ID: <{}>", fresh_id("ricevuta", &r.provider_domain)),
     ]);
-    on_top(fields, &signed_entity(&mixed(&parts)))
+    on_top(fields, entity)
 }
 
 /// The anomaly envelope around `original` (ordinary mail, a bounce…): `X-Trasporto: errore`,

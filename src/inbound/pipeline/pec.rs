@@ -42,6 +42,9 @@ pub(super) struct ReceiptWork {
     /// The envelope itself, parsed (subject and human-readable text for the record).
     pub envelope: InboundMail,
     pub facts: PecFacts,
+    /// Why the receipt is not certified (with `pec.verify_signatures` on, its signature did
+    /// not verify), or `None`. Such a receipt is recorded but changes nothing.
+    pub not_certified: Option<String>,
 }
 
 impl Pipeline {
@@ -138,6 +141,7 @@ impl Pipeline {
                         receipt,
                         envelope,
                         facts,
+                        not_certified,
                     }))
                 }
             },
@@ -195,15 +199,24 @@ impl Pipeline {
 
     /// Records a provider receipt on the ticket of the outbound message it certifies and
     /// updates that message's certified state. Never a ticket, never answered.
+    ///
+    /// With `pec.verify_signatures` on, a receipt whose signature did not verify is kept (a
+    /// `pec_receipt` message and a `pec_receipt_unverified` event with the reason) but
+    /// changes nothing: not the state, `pec_id` or certified time of our message, and no
+    /// failure notice to the office. Anyone who can put mail into the PEC box can write
+    /// `X-Ricevuta: avvenuta-consegna`; only the provider can sign it (issue 10, finding 13).
     pub(super) async fn pec_receipt(
         &self,
         tx: &mut Tx,
         raw: &RawRow,
         r: &ReceiptWork,
     ) -> anyhow::Result<Outcome> {
-        let dedup_key = match &r.pec.envelope_message_id {
-            Some(id) => format!("mid:{id}"),
-            None => format!("sha256:{}", raw.sha256),
+        // An unverified receipt is keyed by its content, never by its Message-ID: otherwise a
+        // forged receipt carrying the (predictable) Message-ID of the provider's genuine one
+        // would make the genuine receipt a silent duplicate, and the state would never change.
+        let dedup_key = match (&r.pec.envelope_message_id, &r.not_certified) {
+            (Some(id), None) => format!("mid:{id}"),
+            _ => format!("sha256:{}", raw.sha256),
         };
         if let Some(orig) = Store::inbound_by_dedup_key(tx, &dedup_key).await? {
             return duplicate(tx, raw, orig).await;
@@ -220,31 +233,51 @@ impl Pipeline {
                 .filter(|e| !e.eq_ignore_ascii_case("nessuno"))
         });
         let certified_at = r.facts.certified_at;
-        let state = receipt_state(&r.receipt);
+        let claimed_state = receipt_state(&r.receipt);
         let identificativo = d.and_then(|d| d.identificativo.clone());
-        let detail = json!({
-            "receipt": kind,
-            "delivered_to": delivered_to,
-            "reason": reason,
-            "certified_at": certified_at.map(rfc3339),
-            "provider": d.and_then(|d| d.gestore_emittente.clone()),
-        });
-        Store::apply_receipt(
-            tx,
-            ours.message_id,
-            &ReceiptEffect {
-                state,
-                detail: &detail,
-                pec_id: identificativo.as_deref(),
-                certified_at,
-            },
-        )
-        .await?;
+        let state = match &r.not_certified {
+            None => {
+                let detail = json!({
+                    "receipt": kind,
+                    "delivered_to": delivered_to,
+                    "reason": reason,
+                    "certified_at": certified_at.map(rfc3339),
+                    "provider": d.and_then(|d| d.gestore_emittente.clone()),
+                });
+                Store::apply_receipt(
+                    tx,
+                    ours.message_id,
+                    &ReceiptEffect {
+                        state: claimed_state,
+                        detail: &detail,
+                        pec_id: identificativo.as_deref(),
+                        certified_at,
+                    },
+                )
+                .await?;
+                claimed_state
+            }
+            Some(why) => {
+                // For the operator: the office sees it on the ticket's timeline.
+                tracing::warn!(
+                    raw_message_id = raw.raw_message_id,
+                    for_message = ours.message_id,
+                    receipt = %kind,
+                    reason = %why,
+                    "PEC receipt not certified: recorded, our message's delivery state unchanged"
+                );
+                None
+            }
+        };
+        let outcome_kind = match r.not_certified {
+            None => "pec_receipt",
+            Some(_) => "pec_receipt_unverified",
+        };
         let Some(t) = &ours.ticket else {
             Store::finish_raw(tx, raw.raw_message_id, "processed", None, None).await?;
             return Ok(Outcome::Recorded {
                 reference: String::new(),
-                kind: "pec_receipt".to_owned(),
+                kind: outcome_kind.to_owned(),
             });
         };
         let from_addr = r
@@ -263,7 +296,7 @@ impl Pipeline {
             reused_of: None,
             pec: Some(&r.facts),
         };
-        let details = json!({
+        let mut details = json!({
             "receipt": kind,
             "state": state,
             "for_message": ours.message_id,
@@ -274,23 +307,31 @@ impl Pipeline {
             "signature": r.facts.signature.as_str(),
             "problem": r.pec.problem,
         });
+        if let (Some(why), Some(obj)) = (&r.not_certified, details.as_object_mut()) {
+            // What it claims, kept apart from `state`: nothing was applied.
+            obj.insert("not_certified".into(), json!(why));
+            obj.insert("claimed_state".into(), json!(claimed_state));
+            obj.insert("applied".into(), json!(false));
+        }
+        // A separate event kind, so no reader of `pec_receipt` events (the citizen's
+        // timeline says "risposta consegnata" for one) takes it for a certified fact.
         self.record_message(
             tx,
             &ctx,
             t,
             "pec_receipt",
-            "pec_receipt",
+            outcome_kind,
             details,
             &from_addr,
         )
         .await?;
-        if r.receipt.is_failure() {
+        if r.not_certified.is_none() && r.receipt.is_failure() {
             self.tell_staff_pec(tx, t, &ours, &r.receipt, reason.as_deref(), certified_at)
                 .await?;
         }
         Ok(Outcome::Recorded {
             reference: t.reference.clone(),
-            kind: "pec_receipt".to_owned(),
+            kind: outcome_kind.to_owned(),
         })
     }
 
