@@ -608,28 +608,43 @@ async fn verify_page(
     {
         Err(e) => internal(e),
         Ok(None) => expired_link(&state, &v, "/verify/resend"),
-        Ok(Some(_)) => {
-            let heading = t(
+        Ok(Some(_)) => confirm_button(
+            &state,
+            &v,
+            StatusCode::OK,
+            q.token.trim(),
+            t(
                 &v,
-                "Conferma dell'indirizzo e-mail",
-                "Confirm your email address",
-            );
-            let page = ConfirmPage {
-                c: v.chrome(&heading),
-                site: site(&state),
-                heading,
-                text: t(
-                    &v,
-                    "Prema il pulsante per confermare il suo indirizzo e-mail e attivare l'account.",
-                    "Press the button to confirm your email address and activate the account.",
-                ),
-                action: "/verify",
-                token: q.token.trim().to_owned(),
-                button: t(&v, "Conferma", "Confirm"),
-            };
-            render(&v, StatusCode::OK, &page)
-        }
+                "Prema il pulsante per confermare il suo indirizzo e-mail e attivare l'account.",
+                "Press the button to confirm your email address and activate the account.",
+            ),
+        ),
     }
+}
+
+/// The page with the one button that confirms an address, carrying the mailed link's token.
+fn confirm_button(
+    state: &AppState,
+    v: &Visitor,
+    status: StatusCode,
+    token: &str,
+    text: String,
+) -> Response {
+    let heading = t(
+        v,
+        "Conferma dell'indirizzo e-mail",
+        "Confirm your email address",
+    );
+    let page = ConfirmPage {
+        c: v.chrome(&heading),
+        site: site(state),
+        heading,
+        text,
+        action: "/verify",
+        token: token.to_owned(),
+        button: t(v, "Conferma", "Confirm"),
+    };
+    render(v, status, &page)
 }
 
 fn expired_link(state: &AppState, v: &Visitor, again: &str) -> Response {
@@ -662,25 +677,17 @@ pub struct TokenForm {
 async fn verify(State(state): State<AppState>, v: Visitor, Form(f): Form<TokenForm>) -> Response {
     if !v.csrf_ok(&f.csrf) {
         // The button again with the link's token: one more press confirms.
-        let heading = t(
+        return confirm_button(
+            &state,
             &v,
-            "Conferma dell'indirizzo e-mail",
-            "Confirm your email address",
-        );
-        let page = ConfirmPage {
-            c: v.chrome(&heading),
-            site: site(&state),
-            heading,
-            text: t(
+            StatusCode::FORBIDDEN,
+            f.token.trim(),
+            t(
                 &v,
                 "Il modulo era scaduto (o i cookie sono disattivati): prema di nuovo il pulsante per confermare il suo indirizzo e-mail.",
                 "The form had expired (or cookies are off): press the button again to confirm your email address.",
             ),
-            action: "/verify",
-            token: f.token.trim().to_owned(),
-            button: t(&v, "Conferma", "Confirm"),
-        };
-        return render(&v, StatusCode::FORBIDDEN, &page);
+        );
     }
     let hash = raw_sha256_hex(f.token.trim().as_bytes());
     let now = now_millis();
