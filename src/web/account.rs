@@ -448,27 +448,13 @@ async fn tell_owner(
         forgot: &forgot,
     }
     .render()?;
-    let from = state.cfg.web_sender().unwrap_or_default();
     let mut tx = state.store.begin().await?;
-    queue_mail(
+    queue_account_mail(
+        state,
         &mut tx,
-        &state.ids,
-        &Queued {
-            ticket: None,
-            kind: "account",
-            from_name: &site,
-            from_addr: &from,
-            to: vec![EmailAddress::parse(&owner.email)
-                .map_err(|e| anyhow::anyhow!("the account's address: {e}"))?],
-            reply_to: None,
-            subject: &format!("{site}: tentativo di registrazione / Registration attempt"),
-            in_reply_to: None,
-            references: Vec::new(),
-            auto_replied: true,
-            text: &text,
-            attachments: Vec::new(),
-            transport: Transport::Smtp,
-        },
+        &owner.email,
+        "tentativo di registrazione / Registration attempt",
+        &text,
     )
     .await?;
     tx.commit().await?;
@@ -549,7 +535,20 @@ async fn mail_link(
         }
         .render()?
     };
+    queue_account_mail(state, tx, email, subject, &text).await
+}
+
+/// Queues an automatic mail about a citizen's account to that account's address, in `tx`.
+async fn queue_account_mail(
+    state: &AppState,
+    tx: &mut crate::store::Tx,
+    to: &str,
+    subject: &str,
+    text: &str,
+) -> anyhow::Result<()> {
+    let site = site(state);
     let from = state.cfg.web_sender().unwrap_or_default();
+    let to = EmailAddress::parse(to).map_err(|e| anyhow::anyhow!("the account's address: {e}"))?;
     queue_mail(
         tx,
         &state.ids,
@@ -558,14 +557,13 @@ async fn mail_link(
             kind: "account",
             from_name: &site,
             from_addr: &from,
-            to: vec![EmailAddress::parse(email)
-                .map_err(|e| anyhow::anyhow!("the account's address: {e}"))?],
+            to: vec![to],
             reply_to: None,
             subject: &format!("{site}: {subject}"),
             in_reply_to: None,
             references: Vec::new(),
             auto_replied: true,
-            text: &text,
+            text,
             attachments: Vec::new(),
             transport: Transport::Smtp,
         },

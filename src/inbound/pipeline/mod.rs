@@ -240,15 +240,19 @@ impl Pipeline {
     async fn prepare(&self, raw: RawRow) -> anyhow::Result<Prepared> {
         crash_failpoint(&raw);
         let limit = self.cfg.tickets.max_message_bytes;
-        // Before any parser (PEC classification and S/MIME included) sees the bytes.
-        let work = if let Err(e) = prescan::check(&raw.bytes) {
+        // `parse::parse` refuses deep nesting itself (the nesting pre-scan); PEC classification
+        // and the S/MIME check read a PEC box's mail with parsers of their own, so there the
+        // pre-scan runs first, once, before any of them sees the bytes.
+        let oversize = !raw.complete || u64::try_from(raw.size).unwrap_or(u64::MAX) > limit;
+        let pec_box = !oversize && self.is_pec_box(&raw);
+        let work = if let Some(e) = pec_box.then(|| prescan::check(&raw.bytes).err()).flatten() {
             let e = parse::ParseError::TooDeep { max: e.max };
             Work::Unparseable(format!("the message cannot be parsed: {e}"))
-        } else if !raw.complete || u64::try_from(raw.size).unwrap_or(u64::MAX) > limit {
+        } else if oversize {
             Work::Oversize {
                 header: parse::parse(&raw.bytes).ok().map(Box::new),
             }
-        } else if self.is_pec_box(&raw) {
+        } else if pec_box {
             return self.prepare_pec(raw).await;
         } else {
             match parse::parse(&raw.bytes) {
