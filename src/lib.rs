@@ -11,6 +11,7 @@ pub mod attachments;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod health;
 pub mod inbound;
 pub mod mail;
 pub mod outbound;

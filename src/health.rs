@@ -1,0 +1,139 @@
+//! What `/healthz` reports about the mail side: each mailbox poller's state (standing by,
+//! connected, idling, backing off with its last error) and whether its folders can be used.
+//!
+//! Pollers write here as they go; the web server reads a snapshot. Process-wide (like the
+//! metrics registry) so that no poller needs a handle threaded through to it: one `serve`
+//! runs per process, and tests that build several gateways in one process name their
+//! mailboxes apart.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where a mailbox poller is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailboxPhase {
+    /// Started, not yet connected.
+    Starting,
+    /// Another instance holds the mailbox's lock; this one takes over when it dies.
+    StandingBy,
+    /// Logged in and syncing or fetching.
+    Connected,
+    /// Logged in, waiting for new mail (IDLE or between polls).
+    Idle,
+    /// The last attempt failed; waiting before the next.
+    BackingOff,
+}
+
+/// One mailbox as `/healthz` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MailboxReport {
+    pub name: String,
+    pub phase: MailboxPhase,
+    /// The last connection error, while the poller is failing.
+    pub last_error: Option<String>,
+    /// Unix millis since when the poller has been failing (no successful sync since).
+    pub failing_since: Option<i64>,
+    /// A folder the poller cannot use (e.g. `processed_folder`), with the server's answer.
+    pub folder_problem: Option<String>,
+}
+
+fn registry() -> &'static Mutex<BTreeMap<String, MailboxReport>> {
+    static REGISTRY: OnceLock<Mutex<BTreeMap<String, MailboxReport>>> = OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(BTreeMap::new()))
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn update(name: &str, f: impl FnOnce(&mut MailboxReport)) {
+    // A poisoned lock only means a panic elsewhere mid-update; the data is still usable.
+    let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());
+    let entry = map.entry(name.to_owned()).or_insert_with(|| MailboxReport {
+        name: name.to_owned(),
+        phase: MailboxPhase::Starting,
+        last_error: None,
+        failing_since: None,
+        folder_problem: None,
+    });
+    f(entry);
+}
+
+/// Records the phase of `mailbox`. Reaching `Connected` or `Idle` ends a failure.
+pub fn set_phase(mailbox: &str, phase: MailboxPhase) {
+    update(mailbox, |r| {
+        r.phase = phase;
+        if matches!(phase, MailboxPhase::Connected | MailboxPhase::Idle) {
+            r.last_error = None;
+            r.failing_since = None;
+        }
+    });
+}
+
+/// Records a failed attempt: the poller backs off with `error`.
+pub fn set_failing(mailbox: &str, error: &str) {
+    let now = now_millis();
+    update(mailbox, |r| {
+        r.phase = MailboxPhase::BackingOff;
+        r.last_error = Some(error.to_owned());
+        r.failing_since.get_or_insert(now);
+    });
+}
+
+/// Records that a folder of `mailbox` cannot be used (`None`: it can again).
+pub fn set_folder_problem(mailbox: &str, problem: Option<String>) {
+    update(mailbox, |r| r.folder_problem = problem);
+}
+
+/// Every mailbox known so far, by name.
+pub fn snapshot() -> Vec<MailboxReport> {
+    let map = registry().lock().unwrap_or_else(|e| e.into_inner());
+    map.values().cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(name: &str) -> MailboxReport {
+        snapshot()
+            .into_iter()
+            .find(|r| r.name == name)
+            .expect("known")
+    }
+
+    #[test]
+    fn a_failure_is_remembered_until_the_mailbox_is_connected_again() {
+        let name = "health-test-failure";
+        set_phase(name, MailboxPhase::Connected);
+        set_failing(name, "connection refused");
+        let first = report(name).failing_since.expect("failing");
+        set_failing(name, "connection refused again");
+        let r = report(name);
+        assert_eq!(r.phase, MailboxPhase::BackingOff);
+        assert_eq!(
+            r.failing_since,
+            Some(first),
+            "the first failure's time is kept"
+        );
+        assert_eq!(r.last_error.as_deref(), Some("connection refused again"));
+        set_phase(name, MailboxPhase::Idle);
+        let r = report(name);
+        assert_eq!((r.last_error, r.failing_since), (None, None));
+    }
+
+    #[test]
+    fn a_folder_problem_is_independent_of_the_connection() {
+        let name = "health-test-folder";
+        set_folder_problem(name, Some("Processed: NO Permission denied".into()));
+        set_phase(name, MailboxPhase::Idle);
+        assert!(report(name).folder_problem.is_some());
+        set_folder_problem(name, None);
+        assert!(report(name).folder_problem.is_none());
+    }
+}
