@@ -8,6 +8,11 @@
 //! with [`MailStack::password`]. Each `MailStack` is independent (own ports, queue,
 //! processes), so tests and test binaries may run several in parallel.
 //!
+//! [`MailStack::start_cyrus`] starts the same with Cyrus IMAP (Debian's 3.6, unpacked by
+//! `scripts/install-deps`) in place of Dovecot: the second IMAP server of `tests/cyrus.rs`.
+//! Cyrus checks passwords, so only the users given to it (or to [`MailStack::add_users`])
+//! log in; its folder separator is `/` and a user's folders live under `INBOX/`.
+//!
 //! Needs root and the Debian packages of `scripts/install-deps`. Logs of a run are in
 //! `dir/dovecot.log` and `dir/postfix.log`; the directory is kept (and its path printed)
 //! when the stack is dropped during a panic, so a failing test leaves them to read.
@@ -17,12 +22,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A running private Dovecot + Postfix. Dropping it stops both and removes `dir`.
+/// A running private Dovecot (or Cyrus) + Postfix. Dropping it stops both and removes `dir`.
 pub struct MailStack {
     pub dir: PathBuf,
     pub imap_port: u16,
     pub smtp_port: u16,
     pub password: String,
+    pub imap_server: ImapServer,
+}
+
+/// Which IMAP server a [`MailStack`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImapServer {
+    Dovecot,
+    Cyrus,
 }
 
 fn script() -> PathBuf {
@@ -31,9 +44,15 @@ fn script() -> PathBuf {
 
 /// Runs `scripts/mailstack CMD DIR`, returns its stdout; panics with its stderr on failure.
 fn mailstack(cmd: &str, dir: &Path) -> String {
+    mailstack_with(cmd, dir, &[])
+}
+
+/// Runs `scripts/mailstack CMD DIR ARGS...`, like [`mailstack`].
+fn mailstack_with(cmd: &str, dir: &Path, args: &[&str]) -> String {
     let out = Command::new(script())
         .arg(cmd)
         .arg(dir)
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script().display()));
     if !out.status.success() {
@@ -66,8 +85,32 @@ impl MailStack {
     /// Starts a private stack on free loopback ports (takes well under a second).
     /// Panics with the script's stderr (and the servers' log tails) on failure.
     pub fn start() -> MailStack {
+        Self::start_server(ImapServer::Dovecot)
+    }
+
+    /// Starts a private stack with Cyrus IMAP in place of Dovecot; `users` (full addresses)
+    /// log in with [`MailStack::password`]. Mail to any address is delivered (the INBOX is
+    /// created on first delivery or login).
+    pub fn start_cyrus(users: &[&str]) -> MailStack {
+        let stack = Self::start_server(ImapServer::Cyrus);
+        stack.add_users(users);
+        stack
+    }
+
+    /// Lets more users log in (Cyrus); Dovecot takes any user already.
+    pub fn add_users(&self, users: &[&str]) {
+        if self.imap_server == ImapServer::Cyrus && !users.is_empty() {
+            mailstack_with("add-user", &self.dir, users);
+        }
+    }
+
+    fn start_server(imap_server: ImapServer) -> MailStack {
         let dir = fresh_dir();
-        let out = mailstack("start", &dir);
+        let cmd = match imap_server {
+            ImapServer::Dovecot => "start",
+            ImapServer::Cyrus => "start-cyrus",
+        };
+        let out = mailstack(cmd, &dir);
         let value = |key: &str| -> String {
             out.lines()
                 .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
@@ -78,11 +121,13 @@ impl MailStack {
             imap_port: value("IMAP_PORT").parse().expect("IMAP_PORT"),
             smtp_port: value("SMTP_PORT").parse().expect("SMTP_PORT"),
             password: value("PASSWORD"),
+            imap_server,
             dir,
         }
     }
 
     /// Stops Dovecot (connected clients get `* BYE`); Postfix queues mail meanwhile.
+    /// (Cyrus, for a Cyrus stack: the same holds for every method that names Dovecot.)
     pub fn stop_imap(&self) {
         mailstack("stop-imap", &self.dir);
     }
@@ -114,7 +159,7 @@ impl Drop for MailStack {
             .unwrap_or(false);
         if std::thread::panicking() || !stopped {
             eprintln!(
-                "mail stack kept for inspection: {} (dovecot.log, postfix.log)",
+                "mail stack kept for inspection: {} (dovecot.log or cyrus.log, postfix.log)",
                 self.dir.display()
             );
         } else {
