@@ -273,6 +273,31 @@ fn on_cyrus_serve_killed_and_restarted_loses_nothing_and_doubles_nothing() {
 }
 
 #[test]
+fn on_cyrus_a_mail_queued_while_cyrus_was_down_becomes_a_ticket_once_it_is_back() {
+    let stack = cyrus();
+    let gw = start_gateway(&stack);
+    let (_, raw) = citizen_mail(CITIZEN, LAVORI, "Prima", "prima");
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    wait_tickets(&gw, 1);
+    // The gateway's connections get Cyrus's BYE; Postfix keeps the next mail queued.
+    stack.stop_imap();
+    let (_, raw) = citizen_mail(CITIZEN2, LAVORI, "Durante il fermo", "dopo");
+    send(&stack, CITIZEN2, &[LAVORI], &raw);
+    stack.start_imap();
+    let tickets = wait_tickets(&gw, 2);
+    assert!(
+        tickets.iter().any(|t| t["subject"] == "Durante il fermo"),
+        "{tickets:?}"
+    );
+    wait_for_mail(&stack, CITIZEN2, WAIT, |m| m.contains("[Ticket #"));
+    assert_eq!(
+        gw.tickets().len(),
+        2,
+        "the first mail was not made a ticket again"
+    );
+}
+
+#[test]
 fn on_cyrus_handled_mail_is_moved_to_a_processed_folder_under_inbox() {
     let stack = cyrus();
     let gw = Gateway::start_edited(
