@@ -997,3 +997,38 @@ fn check_config_connect_creates_or_finds_the_processed_folder_and_names_a_refusa
     );
     assert!(stdout.contains("ok: mailbox \"ambiente\""), "{stdout}");
 }
+
+#[test]
+fn without_move_handled_mail_is_copied_and_expunged_and_the_fallback_is_logged_once() {
+    let stack = MailStack::start();
+    // Dovecot without MOVE in its capabilities (RFC 6851 is an extension; Courier and old
+    // servers lack it). The generated dovecot.conf is kept by `start-imap`.
+    stack.stop_imap();
+    let conf = stack.dir.join("dovecot.conf");
+    let mut text = std::fs::read_to_string(&conf).expect("dovecot.conf");
+    text.push_str("imap_capability = IMAP4rev1 LITERAL+ IDLE UIDPLUS NAMESPACE\n");
+    std::fs::write(&conf, text).expect("write dovecot.conf");
+    stack.start_imap();
+    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
+        with_processed_folder(t, "Processed")
+    });
+    for (i, citizen) in [CITIZEN, CITIZEN2].into_iter().enumerate() {
+        let (_, raw) = citizen_mail(citizen, LAVORI, &format!("Senza MOVE {i}"), "testo");
+        send(&stack, citizen, &[LAVORI], &raw);
+        wait_tickets(&gw, i + 1);
+        gw.wait_for("the message in Processed", WAIT, || {
+            (fetch_folder(&stack, LAVORI, "Processed").len() == i + 1).then_some(())
+        });
+    }
+    assert!(
+        fetch_all(&stack, LAVORI).is_empty(),
+        "UID EXPUNGE removed them from the inbox"
+    );
+    let log = gw.log();
+    assert_eq!(
+        log.matches("the server has no MOVE").count(),
+        1,
+        "said once per connection:\n{log}"
+    );
+    assert!(!log.contains("IMAP connection lost"), "{log}");
+}
