@@ -1032,3 +1032,52 @@ fn without_move_handled_mail_is_copied_and_expunged_and_the_fallback_is_logged_o
     );
     assert!(!log.contains("IMAP connection lost"), "{log}");
 }
+
+#[test]
+fn a_folder_that_works_again_gets_the_waiting_mail_without_a_restart() {
+    let stack = MailStack::start();
+    // The mailbox's Maildir exists once someone has logged in; then a folder directory
+    // Dovecot (user vmail) cannot enter: LIST shows it, MOVE answers NO [SERVERBUG].
+    fetch_all(&stack, LAVORI);
+    let blocked = stack.dir.join(format!("mail/{LAVORI}/Maildir/.Archivio"));
+    std::fs::create_dir(&blocked).expect("mkdir");
+    std::fs::set_permissions(
+        &blocked,
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .expect("chmod");
+    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
+        with_processed_folder(t, "Archivio")
+    });
+    let (id, raw) = citizen_mail(CITIZEN, LAVORI, "Da archiviare", "testo");
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    wait_tickets(&gw, 1);
+    gw.wait_for("the WARN about the folder", WAIT, || {
+        gw.log()
+            .contains("IMAP folder cannot be used")
+            .then_some(())
+    });
+    assert_eq!(
+        fetch_all(&stack, LAVORI).len(),
+        1,
+        "the mail waits in the inbox"
+    );
+
+    // The operator removes the broken directory; the next retry (30 s after the refusal)
+    // creates the folder and moves the mail, with no restart.
+    std::fs::remove_dir(&blocked).expect("rmdir");
+    gw.wait_for("the folder usable again", Duration::from_secs(90), || {
+        gw.log().contains("IMAP folder usable again").then_some(())
+    });
+    let moved = fetch_folder(&stack, LAVORI, "Archivio");
+    assert_eq!(moved.len(), 1);
+    assert!(String::from_utf8_lossy(&moved[0]).contains(&id));
+    assert!(fetch_all(&stack, LAVORI).is_empty());
+    assert!(
+        gw.log().contains("IMAP folder usable again"),
+        "{}",
+        gw.log()
+    );
+    assert_eq!(ticket_count(&gw), 1, "a retried move makes no ticket");
+    assert!(!gw.log().contains("IMAP connection lost"), "{}", gw.log());
+}

@@ -295,7 +295,8 @@ async fn session(
         // tickets are still made, and the moves wait for the folder (see `FolderRetry`).
         match ensure_folder(&mut session, folder).await {
             Ok(found) => {
-                tracing::debug!(mailbox = %mb.name, folder, ?found, "processed folder")
+                tracing::debug!(mailbox = %mb.name, folder, ?found, "processed folder");
+                folders.found(folder);
             }
             Err(FolderError::Refused { folder, answer }) => {
                 folders.failed(&mb.name, &folder, answer)
@@ -593,7 +594,13 @@ async fn refusable<T>(
         Ok(Ok(v)) => Ok(v),
         Ok(Err(ImapError::No(text) | ImapError::Bad(text))) => Err(FolderError::Refused {
             folder: folder.to_owned(),
-            answer: format!("{command}: {}", server_answer(&text)),
+            // TRYCREATE (RFC 3501 §7.1) is the one response code acted upon: the target
+            // of a COPY/MOVE does not exist.
+            answer: if text.contains("TryCreate") {
+                format!("{command}: [TRYCREATE] {}", server_answer(&text))
+            } else {
+                format!("{command}: {}", server_answer(&text))
+            },
         }),
         // The name could not even be sent (a line break in it): no server will take it.
         Ok(Err(ImapError::Validate(v))) => Err(FolderError::Refused {
@@ -801,6 +808,14 @@ impl FolderRetry {
         wait.min(until.max(Duration::from_secs(1)))
     }
 
+    /// `folder` was found or created at connect: if it is the one waited for, the moves
+    /// are tried at once (the operator fixed it) instead of at the end of the backoff.
+    fn found(&mut self, folder: &str) {
+        if self.folder.as_deref() == Some(folder) {
+            self.next_try = Instant::now();
+        }
+    }
+
     fn failed(&mut self, mailbox: &str, folder: &str, answer: String) {
         metrics::counter!(
             "ticketgate_imap_folder_errors_total",
@@ -873,6 +888,20 @@ async fn flag_done(
     if rows.is_empty() {
         return Ok(());
     }
+    // A retry of the processed folder finds or creates it first: it may have been refused
+    // at connect (CREATE) or removed since, and a MOVE to a missing folder only fails again.
+    if let Some(folder) = &mb.processed_folder {
+        if mover.retry.folder.as_deref() == Some(folder.as_str()) {
+            match ensure_folder(session, folder).await {
+                Ok(_) => {}
+                Err(FolderError::Refused { folder, answer }) => {
+                    mover.retry.failed(&mb.name, &folder, answer);
+                    return Ok(());
+                }
+                Err(FolderError::Connection(e)) => return Err(e),
+            }
+        }
+    }
     // Bounded commands (a UID set of at most FLAG_CHUNK messages), stopping at the first
     // refusal: the next chunk would only be refused the same way.
     for chunk in rows.chunks(FLAG_CHUNK) {
@@ -890,6 +919,12 @@ async fn flag_done(
     }
     mover.retry.succeeded(&mb.name, rows.len());
     Ok(())
+}
+
+/// The server said the target folder does not exist (it was removed since the connection
+/// found or created it, or its LIST was stale): create it and try once more.
+fn must_create(e: &FolderError) -> bool {
+    matches!(e, FolderError::Refused { answer, .. } if answer.contains("[TRYCREATE]"))
 }
 
 async fn flag_chunk(
@@ -911,7 +946,13 @@ async fn flag_chunk(
     };
     let wire = utf7::encode(folder);
     if mover.has_move {
-        return refusable(folder, "UID MOVE", session.uid_mv(set, &wire)).await;
+        return match refusable(folder, "UID MOVE", session.uid_mv(set, &wire)).await {
+            Err(e) if must_create(&e) => {
+                refusable(folder, "CREATE", session.create(&wire)).await?;
+                refusable(folder, "UID MOVE", session.uid_mv(set, &wire)).await
+            }
+            other => other,
+        };
     }
     // Without MOVE (RFC 6851), COPY then mark \Deleted and expunge just those UIDs:
     // the message exists in the processed folder before it leaves the inbox.
@@ -919,7 +960,13 @@ async fn flag_chunk(
         tracing::info!(mailbox = %mb.name, folder, "the server has no MOVE: moving handled mail by COPY, \\Deleted and UID EXPUNGE");
         mover.told_fallback = true;
     }
-    refusable(folder, "UID COPY", session.uid_copy(set, &wire)).await?;
+    match refusable(folder, "UID COPY", session.uid_copy(set, &wire)).await {
+        Err(e) if must_create(&e) => {
+            refusable(folder, "CREATE", session.create(&wire)).await?;
+            refusable(folder, "UID COPY", session.uid_copy(set, &wire)).await?;
+        }
+        other => other?,
+    }
     // Copied: the message is safe in the processed folder. If it cannot leave the inbox,
     // copying it again on a retry would only duplicate it, so this is logged and counted
     // as done: it stays in both folders (flagged \Seen, and \Deleted if that was taken).
@@ -1023,8 +1070,13 @@ mod tests {
         }
         assert_eq!(retry.delay, FOLDER_RETRY_CAP, "the wait is capped");
 
-        retry.next_try = Instant::now();
-        assert!(retry.may_try() && retry.retry_due());
+        retry.found("Another");
+        assert!(!retry.may_try(), "another folder found changes nothing");
+        retry.found("Processed/x");
+        assert!(
+            retry.may_try() && retry.retry_due(),
+            "the folder found at connect is tried at once"
+        );
         retry.succeeded(name, 3);
         assert!(retry.may_try() && !retry.retry_due());
         assert_eq!(retry.delay, FOLDER_RETRY_START);
