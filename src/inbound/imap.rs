@@ -1087,6 +1087,33 @@ mod tests {
         assert_eq!(problem, None, "/healthz no longer reports it");
     }
 
+    fn mailbox(poll_seconds: u64) -> MailboxConfig {
+        serde_json::from_value(serde_json::json!({
+            "name": "m", "host": "127.0.0.1", "port": 143, "tls": "none",
+            "username": "u", "password": "p", "poll_seconds": poll_seconds,
+        }))
+        .expect("a mailbox")
+    }
+
+    #[test]
+    fn while_idle_new_mail_is_still_looked_for_every_poll_seconds() {
+        // Cyrus announces new mail to IDLE clients only every 60 s by default: the IDLE
+        // wait ends after poll_seconds so that the next FETCH finds it.
+        assert_eq!(next_check(&mailbox(10)), Duration::from_secs(10));
+        assert_eq!(next_check(&mailbox(60)), Duration::from_secs(60));
+        // RFC 2177's re-IDLE bound still applies to a long poll.
+        assert_eq!(next_check(&mailbox(3600)), IDLE_TIMEOUT);
+        // A folder retry due sooner shortens the wait (never below a second).
+        let mut retry = FolderRetry::new();
+        retry.failed("imap-test-next-check", "P", "refused".into());
+        assert!(retry.shorten(next_check(&mailbox(3600))) <= FOLDER_RETRY_START);
+        retry.next_try = Instant::now();
+        assert_eq!(
+            retry.shorten(next_check(&mailbox(60))),
+            Duration::from_secs(1)
+        );
+    }
+
     #[test]
     fn the_servers_answer_is_taken_out_of_async_imaps_rendering() {
         assert_eq!(
