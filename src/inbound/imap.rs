@@ -4,8 +4,12 @@
 //! store each batch raw (bytes + checkpoint in one commit), process the messages, and only
 //! then flag them `\Seen` (and MOVE them to `processed_folder`). Then IDLE when the server
 //! offers it — with a timeout, because NAT boxes and servers drop silent connections (the
-//! Delta Chat lesson) — or sleep `poll_seconds`. Any error drops the connection and reconnects
-//! with capped exponential backoff. Nothing is ever deleted on the server.
+//! Delta Chat lesson) and never longer than `poll_seconds`, the safety net for servers whose
+//! IDLE announces late — or sleep `poll_seconds`. A connection error drops the connection and
+//! reconnects with capped exponential backoff. A folder the server refuses (NO/BAD to
+//! CREATE, `\Seen`, MOVE, COPY) is not a connection error: new mail keeps becoming tickets
+//! and the flag/move of handled mail is retried on a schedule of its own (`FolderRetry`).
+//! Folder names travel in modified UTF-7 ([`utf7`]). Nothing is ever deleted on the server.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -628,7 +632,7 @@ fn server_answer(text: &str) -> String {
 
 /// Whether [`ensure_folder`] found the folder or made it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FolderFound {
+enum FolderFound {
     Exists,
     Created,
 }
