@@ -998,17 +998,25 @@ fn check_config_connect_creates_or_finds_the_processed_folder_and_names_a_refusa
     assert!(stdout.contains("ok: mailbox \"ambiente\""), "{stdout}");
 }
 
-#[test]
-fn without_move_handled_mail_is_copied_and_expunged_and_the_fallback_is_logged_once() {
-    let stack = MailStack::start();
-    // Dovecot without MOVE in its capabilities (RFC 6851 is an extension; Courier and old
-    // servers lack it). The generated dovecot.conf is kept by `start-imap`.
+/// Dovecot without MOVE in its capabilities (RFC 6851 is an extension; Courier and old
+/// servers lack it).
+const WITHOUT_MOVE: &str = "imap_capability = IMAP4rev1 LITERAL+ IDLE UIDPLUS NAMESPACE\n";
+
+/// Restarts the stack's Dovecot with `extra` appended to its configuration (`start-imap`
+/// keeps the generated dovecot.conf).
+fn reconfigure_dovecot(stack: &MailStack, extra: &str) {
     stack.stop_imap();
     let conf = stack.dir.join("dovecot.conf");
     let mut text = std::fs::read_to_string(&conf).expect("dovecot.conf");
-    text.push_str("imap_capability = IMAP4rev1 LITERAL+ IDLE UIDPLUS NAMESPACE\n");
+    text.push_str(extra);
     std::fs::write(&conf, text).expect("write dovecot.conf");
     stack.start_imap();
+}
+
+#[test]
+fn without_move_handled_mail_is_copied_and_expunged_and_the_fallback_is_logged_once() {
+    let stack = MailStack::start();
+    reconfigure_dovecot(&stack, WITHOUT_MOVE);
     let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
         with_processed_folder(t, "Processed")
     });
@@ -1080,4 +1088,61 @@ fn a_folder_that_works_again_gets_the_waiting_mail_without_a_restart() {
     );
     assert_eq!(ticket_count(&gw), 1, "a retried move makes no ticket");
     assert!(!gw.log().contains("IMAP connection lost"), "{}", gw.log());
+}
+
+#[test]
+fn copied_mail_the_server_will_not_expunge_is_reported_once_and_not_copied_again() {
+    let stack = MailStack::start();
+    // Without MOVE, and with an ACL that takes the expunge right ("e") from the owner of
+    // the inbox: Dovecot answers UID EXPUNGE with "OK Expunge ignored: Permission denied".
+    reconfigure_dovecot(
+        &stack,
+        &format!(
+            "{WITHOUT_MOVE}mail_plugins = $mail_plugins acl\n\
+             protocol imap {{\n  mail_plugins = $mail_plugins acl\n}}\n\
+             plugin {{\n  acl = vfile\n}}\n"
+        ),
+    );
+    fetch_all(&stack, LAVORI); // the Maildir exists once someone has logged in
+    let maildir = stack.dir.join(format!("mail/{LAVORI}/Maildir"));
+    let acl = maildir.join("dovecot-acl");
+    std::fs::write(&acl, "owner lrwstipk\n").expect("write dovecot-acl");
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&maildir).expect("stat"));
+    std::os::unix::fs::chown(&acl, Some(owner), Some(owner)).expect("chown");
+
+    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
+        with_processed_folder(t, "Processed")
+    });
+    for (i, citizen) in [CITIZEN, CITIZEN2].into_iter().enumerate() {
+        let (_, raw) = citizen_mail(citizen, LAVORI, &format!("Non cancellabile {i}"), "testo");
+        send(&stack, citizen, &[LAVORI], &raw);
+        wait_tickets(&gw, i + 1);
+        gw.wait_for("the message copied to Processed", WAIT, || {
+            (fetch_folder(&stack, LAVORI, "Processed").len() == i + 1).then_some(())
+        });
+    }
+    let log = gw.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("cannot be removed from the inbox"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "once per connection:\n{log}");
+    assert!(
+        warnings[0].contains("UID EXPUNGE removed 0 of 1"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(fetch_all(&stack, LAVORI).len(), 2, "both stay in the inbox");
+    assert!(
+        flags(&stack, LAVORI)
+            .iter()
+            .all(|(_, f)| f.iter().any(|x| x.contains("Deleted"))),
+        "marked \\Deleted for whoever can expunge"
+    );
+    assert_eq!(
+        fetch_folder(&stack, LAVORI, "Processed").len(),
+        2,
+        "never copied twice"
+    );
+    assert_eq!(ticket_count(&gw), 2);
 }

@@ -910,7 +910,7 @@ async fn flag_done(
     // refusal: the next chunk would only be refused the same way.
     for chunk in rows.chunks(FLAG_CHUNK) {
         let uids: Vec<u32> = chunk.iter().map(|r| r.1).collect();
-        match flag_chunk(session, mb, &uid_set(&uids), mover).await {
+        match flag_chunk(session, mb, &uids, mover).await {
             Ok(()) => {}
             Err(FolderError::Refused { folder, answer }) => {
                 mover.retry.failed(&mb.name, &folder, answer);
@@ -934,9 +934,11 @@ fn must_create(e: &FolderError) -> bool {
 async fn flag_chunk(
     session: &mut ImapSession,
     mb: &MailboxConfig,
-    set: &str,
+    uids: &[u32],
     mover: &mut Mover<'_>,
 ) -> Result<(), FolderError> {
+    let set = uid_set(uids);
+    let set = set.as_str();
     refusable(&mb.folder, "UID STORE \\Seen", async {
         session
             .uid_store(set, "+FLAGS.SILENT (\\Seen)")
@@ -994,12 +996,24 @@ async fn flag_chunk(
         })
         .await
     };
-    match removed.await {
-        Ok(_) => Ok(()),
-        Err(FolderError::Refused {
-            folder: inbox,
-            answer,
-        }) => {
+    let refusal = match removed.await {
+        // Dovecot without the expunge right answers "OK Expunge ignored: Permission
+        // denied": only the `* n EXPUNGE` responses say what left the inbox.
+        Ok(expunged) if expunged.len() < uids.len() => Some((
+            mb.folder.clone(),
+            format!(
+                "UID EXPUNGE removed {} of {} copied message(s)",
+                expunged.len(),
+                uids.len()
+            ),
+        )),
+        Ok(_) => None,
+        Err(FolderError::Refused { folder, answer }) => Some((folder, answer)),
+        Err(e) => return Err(e),
+    };
+    match refusal {
+        None => Ok(()),
+        Some((inbox, answer)) => {
             if !mover.told_expunge {
                 tracing::warn!(
                     mailbox = %mb.name,
@@ -1012,7 +1026,6 @@ async fn flag_chunk(
             }
             Ok(())
         }
-        Err(e) => Err(e),
     }
 }
 
