@@ -190,25 +190,8 @@ async fn check_config(path: &std::path::Path, connect: bool) -> anyhow::Result<u
     let mut failed = 0;
     if connect {
         for mb in &cfg.mailboxes {
-            match crate::inbound::imap::connect(mb).await {
-                Ok((mut session, idle, _)) => {
-                    let selected = session.select(&mb.folder).await;
-                    let _ = session.logout().await;
-                    match selected {
-                        Ok(_) => println!(
-                            "ok: mailbox {:?} ({}:{}), folder {:?}{}",
-                            mb.name,
-                            mb.host,
-                            mb.port,
-                            mb.folder,
-                            if idle { ", IDLE" } else { ", no IDLE: polling" }
-                        ),
-                        Err(e) => {
-                            failed += 1;
-                            println!("FAIL: mailbox {:?}: folder {:?}: {e}", mb.name, mb.folder)
-                        }
-                    }
-                }
+            match crate::inbound::imap::check_mailbox(mb).await {
+                Ok(line) => println!("ok: {line}"),
                 Err(e) => {
                     failed += 1;
                     println!("FAIL: mailbox {:?}: {e:#}", mb.name);

@@ -833,3 +833,316 @@ fn without_idle_the_mailbox_is_polled() {
     wait_tickets(&gw, 1);
     assert!(gw.log().contains("idle=false"), "the poller says it polls");
 }
+
+/// The test config with `processed_folder = folder` on the "lavori-pubblici" mailbox.
+fn with_processed_folder(config: String, folder: &str) -> String {
+    config.replacen(
+        "poll_seconds = 1\ndefault_area",
+        &format!("poll_seconds = 1\nprocessed_folder = {folder:?}\ndefault_area"),
+        1,
+    )
+}
+
+/// Acknowledgments the citizen has received.
+fn acknowledgments(stack: &MailStack, citizen: &str) -> usize {
+    fetch_all(stack, citizen)
+        .iter()
+        .filter(|m| String::from_utf8_lossy(m).contains("[Ticket #"))
+        .count()
+}
+
+#[test]
+fn a_processed_folder_the_server_refuses_never_stops_new_mail_from_becoming_tickets() {
+    let stack = MailStack::start();
+    // Dovecot (Maildir++, separator ".") refuses '/' in a name: CREATE and MOVE answer NO.
+    let mut gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
+        with_processed_folder(t, "Processed/Rifiutata")
+    });
+    let (_, first) = citizen_mail(CITIZEN, LAVORI, "Prima segnalazione", "testo");
+    send(&stack, CITIZEN, &[LAVORI], &first);
+    wait_tickets(&gw, 1);
+    // Sent after the folder was refused: before the fix no mail was fetched any more.
+    let (_, second) = citizen_mail(CITIZEN2, LAVORI, "Seconda segnalazione", "testo");
+    send(&stack, CITIZEN2, &[LAVORI], &second);
+    wait_tickets(&gw, 2);
+    gw.wait_for("both citizens acknowledged", WAIT, || {
+        (acknowledgments(&stack, CITIZEN) == 1 && acknowledgments(&stack, CITIZEN2) == 1)
+            .then_some(())
+    });
+
+    let log = gw.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("IMAP folder cannot be used"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one WARN, not one per attempt:\n{log}");
+    assert!(
+        warnings[0].contains("Processed/Rifiutata")
+            && warnings[0].contains("must not have '/' characters"),
+        "the WARN names the folder and the server's answer: {}",
+        warnings[0]
+    );
+    assert!(
+        !log.contains("IMAP connection lost"),
+        "a refused folder is not a lost connection:\n{log}"
+    );
+    let errors = gw
+        .metric(
+            "ticketgate_imap_folder_errors_total{mailbox=\"lavori-pubblici\",folder=\"Processed/Rifiutata\"}",
+        )
+        .unwrap_or(0.0);
+    assert!(errors >= 1.0, "the refusal is counted: {errors}");
+    assert_eq!(
+        fetch_all(&stack, LAVORI).len(),
+        2,
+        "handled mail waits in the inbox"
+    );
+
+    // The operator fixes the name and restarts: the waiting moves are done, no ticket is
+    // made twice, no citizen is acknowledged twice.
+    let text = std::fs::read_to_string(&gw.config_path).expect("config");
+    std::fs::write(
+        &gw.config_path,
+        text.replace("Processed/Rifiutata", "Processed"),
+    )
+    .expect("write config");
+    gw.restart();
+    gw.wait_for("both messages in Processed", WAIT, || {
+        (fetch_folder(&stack, LAVORI, "Processed").len() == 2).then_some(())
+    });
+    assert!(fetch_all(&stack, LAVORI).is_empty(), "the inbox is empty");
+    assert_eq!(ticket_count(&gw), 2);
+    assert_eq!(
+        (
+            acknowledgments(&stack, CITIZEN),
+            acknowledgments(&stack, CITIZEN2)
+        ),
+        (1, 1)
+    );
+}
+
+#[test]
+fn a_processed_folder_with_italian_letters_is_created_and_used_in_modified_utf7() {
+    let stack = MailStack::start();
+    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
+        with_processed_folder(t, "INBOX.Già elaborati")
+    });
+    let (id, raw) = citizen_mail(CITIZEN, LAVORI, "Lampione spento", "testo");
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    wait_tickets(&gw, 1);
+    // What Dovecot stores under the wire name of RFC 3501 §5.1.3.
+    let moved = gw.wait_for("the message in INBOX.Già elaborati", WAIT, || {
+        let m = fetch_folder(&stack, LAVORI, "INBOX.Gi&AOA- elaborati");
+        (m.len() == 1).then_some(m)
+    });
+    assert!(String::from_utf8_lossy(&moved[0]).contains(&id));
+    assert!(fetch_all(&stack, LAVORI).is_empty());
+    assert!(
+        !gw.log().contains("IMAP folder cannot be used"),
+        "{}",
+        gw.log()
+    );
+    let out = gw.cli(&["check-config", "--connect"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("processed folder \"INBOX.Già elaborati\" exists"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_config_connect_creates_or_finds_the_processed_folder_and_names_a_refusal() {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    let base = std::fs::read_to_string(&gw.config_path).expect("config");
+    let check = |folder: &str| {
+        let path = gw.dir.join("check.toml");
+        std::fs::write(&path, with_processed_folder(base.clone(), folder)).expect("write");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+            .arg("--config")
+            .arg(&path)
+            .args(["check-config", "--connect"])
+            .output()
+            .expect("run");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, stdout) = check("Archivio");
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout.contains("processed folder \"Archivio\" created"),
+        "{stdout}"
+    );
+    let (ok, stdout) = check("Archivio");
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout.contains("processed folder \"Archivio\" exists"),
+        "{stdout}"
+    );
+    let (ok, stdout) = check("Archivio/Rifiutato");
+    assert!(!ok, "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("FAIL: mailbox \"lavori-pubblici\""))
+        .unwrap_or_else(|| panic!("a FAIL line: {stdout}"));
+    assert!(
+        line.contains("processed folder \"Archivio/Rifiutato\"")
+            && line.contains("CREATE")
+            && line.contains("must not have '/' characters")
+            && line.contains("separates folder levels with \".\""),
+        "{line}"
+    );
+    assert!(stdout.contains("ok: mailbox \"ambiente\""), "{stdout}");
+}
+
+/// Dovecot without MOVE in its capabilities (RFC 6851 is an extension; Courier and old
+/// servers lack it).
+const WITHOUT_MOVE: &str = "imap_capability = IMAP4rev1 LITERAL+ IDLE UIDPLUS NAMESPACE\n";
+
+/// Restarts the stack's Dovecot with `extra` appended to its configuration (`start-imap`
+/// keeps the generated dovecot.conf).
+fn reconfigure_dovecot(stack: &MailStack, extra: &str) {
+    stack.stop_imap();
+    let conf = stack.dir.join("dovecot.conf");
+    let mut text = std::fs::read_to_string(&conf).expect("dovecot.conf");
+    text.push_str(extra);
+    std::fs::write(&conf, text).expect("write dovecot.conf");
+    stack.start_imap();
+}
+
+#[test]
+fn without_move_handled_mail_is_copied_and_expunged_and_the_fallback_is_logged_once() {
+    let stack = MailStack::start();
+    reconfigure_dovecot(&stack, WITHOUT_MOVE);
+    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
+        with_processed_folder(t, "Processed")
+    });
+    for (i, citizen) in [CITIZEN, CITIZEN2].into_iter().enumerate() {
+        let (_, raw) = citizen_mail(citizen, LAVORI, &format!("Senza MOVE {i}"), "testo");
+        send(&stack, citizen, &[LAVORI], &raw);
+        wait_tickets(&gw, i + 1);
+        gw.wait_for("the message in Processed", WAIT, || {
+            (fetch_folder(&stack, LAVORI, "Processed").len() == i + 1).then_some(())
+        });
+    }
+    assert!(
+        fetch_all(&stack, LAVORI).is_empty(),
+        "UID EXPUNGE removed them from the inbox"
+    );
+    let log = gw.log();
+    assert_eq!(
+        log.matches("the server has no MOVE").count(),
+        1,
+        "said once per connection:\n{log}"
+    );
+    assert!(!log.contains("IMAP connection lost"), "{log}");
+}
+
+#[test]
+fn a_folder_that_works_again_gets_the_waiting_mail_without_a_restart() {
+    let stack = MailStack::start();
+    // The mailbox's Maildir exists once someone has logged in; then a folder directory
+    // Dovecot (user vmail) cannot enter: LIST shows it, MOVE answers NO [SERVERBUG].
+    fetch_all(&stack, LAVORI);
+    let blocked = stack.dir.join(format!("mail/{LAVORI}/Maildir/.Archivio"));
+    std::fs::create_dir(&blocked).expect("mkdir");
+    std::fs::set_permissions(
+        &blocked,
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .expect("chmod");
+    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
+        with_processed_folder(t, "Archivio")
+    });
+    let (id, raw) = citizen_mail(CITIZEN, LAVORI, "Da archiviare", "testo");
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    wait_tickets(&gw, 1);
+    gw.wait_for("the WARN about the folder", WAIT, || {
+        gw.log()
+            .contains("IMAP folder cannot be used")
+            .then_some(())
+    });
+    assert_eq!(
+        fetch_all(&stack, LAVORI).len(),
+        1,
+        "the mail waits in the inbox"
+    );
+
+    // The operator removes the broken directory; the next retry (30 s after the refusal)
+    // creates the folder and moves the mail, with no restart.
+    std::fs::remove_dir(&blocked).expect("rmdir");
+    gw.wait_for("the folder usable again", Duration::from_secs(90), || {
+        gw.log().contains("IMAP folder usable again").then_some(())
+    });
+    let moved = fetch_folder(&stack, LAVORI, "Archivio");
+    assert_eq!(moved.len(), 1);
+    assert!(String::from_utf8_lossy(&moved[0]).contains(&id));
+    assert!(fetch_all(&stack, LAVORI).is_empty());
+    assert!(
+        gw.log().contains("IMAP folder usable again"),
+        "{}",
+        gw.log()
+    );
+    assert_eq!(ticket_count(&gw), 1, "a retried move makes no ticket");
+    assert!(!gw.log().contains("IMAP connection lost"), "{}", gw.log());
+}
+
+#[test]
+fn copied_mail_the_server_will_not_expunge_is_reported_once_and_not_copied_again() {
+    let stack = MailStack::start();
+    // Without MOVE, and with an ACL that takes the expunge right ("e") from the owner of
+    // the inbox: Dovecot answers UID EXPUNGE with "OK Expunge ignored: Permission denied".
+    reconfigure_dovecot(
+        &stack,
+        &format!(
+            "{WITHOUT_MOVE}mail_plugins = $mail_plugins acl\n\
+             protocol imap {{\n  mail_plugins = $mail_plugins acl\n}}\n\
+             plugin {{\n  acl = vfile\n}}\n"
+        ),
+    );
+    fetch_all(&stack, LAVORI); // the Maildir exists once someone has logged in
+    let maildir = stack.dir.join(format!("mail/{LAVORI}/Maildir"));
+    let acl = maildir.join("dovecot-acl");
+    std::fs::write(&acl, "owner lrwstipk\n").expect("write dovecot-acl");
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&maildir).expect("stat"));
+    std::os::unix::fs::chown(&acl, Some(owner), Some(owner)).expect("chown");
+
+    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
+        with_processed_folder(t, "Processed")
+    });
+    for (i, citizen) in [CITIZEN, CITIZEN2].into_iter().enumerate() {
+        let (_, raw) = citizen_mail(citizen, LAVORI, &format!("Non cancellabile {i}"), "testo");
+        send(&stack, citizen, &[LAVORI], &raw);
+        wait_tickets(&gw, i + 1);
+        gw.wait_for("the message copied to Processed", WAIT, || {
+            (fetch_folder(&stack, LAVORI, "Processed").len() == i + 1).then_some(())
+        });
+    }
+    let log = gw.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("cannot be removed from the inbox"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "once per connection:\n{log}");
+    assert!(
+        warnings[0].contains("UID EXPUNGE removed 0 of 1"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(fetch_all(&stack, LAVORI).len(), 2, "both stay in the inbox");
+    assert!(
+        flags(&stack, LAVORI)
+            .iter()
+            .all(|(_, f)| f.iter().any(|x| x.contains("Deleted"))),
+        "marked \\Deleted for whoever can expunge"
+    );
+    assert_eq!(
+        fetch_folder(&stack, LAVORI, "Processed").len(),
+        2,
+        "never copied twice"
+    );
+    assert_eq!(ticket_count(&gw), 2);
+}

@@ -4,14 +4,18 @@
 //! store each batch raw (bytes + checkpoint in one commit), process the messages, and only
 //! then flag them `\Seen` (and MOVE them to `processed_folder`). Then IDLE when the server
 //! offers it — with a timeout, because NAT boxes and servers drop silent connections (the
-//! Delta Chat lesson) — or sleep `poll_seconds`. Any error drops the connection and reconnects
-//! with capped exponential backoff. Nothing is ever deleted on the server.
+//! Delta Chat lesson) and never longer than `poll_seconds`, the safety net for servers whose
+//! IDLE announces late — or sleep `poll_seconds`. A connection error drops the connection and
+//! reconnects with capped exponential backoff. A folder the server refuses (NO/BAD to
+//! CREATE, `\Seen`, MOVE, COPY) is not a connection error: new mail keeps becoming tickets
+//! and the flag/move of handled mail is retried on a schedule of its own (`FolderRetry`).
+//! Folder names travel in modified UTF-7 ([`utf7`]). Nothing is ever deleted on the server.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use async_imap::Session;
@@ -22,7 +26,9 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{MailboxConfig, TlsMode};
+use crate::health::{self, MailboxPhase};
 use crate::inbound::pipeline::Pipeline;
+use crate::inbound::utf7;
 use crate::store::{MailboxLock, RawIn};
 
 /// How long one IDLE lasts before we re-issue it. RFC 2177 asks clients to re-IDLE at least
@@ -66,6 +72,13 @@ const BACKOFF_CAP: Duration = Duration::from_secs(60);
 const BATCH_MESSAGES: usize = 200;
 /// …and at most about this many bytes.
 const BATCH_BYTES: u64 = 16 * 1024 * 1024;
+/// One STORE/MOVE names at most this many messages (a bounded command line).
+const FLAG_CHUNK: usize = 500;
+/// A refused folder (processed_folder, or `\Seen` on the inbox) is tried again after this,
+/// doubling…
+const FOLDER_RETRY_START: Duration = Duration::from_secs(30);
+/// …up to this.
+const FOLDER_RETRY_CAP: Duration = Duration::from_secs(15 * 60);
 
 /// A plain or TLS connection, so one `Session` type serves every `tls` mode.
 #[derive(Debug)]
@@ -182,7 +195,11 @@ pub async fn run_mailbox(
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
 ) {
+    health::set_phase(&mb.name, MailboxPhase::Starting);
     let mut backoff = BACKOFF_START;
+    // Outlives connections: a folder refused before a reconnect is still retried on its
+    // schedule after it, and still logged once.
+    let mut folders = FolderRetry::new();
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -191,7 +208,15 @@ pub async fn run_mailbox(
             return; // shutdown while waiting
         };
         let mut synced_once = false;
-        let result = session(&mb, &pipeline, &shutdown, &mut synced_once, &mut lock).await;
+        let result = session(
+            &mb,
+            &pipeline,
+            &shutdown,
+            &mut synced_once,
+            &mut lock,
+            &mut folders,
+        )
+        .await;
         // Released before any wait: another instance may poll while this one backs off.
         drop(lock);
         match result {
@@ -202,7 +227,9 @@ pub async fn run_mailbox(
                 if synced_once {
                     backoff = BACKOFF_START;
                 }
-                tracing::warn!(mailbox = %mb.name, error = format!("{e:#}"), retry_in = ?backoff, "IMAP connection lost; reconnecting");
+                let error = format!("{e:#}");
+                health::set_failing(&mb.name, &error);
+                tracing::warn!(mailbox = %mb.name, error, retry_in = ?backoff, "IMAP connection lost; reconnecting");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}
@@ -242,6 +269,7 @@ async fn lock_mailbox(
             Ok(None) => {
                 if !told {
                     tracing::info!(mailbox = %mb.name, "another instance polls this mailbox; standing by");
+                    health::set_phase(&mb.name, MailboxPhase::StandingBy);
                     told = true;
                 }
             }
@@ -263,15 +291,24 @@ async fn session(
     shutdown: &CancellationToken,
     synced_once: &mut bool,
     lock: &mut HeldLock,
+    folders: &mut FolderRetry,
 ) -> anyhow::Result<()> {
     let (mut session, has_idle, has_move) = connect(mb).await?;
     if let Some(folder) = &mb.processed_folder {
-        // Create it if missing; "already exists" is the common answer and harmless.
-        if let Ok(Err(e)) = tokio::time::timeout(COMMAND_TIMEOUT, session.create(folder)).await {
-            tracing::debug!(mailbox = %mb.name, folder, error = %e, "CREATE processed folder");
+        // Find or create it. A refusal is a folder problem, not a connection problem:
+        // tickets are still made, and the moves wait for the folder (see `FolderRetry`).
+        match ensure_folder(&mut session, folder).await {
+            Ok(found) => {
+                tracing::debug!(mailbox = %mb.name, folder, ?found, "processed folder");
+                folders.found(folder);
+            }
+            Err(FolderError::Refused { folder, answer }) => {
+                folders.failed(&mb.name, &folder, answer)
+            }
+            Err(FolderError::Connection(e)) => return Err(e),
         }
     }
-    let selected = timed(session.select(&mb.folder))
+    let selected = timed(session.select(utf7::encode(&mb.folder)))
         .await?
         .with_context(|| format!("SELECT {:?}", mb.folder))?;
     let uidvalidity = selected
@@ -290,6 +327,13 @@ async fn session(
         }
         None => 0,
     };
+    health::set_phase(&mb.name, MailboxPhase::Connected);
+    let mut mover = Mover {
+        has_move,
+        told_fallback: false,
+        told_expunge: false,
+        retry: folders,
+    };
     tracing::info!(mailbox = %mb.name, uidvalidity, last_uid, idle = has_idle && mb.idle, "IMAP mailbox selected");
 
     // Leftovers of a previous run: stored but unprocessed, processed but not flagged.
@@ -297,7 +341,7 @@ async fn session(
     for chunk in pending.chunks(BATCH_MESSAGES) {
         pipeline.process_batch(chunk).await?;
     }
-    flag_done(&mut session, mb, pipeline, uidvalidity, has_move).await?;
+    flag_done(&mut session, mb, pipeline, uidvalidity, &mut mover).await?;
 
     loop {
         if shutdown.is_cancelled() {
@@ -306,20 +350,27 @@ async fn session(
         if !lock.lock.held().await {
             anyhow::bail!("lost the mailbox lock (database connection broken)");
         }
+        // New mail first; a folder problem's retry only when its time has come, so a
+        // refused folder never delays a fetch.
         last_uid = drain(
             &mut session,
             mb,
             pipeline,
             uidvalidity,
             last_uid,
-            has_move,
+            &mut mover,
             shutdown,
         )
         .await?;
         *synced_once = true;
+        if mover.retry.retry_due() {
+            flag_done(&mut session, mb, pipeline, uidvalidity, &mut mover).await?;
+        }
         if shutdown.is_cancelled() {
             break;
         }
+        health::set_phase(&mb.name, MailboxPhase::Idle);
+        let wait = mover.retry.shorten(next_check(mb));
         if has_idle && mb.idle {
             // A message that arrives after our last FETCH is announced with `* N EXISTS`,
             // possibly before the server's `+ idling`: async-imap files such responses
@@ -327,14 +378,18 @@ async fn session(
             // before waiting, or that message would sit until the IDLE timeout.
             let unsolicited = session.unsolicited_responses.clone();
             if new_mail_announced(&unsolicited) {
+                health::set_phase(&mb.name, MailboxPhase::Connected);
                 continue;
             }
             let mut handle = session.idle();
             timed(handle.init()).await?.context("IDLE")?;
             if !new_mail_announced(&unsolicited) {
-                let (wait, interrupt) = handle.wait_with_timeout(IDLE_TIMEOUT);
+                // Ends after `wait` even without news: the next round's FETCH is the poll
+                // that catches mail a server announces late or never (Cyrus tells IDLE
+                // clients about new mail only every 60 s by default).
+                let (idle_wait, interrupt) = handle.wait_with_timeout(wait);
                 let response = tokio::select! {
-                    r = wait => Some(r),
+                    r = idle_wait => Some(r),
                     _ = shutdown.cancelled() => None,
                 };
                 drop(interrupt);
@@ -350,13 +405,21 @@ async fn session(
         } else {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep(Duration::from_secs(mb.poll_seconds)) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
+        health::set_phase(&mb.name, MailboxPhase::Connected);
     }
     // Best effort: the server closes it anyway.
     let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
     Ok(())
+}
+
+/// The longest wait before looking for new mail again: `poll_seconds`, also while IDLE
+/// (a safety net for servers whose IDLE announces late), and never longer than RFC 2177's
+/// re-IDLE bound.
+fn next_check(mb: &MailboxConfig) -> Duration {
+    IDLE_TIMEOUT.min(Duration::from_secs(mb.poll_seconds.max(1)))
 }
 
 /// Drains the unsolicited responses; true if any said the mailbox grew.
@@ -390,7 +453,7 @@ async fn drain(
     pipeline: &Pipeline,
     uidvalidity: u32,
     mut last_uid: u32,
-    has_move: bool,
+    mover: &mut Mover<'_>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<u32> {
     // Sizes first, so over-limit messages are fetched as header only and batches stay
@@ -464,7 +527,7 @@ async fn drain(
         // holding these bytes (up to BATCH_BYTES) through processing only raises peak memory.
         drop(fetched);
         pipeline.process_batch(&ids).await?;
-        flag_done(session, mb, pipeline, uidvalidity, has_move).await?;
+        flag_done(session, mb, pipeline, uidvalidity, mover).await?;
     }
     Ok(last_uid)
 }
@@ -512,14 +575,316 @@ async fn fetch_bodies(
     Ok(out)
 }
 
+/// A folder command's failure, split by what the poller must do about it.
+#[derive(Debug)]
+enum FolderError {
+    /// The server answered NO or BAD about `folder` (it does not exist, cannot be created,
+    /// the name is invalid, a right is missing): the connection is fine, new mail can still
+    /// be fetched, and the command is retried later.
+    Refused { folder: String, answer: String },
+    /// The connection failed (I/O, timeout, a response that cannot be parsed): reconnect.
+    Connection(anyhow::Error),
+}
+
+/// Runs one command about `folder`; a NO or BAD becomes [`FolderError::Refused`].
+async fn refusable<T>(
+    folder: &str,
+    command: &str,
+    f: impl std::future::Future<Output = Result<T, async_imap::error::Error>>,
+) -> Result<T, FolderError> {
+    use async_imap::error::Error as ImapError;
+    match timed(f).await {
+        Err(e) => Err(FolderError::Connection(e.context(command.to_owned()))),
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(ImapError::No(text) | ImapError::Bad(text))) => Err(FolderError::Refused {
+            folder: folder.to_owned(),
+            // TRYCREATE (RFC 3501 §7.1) is the one response code acted upon: the target
+            // of a COPY/MOVE does not exist.
+            answer: if text.contains("TryCreate") {
+                format!("{command}: [TRYCREATE] {}", server_answer(&text))
+            } else {
+                format!("{command}: {}", server_answer(&text))
+            },
+        }),
+        // The name could not even be sent (a line break in it): no server will take it.
+        Ok(Err(ImapError::Validate(v))) => Err(FolderError::Refused {
+            folder: folder.to_owned(),
+            answer: format!("{command}: {v}"),
+        }),
+        Ok(Err(e)) => Err(FolderError::Connection(
+            anyhow::Error::new(e).context(format!("{command} {folder:?}")),
+        )),
+    }
+}
+
+/// The server's words out of async-imap's `code: …, info: Some("…")` rendering of a NO/BAD
+/// (the text is what an operator can search for; the parsed code adds nothing to it).
+fn server_answer(text: &str) -> String {
+    const INFO: &str = "info: Some(\"";
+    match text.find(INFO) {
+        Some(at) => {
+            let info = text.get(at + INFO.len()..).unwrap_or_default();
+            info.strip_suffix("\")").unwrap_or(info).to_owned()
+        }
+        None => text.to_owned(),
+    }
+}
+
+/// Whether [`ensure_folder`] found the folder or made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FolderFound {
+    Exists,
+    Created,
+}
+
+/// Finds `folder` with LIST, creates it if missing.
+async fn ensure_folder(
+    session: &mut ImapSession,
+    folder: &str,
+) -> Result<FolderFound, FolderError> {
+    use async_imap::types::NameAttribute;
+    let wire = utf7::encode(folder);
+    // The pattern is sent as is by async-imap: quote it (RFC 3501 §4.3). `*` and `%` in a
+    // name would be wildcards, so the answer is filtered for the exact name.
+    let pattern = format!("\"{}\"", wire.replace('\\', "\\\\").replace('"', "\\\""));
+    let names = refusable(folder, "LIST", async {
+        session
+            .list(Some(""), Some(&pattern))
+            .await?
+            .try_collect::<Vec<_>>()
+            .await
+    })
+    .await?;
+    // Compared decoded (RFC 3501 §5.1.3): a server may encode a name differently.
+    let same = |n: &str| match utf7::decode(n) {
+        Ok(name) if folder.eq_ignore_ascii_case("INBOX") => name.eq_ignore_ascii_case("INBOX"),
+        Ok(name) => name == folder,
+        Err(_) => n == wire,
+    };
+    if let Some(found) = names.iter().find(|n| same(n.name())) {
+        if found
+            .attributes()
+            .iter()
+            .any(|a| matches!(a, NameAttribute::NoSelect))
+        {
+            return Err(FolderError::Refused {
+                folder: folder.to_owned(),
+                answer: "LIST: \\Noselect (the name exists but cannot hold messages)".into(),
+            });
+        }
+        return Ok(FolderFound::Exists);
+    }
+    match refusable(folder, "CREATE", session.create(&wire)).await {
+        Ok(()) => Ok(FolderFound::Created),
+        // Listed by nobody, yet there (e.g. hidden from LIST by an ACL): usable.
+        Err(FolderError::Refused { answer, .. })
+            if answer.contains("ALREADYEXISTS")
+                || answer.to_ascii_lowercase().contains("already exists") =>
+        {
+            Ok(FolderFound::Exists)
+        }
+        Err(FolderError::Refused { folder, answer }) => {
+            // A hint for the most common mistake: the wrong hierarchy separator.
+            let hint = match hierarchy_separator(session).await {
+                Some(sep) => format!(" (this server separates folder levels with {sep:?})"),
+                None => String::new(),
+            };
+            Err(FolderError::Refused {
+                folder,
+                answer: format!("{answer}{hint}"),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The server's hierarchy separator (`LIST "" ""`, RFC 3501 §6.3.8), if it says.
+async fn hierarchy_separator(session: &mut ImapSession) -> Option<String> {
+    let names = timed(async {
+        session
+            .list(Some(""), Some("\"\""))
+            .await?
+            .try_collect::<Vec<_>>()
+            .await
+    })
+    .await
+    .ok()?
+    .ok()?;
+    names.iter().find_map(|n| n.delimiter().map(str::to_owned))
+}
+
+/// Checks a mailbox for `check-config --connect`: login, SELECT of `folder`, and
+/// `processed_folder` found or created. The line to print, or what failed with the
+/// server's answer.
+pub async fn check_mailbox(mb: &MailboxConfig) -> anyhow::Result<String> {
+    let (mut session, idle, has_move) = connect(mb).await?;
+    let checked = check_folders(&mut session, mb).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
+    let processed = checked?;
+    let mut line = format!(
+        "mailbox {:?} ({}:{}), folder {:?}{}",
+        mb.name,
+        mb.host,
+        mb.port,
+        mb.folder,
+        if idle { ", IDLE" } else { ", no IDLE: polling" }
+    );
+    if let Some((folder, found)) = processed {
+        let found = match found {
+            FolderFound::Exists => "exists",
+            FolderFound::Created => "created",
+        };
+        line.push_str(&format!(", processed folder {folder:?} {found}"));
+        if !has_move {
+            line.push_str(" (no MOVE: COPY + \\Deleted + UID EXPUNGE)");
+        }
+    }
+    Ok(line)
+}
+
+async fn check_folders(
+    session: &mut ImapSession,
+    mb: &MailboxConfig,
+) -> anyhow::Result<Option<(String, FolderFound)>> {
+    match refusable(
+        &mb.folder,
+        "SELECT",
+        session.select(utf7::encode(&mb.folder)),
+    )
+    .await
+    {
+        Ok(_) => {}
+        Err(FolderError::Refused { folder, answer }) => bail!("folder {folder:?}: {answer}"),
+        Err(FolderError::Connection(e)) => return Err(e),
+    }
+    let Some(folder) = &mb.processed_folder else {
+        return Ok(None);
+    };
+    match ensure_folder(session, folder).await {
+        Ok(found) => Ok(Some((folder.clone(), found))),
+        Err(FolderError::Refused { folder, answer }) => {
+            bail!("processed folder {folder:?}: {answer}")
+        }
+        Err(FolderError::Connection(e)) => Err(e),
+    }
+}
+
+/// A folder the poller cannot use, retried on a schedule of its own.
+///
+/// Handled mail waits (flagged in the store as not yet done on the server) while new mail
+/// keeps becoming tickets: nothing about the folder may stop the fetch. The retry is
+/// bounded — one attempt at a time, exponential backoff from [`FOLDER_RETRY_START`] to
+/// [`FOLDER_RETRY_CAP`] — and logged at WARN once per folder, not once per attempt.
+struct FolderRetry {
+    /// The folder that was refused, while it is.
+    folder: Option<String>,
+    /// No attempt before this.
+    next_try: Instant,
+    /// The wait after the next refusal.
+    delay: Duration,
+}
+
+impl FolderRetry {
+    fn new() -> FolderRetry {
+        FolderRetry {
+            folder: None,
+            next_try: Instant::now(),
+            delay: FOLDER_RETRY_START,
+        }
+    }
+
+    /// May handled mail be flagged/moved now? (Always, unless a folder is being waited for.)
+    fn may_try(&self) -> bool {
+        self.folder.is_none() || Instant::now() >= self.next_try
+    }
+
+    /// A refused folder's retry is due.
+    fn retry_due(&self) -> bool {
+        self.folder.is_some() && Instant::now() >= self.next_try
+    }
+
+    /// `wait`, shortened to end when the retry is due.
+    fn shorten(&self, wait: Duration) -> Duration {
+        if self.folder.is_none() {
+            return wait;
+        }
+        let until = self.next_try.saturating_duration_since(Instant::now());
+        wait.min(until.max(Duration::from_secs(1)))
+    }
+
+    /// `folder` was found or created at connect: if it is the one waited for, the moves
+    /// are tried at once (the operator fixed it) instead of at the end of the backoff.
+    fn found(&mut self, folder: &str) {
+        if self.folder.as_deref() == Some(folder) {
+            self.next_try = Instant::now();
+        }
+    }
+
+    fn failed(&mut self, mailbox: &str, folder: &str, answer: String) {
+        metrics::counter!(
+            "ticketgate_imap_folder_errors_total",
+            "mailbox" => mailbox.to_owned(),
+            "folder" => folder.to_owned()
+        )
+        .increment(1);
+        if self.folder.as_deref() == Some(folder) {
+            tracing::debug!(mailbox, folder, answer, retry_in = ?self.delay, "IMAP folder still refused");
+        } else {
+            tracing::warn!(
+                mailbox,
+                folder,
+                answer,
+                retry_in = ?self.delay,
+                "IMAP folder cannot be used; new mail still becomes tickets, handled mail stays \
+                 where it is and is flagged/moved once the folder works (retried in the background)"
+            );
+            self.folder = Some(folder.to_owned());
+        }
+        health::set_folder_problem(mailbox, Some(format!("{folder}: {answer}")));
+        self.next_try = Instant::now() + self.delay;
+        self.delay = (self.delay * 2).min(FOLDER_RETRY_CAP);
+    }
+
+    fn succeeded(&mut self, mailbox: &str, done: usize) {
+        if let Some(folder) = self.folder.take() {
+            tracing::info!(
+                mailbox,
+                folder,
+                messages = done,
+                "IMAP folder usable again; handled mail flagged and moved"
+            );
+            health::set_folder_problem(mailbox, None);
+        }
+        self.delay = FOLDER_RETRY_START;
+    }
+}
+
+/// How handled mail leaves the inbox on this connection, and what was already said about it.
+struct Mover<'a> {
+    has_move: bool,
+    /// The COPY fallback was logged (once per connection).
+    told_fallback: bool,
+    /// A refused UID EXPUNGE was logged (once per connection).
+    told_expunge: bool,
+    retry: &'a mut FolderRetry,
+}
+
 /// Flags handled messages `\Seen` (and moves them), then records that it was done.
+///
+/// A folder the server refuses is not an error of the session: it is recorded in
+/// [`FolderRetry`] and tried again later, and this returns `Ok` so the caller fetches new
+/// mail. The store knows which UIDs are handled (`server_done`), so a move that is retried
+/// later never makes a ticket again; it only finishes the server side.
 async fn flag_done(
     session: &mut ImapSession,
     mb: &MailboxConfig,
     pipeline: &Pipeline,
     uidvalidity: u32,
-    has_move: bool,
+    mover: &mut Mover<'_>,
 ) -> anyhow::Result<()> {
+    if !mover.retry.may_try() {
+        return Ok(());
+    }
     let rows = pipeline
         .store()
         .unflagged_raw(&mb.name, uidvalidity)
@@ -527,51 +892,141 @@ async fn flag_done(
     if rows.is_empty() {
         return Ok(());
     }
-    let uids: Vec<u32> = rows.iter().map(|r| r.1).collect();
-    let set = uid_set(&uids);
-    timed(async {
+    // A retry of the processed folder finds or creates it first: it may have been refused
+    // at connect (CREATE) or removed since, and a MOVE to a missing folder only fails again.
+    if let Some(folder) = &mb.processed_folder {
+        if mover.retry.folder.as_deref() == Some(folder.as_str()) {
+            match ensure_folder(session, folder).await {
+                Ok(_) => {}
+                Err(FolderError::Refused { folder, answer }) => {
+                    mover.retry.failed(&mb.name, &folder, answer);
+                    return Ok(());
+                }
+                Err(FolderError::Connection(e)) => return Err(e),
+            }
+        }
+    }
+    // Bounded commands (a UID set of at most FLAG_CHUNK messages), stopping at the first
+    // refusal: the next chunk would only be refused the same way.
+    for chunk in rows.chunks(FLAG_CHUNK) {
+        let uids: Vec<u32> = chunk.iter().map(|r| r.1).collect();
+        match flag_chunk(session, mb, &uids, mover).await {
+            Ok(()) => {}
+            Err(FolderError::Refused { folder, answer }) => {
+                mover.retry.failed(&mb.name, &folder, answer);
+                return Ok(());
+            }
+            Err(FolderError::Connection(e)) => return Err(e),
+        }
+        let ids: Vec<i64> = chunk.iter().map(|r| r.0).collect();
+        pipeline.store().mark_server_done(&ids).await?;
+    }
+    mover.retry.succeeded(&mb.name, rows.len());
+    Ok(())
+}
+
+/// The server said the target folder does not exist (it was removed since the connection
+/// found or created it, or its LIST was stale): create it and try once more.
+fn must_create(e: &FolderError) -> bool {
+    matches!(e, FolderError::Refused { answer, .. } if answer.contains("[TRYCREATE]"))
+}
+
+async fn flag_chunk(
+    session: &mut ImapSession,
+    mb: &MailboxConfig,
+    uids: &[u32],
+    mover: &mut Mover<'_>,
+) -> Result<(), FolderError> {
+    let set = uid_set(uids);
+    let set = set.as_str();
+    refusable(&mb.folder, "UID STORE \\Seen", async {
         session
-            .uid_store(&set, "+FLAGS.SILENT (\\Seen)")
+            .uid_store(set, "+FLAGS.SILENT (\\Seen)")
             .await?
             .try_collect::<Vec<_>>()
             .await
     })
-    .await?
-    .context("UID STORE \\Seen")?;
-    if let Some(folder) = &mb.processed_folder {
-        if has_move {
-            timed(session.uid_mv(&set, folder))
+    .await?;
+    let Some(folder) = &mb.processed_folder else {
+        return Ok(());
+    };
+    let wire = utf7::encode(folder);
+    if mover.has_move {
+        return match refusable(folder, "UID MOVE", session.uid_mv(set, &wire)).await {
+            Err(e) if must_create(&e) => {
+                refusable(folder, "CREATE", session.create(&wire)).await?;
+                refusable(folder, "UID MOVE", session.uid_mv(set, &wire)).await
+            }
+            other => other,
+        };
+    }
+    // Without MOVE (RFC 6851), COPY then mark \Deleted and expunge just those UIDs:
+    // the message exists in the processed folder before it leaves the inbox.
+    if !mover.told_fallback {
+        tracing::info!(mailbox = %mb.name, folder, "the server has no MOVE: moving handled mail by COPY, \\Deleted and UID EXPUNGE");
+        mover.told_fallback = true;
+    }
+    match refusable(folder, "UID COPY", session.uid_copy(set, &wire)).await {
+        Err(e) if must_create(&e) => {
+            refusable(folder, "CREATE", session.create(&wire)).await?;
+            refusable(folder, "UID COPY", session.uid_copy(set, &wire)).await?;
+        }
+        other => other?,
+    }
+    // Copied: the message is safe in the processed folder. If it cannot leave the inbox,
+    // copying it again on a retry would only duplicate it, so this is logged and counted
+    // as done: it stays in both folders (flagged \Seen, and \Deleted if that was taken).
+    let removed = async {
+        refusable(&mb.folder, "UID STORE \\Deleted", async {
+            session
+                .uid_store(set, "+FLAGS.SILENT (\\Deleted)")
                 .await?
-                .with_context(|| format!("UID MOVE to {folder:?}"))?;
-        } else {
-            // Without MOVE (RFC 6851), COPY then mark \Deleted and expunge just those UIDs:
-            // the message exists in the processed folder before it leaves the inbox.
-            timed(session.uid_copy(&set, folder))
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await?;
+        // UID EXPUNGE needs UIDPLUS (RFC 4315); a plain EXPUNGE could remove messages
+        // someone else marked \Deleted, so it is never sent instead.
+        refusable(&mb.folder, "UID EXPUNGE", async {
+            session
+                .uid_expunge(set)
                 .await?
-                .with_context(|| format!("UID COPY to {folder:?}"))?;
-            timed(async {
-                session
-                    .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
-                    .await?
-                    .try_collect::<Vec<_>>()
-                    .await
-            })
-            .await?
-            .context("UID STORE \\Deleted")?;
-            timed(async {
-                session
-                    .uid_expunge(&set)
-                    .await?
-                    .try_collect::<Vec<_>>()
-                    .await
-            })
-            .await?
-            .context("UID EXPUNGE")?;
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await
+    };
+    let refusal = match removed.await {
+        // Dovecot without the expunge right answers "OK Expunge ignored: Permission
+        // denied": only the `* n EXPUNGE` responses say what left the inbox.
+        Ok(expunged) if expunged.len() < uids.len() => Some((
+            mb.folder.clone(),
+            format!(
+                "UID EXPUNGE removed {} of {} copied message(s)",
+                expunged.len(),
+                uids.len()
+            ),
+        )),
+        Ok(_) => None,
+        Err(FolderError::Refused { folder, answer }) => Some((folder, answer)),
+        Err(e) => return Err(e),
+    };
+    match refusal {
+        None => Ok(()),
+        Some((inbox, answer)) => {
+            if !mover.told_expunge {
+                tracing::warn!(
+                    mailbox = %mb.name,
+                    folder = inbox,
+                    answer,
+                    "handled mail was copied to the processed folder but cannot be removed \
+                     from the inbox: it stays in both"
+                );
+                mover.told_expunge = true;
+            }
+            Ok(())
         }
     }
-    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-    pipeline.store().mark_server_done(&ids).await?;
-    Ok(())
 }
 
 /// `1:3,7,9:10` from sorted or unsorted UIDs.
@@ -603,7 +1058,89 @@ pub fn uid_set(uids: &[u32]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::uid_set;
+    use super::*;
+
+    #[test]
+    fn a_refused_folder_is_retried_later_with_growing_waits_and_cleared_by_a_success() {
+        let name = "imap-test-folder-retry";
+        let mut retry = FolderRetry::new();
+        assert!(retry.may_try() && !retry.retry_due(), "nothing refused yet");
+        assert_eq!(
+            retry.shorten(Duration::from_secs(60)),
+            Duration::from_secs(60)
+        );
+
+        retry.failed(name, "Processed/x", "UID MOVE: Invalid mailbox name".into());
+        assert!(!retry.may_try(), "no attempt before the retry is due");
+        assert!(retry.shorten(Duration::from_secs(3600)) <= FOLDER_RETRY_START);
+        assert_eq!(retry.delay, FOLDER_RETRY_START * 2, "the next wait doubles");
+        let problem = health::snapshot()
+            .into_iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.folder_problem);
+        assert_eq!(
+            problem.as_deref(),
+            Some("Processed/x: UID MOVE: Invalid mailbox name")
+        );
+        for _ in 0..20 {
+            retry.failed(name, "Processed/x", "UID MOVE: still".into());
+        }
+        assert_eq!(retry.delay, FOLDER_RETRY_CAP, "the wait is capped");
+
+        retry.found("Another");
+        assert!(!retry.may_try(), "another folder found changes nothing");
+        retry.found("Processed/x");
+        assert!(
+            retry.may_try() && retry.retry_due(),
+            "the folder found at connect is tried at once"
+        );
+        retry.succeeded(name, 3);
+        assert!(retry.may_try() && !retry.retry_due());
+        assert_eq!(retry.delay, FOLDER_RETRY_START);
+        let problem = health::snapshot()
+            .into_iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.folder_problem);
+        assert_eq!(problem, None, "/healthz no longer reports it");
+    }
+
+    fn mailbox(poll_seconds: u64) -> MailboxConfig {
+        serde_json::from_value(serde_json::json!({
+            "name": "m", "host": "127.0.0.1", "port": 143, "tls": "none",
+            "username": "u", "password": "p", "poll_seconds": poll_seconds,
+        }))
+        .expect("a mailbox")
+    }
+
+    #[test]
+    fn while_idle_new_mail_is_still_looked_for_every_poll_seconds() {
+        // Cyrus announces new mail to IDLE clients only every 60 s by default: the IDLE
+        // wait ends after poll_seconds so that the next FETCH finds it.
+        assert_eq!(next_check(&mailbox(10)), Duration::from_secs(10));
+        assert_eq!(next_check(&mailbox(60)), Duration::from_secs(60));
+        // RFC 2177's re-IDLE bound still applies to a long poll.
+        assert_eq!(next_check(&mailbox(3600)), IDLE_TIMEOUT);
+        // A folder retry due sooner shortens the wait (never below a second).
+        let mut retry = FolderRetry::new();
+        retry.failed("imap-test-next-check", "P", "refused".into());
+        assert!(retry.shorten(next_check(&mailbox(3600))) <= FOLDER_RETRY_START);
+        retry.next_try = Instant::now();
+        assert_eq!(
+            retry.shorten(next_check(&mailbox(60))),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn the_servers_answer_is_taken_out_of_async_imaps_rendering() {
+        assert_eq!(
+            server_answer(
+                r#"code: None, info: Some("[CANNOT] Invalid mailbox name (0.001 secs).")"#
+            ),
+            "[CANNOT] Invalid mailbox name (0.001 secs)."
+        );
+        assert_eq!(server_answer("Permission denied"), "Permission denied");
+    }
 
     #[test]
     fn uid_sets_compress_runs() {

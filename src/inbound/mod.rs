@@ -4,3 +4,4 @@
 pub mod imap;
 pub mod ingest;
 pub mod pipeline;
+pub mod utf7;
