@@ -321,11 +321,10 @@ fn on_cyrus_handled_mail_is_moved_to_a_processed_folder_under_inbox() {
 }
 
 /// The example's `processed_folder = "Processed"` cannot be created on Cyrus (a top-level
-/// folder: `NO Permission denied`). Before h/imap the first mail became a ticket, its MOVE
+/// folder: `NO Permission denied`). Before the folder fix the first mail became a ticket, its MOVE
 /// failed, and every reconnect retried that MOVE before fetching anything new: the second
 /// mail never became a ticket.
 #[test]
-#[ignore = "needs h/imap"]
 fn on_cyrus_a_processed_folder_that_cannot_be_created_never_blocks_new_mail() {
     let stack = cyrus();
     let gw = Gateway::start_edited(
@@ -352,7 +351,6 @@ fn on_cyrus_a_processed_folder_that_cannot_be_created_never_blocks_new_mail() {
 /// Cyrus's IDLE announces new mail only every `imapidlepoll` (60 s): with IDLE on, the
 /// gateway's poll every `poll_seconds` while idling must find it first.
 #[test]
-#[ignore = "needs h/imap"]
 fn on_cyrus_with_idle_on_new_mail_becomes_a_ticket_before_cyrus_announces_it() {
     let stack = cyrus();
     let gw = Gateway::start(&stack); // IDLE on, poll_seconds = 1
