@@ -12,16 +12,36 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
 use crate::app;
-use crate::config::{Config, Severity};
+use crate::config::{Config, ConfigError, Severity};
 use crate::domain::rfc3339;
 use crate::inbound::ingest::ingest_stdin;
 use crate::inbound::pipeline::{Outcome, Pipeline};
-use crate::store::{Store, TicketView};
+use crate::store::{Store, StoreError, TicketView};
 
 /// sysexits.h EX_TEMPFAIL: the MTA keeps the message and retries.
 pub const EX_TEMPFAIL: u8 = 75;
-/// sysexits.h EX_CONFIG.
+/// sysexits.h EX_CONFIG: the configuration (or what it points at) must be fixed first. The
+/// documented systemd unit has `RestartPreventExitStatus=78`, so a bad file is not restarted
+/// every two seconds.
 pub const EX_CONFIG: u8 = 78;
+
+/// Something the operator must set up before a command can run: a database that does not
+/// exist, a mailbox name that is not configured. Exit code [`EX_CONFIG`], like a bad file.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SetupError(pub String);
+
+/// The exit code for an error that ended a command: [`EX_CONFIG`] for a configuration or
+/// setup problem (retrying cannot help), 1 for anything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.chain()
+        .any(|c| c.is::<ConfigError>() || c.is::<SetupError>())
+    {
+        EX_CONFIG
+    } else {
+        1
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -132,7 +152,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Ticket { command } => {
             let cfg = load_config(&cli.config)?;
-            let store = app::open_store(&cfg).await?;
+            let store = open_existing_store(&cfg).await?;
             match command {
                 TicketCommand::List { format, limit } => {
                     ticket_list(&store, format, limit.unwrap_or(i64::MAX)).await
@@ -144,7 +164,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Quarantine { command } => {
             let cfg = Arc::new(load_config(&cli.config)?);
-            let store = app::open_store(&cfg).await?;
+            let store = open_existing_store(&cfg).await?;
             match command {
                 QuarantineCommand::List { format } => quarantine_list(&store, format).await,
                 QuarantineCommand::Retry { id } => {
@@ -165,6 +185,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
         }
     }
+}
+
+/// The database of a command that reads (or changes) what is there: never created, never
+/// migrated. A missing or unmigrated database is a [`SetupError`] naming the (redacted) url.
+async fn open_existing_store(cfg: &Config) -> anyhow::Result<Store> {
+    let url = app::redact_url(&cfg.database.url);
+    match Store::open_existing(&cfg.database.url, cfg.database.max_connections).await {
+        Ok(store) => Ok(store),
+        Err(e @ (StoreError::Missing(_) | StoreError::NotMigrated(_))) => Err(SetupError(format!(
+            "database {url}: {e}. Check database.url; `ticketgate migrate` creates or \
+                 upgrades the database"
+        ))
+        .into()),
+        Err(e) => Err(anyhow::Error::from(e).context(format!("opening the database {url}"))),
+    }
+}
+
+/// The names `ingest --mailbox` accepts: a `[[mailbox]]` name (its `default_area` and PEC
+/// reading apply) or an area slug (pipe delivery for an area without an IMAP mailbox, as in
+/// the README's Postfix example). Anything else would store mail under a name nothing knows.
+fn ingest_names(cfg: &Config) -> Vec<&str> {
+    let mut names: Vec<&str> = cfg.mailboxes.iter().map(|m| m.name.as_str()).collect();
+    for a in &cfg.areas {
+        if !names.contains(&a.slug.as_str()) {
+            names.push(&a.slug);
+        }
+    }
+    // Reports made on the web page are recorded under this name: mail must never pose as one.
+    names.retain(|n| *n != crate::inbound::pipeline::WEB_MAILBOX);
+    names
 }
 
 async fn check_config(path: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
@@ -240,10 +290,27 @@ async fn check_config(path: &std::path::Path, connect: bool) -> anyhow::Result<u
     Ok(0)
 }
 
-/// `ingest`: any failure before the raw message is committed is EX_TEMPFAIL.
+/// `ingest`: a bad configuration or an unknown mailbox name is EX_CONFIG (nothing stored;
+/// Postfix defers on it too, so the message waits in its queue until the operator fixes
+/// it); any other failure before the raw message is committed is EX_TEMPFAIL.
 async fn ingest(path: &std::path::Path, mailbox: &str) -> u8 {
+    let cfg = match load_config(path) {
+        Ok(cfg) => Arc::new(cfg),
+        Err(e) => {
+            eprintln!("ticketgate ingest: message not stored: {e:#}");
+            return EX_CONFIG;
+        }
+    };
+    let names = ingest_names(&cfg);
+    if !names.contains(&mailbox) {
+        eprintln!(
+            "ticketgate ingest: message not stored: {mailbox:?} is neither a [[mailbox]] name \
+             nor an area slug; known: {}",
+            names.join(", ")
+        );
+        return EX_CONFIG;
+    }
     let result: anyhow::Result<(i64, Outcome)> = async {
-        let cfg = Arc::new(load_config(path)?);
         let store = app::open_store(&cfg).await?;
         let pipeline = Pipeline::new(
             store,

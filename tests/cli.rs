@@ -1,0 +1,233 @@
+//! The operator's command line, run as the built binary: exit codes, databases that must
+//! exist, `ingest --mailbox` names, every configuration mistake at once, `check-config
+//! --connect` beyond the mail servers, and a quarantine an operator can read.
+//!
+//! Most tests need no mail server: they are about what the CLI does before it would talk to
+//! one. Where mail must be handled, it arrives through `ingest` (the real pipe-delivery path).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use support::gateway::{LAVORI, SECRET, STAFF_LAVORI};
+
+/// A scratch directory with a configuration file in it.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+/// A valid configuration whose database and attachments live in `dir`. The mailbox
+/// `imap-lavori` is deliberately named apart from the area slug `lavori-pubblici`, so that
+/// both kinds of `ingest --mailbox` names are exercised.
+fn config_text(dir: &Path) -> String {
+    format!(
+        r#"
+[database]
+url = "sqlite://{dir}/ticketgate.db"
+
+[storage]
+dir = "{dir}/attachments"
+
+[security]
+secret = "{SECRET}"
+
+[smtp]
+host = "127.0.0.1"
+port = 2525
+tls = "none"
+
+[[mailbox]]
+name = "imap-lavori"
+host = "127.0.0.1"
+port = 1143
+tls = "none"
+username = "lavori"
+password = "a-real-password"
+
+[[area]]
+slug = "lavori-pubblici"
+name = "Lavori pubblici"
+addresses = ["{LAVORI}"]
+staff = ["{STAFF_LAVORI}", "anna.bianchi@comune.test"]
+"#,
+        dir = dir.display()
+    )
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::Builder::new()
+            .prefix("tg-cli-")
+            .tempdir()
+            .expect("temp dir");
+        let setup = Setup { dir };
+        setup.write_config(&config_text(setup.dir.path()));
+        setup
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.path().join("ticketgate.toml")
+    }
+
+    fn db_path(&self) -> PathBuf {
+        self.path().join("ticketgate.db")
+    }
+
+    fn write_config(&self, text: &str) {
+        std::fs::write(self.config_path(), text).expect("write config");
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[], None)
+    }
+
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ticketgate");
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(bytes) = stdin {
+            input.write_all(bytes).expect("write stdin");
+        }
+        drop(input);
+        child.wait_with_output().expect("ticketgate output")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {}", text(&out)))
+    }
+
+    fn migrate(&self) {
+        let out = self.run(&["migrate"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+}
+
+/// stdout and stderr, for assertion messages and searches.
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn citizen_mail(to: &str, subject: &str) -> Vec<u8> {
+    format!(
+        "From: Anna Verdi <anna.verdi@citizen.test>\r\nTo: {to}\r\nSubject: {subject}\r\n\
+         Message-ID: <{}>\r\nDate: Mon, 07 Dec 2026 10:00:00 +0100\r\n\r\n\
+         Una buca in via Roma.\r\n",
+        support::mail::unique_id()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn serve_and_migrate_exit_78_on_a_bad_configuration_and_create_nothing() {
+    let s = Setup::new();
+    s.write_config(&config_text(s.path()).replace(SECRET, "short"));
+    for command in ["serve", "migrate"] {
+        let out = s.run(&[command]);
+        assert_eq!(out.status.code(), Some(78), "{command}: {}", text(&out));
+        assert!(text(&out).contains("security.secret"), "{}", text(&out));
+    }
+    assert!(!s.db_path().exists(), "no database was created");
+}
+
+#[test]
+fn commands_that_read_never_create_a_missing_sqlite_database() {
+    let s = Setup::new();
+    for args in [
+        &["ticket", "list"][..],
+        &["ticket", "show", "2026-000001"],
+        &["quarantine", "list"],
+    ] {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {}", text(&out));
+        let said = text(&out);
+        assert!(said.contains("does not exist"), "{said}");
+        assert!(said.contains(&s.db_path().display().to_string()), "{said}");
+        assert!(!s.db_path().exists(), "{args:?} created the database");
+    }
+    // Once migrated, the same command reads it.
+    s.migrate();
+    assert_eq!(
+        s.json(&["ticket", "list", "--format", "json"]),
+        Value::Array(vec![])
+    );
+}
+
+#[test]
+fn commands_that_read_refuse_a_missing_postgresql_database_and_hide_its_password() {
+    let server = support::postgres::PgServer::shared();
+    let s = Setup::new();
+    let url = format!(
+        "postgres://ticketgate:{}@127.0.0.1:{}/tg_no_such_database",
+        server.password, server.port
+    );
+    let out = s.run_with(
+        &["ticket", "list"],
+        &[("TICKETGATE__DATABASE__URL", &url)],
+        None,
+    );
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(78), "{said}");
+    assert!(said.contains("does not exist"), "{said}");
+    assert!(said.contains("tg_no_such_database"), "{said}");
+    assert!(!said.contains(&server.password), "password shown: {said}");
+}
+
+#[test]
+fn ingest_refuses_a_mailbox_name_that_is_not_configured_and_stores_nothing() {
+    let s = Setup::new();
+    s.migrate();
+    let out = s.run_with(
+        &["ingest", "--mailbox", "lavori-pubbici"],
+        &[],
+        Some(&citizen_mail(LAVORI, "Con un nome sbagliato")),
+    );
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(78), "{said}");
+    assert!(said.contains("imap-lavori"), "known names listed: {said}");
+    assert!(
+        said.contains("lavori-pubblici"),
+        "known names listed: {said}"
+    );
+    assert_eq!(
+        s.json(&["ticket", "list", "--format", "json"]),
+        Value::Array(vec![])
+    );
+    assert_eq!(
+        s.json(&["quarantine", "list", "--format", "json"]),
+        Value::Array(vec![])
+    );
+
+    // Both documented kinds of name work: a [[mailbox]] name and an area slug.
+    for name in ["imap-lavori", "lavori-pubblici"] {
+        let out = s.run_with(
+            &["ingest", "--mailbox", name],
+            &[],
+            Some(&citizen_mail(LAVORI, &format!("Per {name}"))),
+        );
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out));
+    }
+    let tickets = s.json(&["ticket", "list", "--format", "json"]);
+    assert_eq!(tickets.as_array().map(Vec::len), Some(2), "{tickets}");
+}
