@@ -127,11 +127,10 @@ pub enum Format {
     Json,
 }
 
-/// Loads and validates the configuration (semantic errors included).
+/// Loads and validates the configuration: every error of the file (parse and semantic, with
+/// lines) as one [`ConfigError`], which the commands turn into exit code 78.
 pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
-    let cfg = Config::load(path)?;
-    cfg.validate()?;
-    Ok(cfg)
+    Ok(Config::check_file(path)?.into_result()?)
 }
 
 /// Runs a command; returns the process exit code.
@@ -218,25 +217,28 @@ fn ingest_names(cfg: &Config) -> Vec<&str> {
 }
 
 async fn check_config(path: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
-    let cfg = match Config::load(path) {
+    let checked = match Config::check_file(path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(EX_CONFIG);
         }
     };
-    let problems = cfg.problems();
+    let problems = &checked.problems;
     let errors = problems
         .iter()
         .filter(|p| p.severity == Severity::Error)
         .count();
-    for p in &problems {
+    for p in problems {
         eprintln!("{p}");
     }
-    if errors > 0 {
-        eprintln!("{errors} error(s) in {}", path.display());
-        return Ok(EX_CONFIG);
-    }
+    let cfg = match checked.config {
+        Some(cfg) if errors == 0 => cfg,
+        _ => {
+            eprintln!("{errors} error(s) in {}", path.display());
+            return Ok(EX_CONFIG);
+        }
+    };
     let mut failed = 0;
     if connect {
         for mb in &cfg.mailboxes {

@@ -109,19 +109,19 @@ impl Setup {
 
     fn json(&self, args: &[&str]) -> Value {
         let out = self.run(args);
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text_of(&out));
         serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {}", text(&out)))
+            .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {}", text_of(&out)))
     }
 
     fn migrate(&self) {
         let out = self.run(&["migrate"]);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
     }
 }
 
 /// stdout and stderr, for assertion messages and searches.
-fn text(out: &Output) -> String {
+fn text_of(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -145,8 +145,12 @@ fn serve_and_migrate_exit_78_on_a_bad_configuration_and_create_nothing() {
     s.write_config(&config_text(s.path()).replace(SECRET, "short"));
     for command in ["serve", "migrate"] {
         let out = s.run(&[command]);
-        assert_eq!(out.status.code(), Some(78), "{command}: {}", text(&out));
-        assert!(text(&out).contains("security.secret"), "{}", text(&out));
+        assert_eq!(out.status.code(), Some(78), "{command}: {}", text_of(&out));
+        assert!(
+            text_of(&out).contains("security.secret"),
+            "{}",
+            text_of(&out)
+        );
     }
     assert!(!s.db_path().exists(), "no database was created");
 }
@@ -160,8 +164,8 @@ fn commands_that_read_never_create_a_missing_sqlite_database() {
         &["quarantine", "list"],
     ] {
         let out = s.run(args);
-        assert_eq!(out.status.code(), Some(78), "{args:?}: {}", text(&out));
-        let said = text(&out);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {}", text_of(&out));
+        let said = text_of(&out);
         assert!(said.contains("does not exist"), "{said}");
         assert!(said.contains(&s.db_path().display().to_string()), "{said}");
         assert!(!s.db_path().exists(), "{args:?} created the database");
@@ -187,7 +191,7 @@ fn commands_that_read_refuse_a_missing_postgresql_database_and_hide_its_password
         &[("TICKETGATE__DATABASE__URL", &url)],
         None,
     );
-    let said = text(&out);
+    let said = text_of(&out);
     assert_eq!(out.status.code(), Some(78), "{said}");
     assert!(said.contains("does not exist"), "{said}");
     assert!(said.contains("tg_no_such_database"), "{said}");
@@ -203,7 +207,7 @@ fn ingest_refuses_a_mailbox_name_that_is_not_configured_and_stores_nothing() {
         &[],
         Some(&citizen_mail(LAVORI, "Con un nome sbagliato")),
     );
-    let said = text(&out);
+    let said = text_of(&out);
     assert_eq!(out.status.code(), Some(78), "{said}");
     assert!(said.contains("imap-lavori"), "known names listed: {said}");
     assert!(
@@ -226,8 +230,53 @@ fn ingest_refuses_a_mailbox_name_that_is_not_configured_and_stores_nothing() {
             &[],
             Some(&citizen_mail(LAVORI, &format!("Per {name}"))),
         );
-        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out));
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text_of(&out));
     }
     let tickets = s.json(&["ticket", "list", "--format", "json"]);
     assert_eq!(tickets.as_array().map(Vec::len), Some(2), "{tickets}");
+}
+
+#[test]
+fn check_config_names_every_mistake_of_a_file_with_its_line_and_exits_78() {
+    let s = Setup::new();
+    let text = config_text(s.path())
+        .replace(SECRET, "CHANGE-ME-to-a-random-string-of-32-bytes-or-more")
+        .replace("port = 2525", "port = 2525\nhots = \"x\"")
+        .replace("port = 1143", "port = \"imap\"")
+        .replace(
+            &format!("addresses = [\"{LAVORI}\"]"),
+            "addresses = [\"nobody\"]",
+        );
+    s.write_config(&text);
+    let out = s.run(&["check-config"]);
+    let said = text_of(&out);
+    assert_eq!(out.status.code(), Some(78), "{said}");
+    let line = |needle: &str| text.lines().position(|l| l.contains(needle)).map(|i| i + 1);
+    for (key, needle) in [
+        ("security.secret", "CHANGE-ME"),
+        ("smtp.hots", "hots ="),
+        ("mailbox[0].port", "\"imap\""),
+        ("area[0].addresses[0]", "\"nobody\""),
+    ] {
+        let expected = format!("error: {key} (line {})", line(needle).expect("in the file"));
+        assert!(said.contains(&expected), "{expected:?} not in:\n{said}");
+    }
+    assert!(said.contains("4 error(s)"), "{said}");
+}
+
+#[test]
+fn the_example_configuration_is_refused_only_for_its_placeholder_secret() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ticketgate.example.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+        .arg("--config")
+        .arg(&example)
+        .arg("check-config")
+        .output()
+        .expect("run check-config");
+    let said = text_of(&out);
+    assert_eq!(out.status.code(), Some(78), "{said}");
+    let errors: Vec<&str> = said.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{said}");
+    assert!(errors[0].starts_with("error: security.secret"), "{said}");
+    assert!(said.contains("warning: smtp.password"), "{said}");
 }
