@@ -285,11 +285,98 @@ async fn check_config(path: &std::path::Path, connect: bool) -> anyhow::Result<u
             }
         }
     }
+    if connect {
+        match check_database(&cfg).await {
+            Ok(said) => println!(
+                "ok: database {}: {said}",
+                app::redact_url(&cfg.database.url)
+            ),
+            Err(e) => {
+                failed += 1;
+                println!(
+                    "FAIL: database {}: {e:#}",
+                    app::redact_url(&cfg.database.url)
+                );
+            }
+        }
+        match probe_dir(&cfg.storage.dir) {
+            Ok(said) => println!("ok: storage.dir {}: {said}", cfg.storage.dir.display()),
+            Err(e) => {
+                failed += 1;
+                println!("FAIL: storage.dir {}: {e}", cfg.storage.dir.display());
+            }
+        }
+    }
     if failed > 0 {
         return Ok(1);
     }
     println!("configuration ok: {}", path.display());
     Ok(0)
+}
+
+/// `check-config --connect`: opens the database without creating or migrating it. A SQLite
+/// file that is not there yet is fine where it can be created (`migrate` and `serve` create
+/// it); a PostgreSQL database must exist (nobody creates it for the operator).
+async fn check_database(cfg: &Config) -> anyhow::Result<String> {
+    match Store::open_existing(&cfg.database.url, 1).await {
+        Ok(store) => {
+            store.close().await;
+            Ok("opened, schema up to date".into())
+        }
+        Err(StoreError::NotMigrated(why)) => Ok(format!(
+            "opened, not migrated yet ({why}): `ticketgate migrate` (or serve) does it"
+        )),
+        Err(StoreError::Missing(_)) if cfg.database.url.starts_with("sqlite:") => {
+            let file = cfg
+                .database
+                .url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            let file = std::path::Path::new(file.split('?').next().unwrap_or(file));
+            let dir = file.parent().unwrap_or(std::path::Path::new("."));
+            let dir = if dir.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                dir
+            };
+            probe_dir(dir).map_err(anyhow::Error::msg)?;
+            Ok("no file yet; its directory is writable, `ticketgate migrate` creates it".into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes, syncs and removes a small file in `dir` — or, when `dir` does not exist yet (the
+/// gateway creates it at start), in its nearest existing ancestor. Says what it did.
+fn probe_dir(dir: &std::path::Path) -> Result<String, String> {
+    use std::io::Write;
+    let existing = dir
+        .ancestors()
+        .find(|a| !a.as_os_str().is_empty() && a.exists())
+        .unwrap_or(std::path::Path::new("."));
+    if !existing.is_dir() {
+        return Err(format!("{} is not a directory", existing.display()));
+    }
+    let probe = existing.join(format!(".ticketgate-check-{}", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|mut f| {
+            f.write_all(b"ticketgate check-config --connect\n")?;
+            f.sync_all()
+        });
+    let removed = std::fs::remove_file(&probe);
+    written.map_err(|e| format!("cannot write a file in {}: {e}", existing.display()))?;
+    removed.map_err(|e| format!("cannot remove {}: {e}", probe.display()))?;
+    if existing == dir {
+        Ok("wrote and removed a file".into())
+    } else {
+        Ok(format!(
+            "does not exist yet; wrote and removed a file in {}, where it will be created",
+            existing.display()
+        ))
+    }
 }
 
 /// `ingest`: a bad configuration or an unknown mailbox name is EX_CONFIG (nothing stored;

@@ -280,3 +280,56 @@ fn the_example_configuration_is_refused_only_for_its_placeholder_secret() {
     assert!(errors[0].starts_with("error: security.secret"), "{said}");
     assert!(said.contains("warning: smtp.password"), "{said}");
 }
+
+#[test]
+fn check_config_connect_opens_the_database_without_creating_it_and_writes_to_storage() {
+    let stack = support::mailstack::MailStack::start();
+    let s = Setup::new();
+    let text = support::gateway::config_text(&stack, s.path(), 1, "", "");
+    s.write_config(&text);
+
+    // Before `migrate`: the SQLite file may be missing (it can be created), and stays missing.
+    let out = s.run(&["check-config", "--connect"]);
+    let said = text_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("ok: database"), "{said}");
+    assert!(said.contains("no file yet"), "{said}");
+    assert!(said.contains("ok: storage.dir"), "{said}");
+    assert!(!s.db_path().exists(), "check-config created the database");
+
+    s.migrate();
+    let out = s.run(&["check-config", "--connect"]);
+    let said = text_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("schema up to date"), "{said}");
+    assert!(said.contains("wrote and removed a file"), "{said}");
+    let leftovers: Vec<_> = std::fs::read_dir(s.path().join("attachments"))
+        .expect("storage dir")
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the probe file was left: {leftovers:?}"
+    );
+
+    // A database file that is not a database, and a storage.dir under a regular file.
+    let blocker = s.path().join("a-file");
+    std::fs::write(&blocker, "not a directory").expect("write");
+    std::fs::write(s.path().join("junk.db"), vec![b'x'; 4096]).expect("write");
+    s.write_config(
+        &text
+            .replace(
+                &format!("{}/attachments", s.path().display()),
+                &format!("{}/attachments", blocker.display()),
+            )
+            .replace("ticketgate.db", "junk.db"),
+    );
+    let out = s.run(&["check-config", "--connect"]);
+    let said = text_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("FAIL: database"), "{said}");
+    assert!(said.contains("FAIL: storage.dir"), "{said}");
+    assert!(
+        said.contains("ok: mailbox"),
+        "the mail servers still checked: {said}"
+    );
+}

@@ -212,8 +212,14 @@ impl Store {
                 .await
             {
                 Ok(v) => v,
-                // No migrations table: an empty database nobody migrated.
-                Err(sqlx::Error::Database(_)) => None,
+                // No migrations table (42P01 undefined_table): an empty database nobody
+                // migrated. Any other error (not a database file at all…) is an error.
+                Err(sqlx::Error::Database(db))
+                    if db.code().as_deref() == Some("42P01")
+                        || db.message().contains("no such table") =>
+                {
+                    None
+                }
                 Err(e) => return Err(e.into()),
             };
         match applied {
