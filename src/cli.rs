@@ -16,6 +16,7 @@ use crate::config::{Config, ConfigError, Severity};
 use crate::domain::rfc3339;
 use crate::inbound::ingest::ingest_stdin;
 use crate::inbound::pipeline::{Outcome, Pipeline};
+use crate::mail::summary;
 use crate::store::{Store, StoreError, TicketView};
 
 /// sysexits.h EX_TEMPFAIL: the MTA keeps the message and retries.
@@ -112,13 +113,28 @@ pub enum TicketCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum QuarantineCommand {
-    /// Quarantined messages with their reasons.
+    /// Quarantined messages: received, mailbox, size, From, Subject, Message-ID, reason.
     List {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Also the messages dropped from the quarantine, with who dropped them and why.
+        #[arg(long)]
+        all: bool,
     },
+    /// The header block of one message (control characters made visible) and its reason.
+    Show { id: i64 },
+    /// Write the stored bytes of one message, exactly, to stdout (`> message.eml`).
+    Export { id: i64 },
     /// Process a quarantined message again (e.g. after fixing the configuration).
     Retry { id: i64 },
+    /// Mark a message dealt with: it leaves the list, its bytes stay stored, and who (the
+    /// unix user), when and why is recorded.
+    Drop {
+        id: i64,
+        /// Why it needs nothing more (shown by `list --all`).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -165,7 +181,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             let cfg = Arc::new(load_config(&cli.config)?);
             let store = open_existing_store(&cfg).await?;
             match command {
-                QuarantineCommand::List { format } => quarantine_list(&store, format).await,
+                QuarantineCommand::List { format, all } => {
+                    quarantine_list(&store, format, all).await
+                }
+                QuarantineCommand::Show { id } => quarantine_show(&store, id).await,
+                QuarantineCommand::Export { id } => quarantine_export(&store, id).await,
+                QuarantineCommand::Drop { id, reason } => {
+                    quarantine_drop(&store, id, &reason).await
+                }
                 QuarantineCommand::Retry { id } => {
                     if !store.requeue_quarantined(id).await? {
                         eprintln!("no quarantined message with id {id}");
@@ -676,16 +699,26 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
     Ok(0)
 }
 
-async fn quarantine_list(store: &Store, format: Format) -> anyhow::Result<u8> {
-    let rows = store
-        .quarantined()
-        .await
-        .context("reading the quarantine")?;
+/// Widest From or Subject in `quarantine list` (characters): the text list stays one line a
+/// message on a terminal, JSON gets more.
+const QUARANTINE_TEXT_WIDTH: usize = 48;
+const QUARANTINE_JSON_WIDTH: usize = 200;
+/// Longest drop reason kept (characters).
+const MAX_DROP_REASON_CHARS: usize = 1000;
+
+async fn quarantine_list(store: &Store, format: Format, all: bool) -> anyhow::Result<u8> {
+    let rows = if all {
+        store.quarantined_with_dropped().await
+    } else {
+        store.quarantined().await
+    }
+    .context("reading the quarantine")?;
     match format {
         Format::Json => {
             let all: Vec<Value> = rows
                 .iter()
                 .map(|q| {
+                    let h = summary::summarize(&q.head, QUARANTINE_JSON_WIDTH);
                     json!({
                         "id": q.raw_message_id,
                         "mailbox": q.mailbox,
@@ -694,6 +727,17 @@ async fn quarantine_list(store: &Store, format: Format) -> anyhow::Result<u8> {
                         "sha256": q.sha256,
                         "received_at": rfc3339(q.received_at),
                         "reason": q.reason,
+                        "state": q.state,
+                        "complete": q.complete,
+                        "from": h.from,
+                        "subject": h.subject,
+                        "message_id": h.message_id,
+                        "date": h.date,
+                        "dropped": q.dropped.as_ref().map(|d| json!({
+                            "at": rfc3339(d.at),
+                            "by": d.by,
+                            "reason": d.reason,
+                        })),
                     })
                 })
                 .collect();
@@ -701,15 +745,29 @@ async fn quarantine_list(store: &Store, format: Format) -> anyhow::Result<u8> {
         }
         Format::Text => {
             for q in &rows {
+                let h = summary::summarize(&q.head, QUARANTINE_TEXT_WIDTH);
                 println!(
-                    "{:>6}  {}  {:<12} uid {:<8} {} bytes  {}",
+                    "{:>6}  {}  {:<16} {:>9}  {}  {}",
                     q.raw_message_id,
                     rfc3339(q.received_at).get(..19).unwrap_or(""),
-                    q.mailbox,
-                    q.uid.map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
-                    q.size,
-                    q.reason
+                    summary::clean(&q.mailbox, 16),
+                    human_size(q.size),
+                    or_dash(&h.from),
+                    or_dash(&h.subject),
                 );
+                println!(
+                    "        Message-ID {}  reason: {}",
+                    or_dash(&h.message_id),
+                    summary::clean(&q.reason, 200)
+                );
+                if let Some(d) = &q.dropped {
+                    println!(
+                        "        dropped {} by {}: {}",
+                        rfc3339(d.at).get(..19).unwrap_or(""),
+                        summary::clean(&d.by, 64),
+                        summary::clean(&d.reason, 200)
+                    );
+                }
             }
             if rows.is_empty() {
                 println!("quarantine is empty");
@@ -717,4 +775,137 @@ async fn quarantine_list(store: &Store, format: Format) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+fn human_size(bytes: i64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// The stored raw message `id` if it is (or was) in quarantine; says so on stderr if not.
+async fn quarantined_raw(store: &Store, id: i64) -> anyhow::Result<Option<crate::store::RawRow>> {
+    let raw = store.raw(id).await.context("reading the message")?;
+    match raw {
+        Some(raw) if raw.state == "quarantined" || raw.state == "dropped" => Ok(Some(raw)),
+        _ => {
+            eprintln!("no quarantined message with id {id}");
+            Ok(None)
+        }
+    }
+}
+
+async fn quarantine_show(store: &Store, id: i64) -> anyhow::Result<u8> {
+    let Some(raw) = quarantined_raw(store, id).await? else {
+        return Ok(1);
+    };
+    let reason = store
+        .quarantined_with_dropped()
+        .await?
+        .into_iter()
+        .find(|q| q.raw_message_id == id);
+    let (block, cut) = summary::header_block(&raw.bytes);
+    println!(
+        "Message  {id}  ({}, mailbox {}, received {})",
+        raw.state,
+        summary::clean(&raw.mailbox, 64),
+        rfc3339(raw.received_at)
+    );
+    println!(
+        "Size     {} bytes{}",
+        raw.size,
+        if raw.complete {
+            ""
+        } else {
+            " (only the header was kept; the message stays on the IMAP server)"
+        }
+    );
+    if let Some(q) = &reason {
+        println!("Reason   {}", summary::clean(&q.reason, 1000));
+        if let Some(d) = &q.dropped {
+            println!(
+                "Dropped  {} by {}: {}",
+                rfc3339(d.at),
+                summary::clean(&d.by, 64),
+                summary::clean(&d.reason, MAX_DROP_REASON_CHARS)
+            );
+        }
+    }
+    println!();
+    print!("{}", summary::visible(block));
+    if cut {
+        println!(
+            "\n[header block cut at {} bytes: `quarantine export {id}` writes it all]",
+            summary::MAX_HEADER_BYTES
+        );
+    }
+    Ok(0)
+}
+
+async fn quarantine_export(store: &Store, id: i64) -> anyhow::Result<u8> {
+    use std::io::Write;
+    let Some(raw) = quarantined_raw(store, id).await? else {
+        return Ok(1);
+    };
+    if !raw.complete {
+        eprintln!(
+            "note: only the header of this message was kept ({} bytes of {}); the whole \
+             message stays on the IMAP server",
+            raw.bytes.len(),
+            raw.size
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(&raw.bytes)
+        .context("writing the message to stdout")?;
+    out.flush().context("writing the message to stdout")?;
+    Ok(0)
+}
+
+async fn quarantine_drop(store: &Store, id: i64, reason: &str) -> anyhow::Result<u8> {
+    let reason = summary::clean(reason, MAX_DROP_REASON_CHARS);
+    if reason.is_empty() {
+        eprintln!("say why with --reason TEXT: it is what the next operator will read");
+        return Ok(1);
+    }
+    let by = unix_user();
+    if !store
+        .drop_quarantined(id, &by, &reason)
+        .await
+        .context("recording the drop")?
+    {
+        eprintln!("no quarantined message with id {id} (already dropped, or never quarantined)");
+        return Ok(1);
+    }
+    println!("dropped {id} (by {by}): the message stays stored; `quarantine list --all` shows it");
+    Ok(0)
+}
+
+/// Who runs the command: `$USER`, else what `id -un` says, else the numeric uid.
+fn unix_user() -> String {
+    if let Ok(user) = std::env::var("USER") {
+        if !user.trim().is_empty() {
+            return user.trim().to_owned();
+        }
+    }
+    if let Ok(out) = std::process::Command::new("id").arg("-un").output() {
+        let name = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if out.status.success() && !name.is_empty() {
+            return name;
+        }
+    }
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| format!("uid {}", m.uid()))
+        .unwrap_or_else(|_| "unknown".into())
 }

@@ -333,3 +333,138 @@ fn check_config_connect_opens_the_database_without_creating_it_and_writes_to_sto
         "the mail servers still checked: {said}"
     );
 }
+
+/// A mail nested deeper than the gateway reads (quarantined by the MIME pre-scan), with an
+/// encoded From and a Subject carrying a terminal escape sequence.
+fn nested_mail(subject_b64: &str, message_id: &str) -> Vec<u8> {
+    let mut raw = format!(
+        "From: =?UTF-8?Q?Anna_Verd=C3=AC?= <anna.verdi@citizen.test>\r\nTo: {LAVORI}\r\n\
+         Subject: =?UTF-8?B?{subject_b64}?=\r\nMessage-ID: <{message_id}>\r\n\
+         Date: Mon, 07 Dec 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n"
+    )
+    .into_bytes();
+    for _ in 0..100 {
+        raw.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
+    }
+    raw.extend_from_slice(b"From: x@example.test\r\n\r\nfondo\r\n");
+    raw
+}
+
+#[test]
+fn the_quarantine_shows_who_wrote_what_and_a_dropped_message_keeps_its_bytes_and_its_note() {
+    let s = Setup::new();
+    s.migrate();
+    // "Buca\x1b[31m in via Roma", base64.
+    let raw = nested_mail("QnVjYRtbMzFtIGluIHZpYSBSb21h", "nested-1@citizen.test");
+    let out = s.run_with(&["ingest", "--mailbox", "lavori-pubblici"], &[], Some(&raw));
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    assert!(text_of(&out).contains("quarantined"), "{}", text_of(&out));
+
+    let list = s.json(&["quarantine", "list", "--format", "json"]);
+    let q = &list[0];
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(q["from"], "Anna Verdì <anna.verdi@citizen.test>");
+    assert_eq!(q["subject"], "Buca[31m in via Roma", "escape removed: {q}");
+    assert_eq!(q["message_id"], "nested-1@citizen.test");
+    assert_eq!(q["mailbox"], "lavori-pubblici");
+    assert_eq!(q["size"], raw.len());
+    assert!(
+        q["received_at"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("20")),
+        "{q}"
+    );
+    assert!(q["reason"].as_str().is_some_and(|r| !r.is_empty()), "{q}");
+    let id = q["id"].as_i64().expect("id").to_string();
+
+    let out = s.run(&["quarantine", "list"]);
+    let listed = text_of(&out);
+    assert!(
+        listed.contains("Anna Verdì <anna.verdi@citizen.test>"),
+        "{listed}"
+    );
+    assert!(listed.contains("nested-1@citizen.test"), "{listed}");
+    assert!(
+        !listed.contains('\u{1b}'),
+        "no raw escape on the terminal: {listed}"
+    );
+
+    let out = s.run(&["quarantine", "show", &id]);
+    let shown = text_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("Subject: =?UTF-8?B?QnVjYRtbMzFtIGluIHZpYSBSb21h?="),
+        "{shown}"
+    );
+    assert!(shown.contains("Reason"), "{shown}");
+    assert!(!shown.contains("fondo"), "the body is not shown: {shown}");
+
+    let out = s.run(&["quarantine", "export", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    assert!(out.stdout == raw, "export writes the stored bytes exactly");
+
+    // Drop: gone from the list, still stored, with who, when and why.
+    let out = s.run_with(
+        &[
+            "quarantine",
+            "drop",
+            &id,
+            "--reason",
+            "test nidificato, nessuna azione",
+        ],
+        &[("USER", "operatore")],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    assert_eq!(
+        s.json(&["quarantine", "list", "--format", "json"]),
+        Value::Array(vec![])
+    );
+    let all = s.json(&["quarantine", "list", "--all", "--format", "json"]);
+    assert_eq!(all[0]["state"], "dropped", "{all}");
+    assert_eq!(all[0]["dropped"]["by"], "operatore", "{all}");
+    assert_eq!(
+        all[0]["dropped"]["reason"],
+        "test nidificato, nessuna azione"
+    );
+    let out = s.run(&["quarantine", "export", &id]);
+    assert!(out.stdout == raw, "the bytes stay stored after the drop");
+    let out = s.run(&["quarantine", "drop", &id, "--reason", "again"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "dropped once: {}",
+        text_of(&out)
+    );
+    let out = s.run(&["quarantine", "show", "999999"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text_of(&out));
+}
+
+#[test]
+fn a_quarantined_message_with_a_megabyte_of_header_is_listed_short_and_shown_cut() {
+    let s = Setup::new();
+    s.migrate();
+    let mut raw = b"X-Filler: ".to_vec();
+    raw.extend(std::iter::repeat_n(b'a', 1024 * 1024));
+    raw.extend_from_slice(b"\r\n");
+    raw.extend(nested_mail("TG9uZ2E=", "long-1@citizen.test"));
+    let out = s.run_with(&["ingest", "--mailbox", "lavori-pubblici"], &[], Some(&raw));
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    let list = s.json(&["quarantine", "list", "--format", "json"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    // The fields after the cap are not read: the list is bounded, not complete.
+    assert!(
+        list[0]["subject"].as_str().is_some_and(|x| x.len() <= 1000),
+        "{list}"
+    );
+    let id = list[0]["id"].as_i64().expect("id").to_string();
+    let out = s.run(&["quarantine", "show", &id]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    assert!(
+        shown.len() < 80 * 1024,
+        "show is bounded: {} bytes",
+        shown.len()
+    );
+    assert!(shown.contains("header block cut"), "the cut is said");
+}

@@ -27,7 +27,10 @@ pub use lock::MailboxLock;
 pub use outbox::{Attempt, DueOutbox, OutboxItem};
 pub use pec::{InboundPec, ReceiptEffect};
 pub use raw::{sha256_hex as raw_sha256_hex, RawIn, RawRow};
-pub use read::{AttachmentView, EventView, MessageView, QuarantineView, TicketView};
+pub use read::{
+    AttachmentView, EventView, MessageView, QuarantineDrop, QuarantineView, TicketView,
+    QUARANTINE_HEAD_BYTES,
+};
 pub use tickets::{HistoryEntry, MessageTicket, NewAttachment, NewMessage, NewTicket, OurMessage};
 
 /// A transaction on the store.
