@@ -468,3 +468,21 @@ fn a_quarantined_message_with_a_megabyte_of_header_is_listed_short_and_shown_cut
     );
     assert!(shown.contains("header block cut"), "the cut is said");
 }
+
+#[test]
+fn a_bad_value_from_the_environment_is_named_by_its_variable_beside_the_file_s_mistakes() {
+    let s = Setup::new();
+    s.write_config(&config_text(s.path()).replace("port = 1143", "port = 1143\nfolder = 7"));
+    let out = s.run_with(
+        &["check-config"],
+        &[("TICKETGATE__SMTP__PORT", "submission")],
+        None,
+    );
+    let said = text_of(&out);
+    assert_eq!(out.status.code(), Some(78), "{said}");
+    assert!(
+        said.contains("error: smtp.port: ") && said.contains("TICKETGATE__SMTP__PORT"),
+        "{said}"
+    );
+    assert!(said.contains("error: mailbox[0].folder (line"), "{said}");
+}
