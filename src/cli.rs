@@ -707,19 +707,18 @@ const QUARANTINE_JSON_WIDTH: usize = 200;
 const MAX_DROP_REASON_CHARS: usize = 1000;
 
 async fn quarantine_list(store: &Store, format: Format, all: bool) -> anyhow::Result<u8> {
-    let rows = if all {
-        store.quarantined_with_dropped().await
-    } else {
-        store.quarantined().await
-    }
-    .context("reading the quarantine")?;
-    match format {
-        Format::Json => {
-            let all: Vec<Value> = rows
-                .iter()
-                .map(|q| {
-                    let h = summary::summarize(&q.head, QUARANTINE_JSON_WIDTH);
-                    json!({
+    use futures::TryStreamExt;
+    // One row at a time: each carries up to 64 KiB of its message, so only the short
+    // summaries are kept, however long the quarantine is.
+    let mut rows = std::pin::pin!(store.quarantine_stream(all));
+    let mut json_rows = Vec::new();
+    let mut count = 0usize;
+    while let Some(q) = rows.try_next().await.context("reading the quarantine")? {
+        count += 1;
+        match format {
+            Format::Json => {
+                let h = summary::summarize(&q.head, QUARANTINE_JSON_WIDTH);
+                json_rows.push(json!({
                         "id": q.raw_message_id,
                         "mailbox": q.mailbox,
                         "uid": q.uid,
@@ -738,13 +737,9 @@ async fn quarantine_list(store: &Store, format: Format, all: bool) -> anyhow::Re
                             "by": d.by,
                             "reason": d.reason,
                         })),
-                    })
-                })
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&all)?);
-        }
-        Format::Text => {
-            for q in &rows {
+                }));
+            }
+            Format::Text => {
                 let h = summary::summarize(&q.head, QUARANTINE_TEXT_WIDTH);
                 println!(
                     "{:>6}  {}  {:<16} {:>9}  {}  {}",
@@ -769,10 +764,12 @@ async fn quarantine_list(store: &Store, format: Format, all: bool) -> anyhow::Re
                     );
                 }
             }
-            if rows.is_empty() {
-                println!("quarantine is empty");
-            }
         }
+    }
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&json_rows)?),
+        Format::Text if count == 0 => println!("quarantine is empty"),
+        Format::Text => {}
     }
     Ok(0)
 }
@@ -809,11 +806,7 @@ async fn quarantine_show(store: &Store, id: i64) -> anyhow::Result<u8> {
     let Some(raw) = quarantined_raw(store, id).await? else {
         return Ok(1);
     };
-    let reason = store
-        .quarantined_with_dropped()
-        .await?
-        .into_iter()
-        .find(|q| q.raw_message_id == id);
+    let reason = store.quarantine_entry(id).await?;
     let (block, cut) = summary::header_block(&raw.bytes);
     println!(
         "Message  {id}  ({}, mailbox {}, received {})",

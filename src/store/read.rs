@@ -115,15 +115,13 @@ pub const QUARANTINE_HEAD_BYTES: usize = 65536;
 
 /// The columns [`quarantine_from_row`] reads.
 macro_rules! quarantine_query {
-    ($states:literal) => {
+    ($where:literal) => {
         concat!(
             "SELECT r.raw_message_id, r.mailbox, r.uid, r.size, r.sha256, r.received_at, \
              r.reason, substr(r.bytes, 1, 65536), r.state, r.complete, d.dropped_at, \
              d.dropped_by, d.reason FROM raw_message r \
-             LEFT JOIN quarantine_drop d ON d.raw_message_id = r.raw_message_id \
-             WHERE r.state IN ",
-            $states,
-            " ORDER BY r.raw_message_id"
+             LEFT JOIN quarantine_drop d ON d.raw_message_id = r.raw_message_id WHERE ",
+            $where
         )
     };
 }
@@ -291,19 +289,53 @@ impl Store {
             .collect())
     }
 
+    /// [`Store::quarantined`] (or, with `all`, [`Store::quarantined_with_dropped`]) one row
+    /// at a time: each row carries up to [`QUARANTINE_HEAD_BYTES`], so a long quarantine is
+    /// read without holding all of it in memory.
+    pub fn quarantine_stream(
+        &self,
+        all: bool,
+    ) -> impl futures::Stream<Item = Result<QuarantineView>> + '_ {
+        use futures::TryStreamExt;
+        let query = if all {
+            quarantine_query!("r.state IN ('quarantined', 'dropped') ORDER BY r.raw_message_id")
+        } else {
+            quarantine_query!("r.state = 'quarantined' ORDER BY r.raw_message_id")
+        };
+        sqlx::query(query)
+            .fetch(&self.pool)
+            .map_ok(|r| quarantine_from_row(&r))
+            .map_err(super::StoreError::from)
+    }
+
+    /// One message in quarantine or dropped from it.
+    pub async fn quarantine_entry(&self, raw_message_id: i64) -> Result<Option<QuarantineView>> {
+        let row = sqlx::query(quarantine_query!(
+            "r.raw_message_id = $1 AND r.state IN ('quarantined', 'dropped')"
+        ))
+        .bind(raw_message_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(quarantine_from_row))
+    }
+
     /// Messages in quarantine (not those dealt with), oldest first.
     pub async fn quarantined(&self) -> Result<Vec<QuarantineView>> {
-        let rows = sqlx::query(quarantine_query!("('quarantined')"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(quarantine_query!(
+            "r.state = 'quarantined' ORDER BY r.raw_message_id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.iter().map(quarantine_from_row).collect())
     }
 
     /// Messages in quarantine and those dropped from it (with who, when and why).
     pub async fn quarantined_with_dropped(&self) -> Result<Vec<QuarantineView>> {
-        let rows = sqlx::query(quarantine_query!("('quarantined', 'dropped')"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(quarantine_query!(
+            "r.state IN ('quarantined', 'dropped') ORDER BY r.raw_message_id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.iter().map(quarantine_from_row).collect())
     }
 
