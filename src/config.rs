@@ -1198,6 +1198,22 @@ mod tests {
     }
 
     #[test]
+    fn a_file_of_thousands_of_mistakes_is_checked_in_bounded_work() {
+        let junk: String = (0..5000).map(|i| format!("junk{i} = {i}\n")).collect();
+        let text = GOOD.replace("[smtp]", &format!("[smtp]\n{junk}"));
+        let checked = Config::check_toml_str(&text);
+        assert!(checked.config.is_none());
+        let errors = checked
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .count();
+        // Up to the repair bound, then one line saying the rest was not checked.
+        assert!((100..=201).contains(&errors), "{errors}");
+        assert!(checked.problems.iter().any(|p| p.key == "file"), "said");
+    }
+
+    #[test]
     fn a_syntax_error_is_named_with_its_line_and_stops_the_other_checks() {
         let text = GOOD.replace("port = 25", "port = = 25");
         let checked = Config::check_toml_str(&text);
