@@ -155,7 +155,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::CheckConfig { connect } => check_config(&cli.config, connect).await,
         Command::Ingest { mailbox } => Ok(ingest(&cli.config, &mailbox).await),
         Command::Serve => {
-            let cfg = Arc::new(load_config(&cli.config)?);
+            let checked = Config::check_file(&cli.config)?;
+            // Risky but legal settings: said once in the service's log, where the operator
+            // of a running gateway looks.
+            for p in checked
+                .problems
+                .iter()
+                .filter(|p| p.severity == Severity::Warning)
+            {
+                tracing::warn!(key = %p.key, line = ?p.line, "configuration: {}", p.message);
+            }
+            let cfg = Arc::new(checked.into_result()?);
             app::serve(cfg, tokio_util::sync::CancellationToken::new()).await?;
             Ok(0)
         }
