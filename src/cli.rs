@@ -412,15 +412,17 @@ fn probe_dir(dir: &std::path::Path) -> Result<String, String> {
     }
 }
 
-/// `ingest`: a bad configuration or an unknown mailbox name is EX_CONFIG (nothing stored;
-/// Postfix defers on it too, so the message waits in its queue until the operator fixes
-/// it); any other failure before the raw message is committed is EX_TEMPFAIL.
+/// `ingest`: an unknown mailbox name is EX_CONFIG (nothing stored): a mistake in the MTA's
+/// command line, not in the mail. Postfix's pipe(8) maps 78 to 5.3.5, a bounce to the
+/// sender, so the first test delivery shows it. Any other failure before the raw message is
+/// committed is EX_TEMPFAIL, a bad configuration file included: the MTA keeps the message
+/// and retries, so an edit gone wrong while mail flows bounces nothing.
 async fn ingest(path: &std::path::Path, mailbox: &str) -> u8 {
     let cfg = match load_config(path) {
         Ok(cfg) => Arc::new(cfg),
         Err(e) => {
-            eprintln!("ticketgate ingest: message not stored: {e:#}");
-            return EX_CONFIG;
+            eprintln!("ticketgate ingest: message not stored, try again later: {e:#}");
+            return EX_TEMPFAIL;
         }
     };
     let names = ingest_names(&cfg);
