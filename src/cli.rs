@@ -12,16 +12,37 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
 use crate::app;
-use crate::config::{Config, Severity};
+use crate::config::{Config, ConfigError, Severity};
 use crate::domain::rfc3339;
 use crate::inbound::ingest::ingest_stdin;
 use crate::inbound::pipeline::{Outcome, Pipeline};
-use crate::store::{Store, TicketView};
+use crate::mail::summary;
+use crate::store::{Store, StoreError, TicketView};
 
 /// sysexits.h EX_TEMPFAIL: the MTA keeps the message and retries.
 pub const EX_TEMPFAIL: u8 = 75;
-/// sysexits.h EX_CONFIG.
+/// sysexits.h EX_CONFIG: the configuration (or what it points at) must be fixed first. The
+/// documented systemd unit has `RestartPreventExitStatus=78`, so a bad file is not restarted
+/// every two seconds.
 pub const EX_CONFIG: u8 = 78;
+
+/// Something the operator must set up before a command can run: a database that does not
+/// exist, a mailbox name that is not configured. Exit code [`EX_CONFIG`], like a bad file.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SetupError(pub String);
+
+/// The exit code for an error that ended a command: [`EX_CONFIG`] for a configuration or
+/// setup problem (retrying cannot help), 1 for anything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.chain()
+        .any(|c| c.is::<ConfigError>() || c.is::<SetupError>())
+    {
+        EX_CONFIG
+    } else {
+        1
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -92,13 +113,28 @@ pub enum TicketCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum QuarantineCommand {
-    /// Quarantined messages with their reasons.
+    /// Quarantined messages: received, mailbox, size, From, Subject, Message-ID, reason.
     List {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Also the messages dropped from the quarantine, with who dropped them and why.
+        #[arg(long)]
+        all: bool,
     },
+    /// The header block of one message (control characters made visible) and its reason.
+    Show { id: i64 },
+    /// Write the stored bytes of one message, exactly, to stdout (`> message.eml`).
+    Export { id: i64 },
     /// Process a quarantined message again (e.g. after fixing the configuration).
     Retry { id: i64 },
+    /// Mark a message dealt with: it leaves the list, its bytes stay stored, and who (the
+    /// unix user), when and why is recorded.
+    Drop {
+        id: i64,
+        /// Why it needs nothing more (shown by `list --all`).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -107,11 +143,10 @@ pub enum Format {
     Json,
 }
 
-/// Loads and validates the configuration (semantic errors included).
+/// Loads and validates the configuration: every error of the file (parse and semantic, with
+/// lines) as one [`ConfigError`], which the commands turn into exit code 78.
 pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
-    let cfg = Config::load(path)?;
-    cfg.validate()?;
-    Ok(cfg)
+    Ok(Config::check_file(path)?.into_result()?)
 }
 
 /// Runs a command; returns the process exit code.
@@ -120,7 +155,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::CheckConfig { connect } => check_config(&cli.config, connect).await,
         Command::Ingest { mailbox } => Ok(ingest(&cli.config, &mailbox).await),
         Command::Serve => {
-            let cfg = Arc::new(load_config(&cli.config)?);
+            let checked = Config::check_file(&cli.config)?;
+            // Risky but legal settings: said once in the service's log, where the operator
+            // of a running gateway looks.
+            for p in checked
+                .problems
+                .iter()
+                .filter(|p| p.severity == Severity::Warning)
+            {
+                tracing::warn!(key = %p.key, line = ?p.line, "configuration: {}", p.message);
+            }
+            let cfg = Arc::new(checked.into_result()?);
             app::serve(cfg, tokio_util::sync::CancellationToken::new()).await?;
             Ok(0)
         }
@@ -132,7 +177,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Ticket { command } => {
             let cfg = load_config(&cli.config)?;
-            let store = app::open_store(&cfg).await?;
+            let store = open_existing_store(&cfg).await?;
             match command {
                 TicketCommand::List { format, limit } => {
                     ticket_list(&store, format, limit.unwrap_or(i64::MAX)).await
@@ -144,9 +189,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Quarantine { command } => {
             let cfg = Arc::new(load_config(&cli.config)?);
-            let store = app::open_store(&cfg).await?;
+            let store = open_existing_store(&cfg).await?;
             match command {
-                QuarantineCommand::List { format } => quarantine_list(&store, format).await,
+                QuarantineCommand::List { format, all } => {
+                    quarantine_list(&store, format, all).await
+                }
+                QuarantineCommand::Show { id } => quarantine_show(&store, id).await,
+                QuarantineCommand::Export { id } => quarantine_export(&store, id).await,
+                QuarantineCommand::Drop { id, reason } => {
+                    quarantine_drop(&store, id, &reason).await
+                }
                 QuarantineCommand::Retry { id } => {
                     if !store.requeue_quarantined(id).await? {
                         eprintln!("no quarantined message with id {id}");
@@ -167,26 +219,59 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// The database of a command that reads (or changes) what is there: never created, never
+/// migrated. A missing or unmigrated database is a [`SetupError`] naming the (redacted) url.
+async fn open_existing_store(cfg: &Config) -> anyhow::Result<Store> {
+    let url = app::redact_url(&cfg.database.url);
+    match Store::open_existing(&cfg.database.url, cfg.database.max_connections).await {
+        Ok(store) => Ok(store),
+        Err(e @ (StoreError::Missing(_) | StoreError::NotMigrated(_))) => Err(SetupError(format!(
+            "database {url}: {e}. Check database.url; `ticketgate migrate` creates or \
+                 upgrades the database"
+        ))
+        .into()),
+        Err(e) => Err(anyhow::Error::from(e).context(format!("opening the database {url}"))),
+    }
+}
+
+/// The names `ingest --mailbox` accepts: a `[[mailbox]]` name (its `default_area` and PEC
+/// reading apply) or an area slug (pipe delivery for an area without an IMAP mailbox, as in
+/// the README's Postfix example). Anything else would store mail under a name nothing knows.
+fn ingest_names(cfg: &Config) -> Vec<&str> {
+    let mut names: Vec<&str> = cfg.mailboxes.iter().map(|m| m.name.as_str()).collect();
+    for a in &cfg.areas {
+        if !names.contains(&a.slug.as_str()) {
+            names.push(&a.slug);
+        }
+    }
+    // Reports made on the web page are recorded under this name: mail must never pose as one.
+    names.retain(|n| *n != crate::inbound::pipeline::WEB_MAILBOX);
+    names
+}
+
 async fn check_config(path: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
-    let cfg = match Config::load(path) {
+    let checked = match Config::check_file(path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(EX_CONFIG);
         }
     };
-    let problems = cfg.problems();
+    let problems = &checked.problems;
     let errors = problems
         .iter()
         .filter(|p| p.severity == Severity::Error)
         .count();
-    for p in &problems {
+    for p in problems {
         eprintln!("{p}");
     }
-    if errors > 0 {
-        eprintln!("{errors} error(s) in {}", path.display());
-        return Ok(EX_CONFIG);
-    }
+    let cfg = match checked.config {
+        Some(cfg) if errors == 0 => cfg,
+        _ => {
+            eprintln!("{errors} error(s) in {}", path.display());
+            return Ok(EX_CONFIG);
+        }
+    };
     let mut failed = 0;
     if connect {
         for mb in &cfg.mailboxes {
@@ -216,6 +301,28 @@ async fn check_config(path: &std::path::Path, connect: bool) -> anyhow::Result<u
             }
         }
     }
+    if connect {
+        match check_database(&cfg).await {
+            Ok(said) => println!(
+                "ok: database {}: {said}",
+                app::redact_url(&cfg.database.url)
+            ),
+            Err(e) => {
+                failed += 1;
+                println!(
+                    "FAIL: database {}: {e:#}",
+                    app::redact_url(&cfg.database.url)
+                );
+            }
+        }
+        match probe_dir(&cfg.storage.dir) {
+            Ok(said) => println!("ok: storage.dir {}: {said}", cfg.storage.dir.display()),
+            Err(e) => {
+                failed += 1;
+                println!("FAIL: storage.dir {}: {e}", cfg.storage.dir.display());
+            }
+        }
+    }
     if failed > 0 {
         return Ok(1);
     }
@@ -223,10 +330,94 @@ async fn check_config(path: &std::path::Path, connect: bool) -> anyhow::Result<u
     Ok(0)
 }
 
-/// `ingest`: any failure before the raw message is committed is EX_TEMPFAIL.
+/// `check-config --connect`: opens the database without creating or migrating it. A SQLite
+/// file that is not there yet is fine where it can be created (`migrate` and `serve` create
+/// it); a PostgreSQL database must exist (nobody creates it for the operator).
+async fn check_database(cfg: &Config) -> anyhow::Result<String> {
+    match Store::open_existing(&cfg.database.url, 1).await {
+        Ok(store) => {
+            store.close().await;
+            Ok("opened, schema up to date".into())
+        }
+        Err(StoreError::NotMigrated(why)) => Ok(format!(
+            "opened, not migrated yet ({why}): `ticketgate migrate` (or serve) does it"
+        )),
+        Err(StoreError::Missing(_)) if cfg.database.url.starts_with("sqlite:") => {
+            let file = cfg
+                .database
+                .url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            let file = std::path::Path::new(file.split('?').next().unwrap_or(file));
+            let dir = file.parent().unwrap_or(std::path::Path::new("."));
+            let dir = if dir.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                dir
+            };
+            probe_dir(dir).map_err(anyhow::Error::msg)?;
+            Ok("no file yet; its directory is writable, `ticketgate migrate` creates it".into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes, syncs and removes a small file in `dir` — or, when `dir` does not exist yet (the
+/// gateway creates it at start), in its nearest existing ancestor. Says what it did.
+fn probe_dir(dir: &std::path::Path) -> Result<String, String> {
+    use std::io::Write;
+    let existing = dir
+        .ancestors()
+        .find(|a| !a.as_os_str().is_empty() && a.exists())
+        .unwrap_or(std::path::Path::new("."));
+    if !existing.is_dir() {
+        return Err(format!("{} is not a directory", existing.display()));
+    }
+    let probe = existing.join(format!(".ticketgate-check-{}", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|mut f| {
+            f.write_all(b"ticketgate check-config --connect\n")?;
+            f.sync_all()
+        });
+    let removed = std::fs::remove_file(&probe);
+    written.map_err(|e| format!("cannot write a file in {}: {e}", existing.display()))?;
+    removed.map_err(|e| format!("cannot remove {}: {e}", probe.display()))?;
+    if existing == dir {
+        Ok("wrote and removed a file".into())
+    } else {
+        Ok(format!(
+            "does not exist yet; wrote and removed a file in {}, where it will be created",
+            existing.display()
+        ))
+    }
+}
+
+/// `ingest`: an unknown mailbox name is EX_CONFIG (nothing stored): a mistake in the MTA's
+/// command line, not in the mail. Postfix's pipe(8) maps 78 to 5.3.5, a bounce to the
+/// sender, so the first test delivery shows it. Any other failure before the raw message is
+/// committed is EX_TEMPFAIL, a bad configuration file included: the MTA keeps the message
+/// and retries, so an edit gone wrong while mail flows bounces nothing.
 async fn ingest(path: &std::path::Path, mailbox: &str) -> u8 {
+    let cfg = match load_config(path) {
+        Ok(cfg) => Arc::new(cfg),
+        Err(e) => {
+            eprintln!("ticketgate ingest: message not stored, try again later: {e:#}");
+            return EX_TEMPFAIL;
+        }
+    };
+    let names = ingest_names(&cfg);
+    if !names.contains(&mailbox) {
+        eprintln!(
+            "ticketgate ingest: message not stored: {mailbox:?} is neither a [[mailbox]] name \
+             nor an area slug; known: {}",
+            names.join(", ")
+        );
+        return EX_CONFIG;
+    }
     let result: anyhow::Result<(i64, Outcome)> = async {
-        let cfg = Arc::new(load_config(path)?);
         let store = app::open_store(&cfg).await?;
         let pipeline = Pipeline::new(
             store,
@@ -503,17 +694,26 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
     Ok(0)
 }
 
-async fn quarantine_list(store: &Store, format: Format) -> anyhow::Result<u8> {
-    let rows = store
-        .quarantined()
-        .await
-        .context("reading the quarantine")?;
-    match format {
-        Format::Json => {
-            let all: Vec<Value> = rows
-                .iter()
-                .map(|q| {
-                    json!({
+/// Widest From or Subject in `quarantine list` (characters): the text list stays one line a
+/// message on a terminal, JSON gets more.
+const QUARANTINE_TEXT_WIDTH: usize = 48;
+const QUARANTINE_JSON_WIDTH: usize = 200;
+/// Longest drop reason kept (characters).
+const MAX_DROP_REASON_CHARS: usize = 1000;
+
+async fn quarantine_list(store: &Store, format: Format, all: bool) -> anyhow::Result<u8> {
+    use futures::TryStreamExt;
+    // One row at a time: each carries up to 64 KiB of its message, so only the short
+    // summaries are kept, however long the quarantine is.
+    let mut rows = std::pin::pin!(store.quarantine_stream(all));
+    let mut json_rows = Vec::new();
+    let mut count = 0usize;
+    while let Some(q) = rows.try_next().await.context("reading the quarantine")? {
+        count += 1;
+        match format {
+            Format::Json => {
+                let h = summary::summarize(&q.head, QUARANTINE_JSON_WIDTH);
+                json_rows.push(json!({
                         "id": q.raw_message_id,
                         "mailbox": q.mailbox,
                         "uid": q.uid,
@@ -521,27 +721,179 @@ async fn quarantine_list(store: &Store, format: Format) -> anyhow::Result<u8> {
                         "sha256": q.sha256,
                         "received_at": rfc3339(q.received_at),
                         "reason": q.reason,
-                    })
-                })
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&all)?);
-        }
-        Format::Text => {
-            for q in &rows {
+                        "state": q.state,
+                        "complete": q.complete,
+                        "from": h.from,
+                        "subject": h.subject,
+                        "message_id": h.message_id,
+                        "date": h.date,
+                        "dropped": q.dropped.as_ref().map(|d| json!({
+                            "at": rfc3339(d.at),
+                            "by": d.by,
+                            "reason": d.reason,
+                        })),
+                }));
+            }
+            Format::Text => {
+                let h = summary::summarize(&q.head, QUARANTINE_TEXT_WIDTH);
                 println!(
-                    "{:>6}  {}  {:<12} uid {:<8} {} bytes  {}",
+                    "{:>6}  {}  {:<16} {:>9}  {}  {}",
                     q.raw_message_id,
                     rfc3339(q.received_at).get(..19).unwrap_or(""),
-                    q.mailbox,
-                    q.uid.map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
-                    q.size,
-                    q.reason
+                    summary::clean(&q.mailbox, 16),
+                    human_size(q.size),
+                    or_dash(&h.from),
+                    or_dash(&h.subject),
                 );
-            }
-            if rows.is_empty() {
-                println!("quarantine is empty");
+                println!(
+                    "        Message-ID {}  reason: {}",
+                    or_dash(&h.message_id),
+                    summary::clean(&q.reason, 200)
+                );
+                if let Some(d) = &q.dropped {
+                    println!(
+                        "        dropped {} by {}: {}",
+                        rfc3339(d.at).get(..19).unwrap_or(""),
+                        summary::clean(&d.by, 64),
+                        summary::clean(&d.reason, 200)
+                    );
+                }
             }
         }
     }
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&json_rows)?),
+        Format::Text if count == 0 => println!("quarantine is empty"),
+        Format::Text => {}
+    }
     Ok(0)
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+fn human_size(bytes: i64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// The stored raw message `id` if it is (or was) in quarantine; says so on stderr if not.
+async fn quarantined_raw(store: &Store, id: i64) -> anyhow::Result<Option<crate::store::RawRow>> {
+    let raw = store.raw(id).await.context("reading the message")?;
+    match raw {
+        Some(raw) if raw.state == "quarantined" || raw.state == "dropped" => Ok(Some(raw)),
+        _ => {
+            eprintln!("no quarantined message with id {id}");
+            Ok(None)
+        }
+    }
+}
+
+async fn quarantine_show(store: &Store, id: i64) -> anyhow::Result<u8> {
+    let Some(raw) = quarantined_raw(store, id).await? else {
+        return Ok(1);
+    };
+    let reason = store.quarantine_entry(id).await?;
+    let (block, cut) = summary::header_block(&raw.bytes);
+    println!(
+        "Message  {id}  ({}, mailbox {}, received {})",
+        raw.state,
+        summary::clean(&raw.mailbox, 64),
+        rfc3339(raw.received_at)
+    );
+    println!(
+        "Size     {} bytes{}",
+        raw.size,
+        if raw.complete {
+            ""
+        } else {
+            " (only the header was kept; the message stays on the IMAP server)"
+        }
+    );
+    if let Some(q) = &reason {
+        println!("Reason   {}", summary::clean(&q.reason, 1000));
+        if let Some(d) = &q.dropped {
+            println!(
+                "Dropped  {} by {}: {}",
+                rfc3339(d.at),
+                summary::clean(&d.by, 64),
+                summary::clean(&d.reason, MAX_DROP_REASON_CHARS)
+            );
+        }
+    }
+    println!();
+    print!("{}", summary::visible(block));
+    if cut {
+        println!(
+            "\n[header block cut at {} bytes: `quarantine export {id}` writes it all]",
+            summary::MAX_HEADER_BYTES
+        );
+    }
+    Ok(0)
+}
+
+async fn quarantine_export(store: &Store, id: i64) -> anyhow::Result<u8> {
+    use std::io::Write;
+    let Some(raw) = quarantined_raw(store, id).await? else {
+        return Ok(1);
+    };
+    if !raw.complete {
+        eprintln!(
+            "note: only the header of this message was kept ({} bytes of {}); the whole \
+             message stays on the IMAP server",
+            raw.bytes.len(),
+            raw.size
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(&raw.bytes)
+        .context("writing the message to stdout")?;
+    out.flush().context("writing the message to stdout")?;
+    Ok(0)
+}
+
+async fn quarantine_drop(store: &Store, id: i64, reason: &str) -> anyhow::Result<u8> {
+    let reason = summary::clean(reason, MAX_DROP_REASON_CHARS);
+    if reason.is_empty() {
+        eprintln!("say why with --reason TEXT: it is what the next operator will read");
+        return Ok(1);
+    }
+    let by = unix_user();
+    if !store
+        .drop_quarantined(id, &by, &reason)
+        .await
+        .context("recording the drop")?
+    {
+        eprintln!("no quarantined message with id {id} (already dropped, or never quarantined)");
+        return Ok(1);
+    }
+    println!("dropped {id} (by {by}): the message stays stored; `quarantine list --all` shows it");
+    Ok(0)
+}
+
+/// Who runs the command: `$USER`, else what `id -un` says, else the numeric uid.
+fn unix_user() -> String {
+    if let Ok(user) = std::env::var("USER") {
+        if !user.trim().is_empty() {
+            return user.trim().to_owned();
+        }
+    }
+    if let Ok(out) = std::process::Command::new("id").arg("-un").output() {
+        let name = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if out.status.success() && !name.is_empty() {
+            return name;
+        }
+    }
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| format!("uid {}", m.uid()))
+        .unwrap_or_else(|_| "unknown".into())
 }

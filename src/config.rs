@@ -1,9 +1,14 @@
 //! The operator's one TOML file: its shape, its defaults, and the checks that name a bad key.
 //!
 //! Loading goes through figment so that every key can be overridden from the environment as
-//! `TICKETGATE__SECTION__KEY` and so that a type error names the file and the key. Semantic
-//! checks (unknown area, duplicate address, short secret…) live in [`Config::problems`], which
+//! `TICKETGATE__SECTION__KEY`; [`check`] reads the merged tree so that every mistake of a file
+//! (syntax, types, unknown keys) is named at once, with its key path and line. Semantic checks
+//! (unknown area, duplicate address, short secret…) live in [`Config::problems`], which
 //! `ticketgate check-config` prints and every other command refuses to start on.
+
+mod check;
+
+pub use check::Checked;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -18,6 +23,18 @@ use crate::domain::{EmailAddress, TicketKind};
 
 /// Shortest accepted HMAC key: 256 bits, the output size of the HMAC-SHA256 it keys.
 pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The sample password of `config/ticketgate.example.toml` (a warning where it is left).
+const EXAMPLE_PASSWORD: &str = "secret";
+
+/// Polling without IDLE more rarely than this is worth a warning: mail waits that long.
+const LONG_POLL_SECONDS: u64 = 60;
+
+/// The example's `security.secret` starts `CHANGE-ME`: a copied file nobody finished.
+fn is_example_secret(secret: &str) -> bool {
+    let s = secret.trim().to_ascii_lowercase();
+    s.starts_with("change-me") || s.starts_with("changeme")
+}
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -407,12 +424,16 @@ pub enum Severity {
     Warning,
 }
 
-/// One finding of [`Config::problems`]: the key it is about and what is wrong.
+/// One finding of [`Config::problems`] or of reading the file: the key it is about (a path
+/// such as `mailbox[1].port`), its line in the file when known, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub severity: Severity,
     pub key: String,
     pub message: String,
+    /// 1-based line in the file (`None` for a key that is not in the file, or set by the
+    /// environment).
+    pub line: Option<usize>,
 }
 
 impl std::fmt::Display for Problem {
@@ -421,7 +442,10 @@ impl std::fmt::Display for Problem {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{label}: {}: {}", self.key, self.message)
+        match self.line {
+            Some(line) => write!(f, "{label}: {} (line {line}): {}", self.key, self.message),
+            None => write!(f, "{label}: {}: {}", self.key, self.message),
+        }
     }
 }
 
@@ -434,25 +458,44 @@ pub struct AddressRoute {
 
 impl Config {
     /// Reads the file at `path`, then `TICKETGATE__SECTION__KEY` environment overrides.
+    /// A file that cannot be read into a configuration is an error naming every mistake,
+    /// semantic ones included; a readable file with only semantic errors is returned (see
+    /// [`Config::validate`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        if !path.exists() {
-            return Err(ConfigError::NotFound(path.to_owned()));
+        let checked = Self::check_file(path)?;
+        match checked.config {
+            Some(config) => Ok(config),
+            None => checked.into_result(),
         }
-        Self::from_figment(Figment::from(Toml::file(path)).merge(env_provider()))
     }
 
-    /// Parses a TOML text (tests and tools); environment overrides still apply.
+    /// Reads the file at `path` and names every problem: syntax, types, unknown and missing
+    /// keys, and the semantic checks, each with its key path and line. Errs only when the
+    /// file cannot be read.
+    pub fn check_file(path: &Path) -> Result<Checked, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ConfigError::NotFound(path.to_owned()),
+            _ => ConfigError::Invalid(format!("cannot read {}: {e}", path.display())),
+        })?;
+        Ok(Self::check_toml_str(&text))
+    }
+
+    /// [`Config::check_file`] on a TOML text; environment overrides still apply.
+    pub fn check_toml_str(text: &str) -> Checked {
+        check::check(
+            text,
+            Figment::from(Toml::string(text)).merge(env_provider()),
+        )
+    }
+
+    /// Parses a TOML text (tests and tools); environment overrides still apply. Like
+    /// [`Config::load`], only a text that cannot be read into a configuration is an error.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        Self::from_figment(Figment::from(Toml::string(text)).merge(env_provider()))
-    }
-
-    fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
-        figment.extract::<Config>().map_err(|e| {
-            // figment's messages name the key path and the source (file or env var);
-            // join them all so an operator sees every mistake in one run.
-            let all: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
-            ConfigError::Invalid(all.join("\n"))
-        })
+        let checked = Self::check_toml_str(text);
+        match checked.config {
+            Some(config) => Ok(config),
+            None => checked.into_result(),
+        }
     }
 
     /// Every semantic problem found, errors first. Empty means the file is good.
@@ -463,6 +506,7 @@ impl Config {
                 severity: Severity::Error,
                 key,
                 message,
+                line: None,
             })
         };
 
@@ -476,6 +520,14 @@ impl Config {
             err(
                 "security.secret".into(),
                 format!("too short: {secret_len} bytes, at least {MIN_SECRET_BYTES} needed"),
+            );
+        } else if is_example_secret(self.security.secret.expose_secret()) {
+            // Everyone who read the example knows it: our Message-IDs could be forged.
+            err(
+                "security.secret".into(),
+                "still the example's placeholder: generate one with \
+                 `head -c 32 /dev/urandom | base64`"
+                    .into(),
             );
         }
         if !(self.server.base_url.starts_with("http://")
@@ -718,30 +770,89 @@ impl Config {
         }
 
         let mut warnings = Vec::new();
-        if self.areas.is_empty() {
+        let mut warn = |key: String, message: String| {
             warnings.push(Problem {
                 severity: Severity::Warning,
-                key: "area".into(),
-                message: "no [[area]] configured: every message will be quarantined".into(),
-            });
+                key,
+                message,
+                line: None,
+            })
+        };
+        if self.areas.is_empty() {
+            warn(
+                "area".into(),
+                "no [[area]] configured: every message will be quarantined".into(),
+            );
         }
         if self.mailboxes.is_empty() {
-            warnings.push(Problem {
-                severity: Severity::Warning,
-                key: "mailbox".into(),
-                message: "no [[mailbox]] configured: mail arrives only through `ingest`".into(),
-            });
+            warn(
+                "mailbox".into(),
+                "no [[mailbox]] configured: mail arrives only through `ingest`".into(),
+            );
         }
         for (i, area) in self.areas.iter().enumerate() {
-            if area.staff.is_empty() {
-                warnings.push(Problem {
-                    severity: Severity::Warning,
-                    key: format!("area[{i}].staff"),
-                    message: format!(
+            match area.staff.len() {
+                0 => warn(
+                    format!("area[{i}].staff"),
+                    format!(
                         "area {:?} has no staff: nobody will be notified of its tickets",
                         area.slug
                     ),
-                });
+                ),
+                // Legal, but the office is one person: holidays and sick days leave its
+                // tickets unseen.
+                1 => warn(
+                    format!("area[{i}].staff"),
+                    format!(
+                        "area {:?} has one staff address: nobody else sees its tickets when \
+                         that person is away",
+                        area.slug
+                    ),
+                ),
+                _ => {}
+            }
+        }
+        // The example's sample password: a copied file that was never finished.
+        let passwords = self
+            .mailboxes
+            .iter()
+            .enumerate()
+            .map(|(i, mb)| (format!("mailbox[{i}].password"), Some(&mb.password)))
+            .chain([("smtp.password".to_owned(), self.smtp.password.as_ref())])
+            .chain(
+                self.pec_smtp
+                    .iter()
+                    .map(|p| ("pec_smtp.password".to_owned(), p.password.as_ref())),
+            );
+        for (key, password) in passwords {
+            if password.is_some_and(|p| p.expose_secret() == EXAMPLE_PASSWORD) {
+                warn(
+                    key,
+                    format!("{EXAMPLE_PASSWORD:?} is the example's sample password"),
+                );
+            }
+        }
+        if self.server.base_url.starts_with("http://") && !self.server.listen.ip().is_loopback() {
+            warn(
+                "server.base_url".into(),
+                format!(
+                    "plain http while listening on {}, not loopback: passwords and session \
+                     cookies cross the network in clear unless a TLS proxy is in front (then \
+                     base_url is its https:// address)",
+                    self.server.listen
+                ),
+            );
+        }
+        for (i, mb) in self.mailboxes.iter().enumerate() {
+            if !mb.idle && mb.poll_seconds > LONG_POLL_SECONDS {
+                warn(
+                    format!("mailbox[{i}].poll_seconds"),
+                    format!(
+                        "idle = false and a poll every {} s: a new mail may wait that long for \
+                         its ticket",
+                        mb.poll_seconds
+                    ),
+                );
             }
         }
         out.extend(warnings);
@@ -880,7 +991,7 @@ mod tests {
         slug = "lavori-pubblici"
         name = "Lavori pubblici"
         addresses = ["Lavori-Pubblici@comune.test", { address = "reclami@comune.test", kind = "reclamo" }]
-        staff = ["mario@comune.test"]
+        staff = ["mario@comune.test", "lucia@comune.test"]
     "#;
 
     #[test]
@@ -996,16 +1107,163 @@ mod tests {
     }
 
     #[test]
-    fn the_documented_example_file_parses_without_errors() {
+    fn the_documented_example_file_fails_only_on_its_placeholder_secret() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ticketgate.example.toml");
         let text = std::fs::read_to_string(&path).expect("the example config");
         let cfg = Config::from_toml_str(&text).expect("the example parses");
-        let errors: Vec<Problem> = cfg
+        let errors: Vec<String> = cfg
             .problems()
             .into_iter()
             .filter(|p| p.severity == Severity::Error)
+            .map(|p| p.key)
             .collect();
-        assert_eq!(errors, vec![]);
+        assert_eq!(errors, ["security.secret"]);
+        // With a real secret it is a working file, with warnings about its sample values.
+        let finished = text.replace(
+            "CHANGE-ME-to-a-random-string-of-32-bytes-or-more",
+            "Zr3x9P0qLw8sT2vYb6nHc4mKd7fJg1aE",
+        );
+        let checked = Config::check_toml_str(&finished);
+        assert!(!checked.has_errors(), "{:?}", checked.problems);
+        let warned: Vec<&str> = checked.problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(warned.contains(&"smtp.password"), "{warned:?}");
+        assert!(warned.contains(&"mailbox[0].password"), "{warned:?}");
+        assert!(warned.contains(&"area[1].staff"), "{warned:?}");
+    }
+
+    /// The line of the first line of `text` containing `needle`.
+    fn line_with(text: &str, needle: &str) -> usize {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .unwrap_or_else(|| panic!("{needle:?} not in the text"))
+    }
+
+    #[test]
+    fn a_file_with_several_mistakes_names_every_one_with_its_key_and_line() {
+        let text = GOOD
+            .replace("0123456789abcdef0123456789abcdef", "short")
+            .replace("[smtp]", "[smtp]\nhots = \"x\"")
+            .replace("username = \"u\"", "")
+            .replace(
+                "port = 143\n        tls = \"none\"",
+                "port = 143\n        tls = \"maybe\"",
+            )
+            .replace("Lavori-Pubblici@comune.test", "not an address")
+            + r#"
+        [[mailbox]]
+        name = "second"
+        host = "127.0.0.1"
+        port = "imap"
+        tls = "none"
+        username = "u"
+        password = "p"
+        "#;
+        let checked = Config::check_toml_str(&text);
+        assert!(
+            checked.config.is_none(),
+            "a file with errors is never usable"
+        );
+        let found: Vec<(&str, Option<usize>)> = checked
+            .problems
+            .iter()
+            .map(|p| (p.key.as_str(), p.line))
+            .collect();
+        for (key, line) in [
+            ("smtp.hots", Some(line_with(&text, "hots ="))),
+            ("mailbox[0].tls", Some(line_with(&text, "\"maybe\""))),
+            ("mailbox[0].username", Some(line_with(&text, "[[mailbox]]"))),
+            ("mailbox[1].port", Some(line_with(&text, "\"imap\""))),
+            ("security.secret", Some(line_with(&text, "\"short\""))),
+            (
+                "area[0].addresses[0]",
+                Some(line_with(&text, "not an address")),
+            ),
+        ] {
+            assert!(found.contains(&(key, line)), "{key} at {line:?}: {found:?}");
+        }
+        // Nothing said about the placeholders that stood in for the bad values.
+        assert!(
+            checked
+                .problems
+                .iter()
+                .all(|p| !p.message.contains("placeholder")),
+            "{:?}",
+            checked.problems
+        );
+        let one_message = Config::from_toml_str(&text).unwrap_err().to_string();
+        for key in ["smtp.hots", "mailbox[1].port", "security.secret"] {
+            assert!(one_message.contains(key), "{one_message}");
+        }
+    }
+
+    #[test]
+    fn a_file_of_thousands_of_mistakes_is_checked_in_bounded_work() {
+        let junk: String = (0..5000).map(|i| format!("junk{i} = {i}\n")).collect();
+        let text = GOOD.replace("[smtp]", &format!("[smtp]\n{junk}"));
+        let checked = Config::check_toml_str(&text);
+        assert!(checked.config.is_none());
+        let errors = checked
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .count();
+        // Up to the repair bound, then one line saying the rest was not checked.
+        assert!((100..=201).contains(&errors), "{errors}");
+        assert!(checked.problems.iter().any(|p| p.key == "file"), "said");
+    }
+
+    #[test]
+    fn a_syntax_error_is_named_with_its_line_and_stops_the_other_checks() {
+        let text = GOOD.replace("port = 25", "port = = 25");
+        let checked = Config::check_toml_str(&text);
+        assert!(checked.config.is_none());
+        assert_eq!(checked.problems.len(), 1, "{:?}", checked.problems);
+        assert_eq!(checked.problems[0].key, "syntax");
+        assert_eq!(
+            checked.problems[0].line,
+            Some(line_with(&text, "port = = 25"))
+        );
+    }
+
+    #[test]
+    fn risky_but_legal_settings_are_warnings_and_the_placeholder_secret_an_error() {
+        let text = GOOD
+            .replace(", \"lucia@comune.test\"", "")
+            .replace("password = \"p\"", "password = \"secret\"\nidle = false\npoll_seconds = 600")
+            .replace(
+                "[database]",
+                "[server]\nlisten = \"0.0.0.0:8080\"\nbase_url = \"http://segnalazioni.test\"\n[database]",
+            );
+        let checked = Config::check_toml_str(&text);
+        let warnings: Vec<&str> = checked
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Warning)
+            .map(|p| p.key.as_str())
+            .collect();
+        for key in [
+            "mailbox[0].password",
+            "mailbox[0].poll_seconds",
+            "server.base_url",
+            "area[0].staff",
+        ] {
+            assert!(warnings.contains(&key), "{key}: {warnings:?}");
+        }
+        assert!(!checked.has_errors(), "{:?}", checked.problems);
+
+        let placeholder = GOOD.replace(
+            "0123456789abcdef0123456789abcdef",
+            "CHANGE-ME-to-a-random-string-of-32-bytes-or-more",
+        );
+        let cfg = Config::from_toml_str(&placeholder).expect("parses");
+        let errors: Vec<String> = cfg
+            .problems()
+            .into_iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(errors, ["security.secret"]);
     }
 
     #[test]

@@ -38,7 +38,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("ticketgate: {e:#}");
-            ExitCode::from(1)
+            // 78 (EX_CONFIG) for a bad configuration: systemd's RestartPreventExitStatus=78
+            // then stops restarting a unit that cannot start anyway.
+            ExitCode::from(cli::exit_code(&e))
         }
     }
 }

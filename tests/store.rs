@@ -103,6 +103,7 @@ on_both_backends!(
     pending_and_unflagged_raw_messages_follow_their_state_and_the_server_flag,
     finishing_a_raw_message_changes_only_a_pending_row,
     a_quarantined_message_is_listed_and_can_be_requeued_once,
+    a_dropped_message_leaves_the_quarantine_with_its_note_and_keeps_its_bytes,
     raw_messages_are_counted_by_state,
     ticket_sequences_count_per_year_and_a_rolled_back_transaction_leaves_no_gap,
     a_ticket_with_its_message_attachments_and_events_reads_back_through_the_views,
@@ -620,6 +621,59 @@ async fn a_quarantined_message_is_listed_and_can_be_requeued_once(db: Db) {
     let q = s.quarantined().await.unwrap();
     assert_eq!(q[0].raw_message_id, ids[0]);
     assert_eq!(q[0].reason, "");
+}
+
+async fn a_dropped_message_leaves_the_quarantine_with_its_note_and_keeps_its_bytes(db: Db) {
+    let s = &db.store;
+    // Longer than the head the list reads: the list gets the head, the bytes stay whole.
+    let mut big = mail(7);
+    big.extend(std::iter::repeat_n(b'z', 100_000));
+    let ids = s
+        .store_raw_batch("INBOX", 9, &[raw_in(1, &big), raw_in(2, &every_byte())], 2)
+        .await
+        .unwrap();
+    let mut tx = s.begin().await.unwrap();
+    for id in &ids {
+        Store::finish_raw(&mut tx, *id, "quarantined", Some("odd"), None)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let q = s.quarantined().await.unwrap();
+    assert_eq!(q[0].head.len(), ticketgate::store::QUARANTINE_HEAD_BYTES);
+    assert_eq!(q[0].head[..], big[..q[0].head.len()]);
+    assert_eq!(q[1].head, every_byte(), "short messages are read whole");
+    assert!(q
+        .iter()
+        .all(|m| m.dropped.is_none() && m.state == "quarantined"));
+
+    assert!(s
+        .drop_quarantined(ids[0], "operatore", "spam")
+        .await
+        .unwrap());
+    assert!(
+        !s.drop_quarantined(ids[0], "altro", "again").await.unwrap(),
+        "once"
+    );
+    assert!(
+        !s.drop_quarantined(ids[0] + 1000, "x", "y").await.unwrap(),
+        "no row"
+    );
+    let q = s.quarantined().await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].raw_message_id, ids[1]);
+    let all = s.quarantined_with_dropped().await.unwrap();
+    assert_eq!(all.len(), 2);
+    let dropped = all[0].dropped.as_ref().expect("a drop note");
+    assert_eq!(
+        (dropped.by.as_str(), dropped.reason.as_str()),
+        ("operatore", "spam")
+    );
+    assert!(dropped.at > 0);
+    assert_eq!(all[0].state, "dropped");
+    assert_eq!(all[0].reason, "odd", "the quarantine reason stays");
+    assert_eq!(s.raw(ids[0]).await.unwrap().unwrap().bytes, big);
+    assert!(!s.requeue_quarantined(ids[0]).await.unwrap(), "dealt with");
 }
 
 async fn raw_messages_are_counted_by_state(db: Db) {

@@ -13,4 +13,5 @@ pub mod prescan;
 pub mod quote;
 pub mod route;
 pub mod smime;
+pub mod summary;
 pub mod tag;

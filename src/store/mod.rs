@@ -27,7 +27,10 @@ pub use lock::MailboxLock;
 pub use outbox::{Attempt, DueOutbox, OutboxItem};
 pub use pec::{InboundPec, ReceiptEffect};
 pub use raw::{sha256_hex as raw_sha256_hex, RawIn, RawRow};
-pub use read::{AttachmentView, EventView, MessageView, QuarantineView, TicketView};
+pub use read::{
+    AttachmentView, EventView, MessageView, QuarantineDrop, QuarantineView, TicketView,
+    QUARANTINE_HEAD_BYTES,
+};
 pub use tickets::{HistoryEntry, MessageTicket, NewAttachment, NewMessage, NewTicket, OurMessage};
 
 /// A transaction on the store.
@@ -44,6 +47,12 @@ pub enum StoreError {
     CreateFile(String, std::io::Error),
     #[error("unsupported database url {0:?}: use sqlite:// or postgres://")]
     UnsupportedUrl(String),
+    /// [`Store::open_existing`]: the SQLite file or the PostgreSQL database is not there.
+    #[error("the database does not exist ({0})")]
+    Missing(String),
+    /// [`Store::open_existing`]: the database is older than this binary's migrations.
+    #[error("the database is not migrated to this version ({0})")]
+    NotMigrated(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -63,11 +72,8 @@ pub struct Store {
 /// the database file, so they follow. An existing file is left as the operator set it.
 fn create_private_sqlite_file(url: &str) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or_default();
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let path = sqlite_path(url);
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
     if path.is_empty() || path == ":memory:" || query.contains("mode=memory") {
         return Ok(());
     }
@@ -81,6 +87,15 @@ fn create_private_sqlite_file(url: &str) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(StoreError::CreateFile(path.to_owned(), e)),
     }
+}
+
+/// The file path of a `sqlite://PATH?…` (or `sqlite:PATH`) URL.
+fn sqlite_path(url: &str) -> &str {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or_default();
+    rest.split_once('?').map(|(p, _)| p).unwrap_or(rest)
 }
 
 impl Store {
@@ -129,6 +144,94 @@ impl Store {
             .connect_with(options)
             .await?;
         Ok(Store { pool, sqlite })
+    }
+
+    /// Connects to a database that must already exist and be migrated, for the commands that
+    /// only read or change what is there (`ticket`, `quarantine`): a typo in `database.url`
+    /// must not create a new, empty database that then says "no tickets" (issue 11).
+    pub async fn open_existing(url: &str, max_connections: u32) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        if !sqlite && !url.starts_with("postgres") {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        }
+        let url = if sqlite {
+            let path = sqlite_path(url);
+            if !path.is_empty() && path != ":memory:" && !std::path::Path::new(path).is_file() {
+                return Err(StoreError::Missing(format!("no file {path}")));
+            }
+            // mode=rw: SQLite itself must not create the file either (its default is rwc).
+            if url.contains("mode=") {
+                url.to_owned()
+            } else {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rw")
+            }
+        } else {
+            url.to_owned()
+        };
+        let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if sqlite {
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|e| match &e {
+                // 3D000 invalid_catalog_name: PostgreSQL has no database of that name.
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000") => {
+                    StoreError::Missing(db.message().to_owned())
+                }
+                _ => StoreError::Db(e),
+            })?;
+        let store = Store { pool, sqlite };
+        store.check_migrated().await?;
+        Ok(store)
+    }
+
+    /// Errs unless every migration this binary knows was applied (a newer schema is fine).
+    async fn check_migrated(&self) -> Result<()> {
+        let migrator = if self.sqlite {
+            &SQLITE_MIGRATOR
+        } else {
+            &POSTGRES_MIGRATOR
+        };
+        let wanted = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> =
+            match sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+            {
+                Ok(v) => v,
+                // No migrations table (42P01 undefined_table): an empty database nobody
+                // migrated. Any other error (not a database file at all…) is an error.
+                Err(sqlx::Error::Database(db))
+                    if db.code().as_deref() == Some("42P01")
+                        || db.message().contains("no such table") =>
+                {
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            };
+        match applied {
+            Some(v) if v >= wanted => Ok(()),
+            Some(v) => Err(StoreError::NotMigrated(format!(
+                "schema version {v}, this binary needs {wanted}"
+            ))),
+            None => Err(StoreError::NotMigrated("no schema at all".into())),
+        }
     }
 
     /// Applies the migrations of this backend.

@@ -234,6 +234,41 @@ impl Store {
         Ok(())
     }
 
+    /// Marks a quarantined message dealt with: state `dropped`, and a `quarantine_drop` row
+    /// saying who, when and why, in one transaction. The raw bytes stay. False when there is
+    /// no quarantined (not yet dropped) message with that id.
+    pub async fn drop_quarantined(
+        &self,
+        raw_message_id: i64,
+        by: &str,
+        reason: &str,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE raw_message SET state = 'dropped' \
+             WHERE raw_message_id = $1 AND state = 'quarantined'",
+        )
+        .bind(raw_message_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO quarantine_drop (raw_message_id, dropped_at, dropped_by, reason) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(raw_message_id)
+        .bind(now_millis())
+        .bind(nul_free(by))
+        .bind(nul_free(reason))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Puts a quarantined message back to `pending` so it is processed again.
     /// Returns false when there is no quarantined message with that id.
     pub async fn requeue_quarantined(&self, raw_message_id: i64) -> Result<bool> {

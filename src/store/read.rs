@@ -90,6 +90,60 @@ pub struct QuarantineView {
     pub sha256: String,
     pub received_at: i64,
     pub reason: String,
+    /// The first [`QUARANTINE_HEAD_BYTES`] of the stored bytes: enough for the header block
+    /// an operator recognises a message by, never the whole (possibly huge) message.
+    pub head: Vec<u8>,
+    /// `quarantined`, or `dropped` (dealt with: see `dropped`).
+    pub state: String,
+    /// False when only the header was kept (an over-limit message left on the server).
+    pub complete: bool,
+    pub dropped: Option<QuarantineDrop>,
+}
+
+/// Who dealt with a quarantined message, when and why (`quarantine drop`).
+#[derive(Debug, Clone)]
+pub struct QuarantineDrop {
+    pub at: i64,
+    pub by: String,
+    pub reason: String,
+}
+
+/// Bytes of each quarantined message read for the list: headers longer than this are cut.
+/// Written as a literal in [`quarantine_query`]: PostgreSQL has `substr(bytea, int, int)`
+/// only, and a bound BIGINT would not match it.
+pub const QUARANTINE_HEAD_BYTES: usize = 65536;
+
+/// The columns [`quarantine_from_row`] reads.
+macro_rules! quarantine_query {
+    ($where:literal) => {
+        concat!(
+            "SELECT r.raw_message_id, r.mailbox, r.uid, r.size, r.sha256, r.received_at, \
+             r.reason, substr(r.bytes, 1, 65536), r.state, r.complete, d.dropped_at, \
+             d.dropped_by, d.reason FROM raw_message r \
+             LEFT JOIN quarantine_drop d ON d.raw_message_id = r.raw_message_id WHERE ",
+            $where
+        )
+    };
+}
+
+fn quarantine_from_row(r: &sqlx::any::AnyRow) -> QuarantineView {
+    QuarantineView {
+        raw_message_id: r.get(0),
+        mailbox: r.get(1),
+        uid: r.get(2),
+        size: r.get(3),
+        sha256: r.get(4),
+        received_at: r.get(5),
+        reason: r.get::<Option<String>, _>(6).unwrap_or_default(),
+        head: r.get(7),
+        state: r.get(8),
+        complete: r.get::<i64, _>(9) != 0,
+        dropped: r.get::<Option<i64>, _>(10).map(|at| QuarantineDrop {
+            at,
+            by: r.get::<Option<String>, _>(11).unwrap_or_default(),
+            reason: r.get::<Option<String>, _>(12).unwrap_or_default(),
+        }),
+    }
 }
 
 /// The columns [`ticket_from_row`] reads (a macro, so queries stay `&'static str`).
@@ -235,25 +289,54 @@ impl Store {
             .collect())
     }
 
+    /// [`Store::quarantined`] (or, with `all`, [`Store::quarantined_with_dropped`]) one row
+    /// at a time: each row carries up to [`QUARANTINE_HEAD_BYTES`], so a long quarantine is
+    /// read without holding all of it in memory.
+    pub fn quarantine_stream(
+        &self,
+        all: bool,
+    ) -> impl futures::Stream<Item = Result<QuarantineView>> + '_ {
+        use futures::TryStreamExt;
+        let query = if all {
+            quarantine_query!("r.state IN ('quarantined', 'dropped') ORDER BY r.raw_message_id")
+        } else {
+            quarantine_query!("r.state = 'quarantined' ORDER BY r.raw_message_id")
+        };
+        sqlx::query(query)
+            .fetch(&self.pool)
+            .map_ok(|r| quarantine_from_row(&r))
+            .map_err(super::StoreError::from)
+    }
+
+    /// One message in quarantine or dropped from it.
+    pub async fn quarantine_entry(&self, raw_message_id: i64) -> Result<Option<QuarantineView>> {
+        let row = sqlx::query(quarantine_query!(
+            "r.raw_message_id = $1 AND r.state IN ('quarantined', 'dropped')"
+        ))
+        .bind(raw_message_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(quarantine_from_row))
+    }
+
+    /// Messages in quarantine (not those dealt with), oldest first.
     pub async fn quarantined(&self) -> Result<Vec<QuarantineView>> {
-        let rows = sqlx::query(
-            "SELECT raw_message_id, mailbox, uid, size, sha256, received_at, reason \
-             FROM raw_message WHERE state = 'quarantined' ORDER BY raw_message_id",
-        )
+        let rows = sqlx::query(quarantine_query!(
+            "r.state = 'quarantined' ORDER BY r.raw_message_id"
+        ))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| QuarantineView {
-                raw_message_id: r.get(0),
-                mailbox: r.get(1),
-                uid: r.get(2),
-                size: r.get(3),
-                sha256: r.get(4),
-                received_at: r.get(5),
-                reason: r.get::<Option<String>, _>(6).unwrap_or_default(),
-            })
-            .collect())
+        Ok(rows.iter().map(quarantine_from_row).collect())
+    }
+
+    /// Messages in quarantine and those dropped from it (with who, when and why).
+    pub async fn quarantined_with_dropped(&self) -> Result<Vec<QuarantineView>> {
+        let rows = sqlx::query(quarantine_query!(
+            "r.state IN ('quarantined', 'dropped') ORDER BY r.raw_message_id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(quarantine_from_row).collect())
     }
 
     /// Raw-message counts by state, for `/metrics` and tests.

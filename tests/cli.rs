@@ -1,0 +1,506 @@
+//! The operator's command line, run as the built binary: exit codes, databases that must
+//! exist, `ingest --mailbox` names, every configuration mistake at once, `check-config
+//! --connect` beyond the mail servers, and a quarantine an operator can read.
+//!
+//! Most tests need no mail server: they are about what the CLI does before it would talk to
+//! one. Where mail must be handled, it arrives through `ingest` (the real pipe-delivery path).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use support::gateway::{LAVORI, SECRET, STAFF_LAVORI};
+
+/// A scratch directory with a configuration file in it.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+/// A valid configuration whose database and attachments live in `dir`. The mailbox
+/// `imap-lavori` is deliberately named apart from the area slug `lavori-pubblici`, so that
+/// both kinds of `ingest --mailbox` names are exercised.
+fn config_text(dir: &Path) -> String {
+    format!(
+        r#"
+[database]
+url = "sqlite://{dir}/ticketgate.db"
+
+[storage]
+dir = "{dir}/attachments"
+
+[security]
+secret = "{SECRET}"
+
+[smtp]
+host = "127.0.0.1"
+port = 2525
+tls = "none"
+
+[[mailbox]]
+name = "imap-lavori"
+host = "127.0.0.1"
+port = 1143
+tls = "none"
+username = "lavori"
+password = "a-real-password"
+
+[[area]]
+slug = "lavori-pubblici"
+name = "Lavori pubblici"
+addresses = ["{LAVORI}"]
+staff = ["{STAFF_LAVORI}", "anna.bianchi@comune.test"]
+"#,
+        dir = dir.display()
+    )
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::Builder::new()
+            .prefix("tg-cli-")
+            .tempdir()
+            .expect("temp dir");
+        let setup = Setup { dir };
+        setup.write_config(&config_text(setup.dir.path()));
+        setup
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.path().join("ticketgate.toml")
+    }
+
+    fn db_path(&self) -> PathBuf {
+        self.path().join("ticketgate.db")
+    }
+
+    fn write_config(&self, text: &str) {
+        std::fs::write(self.config_path(), text).expect("write config");
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[], None)
+    }
+
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ticketgate");
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(bytes) = stdin {
+            input.write_all(bytes).expect("write stdin");
+        }
+        drop(input);
+        child.wait_with_output().expect("ticketgate output")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text_of(&out));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {}", text_of(&out)))
+    }
+
+    fn migrate(&self) {
+        let out = self.run(&["migrate"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    }
+}
+
+/// stdout and stderr, for assertion messages and searches.
+fn text_of(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn citizen_mail(to: &str, subject: &str) -> Vec<u8> {
+    format!(
+        "From: Anna Verdi <anna.verdi@citizen.test>\r\nTo: {to}\r\nSubject: {subject}\r\n\
+         Message-ID: <{}>\r\nDate: Mon, 07 Dec 2026 10:00:00 +0100\r\n\r\n\
+         Una buca in via Roma.\r\n",
+        support::mail::unique_id()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn serve_and_migrate_exit_78_on_a_bad_configuration_and_create_nothing() {
+    let s = Setup::new();
+    s.write_config(&config_text(s.path()).replace(SECRET, "short"));
+    for command in ["serve", "migrate"] {
+        let out = s.run(&[command]);
+        assert_eq!(out.status.code(), Some(78), "{command}: {}", text_of(&out));
+        assert!(
+            text_of(&out).contains("security.secret"),
+            "{}",
+            text_of(&out)
+        );
+    }
+    assert!(!s.db_path().exists(), "no database was created");
+}
+
+#[test]
+fn commands_that_read_never_create_a_missing_sqlite_database() {
+    let s = Setup::new();
+    for args in [
+        &["ticket", "list"][..],
+        &["ticket", "show", "2026-000001"],
+        &["quarantine", "list"],
+    ] {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {}", text_of(&out));
+        let said = text_of(&out);
+        assert!(said.contains("does not exist"), "{said}");
+        assert!(said.contains(&s.db_path().display().to_string()), "{said}");
+        assert!(!s.db_path().exists(), "{args:?} created the database");
+    }
+    // Once migrated, the same command reads it.
+    s.migrate();
+    assert_eq!(
+        s.json(&["ticket", "list", "--format", "json"]),
+        Value::Array(vec![])
+    );
+}
+
+#[test]
+fn commands_that_read_refuse_a_missing_postgresql_database_and_hide_its_password() {
+    let server = support::postgres::PgServer::shared();
+    let s = Setup::new();
+    let url = format!(
+        "postgres://ticketgate:{}@127.0.0.1:{}/tg_no_such_database",
+        server.password, server.port
+    );
+    let out = s.run_with(
+        &["ticket", "list"],
+        &[("TICKETGATE__DATABASE__URL", &url)],
+        None,
+    );
+    let said = text_of(&out);
+    assert_eq!(out.status.code(), Some(78), "{said}");
+    assert!(said.contains("does not exist"), "{said}");
+    assert!(said.contains("tg_no_such_database"), "{said}");
+    assert!(!said.contains(&server.password), "password shown: {said}");
+}
+
+#[test]
+fn ingest_refuses_a_mailbox_name_that_is_not_configured_and_stores_nothing() {
+    let s = Setup::new();
+    s.migrate();
+    let out = s.run_with(
+        &["ingest", "--mailbox", "lavori-pubbici"],
+        &[],
+        Some(&citizen_mail(LAVORI, "Con un nome sbagliato")),
+    );
+    let said = text_of(&out);
+    assert_eq!(out.status.code(), Some(78), "{said}");
+    assert!(said.contains("imap-lavori"), "known names listed: {said}");
+    assert!(
+        said.contains("lavori-pubblici"),
+        "known names listed: {said}"
+    );
+    assert_eq!(
+        s.json(&["ticket", "list", "--format", "json"]),
+        Value::Array(vec![])
+    );
+    assert_eq!(
+        s.json(&["quarantine", "list", "--format", "json"]),
+        Value::Array(vec![])
+    );
+
+    // Both documented kinds of name work: a [[mailbox]] name and an area slug.
+    for name in ["imap-lavori", "lavori-pubblici"] {
+        let out = s.run_with(
+            &["ingest", "--mailbox", name],
+            &[],
+            Some(&citizen_mail(LAVORI, &format!("Per {name}"))),
+        );
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text_of(&out));
+    }
+    let tickets = s.json(&["ticket", "list", "--format", "json"]);
+    assert_eq!(tickets.as_array().map(Vec::len), Some(2), "{tickets}");
+
+    // A bad file is a temporary failure: the MTA keeps the message and retries (Postfix
+    // would bounce on 78), and nothing is stored meanwhile.
+    s.write_config(&config_text(s.path()).replace(SECRET, "short"));
+    let out = s.run_with(
+        &["ingest", "--mailbox", "imap-lavori"],
+        &[],
+        Some(&citizen_mail(LAVORI, "Con un file sbagliato")),
+    );
+    assert_eq!(out.status.code(), Some(75), "{}", text_of(&out));
+    assert!(
+        text_of(&out).contains("security.secret"),
+        "{}",
+        text_of(&out)
+    );
+    s.write_config(&config_text(s.path()));
+    let tickets = s.json(&["ticket", "list", "--format", "json"]);
+    assert_eq!(tickets.as_array().map(Vec::len), Some(2), "{tickets}");
+}
+
+#[test]
+fn check_config_names_every_mistake_of_a_file_with_its_line_and_exits_78() {
+    let s = Setup::new();
+    let text = config_text(s.path())
+        .replace(SECRET, "CHANGE-ME-to-a-random-string-of-32-bytes-or-more")
+        .replace("port = 2525", "port = 2525\nhots = \"x\"")
+        .replace("port = 1143", "port = \"imap\"")
+        .replace(
+            &format!("addresses = [\"{LAVORI}\"]"),
+            "addresses = [\"nobody\"]",
+        );
+    s.write_config(&text);
+    let out = s.run(&["check-config"]);
+    let said = text_of(&out);
+    assert_eq!(out.status.code(), Some(78), "{said}");
+    let line = |needle: &str| text.lines().position(|l| l.contains(needle)).map(|i| i + 1);
+    for (key, needle) in [
+        ("security.secret", "CHANGE-ME"),
+        ("smtp.hots", "hots ="),
+        ("mailbox[0].port", "\"imap\""),
+        ("area[0].addresses[0]", "\"nobody\""),
+    ] {
+        let expected = format!("error: {key} (line {})", line(needle).expect("in the file"));
+        assert!(said.contains(&expected), "{expected:?} not in:\n{said}");
+    }
+    assert!(said.contains("4 error(s)"), "{said}");
+}
+
+#[test]
+fn the_example_configuration_is_refused_only_for_its_placeholder_secret() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ticketgate.example.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+        .arg("--config")
+        .arg(&example)
+        .arg("check-config")
+        .output()
+        .expect("run check-config");
+    let said = text_of(&out);
+    assert_eq!(out.status.code(), Some(78), "{said}");
+    let errors: Vec<&str> = said.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{said}");
+    assert!(errors[0].starts_with("error: security.secret"), "{said}");
+    assert!(said.contains("warning: smtp.password"), "{said}");
+}
+
+#[test]
+fn check_config_connect_opens_the_database_without_creating_it_and_writes_to_storage() {
+    let stack = support::mailstack::MailStack::start();
+    let s = Setup::new();
+    let text = support::gateway::config_text(&stack, s.path(), 1, "", "");
+    s.write_config(&text);
+
+    // Before `migrate`: the SQLite file may be missing (it can be created), and stays missing.
+    let out = s.run(&["check-config", "--connect"]);
+    let said = text_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("ok: database"), "{said}");
+    assert!(said.contains("no file yet"), "{said}");
+    assert!(said.contains("ok: storage.dir"), "{said}");
+    assert!(!s.db_path().exists(), "check-config created the database");
+
+    s.migrate();
+    let out = s.run(&["check-config", "--connect"]);
+    let said = text_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("schema up to date"), "{said}");
+    assert!(said.contains("wrote and removed a file"), "{said}");
+    let leftovers: Vec<_> = std::fs::read_dir(s.path().join("attachments"))
+        .expect("storage dir")
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the probe file was left: {leftovers:?}"
+    );
+
+    // A database file that is not a database, and a storage.dir under a regular file.
+    let blocker = s.path().join("a-file");
+    std::fs::write(&blocker, "not a directory").expect("write");
+    std::fs::write(s.path().join("junk.db"), vec![b'x'; 4096]).expect("write");
+    s.write_config(
+        &text
+            .replace(
+                &format!("{}/attachments", s.path().display()),
+                &format!("{}/attachments", blocker.display()),
+            )
+            .replace("ticketgate.db", "junk.db"),
+    );
+    let out = s.run(&["check-config", "--connect"]);
+    let said = text_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("FAIL: database"), "{said}");
+    assert!(said.contains("FAIL: storage.dir"), "{said}");
+    assert!(
+        said.contains("ok: mailbox"),
+        "the mail servers still checked: {said}"
+    );
+}
+
+/// A mail nested deeper than the gateway reads (quarantined by the MIME pre-scan), with an
+/// encoded From and a Subject carrying a terminal escape sequence.
+fn nested_mail(subject_b64: &str, message_id: &str) -> Vec<u8> {
+    let mut raw = format!(
+        "From: =?UTF-8?Q?Anna_Verd=C3=AC?= <anna.verdi@citizen.test>\r\nTo: {LAVORI}\r\n\
+         Subject: =?UTF-8?B?{subject_b64}?=\r\nMessage-ID: <{message_id}>\r\n\
+         Date: Mon, 07 Dec 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n"
+    )
+    .into_bytes();
+    for _ in 0..100 {
+        raw.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
+    }
+    raw.extend_from_slice(b"From: x@example.test\r\n\r\nfondo\r\n");
+    raw
+}
+
+#[test]
+fn the_quarantine_shows_who_wrote_what_and_a_dropped_message_keeps_its_bytes_and_its_note() {
+    let s = Setup::new();
+    s.migrate();
+    // "Buca\x1b[31m in via Roma", base64.
+    let raw = nested_mail("QnVjYRtbMzFtIGluIHZpYSBSb21h", "nested-1@citizen.test");
+    let out = s.run_with(&["ingest", "--mailbox", "lavori-pubblici"], &[], Some(&raw));
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    assert!(text_of(&out).contains("quarantined"), "{}", text_of(&out));
+
+    let list = s.json(&["quarantine", "list", "--format", "json"]);
+    let q = &list[0];
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(q["from"], "Anna Verdì <anna.verdi@citizen.test>");
+    assert_eq!(q["subject"], "Buca[31m in via Roma", "escape removed: {q}");
+    assert_eq!(q["message_id"], "nested-1@citizen.test");
+    assert_eq!(q["mailbox"], "lavori-pubblici");
+    assert_eq!(q["size"], raw.len());
+    assert!(
+        q["received_at"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("20")),
+        "{q}"
+    );
+    assert!(q["reason"].as_str().is_some_and(|r| !r.is_empty()), "{q}");
+    let id = q["id"].as_i64().expect("id").to_string();
+
+    let out = s.run(&["quarantine", "list"]);
+    let listed = text_of(&out);
+    assert!(
+        listed.contains("Anna Verdì <anna.verdi@citizen.test>"),
+        "{listed}"
+    );
+    assert!(listed.contains("nested-1@citizen.test"), "{listed}");
+    assert!(
+        !listed.contains('\u{1b}'),
+        "no raw escape on the terminal: {listed}"
+    );
+
+    let out = s.run(&["quarantine", "show", &id]);
+    let shown = text_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("Subject: =?UTF-8?B?QnVjYRtbMzFtIGluIHZpYSBSb21h?="),
+        "{shown}"
+    );
+    assert!(shown.contains("Reason"), "{shown}");
+    assert!(!shown.contains("fondo"), "the body is not shown: {shown}");
+
+    let out = s.run(&["quarantine", "export", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    assert!(out.stdout == raw, "export writes the stored bytes exactly");
+
+    // Drop: gone from the list, still stored, with who, when and why.
+    let out = s.run_with(
+        &[
+            "quarantine",
+            "drop",
+            &id,
+            "--reason",
+            "test nidificato, nessuna azione",
+        ],
+        &[("USER", "operatore")],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    assert_eq!(
+        s.json(&["quarantine", "list", "--format", "json"]),
+        Value::Array(vec![])
+    );
+    let all = s.json(&["quarantine", "list", "--all", "--format", "json"]);
+    assert_eq!(all[0]["state"], "dropped", "{all}");
+    assert_eq!(all[0]["dropped"]["by"], "operatore", "{all}");
+    assert_eq!(
+        all[0]["dropped"]["reason"],
+        "test nidificato, nessuna azione"
+    );
+    let out = s.run(&["quarantine", "export", &id]);
+    assert!(out.stdout == raw, "the bytes stay stored after the drop");
+    let out = s.run(&["quarantine", "drop", &id, "--reason", "again"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "dropped once: {}",
+        text_of(&out)
+    );
+    let out = s.run(&["quarantine", "show", "999999"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text_of(&out));
+}
+
+#[test]
+fn a_quarantined_message_with_a_megabyte_of_header_is_listed_short_and_shown_cut() {
+    let s = Setup::new();
+    s.migrate();
+    let mut raw = b"X-Filler: ".to_vec();
+    raw.extend(std::iter::repeat_n(b'a', 1024 * 1024));
+    raw.extend_from_slice(b"\r\n");
+    raw.extend(nested_mail("TG9uZ2E=", "long-1@citizen.test"));
+    let out = s.run_with(&["ingest", "--mailbox", "lavori-pubblici"], &[], Some(&raw));
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    let list = s.json(&["quarantine", "list", "--format", "json"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    // The fields after the cap are not read: the list is bounded, not complete.
+    assert!(
+        list[0]["subject"].as_str().is_some_and(|x| x.len() <= 1000),
+        "{list}"
+    );
+    let id = list[0]["id"].as_i64().expect("id").to_string();
+    let out = s.run(&["quarantine", "show", &id]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    assert!(
+        shown.len() < 80 * 1024,
+        "show is bounded: {} bytes",
+        shown.len()
+    );
+    assert!(shown.contains("header block cut"), "the cut is said");
+}
+
+#[test]
+fn a_bad_value_from_the_environment_is_named_by_its_variable_beside_the_file_s_mistakes() {
+    let s = Setup::new();
+    s.write_config(&config_text(s.path()).replace("port = 1143", "port = 1143\nfolder = 7"));
+    let out = s.run_with(
+        &["check-config"],
+        &[("TICKETGATE__SMTP__PORT", "submission")],
+        None,
+    );
+    let said = text_of(&out);
+    assert_eq!(out.status.code(), Some(78), "{said}");
+    assert!(
+        said.contains("error: smtp.port: ") && said.contains("TICKETGATE__SMTP__PORT"),
+        "{said}"
+    );
+    assert!(said.contains("error: mailbox[0].folder (line"), "{said}");
+}
