@@ -183,6 +183,7 @@ pub async fn run_mailbox(
     shutdown: CancellationToken,
 ) {
     let mut backoff = BACKOFF_START;
+    crate::health::set_phase(&mb.name, crate::health::MailboxPhase::Starting);
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -202,6 +203,7 @@ pub async fn run_mailbox(
                 if synced_once {
                     backoff = BACKOFF_START;
                 }
+                crate::health::set_failing(&mb.name, &format!("{e:#}"));
                 tracing::warn!(mailbox = %mb.name, error = format!("{e:#}"), retry_in = ?backoff, "IMAP connection lost; reconnecting");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -240,6 +242,7 @@ async fn lock_mailbox(
                 return Some(HeldLock::new(lock));
             }
             Ok(None) => {
+                crate::health::set_phase(&mb.name, crate::health::MailboxPhase::StandingBy);
                 if !told {
                     tracing::info!(mailbox = %mb.name, "another instance polls this mailbox; standing by");
                     told = true;
@@ -317,6 +320,7 @@ async fn session(
         )
         .await?;
         *synced_once = true;
+        crate::health::set_phase(&mb.name, crate::health::MailboxPhase::Idle);
         if shutdown.is_cancelled() {
             break;
         }
