@@ -190,6 +190,9 @@ fn a_mailbox_failing_longer_than_the_threshold_makes_healthz_503_naming_it() {
             "{name} named as failing: {text}"
         );
     }
+    // A load balancer asks about the web side only: still served.
+    let (code, text) = get(gw.web_port, "/healthz?scope=web", None);
+    assert_eq!(code, 200, "{text}");
     // The citizens' port never shows the error texts (they name servers and accounts) ...
     let (_, h) = health_json(gw.web_port);
     assert_eq!(h["status"], "unavailable");
@@ -246,4 +249,66 @@ fn with_the_json_log_format_every_line_on_stderr_is_a_json_object() {
             "{expected:?} logged: {messages:?}"
         );
     }
+}
+
+#[test]
+fn the_unit_in_the_deployment_guide_is_the_packaged_unit() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("packaging/ticketgate.service")).expect("unit");
+    let guide = std::fs::read_to_string(root.join("docs/deploy.md")).expect("deploy.md");
+    let shown = guide
+        .split("```ini\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("an ```ini block in docs/deploy.md");
+    assert_eq!(
+        shown, unit,
+        "docs/deploy.md shows packaging/ticketgate.service word for word"
+    );
+    for line in [
+        "Type=notify",
+        "WatchdogSec=60",
+        "RestartPreventExitStatus=78",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/ticketgate",
+        "UMask=0077",
+        "LimitNOFILE=8192",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "the unit has {line}");
+    }
+}
+
+#[test]
+fn systemd_rates_the_packaged_unit_at_most_2_0() {
+    let unit =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/ticketgate.service");
+    let out = match std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&unit)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("SKIPPED: systemd-analyze is not installed (apt install systemd)");
+            return;
+        }
+        Err(e) => panic!("systemd-analyze: {e}"),
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let exposure: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for ticketgate.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no exposure figure in:\n{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(exposure <= 2.0, "exposure {exposure} > 2.0:\n{text}");
 }

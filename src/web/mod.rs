@@ -130,7 +130,8 @@ async fn healthz_detailed(
 
 /// The health report: database, each configured mailbox (from [`crate::health`]), the
 /// outbox backlog. 200 when ok or degraded, 503 when the database is unreachable or a
-/// mailbox has been failing for longer than `health.mailbox_failing_seconds`. JSON when the
+/// mailbox has been failing for longer than `health.mailbox_failing_seconds` (unless the
+/// query has `scope=web`: then only the database counts). JSON when the
 /// client asks (`Accept: application/json` or `?format=json`), plain text otherwise (the
 /// first line is the verdict: `ok`, `degraded` or `unavailable`).
 async fn health_report(
@@ -168,9 +169,15 @@ async fn health_report(
     };
     let mut mailboxes = Vec::with_capacity(reports.len());
     let mut lines = Vec::with_capacity(reports.len());
+    // `?scope=web`: for a load balancer in front of several instances. A mail server that
+    // is down fails every instance's mailboxes alike; taking them all out of the pool would
+    // stop the web pages too, and fix nothing.
+    let web_only = query.is_some_and(|q| q.split('&').any(|kv| kv == "scope=web"));
     for r in &reports {
         let v = health::verdict_of(r, threshold_millis, now);
-        verdict = verdict.max(v);
+        if !web_only {
+            verdict = verdict.max(v);
+        }
         let failing_seconds = health::failing_for_millis(r, now).map(|ms| ms / 1000);
         let phase = serde_json::to_value(r.phase)
             .ok()
