@@ -96,6 +96,17 @@ pub fn snapshot() -> Vec<MailboxReport> {
     map.values().cloned().collect()
 }
 
+/// Records that another instance holds the lock of `mailbox` (several instances on
+/// PostgreSQL): polling it is that instance's job, so a failure this one had before is no
+/// longer this one's to report.
+pub fn set_standing_by(mailbox: &str) {
+    update(mailbox, |r| {
+        r.phase = MailboxPhase::StandingBy;
+        r.last_error = None;
+        r.failing_since = None;
+    });
+}
+
 /// The reports of the mailboxes named in `names`, in that order; a mailbox whose poller
 /// has not reported yet is `Starting`. Other names in the registry (another gateway built in
 /// the same test process) are left out.
@@ -239,6 +250,16 @@ mod tests {
             failing_for_millis(&failing(Some(now + 5), None), now),
             Some(0)
         );
+    }
+
+    #[test]
+    fn an_instance_standing_by_no_longer_reports_its_old_failure() {
+        let name = "health-test-standby";
+        set_failing(name, "connection reset");
+        set_standing_by(name);
+        let r = report(name);
+        assert_eq!(r.phase, MailboxPhase::StandingBy);
+        assert_eq!((r.last_error, r.failing_since), (None, None));
     }
 
     #[test]

@@ -242,7 +242,7 @@ async fn lock_mailbox(
                 return Some(HeldLock::new(lock));
             }
             Ok(None) => {
-                crate::health::set_phase(&mb.name, crate::health::MailboxPhase::StandingBy);
+                crate::health::set_standing_by(&mb.name);
                 if !told {
                     tracing::info!(mailbox = %mb.name, "another instance polls this mailbox; standing by");
                     told = true;
