@@ -312,3 +312,36 @@ fn systemd_rates_the_packaged_unit_at_most_2_0() {
         });
     assert!(exposure <= 2.0, "exposure {exposure} > 2.0:\n{text}");
 }
+
+#[test]
+fn healthz_says_503_when_the_database_stops_answering() {
+    let stack = MailStack::start();
+    // A PostgreSQL server of this test alone, so that stopping it harms no other test.
+    let server = support::postgres::PgServer::start();
+    server.psql("CREATE DATABASE tg_health OWNER ticketgate");
+    let url = format!(
+        "postgres://ticketgate:{}@127.0.0.1:{}/tg_health",
+        server.password, server.port
+    );
+    let storage = tempfile::tempdir().expect("storage dir");
+    let gw = Gateway::start_shared(
+        &stack,
+        &url,
+        storage.path(),
+        "",
+        "retry_initial_seconds = 1\nretry_max_seconds = 2",
+    );
+    let (code, h) = health_json(gw.web_port);
+    assert_eq!((code, h["database"].as_str()), (200, Some("ok")), "{h}");
+
+    drop(server); // pg_ctl stop -m immediate: every connection is cut
+    let text = gw.wait_for("/healthz 503", WAIT, || {
+        let (code, text) = get(gw.web_port, "/healthz?scope=web", None);
+        (code == 503).then_some(text)
+    });
+    assert!(
+        text.starts_with("unavailable\ndatabase: unreachable\n"),
+        "{text}"
+    );
+    assert!(text.contains("outbox: unknown"), "{text}");
+}
