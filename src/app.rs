@@ -6,6 +6,9 @@
 //! server finishes the requests in hand within a deadline (half-sent requests do not hold
 //! the stop up). Nothing is half-processed because every change is one
 //! transaction and the server is told only after the commit.
+//!
+//! Under systemd (`Type=notify`) `serve` says `READY=1` once the listeners are bound and the
+//! tasks started, `WATCHDOG=1` from its main loop, and `STOPPING=1` when a stop begins.
 
 use std::sync::Arc;
 
@@ -21,6 +24,7 @@ use crate::inbound::{imap, pipeline::Pipeline};
 use crate::outbound::smtp::SmtpSender;
 use crate::outbound::worker::OutboxWorker;
 use crate::store::Store;
+use crate::systemd::Notifier;
 use crate::web::{self, AppState};
 use secrecy::ExposeSecret;
 
@@ -126,6 +130,7 @@ fn install_metrics() -> Option<PrometheusHandle> {
 
 /// Runs until SIGINT/SIGTERM or until `stop` is cancelled.
 pub async fn serve(cfg: Arc<Config>, stop: CancellationToken) -> anyhow::Result<()> {
+    let notifier = Notifier::from_env();
     let metrics = install_metrics();
     let gw = Gateway::build(cfg.clone()).await?;
     let shutdown = stop;
@@ -206,6 +211,10 @@ pub async fn serve(cfg: Arc<Config>, stop: CancellationToken) -> anyhow::Result<
         mailboxes = cfg.mailboxes.len(),
         "ticketgate serving"
     );
+    // The listeners are bound and every task spawned: a request to /healthz is answered from
+    // now on. Not waiting for the IMAP logins is deliberate: a mail server that is down must
+    // show as a failing mailbox on /healthz, not as a service that never finishes starting.
+    notifier.ready();
 
     {
         let shutdown = shutdown.clone();
@@ -215,9 +224,26 @@ pub async fn serve(cfg: Arc<Config>, stop: CancellationToken) -> anyhow::Result<
             shutdown.cancel();
         });
     }
-    while let Some(res) = tasks.join_next().await {
-        if let Err(e) = res {
-            tracing::error!(error = %e, "a task ended abnormally");
+    // The main loop: collects the tasks as they end and, under systemd's watchdog, proves at
+    // half its interval that the runtime still schedules work (a wedged runtime is restarted).
+    let mut watchdog = notifier.watchdog_period().map(|period| {
+        let mut every = tokio::time::interval(period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every
+    });
+    let mut told_stopping = false;
+    loop {
+        tokio::select! {
+            res = tasks.join_next() => match res {
+                None => break,
+                Some(Err(e)) => tracing::error!(error = %e, "a task ended abnormally"),
+                Some(Ok(())) => {}
+            },
+            _ = shutdown.cancelled(), if !told_stopping => {
+                notifier.stopping();
+                told_stopping = true;
+            }
+            _ = next_tick(&mut watchdog) => notifier.watchdog(),
         }
     }
     gw.store.close().await;
@@ -255,6 +281,16 @@ async fn process_orphans(pipeline: &Pipeline) -> anyhow::Result<()> {
         pipeline.process(id).await?;
     }
     Ok(())
+}
+
+/// The next tick of the watchdog interval; never, when there is no watchdog.
+async fn next_tick(every: &mut Option<tokio::time::Interval>) {
+    match every {
+        Some(every) => {
+            every.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 async fn wait_for_signal() {

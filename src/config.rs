@@ -59,6 +59,30 @@ pub struct Config {
     pub mailboxes: Vec<MailboxConfig>,
     #[serde(default, rename = "area")]
     pub areas: Vec<AreaConfig>,
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+/// What `/healthz` counts as unhealthy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// A mailbox that has not managed to sync for this long turns `/healthz` into a 503
+    /// (shorter failures — a server restart, a network blip — are retried quietly).
+    #[serde(default = "default_mailbox_failing_seconds")]
+    pub mailbox_failing_seconds: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            mailbox_failing_seconds: default_mailbox_failing_seconds(),
+        }
+    }
+}
+
+fn default_mailbox_failing_seconds() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -573,6 +597,13 @@ impl Config {
             if value == 0 || value > 3600 {
                 err(key.into(), format!("{value}: use 1 to 3600 seconds"));
             }
+        }
+        let failing = self.health.mailbox_failing_seconds;
+        if failing == 0 || failing > 7 * 24 * 3600 {
+            err(
+                "health.mailbox_failing_seconds".into(),
+                format!("{failing}: use 1 to 604800 seconds (a week)"),
+            );
         }
         if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
         {
@@ -1305,5 +1336,15 @@ mod tests {
         assert!(keys.contains(&"area[1].addresses[0]"), "{problems:?}");
         assert!(keys.contains(&"area[1].staff"), "{problems:?}");
         assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn the_mailbox_failing_threshold_defaults_to_five_minutes_and_zero_is_refused() {
+        let cfg = Config::from_toml_str(GOOD).expect("parses");
+        assert_eq!(cfg.health.mailbox_failing_seconds, 300);
+        let text = format!("{GOOD}\n[health]\nmailbox_failing_seconds = 0\n");
+        let cfg = Config::from_toml_str(&text).expect("parses");
+        let keys: Vec<String> = cfg.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, vec!["health.mailbox_failing_seconds".to_owned()]);
     }
 }

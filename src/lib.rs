@@ -16,5 +16,6 @@ pub mod inbound;
 pub mod mail;
 pub mod outbound;
 pub mod store;
+pub mod systemd;
 pub mod tickets;
 pub mod web;

@@ -267,9 +267,9 @@ async fn lock_mailbox(
                 return Some(HeldLock::new(lock));
             }
             Ok(None) => {
+                health::set_standing_by(&mb.name);
                 if !told {
                     tracing::info!(mailbox = %mb.name, "another instance polls this mailbox; standing by");
-                    health::set_phase(&mb.name, MailboxPhase::StandingBy);
                     told = true;
                 }
             }

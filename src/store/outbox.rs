@@ -285,6 +285,29 @@ impl Store {
     }
 }
 
+/// What waits in the outbox, for `/healthz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxBacklog {
+    /// Rows still to send (`queued`, due or waiting for a retry).
+    pub queued: i64,
+    /// When the oldest of them was queued (unix millis).
+    pub oldest_queued_at: Option<i64>,
+}
+
+impl Store {
+    /// How many rows are queued and since when the oldest waits.
+    pub async fn outbox_backlog(&self) -> Result<OutboxBacklog> {
+        let row =
+            sqlx::query("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'queued'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(OutboxBacklog {
+            queued: row.get(0),
+            oldest_queued_at: row.get(1),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

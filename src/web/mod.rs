@@ -1,5 +1,5 @@
 //! The web server: the citizen pages (front page, account, my tickets), `/healthz`
-//! (database reachable), `/metrics` (Prometheus) and the staff take link; each part has its
+//! (database, mailboxes, outbox backlog), `/metrics` (Prometheus) and the staff take link; each part has its
 //! own router, merged here under one set of security headers.
 //!
 //! `/metrics` is for the operator: it is served on its own listener (`server.metrics_listen`,
@@ -18,7 +18,7 @@ mod visitor;
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::header::{
     AUTHORIZATION, CONTENT_SECURITY_POLICY, REFERRER_POLICY, WWW_AUTHENTICATE,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
@@ -103,20 +103,179 @@ pub fn url_escape(s: &str) -> String {
     out
 }
 
-async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ok\n"),
-        Err(e) => {
+/// Longest wait for the database in `/healthz`: a monitor must get an answer, and a database
+/// that takes longer than this to say `SELECT 1` counts as unreachable.
+const HEALTH_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `/healthz` on the citizens' port: the verdict and each mailbox's phase, without error
+/// texts (they name servers and accounts; the operator's listener shows them).
+async fn healthz(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    // With the metrics token the citizens' port shows the operator's view too.
+    let detailed = state.cfg.server.metrics_token.is_some() && metrics_authorized(&state, &headers);
+    health_report(&state, &headers, query.as_deref(), detailed).await
+}
+
+/// `/healthz` on the operator's listener: everything, last errors included.
+async fn healthz_detailed(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    health_report(&state, &headers, query.as_deref(), true).await
+}
+
+/// The health report: database, each configured mailbox (from [`crate::health`]), the
+/// outbox backlog. 200 when ok or degraded, 503 when the database is unreachable or a
+/// mailbox has been failing for longer than `health.mailbox_failing_seconds` (unless the
+/// query has `scope=web`: then only the database counts). JSON when the
+/// client asks (`Accept: application/json` or `?format=json`), plain text otherwise (the
+/// first line is the verdict: `ok`, `degraded` or `unavailable`).
+async fn health_report(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    detailed: bool,
+) -> Response {
+    use crate::health::{self, Verdict};
+
+    let backlog = tokio::time::timeout(HEALTH_DB_TIMEOUT, state.store.outbox_backlog()).await;
+    let backlog = match backlog {
+        Ok(Ok(b)) => Some(b),
+        Ok(Err(e)) => {
             tracing::error!(error = %e, "health check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n")
+            None
         }
+        Err(_) => {
+            tracing::error!(
+                timeout = ?HEALTH_DB_TIMEOUT,
+                "health check: database unreachable (no answer)"
+            );
+            None
+        }
+    };
+    let now = health::now();
+    let threshold_millis = i64::try_from(state.cfg.health.mailbox_failing_seconds)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000);
+    let reports = health::snapshot_of(state.cfg.mailboxes.iter().map(|m| m.name.as_str()));
+    let mut verdict = if backlog.is_some() {
+        Verdict::Ok
+    } else {
+        Verdict::Unavailable
+    };
+    let mut mailboxes = Vec::with_capacity(reports.len());
+    let mut lines = Vec::with_capacity(reports.len());
+    // `?scope=web`: for a load balancer in front of several instances. A mail server that
+    // is down fails every instance's mailboxes alike; taking them all out of the pool would
+    // stop the web pages too, and fix nothing.
+    let web_only = query.is_some_and(|q| q.split('&').any(|kv| kv == "scope=web"));
+    for r in &reports {
+        let v = health::verdict_of(r, threshold_millis, now);
+        if !web_only {
+            verdict = verdict.max(v);
+        }
+        let failing_seconds = health::failing_for_millis(r, now).map(|ms| ms / 1000);
+        let phase = serde_json::to_value(r.phase)
+            .ok()
+            .and_then(|p| p.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let mut line = format!("mailbox {}: {phase}", r.name);
+        if let Some(s) = failing_seconds {
+            line.push_str(&format!(", failing for {s} s"));
+            if v == Verdict::Unavailable {
+                line.push_str(&format!(
+                    " (longer than health.mailbox_failing_seconds = {})",
+                    state.cfg.health.mailbox_failing_seconds
+                ));
+            }
+        }
+        if detailed {
+            if let Some(e) = &r.last_error {
+                line.push_str(&format!("; last error: {e}"));
+            }
+            if let Some(f) = &r.folder_problem {
+                line.push_str(&format!("; folder problem: {f}"));
+            }
+        } else if r.folder_problem.is_some() {
+            line.push_str("; a folder cannot be used");
+        }
+        lines.push(line);
+        mailboxes.push(serde_json::json!({
+            "name": r.name,
+            "phase": phase,
+            "state": v.as_str(),
+            "failing_since": r.failing_since,
+            "failing_seconds": failing_seconds,
+            "last_error": if detailed { r.last_error.clone() } else { None },
+            "folder_problem": if detailed {
+                r.folder_problem.clone()
+            } else {
+                r.folder_problem.as_ref().map(|_| "a folder cannot be used".to_owned())
+            },
+        }));
     }
+    let oldest_age = backlog
+        .and_then(|b| b.oldest_queued_at)
+        .map(|at| now.saturating_sub(at).max(0) / 1000);
+    let status = if verdict == Verdict::Unavailable {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let wants_json = query.is_some_and(|q| q.split('&').any(|kv| kv == "format=json"))
+        || headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/json"));
+    // Monitors poll this: it must never be cached by a proxy in between.
+    let no_store = [(axum::http::header::CACHE_CONTROL, "no-store")];
+    if wants_json {
+        let body = serde_json::json!({
+            "status": verdict.as_str(),
+            "database": if backlog.is_some() { "ok" } else { "unreachable" },
+            "mailbox_failing_seconds": state.cfg.health.mailbox_failing_seconds,
+            "mailboxes": mailboxes,
+            "outbox": {
+                "queued": backlog.map(|b| b.queued),
+                "oldest_queued_age_seconds": oldest_age,
+            },
+        });
+        return (status, no_store, axum::Json(body)).into_response();
+    }
+    let mut text = format!(
+        "{}\ndatabase: {}\n",
+        verdict.as_str(),
+        if backlog.is_some() {
+            "ok"
+        } else {
+            "unreachable"
+        }
+    );
+    for line in lines {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    match backlog {
+        Some(b) => {
+            text.push_str(&format!("outbox: {} queued", b.queued));
+            if let Some(age) = oldest_age {
+                text.push_str(&format!(", oldest waiting {age} s"));
+            }
+            text.push('\n');
+        }
+        None => text.push_str("outbox: unknown\n"),
+    }
+    (status, no_store, text).into_response()
 }
 
 /// The routes of the operator's metrics listener: `/metrics` and `/healthz`.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(healthz_detailed))
         .route("/metrics", get(metrics_page))
         .with_state(state)
 }

@@ -244,6 +244,38 @@ impl Gateway {
         fd_limit: Option<u64>,
         env: &[(&str, &str)],
     ) -> Gateway {
+        let mut gw = Self::prepare_on(stack, shared_url, tickets, outbox, edit, fd_limit, env);
+        gw.spawn();
+        gw
+    }
+
+    /// The default test config with `env` added to the environment of `serve`, not started
+    /// yet: the test sets up what must be listening first, then calls [`Gateway::launch`].
+    pub fn prepare_with_env(
+        stack: &MailStack,
+        env: &[(&str, &str)],
+        edit: impl FnOnce(String) -> String,
+    ) -> Gateway {
+        Self::prepare_on(
+            stack,
+            None,
+            "",
+            "retry_initial_seconds = 1\nretry_max_seconds = 2",
+            edit,
+            None,
+            env,
+        )
+    }
+
+    fn prepare_on(
+        stack: &MailStack,
+        shared_url: Option<&str>,
+        tickets: &str,
+        outbox: &str,
+        edit: impl FnOnce(String) -> String,
+        fd_limit: Option<u64>,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let tmp = tempfile::Builder::new()
             .prefix("tg-gw-")
             .tempdir()
@@ -272,7 +304,7 @@ impl Gateway {
             &url,
         ));
         std::fs::write(&config_path, text).expect("write config");
-        let mut gw = Gateway {
+        Gateway {
             dir,
             config_path,
             web_port,
@@ -285,9 +317,7 @@ impl Gateway {
                 .collect(),
             pg,
             _tmp: tmp,
-        };
-        gw.spawn();
-        gw
+        }
     }
 
     fn spawn(&mut self) {
@@ -296,7 +326,7 @@ impl Gateway {
     }
 
     /// Starts `serve` without waiting for it to be healthy (it may be expected to die).
-    fn launch(&mut self) {
+    pub fn launch(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -349,7 +379,8 @@ impl Gateway {
         );
     }
 
-    fn wait_healthy(&mut self) {
+    /// Waits until `/healthz` answers 200 (panics with the log after 30 s or if `serve` dies).
+    pub fn wait_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.web_port)) {
