@@ -24,7 +24,7 @@ use sqlx::{Any, AnyPool, ConnectOptions, Transaction};
 pub use attempts::AttemptCount;
 pub use citizens::{AccountTaken, CitizenRow, NewCitizen};
 pub use lock::MailboxLock;
-pub use outbox::{Attempt, DueOutbox, OutboxItem};
+pub use outbox::{Attempt, DueOutbox, OutboxItem, OutboxLease};
 pub use pec::{InboundPec, ReceiptEffect};
 pub use raw::{sha256_hex as raw_sha256_hex, RawIn, RawRow};
 pub use read::{AttachmentView, EventView, MessageView, QuarantineView, TicketView};

@@ -441,6 +441,11 @@ impl Gateway {
         std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
     }
 
+    /// The `serve` process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
