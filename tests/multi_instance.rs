@@ -5,7 +5,9 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -525,4 +527,207 @@ fn mailboxes_of_a_killed_poller_are_taken_over_and_new_mail_becomes_tickets_with
         killed.elapsed().as_millis()
     );
     assert_eq!(second.log().matches("mailbox lock taken over").count(), 2);
+}
+
+/// A TCP forwarder between one instance and a server that the test can freeze: while frozen
+/// no byte moves either way and the connections stay open — a network partition, as the
+/// instance sees it. Threads, not processes: they end with the test binary.
+struct Partition {
+    port: u16,
+    frozen: Arc<AtomicBool>,
+    /// Connections not yet closed on both sides.
+    open: Arc<AtomicUsize>,
+}
+
+impl Partition {
+    fn to(upstream: u16) -> Partition {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (f, o) = (frozen.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                o.fetch_add(1, Ordering::SeqCst);
+                let directions = Arc::new(AtomicUsize::new(2));
+                let ends = [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ];
+                for (from, to) in ends {
+                    let (f, o, directions) = (f.clone(), o.clone(), directions.clone());
+                    std::thread::spawn(move || {
+                        pump(from, to, &f);
+                        if directions.fetch_sub(1, Ordering::SeqCst) == 1 {
+                            o.fetch_sub(1, Ordering::SeqCst);
+                        }
+                    });
+                }
+            }
+        });
+        Partition { port, frozen, open }
+    }
+
+    fn freeze(&self, on: bool) {
+        self.frozen.store(on, Ordering::SeqCst);
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, frozen: &AtomicBool) {
+    use std::io::{Read, Write};
+    let wait = || {
+        while frozen.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    from.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 16384];
+    loop {
+        wait();
+        match from.read(&mut buf) {
+            Ok(0) => {
+                wait();
+                let _ = to.shutdown(Shutdown::Write);
+                return;
+            }
+            Ok(n) => {
+                // Read just as the freeze began: held back like the rest.
+                wait();
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                wait();
+                let _ = to.shutdown(Shutdown::Both);
+                return;
+            }
+        }
+    }
+}
+
+/// The case a heartbeat exists for: an instance cut off from the database while its sends
+/// hang. It must give its sends up before its lease can run out, so that when the other
+/// instance sends those rows, the cut-off one does not send them too once its SMTP
+/// connection moves again.
+#[test]
+fn an_instance_cut_off_from_the_database_abandons_its_sends_so_the_other_never_doubles_them() {
+    let stack = MailStack::start();
+    let pg = PgDatabase::create();
+    let storage = tempfile::tempdir().unwrap();
+    let db = Db::open(&pg.url);
+    let port = pg.server.port;
+    let db_cut = Partition::to(port);
+    let smtp_cut = Partition::to(stack.smtp_port);
+    // A's SMTP server never answers (yet): its sends hang, with a timeout far longer than
+    // the lease, so only the lease rule can stop them.
+    smtp_cut.freeze(true);
+    let a_url = pg
+        .url
+        .replace(&format!(":{port}/"), &format!(":{}/", db_cut.port));
+    let smtp_port = smtp_cut.port.to_string();
+    let outbox = "retry_initial_seconds = 1\nretry_max_seconds = 2";
+    let a = Gateway::start_shared_with_env(
+        &stack,
+        &a_url,
+        storage.path(),
+        outbox,
+        &[
+            ("TICKETGATE__SMTP__PORT", smtp_port.as_str()),
+            ("TICKETGATE__SMTP__TIMEOUT_SECONDS", "300"),
+        ],
+    );
+    let a_prefix = format!("{}-", a.pid().unwrap());
+    for i in 0..3 {
+        let (_, raw) = citizen_mail(&citizen(i), LAVORI, &format!("Lampione {i}"), "testo");
+        send(&stack, &citizen(i), &[LAVORI], &raw);
+    }
+    let held = a.wait_for("A made the tickets and holds outbox rows", WAIT, || {
+        let held: Vec<OutboxLease> = db
+            .leases()
+            .into_iter()
+            .filter(|l| {
+                l.state == "queued"
+                    && l.lease_owner
+                        .as_deref()
+                        .is_some_and(|o| o.starts_with(&a_prefix))
+            })
+            .collect();
+        (all_tickets(&a).len() == 3 && !held.is_empty()).then_some(held)
+    });
+
+    // B sends everything else, and not A's rows while A renews them.
+    let b = Gateway::start_shared(&stack, &pg.url, storage.path(), "", outbox);
+    b.wait_for("B sent every row A does not hold", WAIT, || {
+        let leases = db.leases();
+        let queued = leases.iter().filter(|l| l.state == "queued").count();
+        (queued == held.len()).then_some(())
+    });
+
+    db_cut.freeze(true);
+    let cut = Instant::now();
+    b.wait_for(
+        "B sent A's rows after their leases ran out",
+        Duration::from_secs(30),
+        || {
+            let leases = db.leases();
+            held.iter()
+                .all(|h| {
+                    leases
+                        .iter()
+                        .any(|l| l.outbox_id == h.outbox_id && l.state == "sent")
+                })
+                .then_some(())
+        },
+    );
+    eprintln!(
+        "MEASURED: B sent A's rows {} ms after A lost the database",
+        cut.elapsed().as_millis()
+    );
+
+    // A's SMTP server answers again while A is still cut off: its abandoned connections
+    // must close without a mail (a send that went on would deliver a second copy).
+    smtp_cut.freeze(false);
+    b.wait_for(
+        "A's SMTP connections closed (or a send of A's ended)",
+        WAIT,
+        || {
+            (smtp_cut.open.load(Ordering::SeqCst) == 0 || a.log().contains("mail sent"))
+                .then_some(())
+        },
+    );
+    db_cut.freeze(false);
+    let rows = db.leases().len();
+    let users: Vec<String> = (0..3)
+        .map(citizen)
+        .chain([STAFF_LAVORI.to_owned()])
+        .collect();
+    let copies = b.wait_for("every row delivered", WAIT, || {
+        let c = deliveries(&stack, &users, |_| true);
+        (c.len() >= rows).then_some(c)
+    });
+    assert_eq!(copies.len(), rows);
+    for h in &held {
+        let id = bare_id(h.rfc_message_id.as_deref().unwrap_or_default());
+        assert_eq!(copies.get(&id), Some(&1), "{id}");
+    }
+    let twice: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered twice: {twice:?}");
+    assert!(!a.log().contains("mail sent"), "{}", a.log());
+    // Sends in flight are abandoned; rows of the batch not yet started are not started.
+    b.wait_for("A gave its sends up", Duration::from_secs(30), || {
+        let log = a.log();
+        let given_up = log.matches("outbox lease could run out").count();
+        (log.contains("send abandoned") && given_up >= held.len()).then_some(())
+    });
 }

@@ -246,6 +246,18 @@ impl OutboxWorker {
     /// nothing is to be recorded (the row vanished, could not be read, or its lease could run
     /// out before the send ended — then it stays queued for the next claim).
     async fn send_one(&self, outbox_id: i64, hold: watch::Receiver<Hold>) -> Option<Attempt> {
+        let given_up = || {
+            tracing::warn!(
+                outbox_id,
+                "outbox lease could run out before the send: not sent now, left queued"
+            );
+        };
+        // Checked before reading the row too: with the database unreachable that read would
+        // only wait for the pool's timeout.
+        if !hold.borrow().keeps(outbox_id, Instant::now()) {
+            given_up();
+            return None;
+        }
         let item = match self.store.outbox_item(outbox_id).await {
             Ok(Some(item)) => item,
             Ok(None) => return None,
@@ -255,10 +267,7 @@ impl OutboxWorker {
             }
         };
         if !hold.borrow().keeps(outbox_id, Instant::now()) {
-            tracing::warn!(
-                outbox_id,
-                "outbox lease could run out before the send: not sent now, left queued"
-            );
+            given_up();
             return None;
         }
         let sender = match item.transport.as_str() {

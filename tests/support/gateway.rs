@@ -235,6 +235,35 @@ impl Gateway {
         )
     }
 
+    /// [`Gateway::start_shared`] with extra environment for the process (e.g.
+    /// `TICKETGATE__SMTP__PORT` to reach the SMTP server through a test's forwarder).
+    pub fn start_shared_with_env(
+        stack: &MailStack,
+        database_url: &str,
+        storage: &std::path::Path,
+        outbox: &str,
+        env: &[(&str, &str)],
+    ) -> Gateway {
+        let storage = storage.display().to_string();
+        Self::start_on(
+            stack,
+            Some(database_url),
+            "",
+            outbox,
+            move |text| {
+                let start = text.find("[storage]").expect("a [storage] table");
+                let end = start + text[start..].find("\n\n").expect("end of [storage]");
+                format!(
+                    "{}[storage]\ndir = \"{storage}\"{}",
+                    &text[..start],
+                    &text[end..]
+                )
+            },
+            None,
+            env,
+        )
+    }
+
     fn start_on(
         stack: &MailStack,
         shared_url: Option<&str>,
