@@ -1,4 +1,6 @@
-//! The SMTP transport (lettre), built from `[smtp]`; sends pre-built bytes unchanged.
+//! The SMTP transport (lettre), built from `[smtp]`; sends pre-built bytes unchanged. A send
+//! can be abandoned midway (the outbox worker does when its lease could run out): its pool is
+//! then replaced, never reused with a connection left inside a command.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -102,7 +104,8 @@ impl SmtpSender {
         }
     }
 
-    /// Replaces the pool `used` (if it is still the current one) and shuts it down.
+    /// Puts a fresh pool in place of the current one and shuts `used` (the abandoned send's
+    /// pool) down.
     fn discard_pool(&self, used: AsyncSmtpTransport<Tokio1Executor>) {
         match build(&self.cfg) {
             Ok(fresh) => {

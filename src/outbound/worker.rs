@@ -18,6 +18,7 @@
 //! but maybe not from the other instances), sends not yet started are given up and sends in
 //! flight are abandoned a fifth of a lease ([`LAPSE_MARGIN_PART`]) before it could run out;
 //! the rows stay queued for whoever claims them next.
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
@@ -70,12 +71,15 @@ struct Hold {
     /// No sending from this instant: the lease's end, counted on this process's monotonic
     /// clock from just before the statement that set it, less the margin.
     stop_at: Instant,
+    /// SQLite: one `serve` per database, so nobody else can claim these rows and the clock
+    /// never stops a send (a database busy for a while must not abandon sends for nothing).
+    exclusive: bool,
 }
 
 impl Hold {
     /// Whether row `id` may still be sent at `now`.
     fn keeps(&self, id: i64, now: Instant) -> bool {
-        now < self.stop_at && self.rows.contains(&id)
+        self.rows.contains(&id) && (self.exclusive || now < self.stop_at)
     }
 }
 
@@ -88,10 +92,16 @@ async fn lapse(mut hold: watch::Receiver<Hold>, id: i64) {
             if !h.rows.contains(&id) {
                 return;
             }
-            h.stop_at
+            (!h.exclusive).then_some(h.stop_at)
+        };
+        let deadline = async {
+            match stop_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
         };
         tokio::select! {
-            () = tokio::time::sleep_until(stop_at) => {
+            () = deadline => {
                 if !hold.borrow().keeps(id, Instant::now()) {
                     return;
                 }
@@ -169,6 +179,7 @@ impl OutboxWorker {
             let (hold, held) = watch::channel(Hold {
                 rows: claimed.iter().copied().collect(),
                 stop_at: asked + lease - margin,
+                exclusive: self.store.is_sqlite(),
             });
             let batch = async {
                 let attempts: Vec<Attempt> = futures::stream::iter(claimed)
@@ -210,7 +221,9 @@ impl OutboxWorker {
                 match renewed {
                     Ok(Ok(ids)) => hold.send_modify(|h| {
                         let before = h.rows.len();
-                        h.rows.retain(|id| ids.binary_search(id).is_ok());
+                        if !h.exclusive {
+                            h.rows.retain(|id| ids.binary_search(id).is_ok());
+                        }
                         h.stop_at = asked + lease - margin;
                         if h.rows.len() < before {
                             tracing::warn!(
@@ -381,6 +394,7 @@ mod tests {
         Hold {
             rows: rows.iter().copied().collect(),
             stop_at: Instant::now() + stop_in,
+            exclusive: false,
         }
     }
 
@@ -427,6 +441,24 @@ mod tests {
             out.is_err(),
             "renewed: still sending after the first deadline"
         );
+    }
+
+    #[tokio::test]
+    async fn on_sqlite_the_clock_never_stops_a_send_but_a_lost_row_still_does() {
+        let mut h = hold(&[1], Duration::ZERO);
+        h.exclusive = true;
+        assert!(h.keeps(1, Instant::now() + Duration::from_secs(3600)));
+        let (tx, rx) = watch::channel(h);
+        let out = tokio::time::timeout(Duration::from_millis(300), lapse(rx.clone(), 1)).await;
+        assert!(out.is_err(), "one instance: nobody else can take the row");
+        let stop = tokio::spawn(lapse(rx, 1));
+        tx.send_modify(|h| {
+            h.rows.remove(&1);
+        });
+        tokio::time::timeout(Duration::from_secs(30), stop)
+            .await
+            .expect("the lapse fired")
+            .unwrap();
     }
 
     #[test]
