@@ -314,9 +314,11 @@ pub struct OutboxConfig {
     /// After this many temporary failures the message is marked failed.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
-    /// A worker owns the rows it claimed this long. With several instances, the rows of an
-    /// instance that died are sent by another one after this time (on SQLite, with one
-    /// instance, leases are dropped at start). Must exceed `smtp.timeout_seconds`.
+    /// A worker owns the rows it claimed this long, renewed every third of it while it
+    /// sends them (a heartbeat). With several instances, the rows of an instance that died
+    /// are sent by another one about this long after (on SQLite, with one instance, leases
+    /// are dropped at start). A send never outlives its lease: when renewals fail it is
+    /// abandoned first, so the lease need not cover a slow SMTP send.
     #[serde(default = "default_lease_seconds")]
     pub lease_seconds: u64,
 }
@@ -342,8 +344,12 @@ fn default_max_attempts() -> u32 {
     100
 }
 fn default_lease_seconds() -> u64 {
-    300
+    10
 }
+/// Shortest `outbox.lease_seconds`: renewed every third, a renewal then has a second.
+const MIN_LEASE_SECONDS: u64 = 3;
+/// Longest `outbox.lease_seconds`: a dead instance's mail waits this long for another one.
+const MAX_LEASE_SECONDS: u64 = 3600;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -623,19 +629,14 @@ impl Config {
                 format!("{prefix:?}: use letters, digits, '-' or '_'"),
             );
         }
-        let slowest_smtp = self
-            .pec_smtp
-            .iter()
-            .map(|p| p.timeout_seconds)
-            .chain([self.smtp.timeout_seconds])
-            .max()
-            .unwrap_or(0);
-        if self.outbox.lease_seconds <= slowest_smtp {
+        // The lease is renewed while the rows are sent and a send is abandoned before the
+        // lease could run out, so it no longer has to outlast `smtp.timeout_seconds`; it
+        // only has to leave each renewal a moment, and a long one just slows failover.
+        if !(MIN_LEASE_SECONDS..=MAX_LEASE_SECONDS).contains(&self.outbox.lease_seconds) {
             err(
                 "outbox.lease_seconds".into(),
                 format!(
-                    "{} is not longer than the SMTP timeout ({slowest_smtp} s): a slow send \
-                     could be taken over and sent twice",
+                    "{} is not between {MIN_LEASE_SECONDS} and {MAX_LEASE_SECONDS}",
                     self.outbox.lease_seconds
                 ),
             );
@@ -1305,6 +1306,25 @@ mod tests {
             let keys: Vec<String> = cfg.problems().into_iter().map(|p| p.key).collect();
             assert_eq!(keys, ["tickets.max_attachments"], "{bad}");
         }
+    }
+
+    #[test]
+    fn a_lease_out_of_range_is_named_and_the_smtp_timeout_no_longer_bounds_it() {
+        for bad in ["0", "2", "3601"] {
+            let text = format!("{GOOD}\n[outbox]\nlease_seconds = {bad}\n");
+            let cfg = Config::from_toml_str(&text).expect("parses");
+            let keys: Vec<String> = cfg.problems().into_iter().map(|p| p.key).collect();
+            assert_eq!(keys, ["outbox.lease_seconds"], "{bad}");
+        }
+        // Renewed while sending: a lease shorter than a slow SMTP timeout is fine now.
+        let text = GOOD.replace("[smtp]", "[smtp]\ntimeout_seconds = 120");
+        let cfg = Config::from_toml_str(&format!("{text}\n[outbox]\nlease_seconds = 10\n"))
+            .expect("parses");
+        assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+        assert_eq!(
+            Config::from_toml_str(GOOD).unwrap().outbox.lease_seconds,
+            10
+        );
     }
 
     #[test]

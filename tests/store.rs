@@ -116,6 +116,7 @@ on_both_backends!(
     queued_mail_is_due_when_its_time_comes_oldest_first_and_up_to_the_limit,
     a_claimed_row_cannot_be_claimed_again_until_its_lease_expires,
     released_leases_make_rows_claimable_at_once,
+    a_worker_renews_only_the_leases_it_holds_and_never_revives_a_lapsed_one,
     recording_attempts_moves_a_row_to_sent_queued_or_failed,
     a_batch_claim_takes_only_free_rows_and_batch_attempts_record_each_outcome,
     concurrent_claims_of_one_row_have_exactly_one_winner,
@@ -1275,6 +1276,92 @@ async fn released_leases_make_rows_claimable_at_once(db: Db) {
     assert_eq!(s.release_outbox_leases().await.unwrap(), 0);
     assert_eq!(due(s, now + 1).await, vec![ids[0], ids[2]]);
     assert!(s.claim_outbox(ids[0], now + 1, now + 60_000).await.unwrap());
+}
+
+async fn a_worker_renews_only_the_leases_it_holds_and_never_revives_a_lapsed_one(db: Db) {
+    let s = &db.store;
+    for body in [b"1", b"2", b"3", b"4"] {
+        make_queued(s, None, CITIZEN, body).await;
+    }
+    let now = now_millis() + 10;
+    let ids = due(s, now).await;
+    let owners = |leases: Vec<ticketgate::store::OutboxLease>| -> Vec<Option<String>> {
+        leases.into_iter().map(|l| l.lease_owner).collect()
+    };
+
+    // Two workers split the rows; each renewal extends exactly its own.
+    assert_eq!(
+        s.claim_due_outbox(now, "w1", 60_000, 2).await.unwrap(),
+        ids[..2]
+    );
+    assert_eq!(
+        s.claim_due_outbox(now, "w2", 60_000, 1).await.unwrap(),
+        ids[2..3]
+    );
+    assert_eq!(
+        s.renew_outbox_leases("w1", now_millis(), 60_000)
+            .await
+            .unwrap(),
+        ids[..2]
+    );
+    assert_eq!(
+        s.renew_outbox_leases("w2", now_millis(), 60_000)
+            .await
+            .unwrap(),
+        ids[2..3]
+    );
+    assert_eq!(
+        owners(s.outbox_leases().await.unwrap()),
+        [
+            Some("w1".into()),
+            Some("w1".into()),
+            Some("w2".into()),
+            None
+        ]
+    );
+
+    // A recorded row is no longer held: not renewed, its owner cleared.
+    s.record_attempt(ids[0], now, true, "250 ok", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.renew_outbox_leases("w1", now_millis(), 60_000)
+            .await
+            .unwrap(),
+        ids[1..2]
+    );
+    let leases = s.outbox_leases().await.unwrap();
+    assert_eq!(
+        (leases[0].state.as_str(), &leases[0].lease_owner),
+        ("sent", &None)
+    );
+
+    // A lease that ran out is not renewed (its holder must stop) and is free to claim.
+    assert_eq!(
+        s.claim_due_outbox(now, "w3", -1_000, 10).await.unwrap(),
+        ids[3..4]
+    );
+    assert!(s
+        .renew_outbox_leases("w3", now_millis(), 60_000)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.claim_due_outbox(now_millis(), "w4", 60_000, 10)
+            .await
+            .unwrap(),
+        ids[3..4]
+    );
+    assert_eq!(
+        s.outbox_leases().await.unwrap()[3].lease_owner.as_deref(),
+        Some("w4")
+    );
+    // Leases released at start (SQLite) drop the owner too.
+    assert_eq!(s.release_outbox_leases().await.unwrap(), 3);
+    assert_eq!(
+        owners(s.outbox_leases().await.unwrap()),
+        [None, None, None, None]
+    );
 }
 
 async fn recording_attempts_moves_a_row_to_sent_queued_or_failed(db: Db) {

@@ -24,8 +24,7 @@ use sqlx::{Any, AnyPool, ConnectOptions, Transaction};
 pub use attempts::AttemptCount;
 pub use citizens::{AccountTaken, CitizenRow, NewCitizen};
 pub use lock::MailboxLock;
-pub use outbox::OutboxBacklog;
-pub use outbox::{Attempt, DueOutbox, OutboxItem};
+pub use outbox::{Attempt, DueOutbox, OutboxBacklog, OutboxItem, OutboxLease};
 pub use pec::{InboundPec, ReceiptEffect};
 pub use raw::{sha256_hex as raw_sha256_hex, RawIn, RawRow};
 pub use read::{

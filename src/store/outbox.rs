@@ -1,7 +1,11 @@
 //! The outbox: rows the worker claims with a lease, sends, and records attempt by attempt.
 //!
 //! Claiming is a conditional UPDATE on `lease_until` (SQLite has no `SKIP LOCKED`); a row
-//! whose worker died becomes claimable again when its lease runs out.
+//! whose worker died becomes claimable again when its lease runs out. Leases are short and
+//! renewed by their holder (`lease_owner`) while it sends: a dead worker's rows are free again
+//! within seconds. On PostgreSQL, where several instances share the rows, lease times are
+//! read from the database's clock, so instances whose clocks disagree never cut each other's
+//! leases short.
 
 use sqlx::Row;
 
@@ -59,26 +63,33 @@ impl Store {
         Ok(row.get::<Option<i64>, _>(0))
     }
 
-    /// Claims up to `limit` due rows until `lease_until`; returns the ids taken.
+    /// Claims up to `limit` rows due at `now` for `owner`, for `lease_ms`; returns the ids
+    /// taken.
     ///
     /// PostgreSQL (several instances): one statement that locks the rows it picks and skips
     /// rows another instance is claiming at the same moment (`FOR UPDATE SKIP LOCKED`), so
-    /// workers never wait on each other nor take the same row. SQLite (one process): the due
-    /// rows, then a conditional update per row in one transaction.
+    /// workers never wait on each other nor take the same row; the lease is measured on the
+    /// database's clock (see [`Store::renew_outbox_leases`]). SQLite (one process, so one
+    /// clock): the due rows, then a conditional update per row in one transaction.
     pub async fn claim_due_outbox(
         &self,
         now: i64,
-        lease_until: i64,
+        owner: &str,
+        lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<i64>> {
         if !self.sqlite {
             let rows = sqlx::query(
-                "UPDATE outbox SET lease_until = $1 WHERE outbox_id IN ( \
-                 SELECT outbox_id FROM outbox WHERE state = 'queued' AND next_attempt_at <= $2 \
-                 AND (lease_until IS NULL OR lease_until < $2) ORDER BY outbox_id LIMIT $3 \
-                 FOR UPDATE SKIP LOCKED) RETURNING outbox_id",
+                "UPDATE outbox SET lease_owner = $1, \
+                 lease_until = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 \
+                 WHERE outbox_id IN ( \
+                 SELECT outbox_id FROM outbox WHERE state = 'queued' AND next_attempt_at <= $3 \
+                 AND (lease_until IS NULL \
+                 OR lease_until < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) \
+                 ORDER BY outbox_id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING outbox_id",
             )
-            .bind(lease_until)
+            .bind(owner)
+            .bind(lease_ms)
             .bind(now)
             .bind(limit)
             .fetch_all(&self.pool)
@@ -96,7 +107,50 @@ impl Store {
         if due.is_empty() {
             return Ok(due);
         }
-        self.claim_outbox_batch(&due, now, lease_until).await
+        self.claim_outbox_batch_for(Some(owner), &due, now, now.saturating_add(lease_ms))
+            .await
+    }
+
+    /// Extends by `lease_ms` the leases `owner` still holds (queued rows whose lease has not
+    /// run out); returns their ids. A row missing from the answer is no longer ours — its
+    /// lease ran out, maybe another worker has it — and must not be sent by `owner`.
+    ///
+    /// On PostgreSQL both the test and the new end are taken from the database's clock, as
+    /// in [`Store::claim_due_outbox`]: the holder counts its lease from just before the
+    /// statement on its own monotonic clock, which can only end it early, never late. On
+    /// SQLite `now` (one process) is the clock.
+    pub async fn renew_outbox_leases(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<i64>> {
+        let rows = if self.sqlite {
+            sqlx::query(
+                "UPDATE outbox SET lease_until = $1 WHERE lease_owner = $2 \
+                 AND state = 'queued' AND lease_until >= $3 RETURNING outbox_id",
+            )
+            .bind(now.saturating_add(lease_ms))
+            .bind(owner)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?
+        } else {
+            sqlx::query(
+                "UPDATE outbox \
+                 SET lease_until = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $1 \
+                 WHERE lease_owner = $2 AND state = 'queued' \
+                 AND lease_until >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT \
+                 RETURNING outbox_id",
+            )
+            .bind(lease_ms)
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await?
+        };
+        let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        ids.sort_unstable();
+        Ok(ids)
     }
 
     /// Takes the row for `lease_until`; false if another worker holds it or it is done.
@@ -114,14 +168,27 @@ impl Store {
         now: i64,
         lease_until: i64,
     ) -> Result<Vec<i64>> {
+        self.claim_outbox_batch_for(None, outbox_ids, now, lease_until)
+            .await
+    }
+
+    /// [`Store::claim_outbox_batch`] recording `owner` as the holder.
+    async fn claim_outbox_batch_for(
+        &self,
+        owner: Option<&str>,
+        outbox_ids: &[i64],
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Vec<i64>> {
         let mut tx = self.begin().await?;
         let mut claimed = Vec::with_capacity(outbox_ids.len());
         for &id in outbox_ids {
             let done = sqlx::query(
-                "UPDATE outbox SET lease_until = $1 WHERE outbox_id = $2 AND state = 'queued' \
-                 AND (lease_until IS NULL OR lease_until < $3)",
+                "UPDATE outbox SET lease_until = $1, lease_owner = $2 WHERE outbox_id = $3 \
+                 AND state = 'queued' AND (lease_until IS NULL OR lease_until < $4)",
             )
             .bind(lease_until)
+            .bind(owner)
             .bind(id)
             .bind(now)
             .execute(&mut *tx)
@@ -222,6 +289,21 @@ pub fn decode_recipients(stored: &str) -> std::result::Result<Vec<EmailAddress>,
         .collect()
 }
 
+/// One outbox row's state and lease, as [`Store::outbox_leases`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxLease {
+    pub outbox_id: i64,
+    /// `queued`, `sent` or `failed`.
+    pub state: String,
+    /// The worker holding the row (see `OutboxWorker::owner`), if any.
+    pub lease_owner: Option<String>,
+    /// Unix millis when the lease runs out (PostgreSQL: on the database's clock).
+    pub lease_until: Option<i64>,
+    pub sent_at: Option<i64>,
+    /// The Message-ID header of the mail the row sends.
+    pub rfc_message_id: Option<String>,
+}
+
 /// The result of one SMTP attempt, as [`Store::record_attempts`] stores it.
 #[derive(Debug, Clone)]
 pub struct Attempt {
@@ -250,8 +332,8 @@ async fn record_in(tx: &mut super::Tx, a: &Attempt) -> Result<()> {
     let sent_at = a.ok.then_some(a.at);
     sqlx::query(
         "UPDATE outbox SET state = $1, attempts = attempts + 1, last_reply = $2, \
-         lease_until = NULL, next_attempt_at = $3, sent_at = COALESCE($4, sent_at) \
-         WHERE outbox_id = $5",
+         lease_until = NULL, lease_owner = NULL, next_attempt_at = $3, \
+         sent_at = COALESCE($4, sent_at) WHERE outbox_id = $5",
     )
     .bind(state)
     .bind(super::nul_free(&a.reply))
@@ -269,11 +351,35 @@ impl Store {
     /// rows it held are sent again — the same bytes, so the same Message-ID.
     pub async fn release_outbox_leases(&self) -> Result<u64> {
         let done = sqlx::query(
-            "UPDATE outbox SET lease_until = NULL WHERE state = 'queued' AND lease_until IS NOT NULL",
+            "UPDATE outbox SET lease_until = NULL, lease_owner = NULL \
+             WHERE state = 'queued' AND lease_until IS NOT NULL",
         )
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// Every outbox row with its lease and the Message-ID it carries, oldest first: who holds
+    /// what, for tests and for an operator looking at a failover.
+    pub async fn outbox_leases(&self) -> Result<Vec<OutboxLease>> {
+        let rows = sqlx::query(
+            "SELECT o.outbox_id, o.state, o.lease_owner, o.lease_until, o.sent_at, \
+             m.rfc_message_id FROM outbox o JOIN message m ON m.message_id = o.message_id \
+             ORDER BY o.outbox_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| OutboxLease {
+                outbox_id: r.get(0),
+                state: r.get(1),
+                lease_owner: r.get(2),
+                lease_until: r.get(3),
+                sent_at: r.get(4),
+                rfc_message_id: r.get(5),
+            })
+            .collect())
     }
 
     /// Counts of outbox rows by state, for `/metrics` and tests.

@@ -235,6 +235,35 @@ impl Gateway {
         )
     }
 
+    /// [`Gateway::start_shared`] with extra environment for the process (e.g.
+    /// `TICKETGATE__SMTP__PORT` to reach the SMTP server through a test's forwarder).
+    pub fn start_shared_with_env(
+        stack: &MailStack,
+        database_url: &str,
+        storage: &std::path::Path,
+        outbox: &str,
+        env: &[(&str, &str)],
+    ) -> Gateway {
+        let storage = storage.display().to_string();
+        Self::start_on(
+            stack,
+            Some(database_url),
+            "",
+            outbox,
+            move |text| {
+                let start = text.find("[storage]").expect("a [storage] table");
+                let end = start + text[start..].find("\n\n").expect("end of [storage]");
+                format!(
+                    "{}[storage]\ndir = \"{storage}\"{}",
+                    &text[..start],
+                    &text[end..]
+                )
+            },
+            None,
+            env,
+        )
+    }
+
     fn start_on(
         stack: &MailStack,
         shared_url: Option<&str>,
@@ -470,6 +499,11 @@ impl Gateway {
     /// The server's log so far (for assertion messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    /// The `serve` process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// SIGKILL: no chance to clean up.
