@@ -46,11 +46,30 @@ pub struct Gateway {
     _tmp: tempfile::TempDir,
 }
 
+/// A loopback port for a gateway's listener, above the kernel's ephemeral range (32768–60999
+/// here) and scripts/mailstack's (10000–32000), each handed out once per test process. A
+/// port from `bind(0)` was an ephemeral one: while a gateway restarted, the kernel could give
+/// it to an outgoing connection (IMAP, SMTP, HTTP of a parallel test) and the restarted
+/// `serve` failed to bind it (seen once under load).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 61_000;
+    const COUNT: u32 = 4_500;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % COUNT,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst) % COUNT;
+        let port = u16::try_from(FIRST + n).expect("below 65536");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + COUNT)
 }
 
 /// The test configuration; `extra` is appended (more TOML) and may override nothing
