@@ -234,6 +234,27 @@ impl Store {
         Ok(())
     }
 
+    /// Takes back the attempt [`Store::count_attempts`] counted for each of these raw messages
+    /// when their processing ended with an error returned, not with the process dying: a full
+    /// attachment disk or a busy database is no reason to treat the message as poison.
+    pub async fn uncount_attempts(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE raw_message SET attempts = attempts - 1 \
+                 WHERE raw_message_id = $1 AND state = 'pending' AND attempts > 0",
+            )
+            .bind(*id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Puts a quarantined message back to `pending` so it is processed again.
     /// Returns false when there is no quarantined message with that id.
     pub async fn requeue_quarantined(&self, raw_message_id: i64) -> Result<bool> {

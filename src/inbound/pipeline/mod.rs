@@ -167,11 +167,18 @@ impl Pipeline {
             slots.push(None);
         }
         let ids: Vec<i64> = fresh.iter().map(|(_, r)| r.raw_message_id).collect();
+        let mailbox = fresh.first().map(|(_, r)| r.mailbox.clone());
         self.store.count_attempts(&ids).await?;
-        self.process_rows(fresh, &mut slots).await?;
+        if let Err(e) = self.process_rows(fresh, &mut slots).await {
+            return Err(self.defer(&ids, mailbox.as_deref(), e).await);
+        }
         for row in retried {
-            self.store.count_attempts(&[row.1.raw_message_id]).await?;
-            self.process_rows(vec![row], &mut slots).await?;
+            let id = row.1.raw_message_id;
+            let mailbox = row.1.mailbox.clone();
+            self.store.count_attempts(&[id]).await?;
+            if let Err(e) = self.process_rows(vec![row], &mut slots).await {
+                return Err(self.defer(&[id], Some(&mailbox), e).await);
+            }
         }
         Ok(slots
             .into_iter()
@@ -181,6 +188,36 @@ impl Pipeline {
                 })
             })
             .collect())
+    }
+
+    /// Leaves messages whose processing failed without a verdict (the attachment directory
+    /// full or unwritable, the database busy or failing) pending, to be tried again by the
+    /// caller's retry, and says so in one WARN. Their attempt is taken back: the poison rule
+    /// counts processes that died, and this one did not, so a disk that stays full for a
+    /// while must not get the message quarantined as a crasher. Whatever of the batch had
+    /// committed already stays; nothing of the rest was stored (files written before the
+    /// failure are unreferenced, see `attachments`).
+    async fn defer(
+        &self,
+        ids: &[i64],
+        mailbox: Option<&str>,
+        error: anyhow::Error,
+    ) -> anyhow::Error {
+        metrics::counter!("ticketgate_messages_deferred_total").increment(ids.len() as u64);
+        tracing::warn!(
+            mailbox = mailbox.unwrap_or_default(),
+            raw_message_ids = ?ids,
+            error = format!("{error:#}"),
+            "messages deferred: kept unprocessed (no ticket, nothing half-stored), tried again later"
+        );
+        if let Err(e) = self.store.uncount_attempts(ids).await {
+            tracing::warn!(
+                error = %e,
+                raw_message_ids = ?ids,
+                "could not take back the processing attempt of deferred messages"
+            );
+        }
+        error
     }
 
     /// Prepares pending rows (their attempt already counted) and commits their outcomes
