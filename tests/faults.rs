@@ -668,15 +668,21 @@ fn serve_killed_at_random_moments_while_mail_arrives_loses_nothing_and_makes_not
         }
     });
 
-    let subjects = wait_ticket_subjects(&gw, n, RECOVERY);
+    // Every mail has an outcome; a quarantined one is named with its reason.
+    gw.wait_for("an outcome for every mail", RECOVERY, || {
+        (gw.tickets().len() + gw.quarantine().len() >= n).then_some(())
+    });
+    let quarantined = gw.quarantine();
+    assert!(
+        quarantined.is_empty(),
+        "a kill is no reason to quarantine: {quarantined:?}"
+    );
+    let mut subjects = ticket_subjects(&gw);
+    subjects.sort();
     let mut distinct = subjects.clone();
     distinct.dedup();
     assert_eq!(subjects.len(), n, "exactly one ticket per mail");
     assert_eq!(distinct.len(), n, "no ticket made twice");
-    assert!(
-        gw.quarantine().is_empty(),
-        "a kill is no reason to quarantine"
-    );
 
     // Every acknowledgment arrives: count what reached the citizen's mailbox.
     let deadline = std::time::Instant::now() + RECOVERY;
@@ -738,4 +744,47 @@ fn as_sent(delivered: &[u8]) -> Vec<u8> {
         }
         rest = &rest[line_end..];
     }
+}
+
+/// Issue 11's wedge through the real servers: the SQLite WAL made immutable for a moment
+/// while mail arrives (every commit fails with a disk I/O error), then writable again. The
+/// pollers and the outbox worker must come back on their own: every mail a ticket, every
+/// ticket acknowledged.
+#[test]
+fn a_moment_of_disk_errors_on_the_database_stops_nothing_for_good() {
+    if test_backend_is_postgres() {
+        return; // the SQLite file's own fault
+    }
+    let stack = MailStack::start();
+    let gw = Gateway::start_with(
+        &stack,
+        "acks_per_sender_per_hour = 1000",
+        "retry_initial_seconds = 1\nretry_max_seconds = 2",
+    );
+    let (_, raw) = citizen_mail(CITIZEN, LAVORI, "Prima del guasto", "testo");
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    wait_ticket_subjects(&gw, 1, WAIT);
+
+    let n = 20;
+    {
+        let _frozen = Immutable::set(&gw.dir.join("ticketgate.db-wal"));
+        for i in 0..n {
+            let (_, raw) = citizen_mail(CITIZEN, LAVORI, &format!("Durante il guasto {i}"), "x");
+            send(&stack, CITIZEN, &[LAVORI], &raw);
+        }
+        gw.wait_for("a disk I/O error logged", WAIT, || {
+            gw.log().contains("disk I/O error").then_some(())
+        });
+    }
+    let subjects = wait_ticket_subjects(&gw, n + 1, RECOVERY);
+    assert_eq!(subjects.len(), n + 1, "one ticket per mail");
+    let ids = gw.wait_for("an acknowledgment per ticket", RECOVERY, || {
+        let (ids, _) = distinct_message_ids(&stack, CITIZEN);
+        (ids.len() > n).then_some(ids)
+    });
+    assert_eq!(ids.len(), n + 1);
+    assert!(
+        !gw.log().contains("non-zero transaction depth"),
+        "no connection was reused inside a transaction"
+    );
 }

@@ -235,8 +235,8 @@ impl Store {
     }
 
     /// Takes back the attempt [`Store::count_attempts`] counted for each of these raw messages
-    /// when their processing ended with an error returned, not with the process dying: a full
-    /// attachment disk or a busy database is no reason to treat the message as poison.
+    /// once reading them is over (parsed and prepared, or failed with an error returned): a
+    /// process killed later, or a full attachment disk, is no reason to treat them as poison.
     pub async fn uncount_attempts(&self, ids: &[i64]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
