@@ -136,11 +136,16 @@ impl Store {
             // transaction depth": issue 11 saw the outbox worker wedged that way. Such a
             // connection is closed (closing rolls back whatever SQLite still holds) and
             // the pool opens a fresh one.
-            .after_release(|conn, _meta| {
+            .after_release(move |conn, _meta| {
                 Box::pin(async move {
-                    // The rollback of a dropped transaction is only queued; the ping
-                    // waits for it, so the depth read below is its outcome.
-                    conn.ping().await?;
+                    // SQLite's worker only queues the rollback of a dropped transaction
+                    // and lowers the depth when it ran; the ping (a round trip to that
+                    // thread, not to a server) waits for it, so the depth read below is
+                    // its outcome. PostgreSQL lowers the depth when it queues the
+                    // rollback: no round trip needed there.
+                    if sqlite {
+                        conn.ping().await?;
+                    }
                     Ok(connection_is_clean(conn))
                 })
             })
