@@ -124,6 +124,7 @@ on_both_backends!(
     queued_mail_is_stored_as_bytes_that_parse_and_carry_a_verifiable_signed_message_id,
     queued_mail_outside_any_ticket_carries_a_verifiable_id_without_a_ticket,
     pec_facts_and_receipts_are_recorded_and_a_late_acceptance_never_undoes_a_delivery,
+    mail_of_a_ticket_to_one_reader_is_due_only_after_the_earlier_one_is_done,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1367,9 +1368,10 @@ async fn a_worker_renews_only_the_leases_it_holds_and_never_revives_a_lapsed_one
 async fn recording_attempts_moves_a_row_to_sent_queued_or_failed(db: Db) {
     let s = &db.store;
     let ticket_id = make_ticket(s, "2026-000001", T0).await;
+    // Three readers: rows of one ticket for the same reader go one after the other.
     let m_sent = make_queued(s, Some(ticket_id), CITIZEN, b"sent").await;
-    let m_retry = make_queued(s, Some(ticket_id), CITIZEN, b"retry").await;
-    let m_failed = make_queued(s, Some(ticket_id), CITIZEN, b"failed").await;
+    let m_retry = make_queued(s, Some(ticket_id), "b.bruni@citizen.test", b"retry").await;
+    let m_failed = make_queued(s, Some(ticket_id), "c.conti@citizen.test", b"failed").await;
     let now = now_millis() + 10;
     let ids = due(s, now).await;
     assert_eq!(ids.len(), 3);
@@ -1432,8 +1434,13 @@ async fn a_batch_claim_takes_only_free_rows_and_batch_attempts_record_each_outco
     let s = &db.store;
     let ticket_id = make_ticket(s, "2026-000001", T0).await;
     let mut messages = Vec::new();
-    for raw in [&b"a"[..], b"b", b"c", b"d"] {
-        messages.push(make_queued(s, Some(ticket_id), CITIZEN, raw).await);
+    for (raw, to) in [&b"a"[..], b"b", b"c", b"d"].into_iter().zip([
+        "a.alba@citizen.test",
+        "b.bruni@citizen.test",
+        "c.conti@citizen.test",
+        "d.dotti@citizen.test",
+    ]) {
+        messages.push(make_queued(s, Some(ticket_id), to, raw).await);
     }
     let now = now_millis() + 10;
     let ids = due(s, now).await;
@@ -1849,4 +1856,83 @@ async fn pec_facts_and_receipts_are_recorded_and_a_late_acceptance_never_undoes_
     let out = messages.iter().find(|m| m.message_id == other).unwrap();
     assert_eq!(out.pec_state.as_deref(), Some("non consegnata"));
     assert_eq!(out.pec_id, None);
+}
+
+/// Issue 11: after an outage the backoff of the rows written first is the longest, so
+/// without this an answer could overtake its acknowledgment.
+async fn mail_of_a_ticket_to_one_reader_is_due_only_after_the_earlier_one_is_done(db: Db) {
+    let s = &db.store;
+    let ticket_id = make_ticket(s, "2026-000001", T0).await;
+    let other_ticket = make_ticket(s, "2026-000002", T0).await;
+    let first = make_queued(s, Some(ticket_id), CITIZEN, b"ack").await;
+    let second = make_queued(s, Some(ticket_id), CITIZEN, b"answer").await;
+    let to_staff = make_queued(s, Some(ticket_id), "mario.rossi@comune.test", b"note").await;
+    let other = make_queued(s, Some(other_ticket), CITIZEN, b"other ack").await;
+    let no_ticket = make_queued(s, None, CITIZEN, b"account").await;
+    let now = now_millis() + 10;
+    let ids = due(s, now + 500_000).await;
+    let outbox_of = |message: i64| async move {
+        let all = due(s, i64::MAX).await;
+        for id in all {
+            if s.outbox_item(id).await.unwrap().unwrap().message_id == message {
+                return id;
+            }
+        }
+        panic!("no due outbox row for message {message}");
+    };
+    let first_row = outbox_of(first).await;
+    // The second row to the citizen waits; other readers, tickets and account mail do not.
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert!(ids.contains(&first_row));
+    assert!(ids.contains(&outbox_of(to_staff).await));
+    assert!(ids.contains(&outbox_of(other).await));
+    assert!(ids.contains(&outbox_of(no_ticket).await));
+
+    // The first fails for now with a retry due later than anything else.
+    assert!(s.claim_outbox(first_row, now, now + 60_000).await.unwrap());
+    assert_eq!(
+        due(s, now + 1).await.len(),
+        3,
+        "a leased earlier row still blocks"
+    );
+    s.record_attempt(first_row, now + 1, false, "451 later", Some(now + 300_000))
+        .await
+        .unwrap();
+    let due_soon = due(s, now + 2).await;
+    assert_eq!(due_soon.len(), 3, "the answer still waits: {due_soon:?}");
+    // The worker's sleep is not cut short by the row that waits behind another.
+    for id in due_soon {
+        s.record_attempt(id, now + 3, true, "250 ok", None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.next_outbox_due().await.unwrap(), Some(now + 300_000));
+
+    // Once the first is sent, the second is due (its own time has long passed).
+    s.record_attempt(first_row, now + 300_001, true, "250 ok", None)
+        .await
+        .unwrap();
+    let after = due(s, now + 300_002).await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(
+        s.outbox_item(after[0]).await.unwrap().unwrap().message_id,
+        second
+    );
+
+    // A row that failed for good stops blocking too.
+    let third = make_queued(s, Some(ticket_id), CITIZEN, b"status").await;
+    assert_eq!(
+        due(s, i64::MAX).await,
+        after,
+        "the status waits for the answer"
+    );
+    s.record_attempt(after[0], now + 300_003, false, "550 gone", None)
+        .await
+        .unwrap();
+    let last = due(s, i64::MAX).await;
+    assert_eq!(last.len(), 1);
+    assert_eq!(
+        s.outbox_item(last[0]).await.unwrap().unwrap().message_id,
+        third
+    );
 }

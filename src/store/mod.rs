@@ -19,7 +19,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, ConnectOptions, Transaction};
+use sqlx::{Any, AnyPool, ConnectOptions, Connection, Transaction};
 
 pub use attempts::AttemptCount;
 pub use citizens::{AccountTaken, CitizenRow, NewCitizen};
@@ -141,6 +141,33 @@ impl Store {
                     Ok(())
                 })
             })
+            // A connection goes back to the pool, and out of it, only outside a transaction.
+            // sqlx counts the depth itself and SQLite's worker lowers it only when a
+            // ROLLBACK/COMMIT succeeds. A COMMIT that fails with a disk I/O error (a full or
+            // read-only file system) makes SQLite roll the transaction back on its own; the
+            // ROLLBACK the dropped `Transaction` then queues fails ("no transaction is
+            // active") and the connection stays at depth 1, so every later `BEGIN
+            // IMMEDIATE` on it fails with "attempted to call begin_with at non-zero
+            // transaction depth": issue 11 saw the outbox worker wedged that way. Such a
+            // connection is closed (closing rolls back whatever SQLite still holds) and
+            // the pool opens a fresh one.
+            .after_release(move |conn, _meta| {
+                Box::pin(async move {
+                    // SQLite's worker only queues the rollback of a dropped transaction
+                    // and lowers the depth when it ran; the ping (a round trip to that
+                    // thread, not to a server) waits for it, so the depth read below is
+                    // its outcome. PostgreSQL lowers the depth when it queues the
+                    // rollback: no round trip needed there.
+                    if sqlite {
+                        conn.ping().await?;
+                    }
+                    Ok(connection_is_clean(conn))
+                })
+            })
+            // The pool pings an idle connection before handing it out (flushing any
+            // queued rollback), then this check: the same guard for a connection that
+            // reached the idle queue another way.
+            .before_acquire(|conn, _meta| Box::pin(async move { Ok(connection_is_clean(conn)) }))
             .connect_with(options)
             .await?;
         Ok(Store { pool, sqlite })
@@ -271,6 +298,19 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// False (and a warning) when `conn` is still inside a transaction after its last user let
+/// it go: it must not be reused (see `Store::connect`).
+fn connection_is_clean(conn: &sqlx::AnyConnection) -> bool {
+    if conn.is_in_transaction() {
+        tracing::warn!(
+            "a database connection was left inside a transaction after an error \
+             (its rollback failed); closing it, the pool opens a new one"
+        );
+        return false;
+    }
+    true
 }
 
 /// Unix time in milliseconds.

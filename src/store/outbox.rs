@@ -33,13 +33,32 @@ pub struct OutboxItem {
     pub transport: String,
 }
 
+/// The condition, on a candidate row `outbox`, that no earlier row of the same ticket for the
+/// same recipients is still queued: mail reaches each reader of a ticket in the order it was
+/// written (acknowledgment before answer), also after an outage, when the backoff of the rows
+/// written first has grown longer than that of the rows written last (issue 11). A row
+/// still queued blocks the next one also while it is leased (being sent). Rows of no ticket
+/// (account mail) never wait; a row that failed for good stops blocking.
+macro_rules! no_earlier_queued_for_same_reader {
+    () => {
+        " AND NOT EXISTS (SELECT 1 FROM message AS m \
+         JOIN message AS em ON em.ticket_id = m.ticket_id \
+         JOIN outbox AS earlier ON earlier.message_id = em.message_id \
+         WHERE m.message_id = outbox.message_id AND earlier.outbox_id < outbox.outbox_id \
+         AND earlier.state = 'queued' AND earlier.recipients = outbox.recipients)"
+    };
+}
+
 impl Store {
-    /// Queued rows whose next attempt is due, oldest first.
+    /// Queued rows whose next attempt is due, oldest first, each only once the rows written
+    /// before it for the same ticket and recipients are done.
     pub async fn due_outbox(&self, now: i64, limit: i64) -> Result<Vec<DueOutbox>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "SELECT outbox_id FROM outbox WHERE state = 'queued' AND next_attempt_at <= $1 \
-             AND (lease_until IS NULL OR lease_until < $1) ORDER BY outbox_id LIMIT $2",
-        )
+             AND (lease_until IS NULL OR lease_until < $1)",
+            no_earlier_queued_for_same_reader!(),
+            " ORDER BY outbox_id LIMIT $2"
+        ))
         .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -54,10 +73,14 @@ impl Store {
 
     /// Earliest next attempt among queued rows, to know how long the worker may sleep.
     pub async fn next_outbox_due(&self) -> Result<Option<i64>> {
-        let row = sqlx::query(
+        // Rows waiting behind an earlier one are left out: they become due when it is done
+        // (the worker runs again right after recording a send), and counting them would
+        // wake the worker for nothing every few milliseconds during an outage.
+        let row = sqlx::query(concat!(
             "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at \
              THEN lease_until ELSE next_attempt_at END) FROM outbox WHERE state = 'queued'",
-        )
+            no_earlier_queued_for_same_reader!()
+        ))
         .fetch_one(&self.pool)
         .await?;
         Ok(row.get::<Option<i64>, _>(0))
@@ -79,15 +102,16 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<i64>> {
         if !self.sqlite {
-            let rows = sqlx::query(
+            let rows = sqlx::query(concat!(
                 "UPDATE outbox SET lease_owner = $1, \
                  lease_until = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 \
                  WHERE outbox_id IN ( \
                  SELECT outbox_id FROM outbox WHERE state = 'queued' AND next_attempt_at <= $3 \
                  AND (lease_until IS NULL \
-                 OR lease_until < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) \
-                 ORDER BY outbox_id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING outbox_id",
-            )
+                 OR lease_until < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)",
+                no_earlier_queued_for_same_reader!(),
+                " ORDER BY outbox_id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING outbox_id"
+            ))
             .bind(owner)
             .bind(lease_ms)
             .bind(now)

@@ -269,6 +269,27 @@ impl Store {
         Ok(true)
     }
 
+    /// Takes back the attempt [`Store::count_attempts`] counted for each of these raw messages
+    /// once reading them is over (parsed and prepared, or failed with an error returned): a
+    /// process killed later, or a full attachment disk, is no reason to treat them as poison.
+    pub async fn uncount_attempts(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE raw_message SET attempts = attempts - 1 \
+                 WHERE raw_message_id = $1 AND state = 'pending' AND attempts > 0",
+            )
+            .bind(*id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Puts a quarantined message back to `pending` so it is processed again.
     /// Returns false when there is no quarantined message with that id.
     pub async fn requeue_quarantined(&self, raw_message_id: i64) -> Result<bool> {
