@@ -710,7 +710,8 @@ fn serve_killed_at_random_moments_while_mail_arrives_loses_nothing_and_makes_not
     // At least once: a kill between the SMTP server's 250 and the commit that records it
     // sends that mail again after the restart. It must be the same mail (same Message-ID,
     // same bytes: the recipient's client shows one), and at most what one worker round
-    // has in flight per kill (the outbox worker records a claimed batch of 32 together).
+    // can hold unrecorded per kill (the outbox worker records results as they finish, but a
+    // kill can catch up to a claimed batch of 32 sent while a commit was slow).
     for (id, same) in &copies {
         assert!(
             same.iter().all(|c| c == &same[0]),

@@ -37,9 +37,13 @@ use crate::store::{now_millis, Attempt, Store};
 const CONCURRENCY: usize = 4;
 /// Rows claimed (and then recorded) together.
 const CLAIM_BATCH: i64 = 32;
+/// Most results recorded by one commit (all that finished while the previous one ran).
+const RECORD_BATCH: usize = 32;
 /// The worker looks for due rows at least this often, also when nobody wakes it (rows
 /// queued by another process, e.g. `ticketgate ingest`).
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
+/// The longest pause after rounds that keep failing (the database is unreachable).
+const FAILED_ROUND_PAUSE_CAP: Duration = Duration::from_secs(10);
 /// The heartbeat renews the leases this many times per lease: two renewals may fail in a
 /// row (a slow statement, a database restart) before sending stops.
 const RENEWALS_PER_LEASE: u32 = 3;
@@ -181,17 +185,40 @@ impl OutboxWorker {
                 stop_at: asked + lease - margin,
                 exclusive: self.store.is_sqlite(),
             });
-            let batch = async {
-                let attempts: Vec<Attempt> = futures::stream::iter(claimed)
+            // Results are recorded as the sends finish, one commit for whatever finished
+            // meanwhile, not once for the whole claimed batch: a process killed between a
+            // server's 250 and the commit that records it sends that mail again after the
+            // restart, and that window is now one commit instead of a batch of 32 sends (the
+            // kill rehearsal of tests/faults.rs; figures in BENCHMARKS.md). The recorder runs
+            // beside the sends, so a slow commit never stops a send from being abandoned
+            // before its lease could lapse.
+            let (finished, mut results) = tokio::sync::mpsc::unbounded_channel::<Attempt>();
+            let sending = async move {
+                let mut sends = std::pin::pin!(futures::stream::iter(claimed)
                     .map(|id| self.send_one(id, held.clone()))
                     .buffer_unordered(CONCURRENCY)
-                    .filter_map(|a| async move { a })
-                    .collect()
-                    .await;
-                // Recorded while the heartbeat still runs: a row sent must not look free
-                // to another instance before its result is written.
-                self.store.record_attempts(&attempts).await?;
-                anyhow::Ok(attempts.len())
+                    .filter_map(|a| async move { a }));
+                while let Some(attempt) = sends.next().await {
+                    // The recorder is gone only after a database error: the row stays
+                    // leased and is sent again once the lease lapses (same bytes).
+                    let _ = finished.send(attempt);
+                }
+            };
+            let recording = async {
+                let mut recorded = 0;
+                let mut attempts = Vec::new();
+                while results.recv_many(&mut attempts, RECORD_BATCH).await > 0 {
+                    // Recorded while the heartbeat still runs: a row sent must not look free
+                    // to another instance before its result is written.
+                    self.store.record_attempts(&attempts).await?;
+                    recorded += attempts.len();
+                    attempts.clear();
+                }
+                anyhow::Ok(recorded)
+            };
+            let batch = async {
+                let ((), recorded) = tokio::join!(sending, recording);
+                recorded
             };
             let recorded = self.renewing(&hold, batch).await?;
             total += recorded;
@@ -366,10 +393,24 @@ impl OutboxWorker {
     /// or every [`IDLE_RECHECK`].
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(owner = %self.owner, lease = ?self.lease(), "outbox worker started");
+        let mut failed_rounds: u32 = 0;
         loop {
             if let Err(e) = self.run_pending().await {
-                tracing::error!(error = format!("{e:#}"), "outbox worker round failed");
+                failed_rounds = failed_rounds.saturating_add(1);
+                // Backs off (1, 2, 4, 8, then every 10 s) instead of retrying every few
+                // milliseconds: a database that fails every round would fill the log with
+                // the same line twenty times a second (seen in issue 11's disk-error run).
+                let pause = IDLE_RECHECK
+                    .saturating_mul(1 << (failed_rounds - 1).min(4))
+                    .min(FAILED_ROUND_PAUSE_CAP);
+                tracing::error!(error = format!("{e:#}"), retry_in = ?pause, failed_rounds, "outbox worker round failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                continue;
             }
+            failed_rounds = 0;
             let mut wait = IDLE_RECHECK;
             if let Ok(Some(due)) = self.store.next_outbox_due().await {
                 let ms = (due - now_millis()).max(0) as u64;
