@@ -233,7 +233,16 @@ pub async fn run_mailbox(
                 }
                 let error = format!("{e:#}");
                 health::set_failing(&mb.name, &error);
-                tracing::warn!(mailbox = %mb.name, error, retry_in = ?backoff, "IMAP connection lost; reconnecting");
+                // Say which side failed: an operator told "connection lost" looks at the IMAP
+                // server while the database (or the attachment disk) is what needs them.
+                let database = e
+                    .chain()
+                    .any(|c| c.downcast_ref::<crate::store::StoreError>().is_some());
+                if database {
+                    tracing::warn!(mailbox = %mb.name, error, retry_in = ?backoff, "storing mail failed (database); the mail stays on the server, reconnecting to retry");
+                } else {
+                    tracing::warn!(mailbox = %mb.name, error, retry_in = ?backoff, "IMAP connection lost; reconnecting");
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}
