@@ -39,12 +39,18 @@ pub struct OutboxItem {
 /// written first has grown longer than that of the rows written last (issue 11). A row
 /// still queued blocks the next one also while it is leased (being sent). Rows of no ticket
 /// (account mail) never wait; a row that failed for good stops blocking.
+///
+/// Written with CROSS JOINs on purpose: SQLite takes them as the join order (PostgreSQL
+/// reorders them freely). With plain JOINs SQLite looked `earlier` up before `em` through
+/// the `outbox_due (state)` index, reading every queued row for every candidate row: with
+/// 8,000 rows queued the worker sent 32 mails a second at full CPU (found by the release
+/// drain benchmark). In this order `earlier` is found by `outbox_message (message_id)`.
 macro_rules! no_earlier_queued_for_same_reader {
     () => {
         " AND NOT EXISTS (SELECT 1 FROM message AS m \
-         JOIN message AS em ON em.ticket_id = m.ticket_id \
-         JOIN outbox AS earlier ON earlier.message_id = em.message_id \
-         WHERE m.message_id = outbox.message_id AND earlier.outbox_id < outbox.outbox_id \
+         CROSS JOIN message AS em CROSS JOIN outbox AS earlier \
+         WHERE m.message_id = outbox.message_id AND em.ticket_id = m.ticket_id \
+         AND earlier.message_id = em.message_id AND earlier.outbox_id < outbox.outbox_id \
          AND earlier.state = 'queued' AND earlier.recipients = outbox.recipients)"
     };
 }
