@@ -98,6 +98,62 @@ fn sqlite_path(url: &str) -> &str {
     rest.split_once('?').map(|(p, _)| p).unwrap_or(rest)
 }
 
+/// The pool both doors use ([`Store::connect`], [`Store::open_existing`]): SQLite's PRAGMAs on
+/// every new connection, and no connection reused while still inside a transaction.
+fn pool_options(max_connections: u32, sqlite: bool) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if sqlite {
+                    // busy_timeout: a second process (`ingest`, the CLI) waits its turn
+                    // instead of failing. WAL lets readers run beside the writer.
+                    sqlx::query("PRAGMA busy_timeout = 10000")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = FULL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        // A connection goes back to the pool, and out of it, only outside a transaction.
+        // sqlx counts the depth itself and SQLite's worker lowers it only when a
+        // ROLLBACK/COMMIT succeeds. A COMMIT that fails with a disk I/O error (a full or
+        // read-only file system) makes SQLite roll the transaction back on its own; the
+        // ROLLBACK the dropped `Transaction` then queues fails ("no transaction is
+        // active") and the connection stays at depth 1, so every later `BEGIN
+        // IMMEDIATE` on it fails with "attempted to call begin_with at non-zero
+        // transaction depth": issue 11 saw the outbox worker wedged that way. Such a
+        // connection is closed (closing rolls back whatever SQLite still holds) and
+        // the pool opens a fresh one.
+        .after_release(move |conn, _meta| {
+            Box::pin(async move {
+                // SQLite's worker only queues the rollback of a dropped transaction
+                // and lowers the depth when it ran; the ping (a round trip to that
+                // thread, not to a server) waits for it, so the depth read below is
+                // its outcome. PostgreSQL lowers the depth when it queues the
+                // rollback: no round trip needed there.
+                if sqlite {
+                    conn.ping().await?;
+                }
+                Ok(connection_is_clean(conn))
+            })
+        })
+        // The pool pings an idle connection before handing it out (flushing any
+        // queued rollback), then this check: the same guard for a connection that
+        // reached the idle queue another way.
+        .before_acquire(|conn, _meta| Box::pin(async move { Ok(connection_is_clean(conn)) }))
+}
+
 impl Store {
     /// Connects; a missing SQLite file is created. SQLite runs in WAL mode with full sync,
     /// because "raw first" means a committed message survives a power cut.
@@ -116,59 +172,8 @@ impl Store {
         if sqlite {
             create_private_sqlite_file(&url)?;
         }
-        let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if sqlite {
-                        // busy_timeout: a second process (`ingest`, the CLI) waits its turn
-                        // instead of failing. WAL lets readers run beside the writer.
-                        sqlx::query("PRAGMA busy_timeout = 10000")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA journal_mode = WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA synchronous = FULL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA foreign_keys = ON")
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            // A connection goes back to the pool, and out of it, only outside a transaction.
-            // sqlx counts the depth itself and SQLite's worker lowers it only when a
-            // ROLLBACK/COMMIT succeeds. A COMMIT that fails with a disk I/O error (a full or
-            // read-only file system) makes SQLite roll the transaction back on its own; the
-            // ROLLBACK the dropped `Transaction` then queues fails ("no transaction is
-            // active") and the connection stays at depth 1, so every later `BEGIN
-            // IMMEDIATE` on it fails with "attempted to call begin_with at non-zero
-            // transaction depth": issue 11 saw the outbox worker wedged that way. Such a
-            // connection is closed (closing rolls back whatever SQLite still holds) and
-            // the pool opens a fresh one.
-            .after_release(move |conn, _meta| {
-                Box::pin(async move {
-                    // SQLite's worker only queues the rollback of a dropped transaction
-                    // and lowers the depth when it ran; the ping (a round trip to that
-                    // thread, not to a server) waits for it, so the depth read below is
-                    // its outcome. PostgreSQL lowers the depth when it queues the
-                    // rollback: no round trip needed there.
-                    if sqlite {
-                        conn.ping().await?;
-                    }
-                    Ok(connection_is_clean(conn))
-                })
-            })
-            // The pool pings an idle connection before handing it out (flushing any
-            // queued rollback), then this check: the same guard for a connection that
-            // reached the idle queue another way.
-            .before_acquire(|conn, _meta| Box::pin(async move { Ok(connection_is_clean(conn)) }))
-            .connect_with(options)
+        let pool = pool_options(max_connections, sqlite)
+            .connect_with(AnyConnectOptions::from_str(&url)?.disable_statement_logging())
             .await?;
         Ok(Store { pool, sqlite })
     }
@@ -197,24 +202,8 @@ impl Store {
         } else {
             url.to_owned()
         };
-        let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if sqlite {
-                        sqlx::query("PRAGMA busy_timeout = 10000")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA foreign_keys = ON")
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
+        let pool = pool_options(max_connections, sqlite)
+            .connect_with(AnyConnectOptions::from_str(&url)?.disable_statement_logging())
             .await
             .map_err(|e| match &e {
                 // 3D000 invalid_catalog_name: PostgreSQL has no database of that name.
