@@ -4,10 +4,15 @@
 //! rest of the code can trust them.
 
 mod address;
+mod clock;
+mod fiscal_code;
+pub mod password;
 mod signed_id;
 mod ticket;
 
 pub use address::{AddressError, EmailAddress};
+pub use clock::{local_time, now_millis, working_days_after};
+pub use fiscal_code::{FiscalCode, FiscalCodeError, FiscalCodeKind};
 pub use signed_id::{OurMessageId, SignedIds};
 pub use ticket::{Channel, TicketKind, TicketRef, TicketRefError, TicketStatus};
 
