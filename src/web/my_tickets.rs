@@ -20,7 +20,7 @@ use super::visitor::{message, random_token, render, Chrome, Errors, FieldErrors,
 use super::AppState;
 use crate::domain::TicketKind;
 use crate::domain::{local_time, now_millis, working_days_after};
-use crate::inbound::pipeline::{Outcome, WEB_KIND_HEADER, WEB_MAILBOX};
+use crate::intake::{Outcome, WEB_KIND_HEADER, WEB_MAILBOX};
 use crate::mail::compose::human_size;
 use crate::mail::html::{self, ShownHtml};
 use crate::store::{AttachmentView, CitizenRow, MessageView, RawIn, TicketView};
