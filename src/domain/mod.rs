@@ -5,16 +5,22 @@
 
 mod address;
 mod clock;
+pub mod event;
 mod fiscal_code;
+mod message;
 pub mod password;
 mod signed_id;
 mod ticket;
 
 pub use address::{AddressError, EmailAddress};
 pub use clock::{local_time, now_millis, working_days_after};
+pub use event::EventKind;
 pub use fiscal_code::{FiscalCode, FiscalCodeError, FiscalCodeKind};
+pub use message::{Direction, MessageKind};
 pub use signed_id::{OurMessageId, SignedIds};
-pub use ticket::{Channel, TicketKind, TicketRef, TicketRefError, TicketStatus};
+pub use ticket::{
+    AreaSlug, Channel, TicketKind, TicketRef, TicketRefError, TicketStatus, UnknownWord,
+};
 
 /// Unix millis as RFC 3339 (UTC), the time format of every JSON output.
 pub fn rfc3339(millis: i64) -> String {
