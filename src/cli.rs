@@ -16,7 +16,7 @@ use crate::app;
 use crate::config::{Config, ConfigError, Severity};
 use crate::domain::rfc3339;
 use crate::inbound::ingest::ingest_stdin;
-use crate::inbound::pipeline::{Outcome, Pipeline};
+use crate::intake::{Outcome, Pipeline};
 use crate::mail::summary;
 use crate::store::{Store, StoreError};
 
@@ -246,7 +246,7 @@ fn ingest_names(cfg: &Config) -> Vec<&str> {
         }
     }
     // Reports made on the web page are recorded under this name: mail must never pose as one.
-    names.retain(|n| *n != crate::inbound::pipeline::WEB_MAILBOX);
+    names.retain(|n| *n != crate::intake::WEB_MAILBOX);
     names
 }
 

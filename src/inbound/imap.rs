@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{MailboxConfig, TlsMode};
 use crate::health::{self, MailboxPhase};
-use crate::inbound::pipeline::Pipeline;
 use crate::inbound::utf7;
+use crate::intake::Pipeline;
 use crate::store::{MailboxLock, RawIn};
 
 /// How long one IDLE lasts before we re-issue it. RFC 2177 asks clients to re-IDLE at least

@@ -5,7 +5,7 @@
 
 use tokio::io::AsyncReadExt;
 
-use crate::inbound::pipeline::{Outcome, Pipeline};
+use crate::intake::{Outcome, Pipeline};
 use crate::store::RawIn;
 
 /// Reads stdin (keeping only the header of an over-limit message), stores it raw, processes

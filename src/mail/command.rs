@@ -71,7 +71,12 @@ pub fn parse_staff_reply(text: &str) -> StaffReply {
         }
     }
     let body = match body_start {
-        Some(i) => lines[i..].join("\n").trim().to_owned(),
+        Some(i) => lines
+            .get(i..)
+            .unwrap_or_default()
+            .join("\n")
+            .trim()
+            .to_owned(),
         None => String::new(),
     };
     StaffReply { commands, body }

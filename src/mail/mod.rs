@@ -1,5 +1,8 @@
 //! Mail handling: pure functions over raw message bytes (parsing, loop protection).
 
+// Untrusted mail must never panic the poller: no indexing, no unwrap outside tests.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used))]
+
 pub mod auth;
 pub mod autoreply;
 pub mod command;

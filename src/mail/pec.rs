@@ -350,9 +350,10 @@ fn top_headers(raw: &[u8]) -> Vec<(String, String)> {
             continue; // mbox separator
         }
         // A line without a colon is not a field; skipping it keeps the rest readable.
-        if let Some(colon) = line.iter().position(|b| *b == b':') {
-            let name = String::from_utf8_lossy(&line[..colon]).trim().to_owned();
-            let value = String::from_utf8_lossy(&line[colon + 1..]).into_owned();
+        let mut halves = line.splitn(2, |b| *b == b':');
+        if let (Some(name), Some(value)) = (halves.next(), halves.next()) {
+            let name = String::from_utf8_lossy(name).trim().to_owned();
+            let value = String::from_utf8_lossy(value).into_owned();
             if !name.is_empty() {
                 fields.push((name, value));
             }
@@ -847,14 +848,14 @@ fn xml_text(xml: &[u8]) -> (Cow<'_, str>, Option<String>) {
 fn declared_encoding(xml: &[u8]) -> Option<String> {
     let declaration = xml.strip_prefix(b"<?xml")?;
     let end = declaration.windows(2).position(|w| w == b"?>")?;
-    let declaration = std::str::from_utf8(&declaration[..end]).ok()?;
-    let after = &declaration[declaration.find("encoding")? + "encoding".len()..];
+    let declaration = std::str::from_utf8(declaration.get(..end)?).ok()?;
+    let (_, after) = declaration.split_once("encoding")?;
     let after = after.trim_start().strip_prefix('=')?.trim_start();
     let quote = after.chars().next().filter(|c| *c == '"' || *c == '\'')?;
-    let value = &after[1..];
+    let value = after.strip_prefix(quote)?;
     value
-        .find(quote)
-        .map(|close| value[..close].trim().to_owned())
+        .split_once(quote)
+        .map(|(value, _)| value.trim().to_owned())
 }
 
 /// The element walk: a stack of open element names and the text of the innermost one.

@@ -328,7 +328,7 @@ fn spawn_failure(e: &io::Error) -> String {
 fn first_certificate(pem: &[u8]) -> Option<&[u8]> {
     const END: &[u8] = b"-----END CERTIFICATE-----";
     let start = find(pem, b"-----BEGIN CERTIFICATE-----")?;
-    let end = start + find(&pem[start..], END)? + END.len();
+    let end = start + find(pem.get(start..)?, END)? + END.len();
     pem.get(start..end)
 }
 
@@ -388,10 +388,10 @@ fn failure_reason(stderr: &str) -> String {
 
 fn error_queue_reason(line: &str) -> Option<String> {
     let fields: Vec<&str> = line.splitn(9, ':').collect();
-    if fields.len() < 6 || fields[1] != "error" {
+    let [_, "error", _, _, _, reason, ..] = fields.as_slice() else {
         return None;
-    }
-    let reason = fields[5].trim();
+    };
+    let reason = reason.trim();
     let data = fields.get(8).map_or("", |d| d.trim());
     let data = data.strip_prefix("Verify error:").unwrap_or(data).trim();
     Some(if data.is_empty() {

@@ -35,7 +35,7 @@ use tokio::sync::Notify;
 use crate::attachments::AttachmentStore;
 use crate::config::Config;
 use crate::domain::SignedIds;
-use crate::inbound::pipeline::Pipeline;
+use crate::intake::Pipeline;
 use crate::store::Store;
 
 /// What every handler may use.

@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::visitor::{message, random_token, render, Chrome, Errors, FieldErrors, Visitor};
 use super::AppState;
 use crate::domain::TicketKind;
-use crate::inbound::pipeline::{Outcome, WEB_KIND_HEADER, WEB_MAILBOX};
+use crate::intake::{Outcome, WEB_KIND_HEADER, WEB_MAILBOX};
 use crate::mail::compose::human_size;
 use crate::mail::html::{self, ShownHtml};
 use crate::store::{now_millis, AttachmentView, CitizenRow, MessageView, RawIn, TicketView};

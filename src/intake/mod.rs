@@ -1,9 +1,11 @@
-//! From a stored raw message to its outcome: ticket, duplicate, record on a ticket, or
-//! quarantine — in one transaction with every outbox row it causes.
+//! Intake, the one door every report enters: from a stored raw message to its outcome —
+//! ticket, duplicate, record on a ticket, or quarantine — in one transaction with every
+//! outbox row it causes.
 //!
-//! The poller and `ticketgate ingest` both store the raw bytes first and then call
-//! [`Pipeline::process_batch`]; processing a raw message twice is harmless (it is `pending`
-//! only until its transaction commits, and de-duplication keys catch the rest).
+//! The IMAP poller and `ticketgate ingest` (in [`crate::inbound`]) and the web form all
+//! store the raw bytes first and then call [`Pipeline::process_batch`] (or
+//! [`Pipeline::process`]); processing a raw message twice is harmless (it is `pending` only
+//! until its transaction commits, and de-duplication keys catch the rest).
 //!
 //! A batch is read, parsed and its attachments written outside the write lock, then the
 //! outcomes of all its messages commit in ONE transaction: a commit costs an fsync (SQLite
