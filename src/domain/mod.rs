@@ -4,12 +4,18 @@
 //! rest of the code can trust them.
 
 mod address;
+pub mod event;
+mod message;
 mod signed_id;
 mod ticket;
 
 pub use address::{AddressError, EmailAddress};
+pub use event::EventKind;
+pub use message::{Direction, MessageKind};
 pub use signed_id::{OurMessageId, SignedIds};
-pub use ticket::{Channel, TicketKind, TicketRef, TicketRefError, TicketStatus};
+pub use ticket::{
+    AreaSlug, Channel, TicketKind, TicketRef, TicketRefError, TicketStatus, UnknownWord,
+};
 
 /// Unix millis as RFC 3339 (UTC), the time format of every JSON output.
 pub fn rfc3339(millis: i64) -> String {

@@ -1,7 +1,57 @@
-//! Ticket reference, kind, status and channel: the words of the ticket's life (DESIGN.md).
+//! Ticket reference, kind, status, channel and area: the words of the ticket's life
+//! (DESIGN.md). Each is stored as the word its `as_str` gives and read back with `FromStr`.
 
 use std::fmt;
 use std::str::FromStr;
+
+/// A stored word that names none of the values of its type (`what` says which type).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a {what}: {value:?}")]
+pub struct UnknownWord {
+    pub what: &'static str,
+    pub value: String,
+}
+
+impl UnknownWord {
+    pub(crate) fn new(what: &'static str, value: &str) -> UnknownWord {
+        UnknownWord {
+            what,
+            value: value.to_owned(),
+        }
+    }
+}
+
+/// `FromStr` (the stored word, exactly), `Display` and a string `Serialize` for an enum whose
+/// `as_str` gives that word.
+macro_rules! stored_word {
+    ($ty:ty, $what:literal, [$($v:expr),+ $(,)?]) => {
+        impl $ty {
+            /// Every value, in order.
+            pub const ALL: &'static [$ty] = &[$($v),+];
+        }
+        impl FromStr for $ty {
+            type Err = UnknownWord;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                <$ty>::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| UnknownWord::new($what, s))
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use stored_word;
 
 /// `YYYY-NNNNNN`: year and sequence within the year.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,6 +132,16 @@ impl TicketKind {
     }
 }
 
+stored_word!(
+    TicketKind,
+    "ticket kind",
+    [
+        TicketKind::Segnalazione,
+        TicketKind::Suggerimento,
+        TicketKind::Reclamo
+    ]
+);
+
 /// `received` → `taken` → `answered` → `resolved`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TicketStatus {
@@ -102,6 +162,17 @@ impl TicketStatus {
     }
 }
 
+stored_word!(
+    TicketStatus,
+    "ticket status",
+    [
+        TicketStatus::Received,
+        TicketStatus::Taken,
+        TicketStatus::Answered,
+        TicketStatus::Resolved
+    ]
+);
+
 /// How the report reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
@@ -117,6 +188,84 @@ impl Channel {
             Channel::Pec => "pec",
             Channel::Web => "web",
         }
+    }
+}
+
+stored_word!(
+    Channel,
+    "channel",
+    [Channel::Email, Channel::Pec, Channel::Web]
+);
+
+/// The slug of an office (`[[area]] slug` in the configuration): lowercase ASCII letters,
+/// digits and `-`, 1 to 64 characters. A ticket's `area` column holds one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AreaSlug(String);
+
+impl AreaSlug {
+    pub fn parse(s: &str) -> Result<AreaSlug, UnknownWord> {
+        let valid = !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if valid {
+            Ok(AreaSlug(s.to_owned()))
+        } else {
+            Err(UnknownWord::new("area slug", s))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for AreaSlug {
+    type Err = UnknownWord;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AreaSlug::parse(s)
+    }
+}
+
+impl fmt::Display for AreaSlug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for AreaSlug {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for AreaSlug {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for AreaSlug {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for AreaSlug {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
+impl serde::Serialize for AreaSlug {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AreaSlug {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        AreaSlug::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -149,5 +298,32 @@ mod tests {
             Some(TicketKind::Suggerimento)
         );
         assert_eq!(TicketKind::parse("x"), None);
+    }
+
+    #[test]
+    fn stored_words_round_trip_and_unknown_words_are_errors() {
+        for s in TicketStatus::ALL {
+            assert_eq!(s.as_str().parse::<TicketStatus>().unwrap(), *s);
+        }
+        for k in TicketKind::ALL {
+            assert_eq!(k.as_str().parse::<TicketKind>().unwrap(), *k);
+        }
+        for c in Channel::ALL {
+            assert_eq!(c.as_str().parse::<Channel>().unwrap(), *c);
+        }
+        assert!("closed".parse::<TicketStatus>().is_err());
+        assert!("Reclamo".parse::<TicketKind>().is_err());
+        assert!("fax".parse::<Channel>().is_err());
+    }
+
+    #[test]
+    fn area_slugs_follow_the_configuration_rule() {
+        assert_eq!(
+            AreaSlug::parse("lavori-pubblici").unwrap(),
+            "lavori-pubblici"
+        );
+        for bad in ["", "Verde", "verde pubblico", "ü", &"a".repeat(65)] {
+            assert!(AreaSlug::parse(bad).is_err(), "{bad}");
+        }
     }
 }
