@@ -17,6 +17,11 @@ pub use ticket::{
     AreaSlug, Channel, TicketKind, TicketRef, TicketRefError, TicketStatus, UnknownWord,
 };
 
+/// The mailbox name under which reports made on the web page are stored raw (as a mail
+/// composed by `intake::web_report`, so they go through the same intake as mail): the
+/// [`Channel::Web`] of mailboxes. No `[[mailbox]]` may use it, and mail must never pose as it.
+pub const WEB_MAILBOX: &str = "web";
+
 /// Unix millis as RFC 3339 (UTC), the time format of every JSON output.
 pub fn rfc3339(millis: i64) -> String {
     let nanos = i128::from(millis) * 1_000_000;
