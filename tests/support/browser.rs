@@ -564,11 +564,6 @@ impl Browser {
         self.command(Method::Post, "/alert/accept", None);
     }
 
-    /// Closes the open alert (Cancel). Panics if there is none.
-    pub fn dismiss_alert(&self) {
-        self.command(Method::Post, "/alert/dismiss", None);
-    }
-
     /// chromedriver's pid: Chromium's processes are below it ([`process_tree`]).
     pub fn driver_pid(&self) -> u32 {
         self.driver.id()
