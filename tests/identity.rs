@@ -1,4 +1,4 @@
-//! Who is who (issue 10, findings 2, 3 and 14): the citizen is the `From` address, an address
+//! Who is who (docs/design-notes.md, "Who is who"): the citizen is the `From` address, an address
 //! from mail is one valid addr-spec or nothing, and no mail makes the comune write to people
 //! who never wrote to it — end to end through a private Dovecot + Postfix and the real
 //! `ticketgate serve`. Hostile header bytes go in by IMAP APPEND, exactly as an Internet sender

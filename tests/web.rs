@@ -1050,7 +1050,7 @@ fn html_stored_before_it_was_sanitised_at_intake_is_sanitised_once_on_its_first_
     );
 }
 
-// ------------------------------------------------------------------------- issue 10
+// -------------------------- attacks on accounts and pages (docs/design-notes.md, issue 10)
 
 #[test]
 fn after_sign_in_only_a_local_path_is_followed_never_another_host() {
@@ -1465,8 +1465,8 @@ fn a_registration_or_sign_in_refused_for_its_token_comes_back_with_what_was_type
     }
 }
 
-/// Issue 10, finding 3: a stranger's mail with a citizen's address in Reply-To is the
-/// stranger's ticket; it never appears on that citizen's page.
+/// A stranger's mail with a citizen's address in Reply-To is the stranger's ticket; it never
+/// appears on that citizen's page (docs/design-notes.md, "Who is who").
 #[test]
 fn a_strangers_ticket_naming_a_citizen_in_reply_to_is_not_on_that_citizens_page() {
     let stack = MailStack::start();
@@ -1492,9 +1492,10 @@ fn a_strangers_ticket_naming_a_citizen_in_reply_to_is_not_on_that_citizens_page(
     assert_eq!(client.get(&format!("/tickets/{strangers_ref}")).status, 404);
 }
 
-/// Issue 10, finding 17 (the rest): the mailed-link forms, the new-password form and the
-/// confirmation button, refused for their token, come back in the page's language with the
-/// address typed (or the link's token) kept, never with a password and never as a bare page.
+/// docs/design-notes.md, "Web server hardening" (the rest of it): the mailed-link forms, the
+/// new-password form and the confirmation button, refused for their token, come back in the page's
+/// language with the address typed (or the link's token) kept, never with a password and never as a
+/// bare page.
 #[test]
 fn a_link_request_or_new_password_refused_for_its_token_comes_back_with_the_address_or_the_link_kept(
 ) {

@@ -68,7 +68,8 @@ impl Pipeline {
 
     /// Why a provider message does *not* count as certified, or `None` when it does. An anomaly
     /// never does. With `pec.verify_signatures` on, a transport envelope or a receipt counts
-    /// only when the provider's signature verified (issue 10, finding 13): anyone can write
+    /// only when the provider's signature verified (docs/design-notes.md, "Fuzzing, PEC
+    /// certification, plaintext transports"): anyone can write
     /// `X-Trasporto: posta-certificata` into a mail, only the provider can sign it. With it
     /// off, the PEC box itself is what the operator trusts, as before.
     fn not_certified(&self, transport: bool, signature: &SignatureCheck) -> Option<String> {
@@ -204,7 +205,8 @@ impl Pipeline {
     /// `pec_receipt` message and a `pec_receipt_unverified` event with the reason) but
     /// changes nothing: not the state, `pec_id` or certified time of our message, and no
     /// failure notice to the office. Anyone who can put mail into the PEC box can write
-    /// `X-Ricevuta: avvenuta-consegna`; only the provider can sign it (issue 10, finding 13).
+    /// `X-Ricevuta: avvenuta-consegna`; only the provider can sign it (docs/design-notes.md,
+    /// "Fuzzing, PEC certification, plaintext transports").
     pub(super) async fn pec_receipt(
         &self,
         tx: &mut Tx,
