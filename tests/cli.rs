@@ -384,7 +384,9 @@ fn the_example_configuration_is_refused_only_for_its_placeholder_secret() {
 fn check_config_connect_opens_the_database_without_creating_it_and_writes_to_storage() {
     let stack = support::mailstack::MailStack::start();
     let s = Setup::new();
-    let text = support::gateway::config_text(&stack, s.path(), 1, "", "");
+    let ports = (1, support::local::free_port());
+    let database_url = format!("sqlite://{}/ticketgate.db", s.path().display());
+    let text = support::config::TestConfig::new(&stack, s.path(), ports, &database_url).to_toml();
     s.write_config(&text);
 
     // Before `migrate`: the SQLite file may be missing (it can be created), and stays missing.
