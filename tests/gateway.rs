@@ -77,18 +77,20 @@ fn a_mail_to_an_area_becomes_a_ticket_acknowledged_to_the_citizen_and_notified_t
 
     // Everything is on record: the inbound raw's sha256, both outbound messages sent.
     let shown = gw.wait_for("both outbound mails recorded as sent", WAIT, || {
-        let s = gw.show(reference);
-        let sent = s["messages"]
-            .as_array()?
+        let s = gw.ticket(reference);
+        let sent = s
+            .messages
             .iter()
-            .filter(|m| m["direction"] == "out" && m["delivery"]["state"] == "sent")
+            .filter(|m| {
+                m.direction == "out" && m.delivery.as_ref().is_some_and(|d| d.state == "sent")
+            })
             .count();
         (sent == 2).then_some(s)
     });
-    let messages = shown["messages"].as_array().expect("messages");
-    let inbound = messages
+    let inbound = shown
+        .messages
         .iter()
-        .find(|m| m["direction"] == "in")
+        .find(|m| m.direction == "in")
         .expect("inbound");
     let expected_sha = {
         use sha2::Digest;
@@ -97,17 +99,20 @@ fn a_mail_to_an_area_becomes_a_ticket_acknowledged_to_the_citizen_and_notified_t
         let served = fetch_all(&stack, LAVORI);
         hex::encode(sha2::Sha256::digest(&served[0]))
     };
-    assert_eq!(inbound["sha256"], expected_sha.as_str());
-    assert_eq!(inbound["message_id"], id.as_str());
-    let out_ack = messages
+    assert_eq!(inbound.sha256, expected_sha);
+    assert_eq!(inbound.message_id.as_deref(), Some(id.as_str()));
+    let out_ack = shown
+        .messages
         .iter()
-        .find(|m| m["kind"] == "ack")
+        .find(|m| m.kind == "ack")
         .expect("ack row");
-    assert!(out_ack["delivery"]["smtp_reply"]
-        .as_str()
+    assert!(out_ack
+        .delivery
+        .as_ref()
+        .and_then(|d| d.smtp_reply.as_deref())
         .unwrap_or("")
         .starts_with("250"));
-    assert_eq!(shown["events"][0]["kind"], "received");
+    assert_eq!(shown.events[0].kind, "received");
 
     // The message was flagged \Seen on the server only after it was stored.
     gw.wait_for("message flagged Seen", WAIT, || {

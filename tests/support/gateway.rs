@@ -7,6 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use ticketgate::cli::json::TicketShow;
 
 use super::config::{TestConfig, FAST_RETRY};
 use super::http;
@@ -439,6 +440,13 @@ impl Gateway {
     /// `ticket show REF --format json`.
     pub fn show(&self, reference: &str) -> Value {
         self.json(&["ticket", "show", reference, "--format", "json"])
+    }
+
+    /// `ticket show REF --format json`, read into the type the CLI prints it from.
+    pub fn ticket(&self, reference: &str) -> TicketShow {
+        let shown = self.show(reference);
+        serde_json::from_value(shown.clone())
+            .unwrap_or_else(|e| panic!("ticket show {reference}: not a TicketShow ({e}): {shown}"))
     }
 
     /// `quarantine list --format json`.
