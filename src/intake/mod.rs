@@ -47,6 +47,7 @@ use crate::store::{
     now_millis, InboundPec, MessageTicket, NewAttachment, NewMessage, NewTicket, RawRow, Store, Tx,
 };
 use askama::Template;
+use letters::Notification;
 use pec::{PecFacts, ReceiptWork};
 use secrecy::ExposeSecret;
 
@@ -1174,18 +1175,17 @@ impl Pipeline {
                 area: area.area.clone(),
                 ..t.clone()
             };
-            self.notify_staff(
-                tx,
-                &t_area,
-                &mail.subject,
-                &mail.text,
-                &attachment_list,
-                &others.join(", "),
-                "Nuova pratica",
-                kind.as_str(),
-                "",
-            )
-            .await?;
+            let also_areas = others.join(", ");
+            let notification = Notification {
+                headline: "Nuova pratica",
+                subject: &mail.subject,
+                text: &mail.text,
+                attachments: &attachment_list,
+                also_areas: &also_areas,
+                kind: kind.as_str(),
+                history: "",
+            };
+            self.notify_staff(tx, &t_area, &notification).await?;
         }
         Store::finish_raw(tx, raw.raw_message_id, "processed", None, Some(message_id)).await?;
         Ok(Outcome::Ticket {
