@@ -6,6 +6,8 @@
 mod address;
 pub mod event;
 mod message;
+mod outbox;
+mod raw;
 mod signed_id;
 mod ticket;
 mod url;
@@ -13,6 +15,8 @@ mod url;
 pub use address::{AddressError, EmailAddress};
 pub use event::EventKind;
 pub use message::{Direction, MessageKind};
+pub use outbox::{OutboxState, Transport};
+pub use raw::RawState;
 pub use signed_id::{OurMessageId, SignedIds};
 pub use ticket::{
     AreaSlug, Channel, TicketKind, TicketRef, TicketRefError, TicketStatus, UnknownWord,

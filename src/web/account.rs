@@ -24,8 +24,8 @@ use super::visitor::{
 };
 use super::AppState;
 use crate::domain::EmailAddress;
+use crate::domain::Transport;
 use crate::outbound::queue::{queue_mail, Queued};
-use crate::outbound::Transport;
 use crate::store::{now_millis, raw_sha256_hex, CitizenRow, NewCitizen, Store};
 
 /// A verification link is valid this long.
