@@ -178,18 +178,6 @@ fn fill(path: &Path) {
     }
 }
 
-/// The gateway's config with `[storage] dir` pointing at `dir`.
-fn storage_at(text: String, dir: &Path) -> String {
-    let start = text.find("[storage]").expect("a [storage] table");
-    let end = start + text[start..].find("\n\n").expect("end of [storage]");
-    format!(
-        "{}[storage]\ndir = \"{}\"{}",
-        &text[..start],
-        dir.display(),
-        &text[end..]
-    )
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
@@ -246,8 +234,9 @@ fn a_full_attachment_disk_defers_the_message_and_it_goes_through_once_space_retu
     let disk = Tmpfs::mount("1m");
     let stack = MailStack::start();
     let storage = disk.path().join("attachments");
-    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
-        storage_at(t, &storage)
+    let gw = Gateway::start_configured(&stack, |c| {
+        c.outbox = "retry_initial_seconds = 1".to_owned();
+        c.storage_dir = storage.clone();
     });
     let filler = disk.path().join("filler");
     fill(&filler);

@@ -4,16 +4,21 @@
 //! rest of the code can trust them.
 
 mod address;
+mod clock;
 pub mod event;
+mod fiscal_code;
 mod message;
 mod outbox;
+pub mod password;
 mod raw;
 mod signed_id;
 mod ticket;
 mod url;
 
 pub use address::{AddressError, EmailAddress};
+pub use clock::{local_time, now_millis, working_days_after};
 pub use event::EventKind;
+pub use fiscal_code::{FiscalCode, FiscalCodeError, FiscalCodeKind};
 pub use message::{Direction, MessageKind};
 pub use outbox::{OutboxState, Transport};
 pub use raw::RawState;

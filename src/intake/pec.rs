@@ -7,12 +7,13 @@
 
 use serde_json::json;
 
+use super::pec_signature;
 use super::{duplicate, quarantine, Ctx, Outcome, Pipeline, Prepared, Work};
 use crate::domain::{rfc3339, EmailAddress, RawState};
 use crate::mail::compose::PecNoticeText;
 use crate::mail::parse::{self, InboundMail, Mailbox};
 use crate::mail::pec::{self, PecClass, PecMail, ReceiptType};
-use crate::mail::smime::{self, SignatureCheck};
+use crate::mail::smime::SignatureCheck;
 use crate::store::{OurMessage, RawRow, ReceiptEffect, Store, Tx};
 use askama::Template;
 
@@ -56,7 +57,7 @@ impl Pipeline {
     /// The provider's signature, when the operator asked for it to be checked.
     async fn check_signature(&self, raw: &[u8]) -> SignatureCheck {
         match (&self.cfg.pec.verify_signatures, &self.cfg.pec.trust_store) {
-            (true, Some(trust)) => smime::verify(raw, trust).await,
+            (true, Some(trust)) => pec_signature::verify(raw, trust).await,
             (true, None) => SignatureCheck::NotChecked {
                 reason: "pec.trust_store is not set".to_owned(),
             },

@@ -13,7 +13,7 @@ use axum::response::Response;
 
 use super::visitor::{message, Visitor};
 use super::AppState;
-use crate::store::now_millis;
+use crate::domain::now_millis;
 
 const MINUTE_MILLIS: i64 = 60_000;
 const HOUR_MILLIS: i64 = 60 * MINUTE_MILLIS;

@@ -19,9 +19,9 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::my_tickets::local_time;
 use super::AppState;
-use crate::store::{now_millis, Store};
+use crate::domain::{local_time, now_millis};
+use crate::store::Store;
 use crate::tickets::{self, take_link_data, TAKE_LINK};
 
 pub fn router() -> Router<AppState> {

@@ -34,9 +34,18 @@ pub struct TestConfig {
     pub metrics_port: u16,
     /// `base_url` of `[server]`: `http://127.0.0.1:<web_port>` unless a test changes it.
     pub base_url: String,
+    /// `[server] trust_forwarded_for`: behind a proxy that sets X-Forwarded-For.
+    pub trust_forwarded_for: bool,
+    /// `[server] metrics_token`: `/metrics` only with this bearer token.
+    pub metrics_token: Option<String>,
+    /// `[server] header_timeout_seconds` and `body_timeout_seconds`.
+    pub header_timeout_seconds: Option<u64>,
+    pub body_timeout_seconds: Option<u64>,
     pub database_url: String,
     /// Where attachments go (`[storage] dir`): several instances may share one.
     pub storage_dir: PathBuf,
+    /// `[security] authserv_id`: whose Authentication-Results headers count.
+    pub authserv_id: Option<String>,
     pub smtp_port: u16,
     pub imap_port: u16,
     pub imap_password: String,
@@ -68,8 +77,13 @@ impl TestConfig {
             web_port,
             metrics_port,
             base_url: format!("http://127.0.0.1:{web_port}"),
+            trust_forwarded_for: false,
+            metrics_token: None,
+            header_timeout_seconds: None,
+            body_timeout_seconds: None,
             database_url: database_url.to_owned(),
             storage_dir: dir.join("attachments"),
+            authserv_id: None,
             smtp_port: stack.smtp_port,
             imap_port: stack.imap_port,
             imap_password: stack.password.clone(),
@@ -101,13 +115,30 @@ impl TestConfig {
     /// The configuration file. Strings are written with Rust's `{:?}`, which quotes and
     /// escapes them as a TOML basic string does.
     pub fn to_toml(&self) -> String {
+        let mut server = String::new();
+        if self.trust_forwarded_for {
+            server.push_str("trust_forwarded_for = true\n");
+        }
+        if let Some(token) = &self.metrics_token {
+            server.push_str(&format!("metrics_token = {token:?}\n"));
+        }
+        if let Some(seconds) = self.header_timeout_seconds {
+            server.push_str(&format!("header_timeout_seconds = {seconds}\n"));
+        }
+        if let Some(seconds) = self.body_timeout_seconds {
+            server.push_str(&format!("body_timeout_seconds = {seconds}\n"));
+        }
+        let security = match &self.authserv_id {
+            Some(id) => format!("authserv_id = {id:?}\n"),
+            None => String::new(),
+        };
         let mut text = format!(
             r#"
 [server]
 listen = "127.0.0.1:{web_port}"
 base_url = {base_url:?}
 metrics_listen = "127.0.0.1:{metrics_port}"
-
+{server}
 [database]
 url = {database_url:?}
 
@@ -116,7 +147,7 @@ dir = {storage:?}
 
 [security]
 secret = "{SECRET}"
-
+{security}
 [smtp]
 host = "127.0.0.1"
 port = {smtp}

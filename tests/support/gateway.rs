@@ -102,13 +102,13 @@ impl Gateway {
         gw
     }
 
-    /// [`Gateway::start_edited`] with the process's open-files limit set to `nofile`.
+    /// [`Gateway::start_configured`] with the process's open-files limit set to `nofile`.
     pub fn start_with_fd_limit(
         stack: &MailStack,
         nofile: u64,
-        edit: impl FnOnce(String) -> String,
+        configure: impl FnOnce(&mut TestConfig),
     ) -> Gateway {
-        let mut gw = Self::prepare(stack, None, |_| {}, edit, Some(nofile), &[]);
+        let mut gw = Self::prepare(stack, None, configure, |t| t, Some(nofile), &[]);
         gw.spawn();
         gw
     }
