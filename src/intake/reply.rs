@@ -4,6 +4,7 @@
 
 use serde_json::json;
 
+use super::letters::Notification;
 use super::{Ctx, Outcome, Pipeline};
 use crate::domain::TicketKind;
 use crate::mail::command::{parse_staff_reply, Command};
@@ -380,18 +381,16 @@ impl Pipeline {
                 )
             })
             .collect();
-        self.notify_staff(
-            tx,
-            t,
-            &ctx.mail.subject,
-            &text,
-            &attachments,
-            "",
-            "Nuovo messaggio del cittadino sulla pratica",
-            "",
-            "",
-        )
-        .await?;
+        let notification = Notification {
+            headline: "Nuovo messaggio del cittadino sulla pratica",
+            subject: &ctx.mail.subject,
+            text: &text,
+            attachments: &attachments,
+            also_areas: "",
+            kind: "",
+            history: "",
+        };
+        self.notify_staff(tx, t, &notification).await?;
         Ok(Outcome::Recorded {
             reference: t.reference.clone(),
             kind: "follow_up".to_owned(),

@@ -7,7 +7,8 @@
 //! CPU, so it runs on tokio's blocking pool, never on a runtime worker — and at most one hash
 //! per core at a time ([`HASHING`]): the blocking pool grows to hundreds of threads, and 128
 //! parallel registrations once took the process from 150 MB to 2.5 GB that the allocator never
-//! gave back (issue 10, finding 5). Waiting for a permit costs nothing but time.
+//! gave back (docs/design-notes.md, "Web accounts under attack"). Waiting for a permit costs
+//! nothing but time.
 //!
 //! This module does not store, log or compare passwords in any other way, and knows nothing
 //! of accounts: callers pass the PHC string they stored.
