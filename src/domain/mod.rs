@@ -13,6 +13,7 @@ pub mod password;
 mod raw;
 mod signed_id;
 mod ticket;
+mod token_purpose;
 mod url;
 
 pub use address::{AddressError, EmailAddress};
@@ -26,6 +27,7 @@ pub use signed_id::{OurMessageId, SignedIds};
 pub use ticket::{
     AreaSlug, Channel, TicketKind, TicketRef, TicketRefError, TicketStatus, UnknownWord,
 };
+pub use token_purpose::{TokenPurpose, UnknownPurpose};
 pub use url::escape_component;
 
 /// The mailbox name under which reports made on the web page are stored raw (as a mail
