@@ -5,17 +5,17 @@
 use sqlx::Row;
 
 use super::read::ticket_from_row;
-use super::{nul_free, Result, Store, TicketView, Tx};
-use crate::domain::TokenPurpose;
+use super::{nul_free, parsed, Result, Store, TicketView, Tx};
+use crate::domain::{EmailAddress, FiscalCode, TokenPurpose};
 
 /// A citizen account as the web page uses it.
 #[derive(Debug, Clone)]
 pub struct CitizenRow {
     pub citizen_id: i64,
-    pub email: String,
+    pub email: EmailAddress,
     pub first_name: String,
     pub last_name: String,
-    pub fiscal_code: String,
+    pub fiscal_code: FiscalCode,
     pub password_hash: String,
     pub verified_at: Option<i64>,
     pub created_at: i64,
@@ -24,10 +24,10 @@ pub struct CitizenRow {
 /// A new account.
 #[derive(Debug, Clone)]
 pub struct NewCitizen<'a> {
-    pub email: &'a str,
+    pub email: &'a EmailAddress,
     pub first_name: &'a str,
     pub last_name: &'a str,
-    pub fiscal_code: &'a str,
+    pub fiscal_code: &'a FiscalCode,
     pub password_hash: &'a str,
     pub at: i64,
 }
@@ -48,17 +48,18 @@ macro_rules! citizen_columns {
     };
 }
 
-fn citizen_from_row(r: &sqlx::any::AnyRow) -> CitizenRow {
-    CitizenRow {
-        citizen_id: r.get(0),
-        email: r.get(1),
-        first_name: r.get(2),
-        last_name: r.get(3),
-        fiscal_code: r.get(4),
-        password_hash: r.get(5),
-        verified_at: r.get(6),
-        created_at: r.get(7),
-    }
+/// A stored email or codice fiscale that no longer parses is a decode error, never a panic.
+fn citizen_from_row(r: &sqlx::any::AnyRow) -> Result<CitizenRow> {
+    Ok(CitizenRow {
+        citizen_id: r.try_get("citizen_id")?,
+        email: parsed(r, "email")?,
+        first_name: r.try_get("first_name")?,
+        last_name: r.try_get("last_name")?,
+        fiscal_code: parsed(r, "fiscal_code")?,
+        password_hash: r.try_get("password_hash")?,
+        verified_at: r.try_get("verified_at")?,
+        created_at: r.try_get("created_at")?,
+    })
 }
 
 impl Store {
@@ -69,13 +70,13 @@ impl Store {
     ) -> Result<std::result::Result<i64, AccountTaken>> {
         let checks = [
             (
-                "SELECT COUNT(*) FROM citizen WHERE email = $1",
-                c.email,
+                "SELECT COUNT(*) AS n FROM citizen WHERE email = $1",
+                c.email.as_str(),
                 AccountTaken::Email,
             ),
             (
-                "SELECT COUNT(*) FROM citizen WHERE fiscal_code = $1",
-                c.fiscal_code,
+                "SELECT COUNT(*) AS n FROM citizen WHERE fiscal_code = $1",
+                c.fiscal_code.as_str(),
                 AccountTaken::FiscalCode,
             ),
         ];
@@ -84,7 +85,7 @@ impl Store {
                 .bind(nul_free(value))
                 .fetch_one(&mut **tx)
                 .await?
-                .get(0);
+                .try_get("n")?;
             if n > 0 {
                 return Ok(Err(taken));
             }
@@ -93,40 +94,43 @@ impl Store {
             "INSERT INTO citizen (email, first_name, last_name, fiscal_code, password_hash, \
              created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING citizen_id",
         )
-        .bind(nul_free(c.email))
+        .bind(c.email.as_str())
         .bind(nul_free(c.first_name))
         .bind(nul_free(c.last_name))
-        .bind(nul_free(c.fiscal_code))
+        .bind(c.fiscal_code.as_str())
         .bind(nul_free(c.password_hash))
         .bind(c.at)
         .fetch_one(&mut **tx)
         .await?;
-        Ok(Ok(row.get(0)))
+        Ok(Ok(row.try_get("citizen_id")?))
     }
 
-    pub async fn citizen_by_email(&self, email: &str) -> Result<Option<CitizenRow>> {
+    pub async fn citizen_by_email(&self, email: &EmailAddress) -> Result<Option<CitizenRow>> {
         let row = sqlx::query(concat!(
             "SELECT ",
             citizen_columns!(),
             " FROM citizen c WHERE c.email = $1"
         ))
-        .bind(nul_free(email))
+        .bind(email.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(citizen_from_row))
+        row.as_ref().map(citizen_from_row).transpose()
     }
 
-    /// The account registered with this (normalised) codice fiscale.
-    pub async fn citizen_by_fiscal_code(&self, fiscal_code: &str) -> Result<Option<CitizenRow>> {
+    /// The account registered with this codice fiscale.
+    pub async fn citizen_by_fiscal_code(
+        &self,
+        fiscal_code: &FiscalCode,
+    ) -> Result<Option<CitizenRow>> {
         let row = sqlx::query(concat!(
             "SELECT ",
             citizen_columns!(),
             " FROM citizen c WHERE c.fiscal_code = $1"
         ))
-        .bind(nul_free(fiscal_code))
+        .bind(fiscal_code.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(citizen_from_row))
+        row.as_ref().map(citizen_from_row).transpose()
     }
 
     pub async fn citizen(&self, citizen_id: i64) -> Result<Option<CitizenRow>> {
@@ -138,7 +142,7 @@ impl Store {
         .bind(citizen_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(citizen_from_row))
+        row.as_ref().map(citizen_from_row).transpose()
     }
 
     /// Stores a mailed link (its sha256) for `purpose`.
@@ -172,7 +176,7 @@ impl Store {
         since: i64,
     ) -> Result<i64> {
         let row = sqlx::query(
-            "SELECT COUNT(*) FROM citizen_token WHERE citizen_id = $1 AND purpose = $2 \
+            "SELECT COUNT(*) AS n FROM citizen_token WHERE citizen_id = $1 AND purpose = $2 \
              AND created_at >= $3",
         )
         .bind(citizen_id)
@@ -180,7 +184,7 @@ impl Store {
         .bind(since)
         .fetch_one(&self.pool)
         .await?;
-        Ok(row.get(0))
+        Ok(row.try_get("n")?)
     }
 
     /// The citizen a still-valid, unused link belongs to (the GET page: nothing changes).
@@ -199,7 +203,9 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| r.get(0)))
+        row.map(|r| r.try_get("citizen_id"))
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// Uses a link: only one caller ever gets its citizen back.
@@ -218,7 +224,9 @@ impl Store {
         .bind(now)
         .fetch_optional(&mut **tx)
         .await?;
-        Ok(row.map(|r| r.get(0)))
+        row.map(|r| r.try_get("citizen_id"))
+            .transpose()
+            .map_err(Into::into)
     }
 
     pub async fn set_citizen_verified(tx: &mut Tx, citizen_id: i64, at: i64) -> Result<()> {
@@ -288,7 +296,7 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(citizen_from_row))
+        row.as_ref().map(citizen_from_row).transpose()
     }
 
     pub async fn delete_session(&self, session_hash: &str) -> Result<()> {
@@ -300,13 +308,13 @@ impl Store {
     }
 
     /// Every ticket of this address (as requester or reply address), newest first.
-    pub async fn tickets_of(&self, email: &str) -> Result<Vec<TicketView>> {
+    pub async fn tickets_of(&self, email: &EmailAddress) -> Result<Vec<TicketView>> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             ticket_view_columns!(),
             " FROM ticket WHERE citizen = $1 OR reply_to = $1 ORDER BY ticket_id DESC"
         ))
-        .bind(nul_free(email))
+        .bind(email.as_str())
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(ticket_from_row).collect())

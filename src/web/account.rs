@@ -193,7 +193,9 @@ async fn register(
                 "Enter your email address.",
             ),
         ));
-    } else if EmailAddress::parse(&email).is_err() {
+    }
+    let parsed_email = EmailAddress::parse(&email).ok();
+    if !email.is_empty() && parsed_email.is_none() {
         errors.push((
             "email",
             v.t(
@@ -231,11 +233,7 @@ async fn register(
             ),
         ));
     }
-    if errors.is_empty() {
-        let fiscal = fiscal
-            .as_ref()
-            .map(|f| f.as_str().to_owned())
-            .unwrap_or_default();
+    if let (true, Some(email), Some(fiscal)) = (errors.is_empty(), &parsed_email, &fiscal) {
         // The limit after the form's own checks (a mistyped form costs nothing and must not
         // use up the citizen's attempts), before any lookup, hash or mail.
         if let Verdict::Wait(seconds) =
@@ -243,7 +241,7 @@ async fn register(
         {
             return Err(Error::Form(limits::too_many(&state, &v, seconds)));
         }
-        register_account(&state, &form, &email, &fiscal).await?;
+        register_account(&state, &form, email, fiscal).await?;
         state.outbox_wake.notify_one();
         // The same answer whether an account was created or one existed already.
         return Ok(v.finish(Redirect::to("/register?done=1").into_response()));
@@ -306,8 +304,8 @@ enum AlreadyRegistered {
 async fn register_account(
     state: &AppState,
     form: &RegisterForm,
-    email: &str,
-    fiscal: &str,
+    email: &EmailAddress,
+    fiscal: &FiscalCode,
 ) -> anyhow::Result<()> {
     // Cheap lookups first: nothing is hashed or written for a taken email or codice fiscale.
     let owner = match state.store.citizen_by_email(email).await? {
@@ -346,7 +344,15 @@ async fn register_account(
         }
     };
     let name = format!("{} {}", form.first_name.trim(), form.last_name.trim());
-    mail_link(state, &mut tx, id, email, &name, TokenPurpose::Verify).await?;
+    mail_link(
+        state,
+        &mut tx,
+        id,
+        email.as_str(),
+        &name,
+        TokenPurpose::Verify,
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!("citizen account registered; verification mail queued");
     Ok(())
@@ -371,7 +377,7 @@ async fn tell_owner(
     owner: &CitizenRow,
     what: AlreadyRegistered,
 ) -> anyhow::Result<()> {
-    let mail_key = raw_sha256_hex(owner.email.as_bytes());
+    let mail_key = raw_sha256_hex(owner.email.as_str().as_bytes());
     if let Verdict::Wait(_) =
         limits::take(state, limits::REGISTRATION_MAILS_PER_ADDRESS, &mail_key).await?
     {
@@ -403,7 +409,7 @@ async fn tell_owner(
     queue_account_mail(
         state,
         &mut tx,
-        &owner.email,
+        owner.email.as_str(),
         "tentativo di registrazione / Registration attempt",
         &text,
     )
@@ -756,7 +762,11 @@ async fn send_link_if_any(
     email: &str,
     purpose: TokenPurpose,
 ) -> anyhow::Result<()> {
-    let Some(c) = state.store.citizen_by_email(email).await? else {
+    // An address that does not parse has no account.
+    let Ok(email) = EmailAddress::parse(email) else {
+        return Ok(());
+    };
+    let Some(c) = state.store.citizen_by_email(&email).await? else {
         return Ok(());
     };
     if purpose == TokenPurpose::Verify && c.verified_at.is_some() {
@@ -775,7 +785,15 @@ async fn send_link_if_any(
     }
     let mut tx = state.store.begin().await?;
     let name = format!("{} {}", c.first_name, c.last_name);
-    mail_link(state, &mut tx, c.citizen_id, &c.email, &name, purpose).await?;
+    mail_link(
+        state,
+        &mut tx,
+        c.citizen_id,
+        c.email.as_str(),
+        &name,
+        purpose,
+    )
+    .await?;
     tx.commit().await?;
     state.outbox_wake.notify_one();
     Ok(())
@@ -918,7 +936,11 @@ async fn reset(
         &v,
         &f.password,
         &f.password_confirm,
-        &[&citizen.email, &citizen.first_name, &citizen.last_name],
+        &[
+            citizen.email.as_str(),
+            &citizen.first_name,
+            &citizen.last_name,
+        ],
     );
     if !errors.is_empty() {
         let page = ResetPage {
@@ -1080,7 +1102,11 @@ async fn login(
         limits::forget(&state, client_attempt).await?;
         return Err(limited(seconds));
     }
-    let citizen = state.store.citizen_by_email(&email).await?;
+    // An address that does not parse has no account (and still costs a dummy check below).
+    let citizen = match EmailAddress::parse(&email) {
+        Ok(email) => state.store.citizen_by_email(&email).await?,
+        Err(_) => None,
+    };
     let ok = match &citizen {
         Some(c) => password::verify(f.password.clone(), c.password_hash.clone()).await,
         None => {

@@ -71,11 +71,9 @@ pub(super) async fn list(State(state): State<AppState>, v: Visitor) -> Result<Re
         c: chrome,
         site: state.cfg.server.site_name.clone(),
         rows,
-        email: c.email.clone(),
+        email: c.email.to_string(),
         name: format!("{} {}", c.first_name, c.last_name),
-        fiscal_code: crate::domain::FiscalCode::parse(&c.fiscal_code)
-            .map(|f| f.masked())
-            .unwrap_or_else(|_| "*".repeat(c.fiscal_code.chars().count())),
+        fiscal_code: c.fiscal_code.masked(),
     };
     Ok(render(&v, StatusCode::OK, &page))
 }

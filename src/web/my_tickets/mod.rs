@@ -72,7 +72,7 @@ fn citizen(v: &Visitor) -> Option<&CitizenRow> {
 }
 
 fn owns(c: &CitizenRow, t: &TicketView) -> bool {
-    t.citizen == c.email || t.reply_to.as_deref() == Some(c.email.as_str())
+    t.citizen == c.email.as_str() || t.reply_to.as_deref() == Some(c.email.as_str())
 }
 
 /// The ticket `reference` with its messages and attachments, if it is `c`'s (`None` for

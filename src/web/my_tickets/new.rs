@@ -379,7 +379,7 @@ pub(super) async fn create(
     let report = WebReport {
         first_name: c.first_name,
         last_name: c.last_name,
-        email: c.email,
+        email: c.email.into_string(),
         area: area_cfg.slug.clone(),
         kind: kind_parsed,
         subject,
