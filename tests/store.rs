@@ -15,12 +15,12 @@ use mail_parser::MessageParser;
 use serde_json::json;
 use support::postgres::PgDatabase;
 use ticketgate::domain::{
-    EmailAddress, OurMessageId, OutboxState, RawState, SignedIds, TicketRef, Transport,
+    EmailAddress, FiscalCode, OurMessageId, OutboxState, RawState, SignedIds, TicketRef, Transport,
 };
 use ticketgate::outbound::queue::{queue_mail, Queued};
 use ticketgate::store::{
-    now_millis, raw_sha256_hex, Attempt, InboundPec, NewAttachment, NewMessage, NewTicket, RawIn,
-    ReceiptEffect, Store, StoreError,
+    now_millis, raw_sha256_hex, AccountTaken, Attempt, InboundPec, NewAttachment, NewCitizen,
+    NewMessage, NewTicket, RawIn, ReceiptEffect, Store, StoreError,
 };
 
 /// Which database a test body runs on.
@@ -110,6 +110,7 @@ on_both_backends!(
     a_ticket_with_its_message_attachments_and_events_reads_back_through_the_views,
     an_inbound_message_with_a_known_dedup_key_is_not_inserted_again,
     a_duplicate_ticket_reference_is_refused,
+    a_second_account_with_a_taken_email_or_fiscal_code_is_refused_by_the_constraint,
     outbound_bytes_round_trip_exactly_including_binary_bytes,
     acknowledgments_are_counted_per_address_and_kind_since_a_time,
     tickets_are_listed_newest_first_up_to_the_limit,
@@ -1002,6 +1003,46 @@ async fn a_duplicate_ticket_reference_is_refused(db: Db) {
             .subject,
         "buca"
     );
+}
+
+async fn a_second_account_with_a_taken_email_or_fiscal_code_is_refused_by_the_constraint(db: Db) {
+    let s = &db.store;
+    let (anna, other) = (addr(CITIZEN), addr("other@citizen.test"));
+    let (code, other_code) = (
+        FiscalCode::parse("RSSMRA85T10A562S").unwrap(),
+        FiscalCode::parse("VRDNNA80A41H501Z").unwrap(),
+    );
+    let new = |email, fiscal_code| NewCitizen {
+        email,
+        first_name: "Anna",
+        last_name: "Verdi",
+        fiscal_code,
+        password_hash: "$argon2id$x",
+        at: T0,
+    };
+    let mut tx = s.begin().await.unwrap();
+    let id = Store::insert_citizen(&mut tx, &new(&anna, &code))
+        .await
+        .unwrap()
+        .expect("a first account");
+    tx.commit().await.unwrap();
+    for (email, fiscal_code, taken) in [
+        (&anna, &other_code, AccountTaken::Email),
+        (&other, &code, AccountTaken::FiscalCode),
+    ] {
+        // Each in its own transaction: on PostgreSQL the violation aborts it.
+        let mut tx = s.begin().await.unwrap();
+        let second = Store::insert_citizen(&mut tx, &new(email, fiscal_code)).await;
+        assert_eq!(second.unwrap(), Err(taken));
+        tx.rollback().await.unwrap();
+    }
+    let c = s
+        .citizen_by_email(&anna)
+        .await
+        .unwrap()
+        .expect("the account");
+    assert_eq!((c.citizen_id, c.fiscal_code.as_str()), (id, code.as_str()));
+    assert!(s.citizen_by_email(&other).await.unwrap().is_none());
 }
 
 async fn outbound_bytes_round_trip_exactly_including_binary_bytes(db: Db) {

@@ -62,35 +62,35 @@ fn citizen_from_row(r: &sqlx::any::AnyRow) -> Result<CitizenRow> {
     })
 }
 
+/// Which datum of a new account a unique violation is about. The two backends report it
+/// differently: PostgreSQL names the constraint (`citizen_email_key`, the default name of
+/// `email TEXT NOT NULL UNIQUE` in migrations/postgres/0003), SQLite only says it in the
+/// message (`UNIQUE constraint failed: citizen.email`).
+fn taken_by(db: &dyn sqlx::error::DatabaseError) -> Option<AccountTaken> {
+    if db.kind() != sqlx::error::ErrorKind::UniqueViolation {
+        return None;
+    }
+    match db.constraint() {
+        Some("citizen_email_key") => Some(AccountTaken::Email),
+        Some("citizen_fiscal_code_key") => Some(AccountTaken::FiscalCode),
+        Some(_) => None,
+        None if db.message().contains("citizen.email") => Some(AccountTaken::Email),
+        None if db.message().contains("citizen.fiscal_code") => Some(AccountTaken::FiscalCode),
+        None => None,
+    }
+}
+
 impl Store {
     /// Creates an account, unless its email or codice fiscale is already registered.
+    ///
+    /// The unique constraints of `citizen` decide, not a count before the insert: two
+    /// registrations racing with the same data cannot both pass a count, and the loser gets
+    /// [`AccountTaken`] here. On PostgreSQL the failed insert aborts `tx`: the caller drops it.
     pub async fn insert_citizen(
         tx: &mut Tx,
         c: &NewCitizen<'_>,
     ) -> Result<std::result::Result<i64, AccountTaken>> {
-        let checks = [
-            (
-                "SELECT COUNT(*) AS n FROM citizen WHERE email = $1",
-                c.email.as_str(),
-                AccountTaken::Email,
-            ),
-            (
-                "SELECT COUNT(*) AS n FROM citizen WHERE fiscal_code = $1",
-                c.fiscal_code.as_str(),
-                AccountTaken::FiscalCode,
-            ),
-        ];
-        for (sql, value, taken) in checks {
-            let n: i64 = sqlx::query(sql)
-                .bind(nul_free(value))
-                .fetch_one(&mut **tx)
-                .await?
-                .try_get("n")?;
-            if n > 0 {
-                return Ok(Err(taken));
-            }
-        }
-        let row = sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO citizen (email, first_name, last_name, fiscal_code, password_hash, \
              created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING citizen_id",
         )
@@ -101,8 +101,15 @@ impl Store {
         .bind(nul_free(c.password_hash))
         .bind(c.at)
         .fetch_one(&mut **tx)
-        .await?;
-        Ok(Ok(row.try_get("citizen_id")?))
+        .await;
+        match inserted {
+            Ok(row) => Ok(Ok(row.try_get("citizen_id")?)),
+            Err(sqlx::Error::Database(db)) => match taken_by(db.as_ref()) {
+                Some(taken) => Ok(Err(taken)),
+                None => Err(sqlx::Error::Database(db).into()),
+            },
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn citizen_by_email(&self, email: &EmailAddress) -> Result<Option<CitizenRow>> {

@@ -25,7 +25,7 @@ use super::{AppState, Error};
 use crate::domain::password as policy;
 use crate::domain::{now_millis, EmailAddress, FiscalCode, TokenPurpose, Transport};
 use crate::outbound::queue::{queue_mail, Queued};
-use crate::store::{raw_sha256_hex, CitizenRow, NewCitizen, Store};
+use crate::store::{raw_sha256_hex, AccountTaken, CitizenRow, NewCitizen, Store};
 
 /// A verification link is valid this long.
 const VERIFY_HOURS: i64 = 48;
@@ -291,13 +291,6 @@ fn new_password_errors(v: &Visitor, password: &str, confirm: &str, personal: &[&
     Vec::new()
 }
 
-/// Which datum of a registration belongs to an existing account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AlreadyRegistered {
-    Email,
-    FiscalCode,
-}
-
 /// Creates the account and queues its verification link; or, when the email or codice
 /// fiscale already has an account, tells that account's owner by mail and creates nothing.
 /// Both ways cost one Argon2 run, so that not even the time of the answer says which.
@@ -307,14 +300,17 @@ async fn register_account(
     email: &EmailAddress,
     fiscal: &FiscalCode,
 ) -> anyhow::Result<()> {
-    // Cheap lookups first: nothing is hashed or written for a taken email or codice fiscale.
+    // Cheap lookups first: nothing is hashed or written for a taken email or codice fiscale
+    // (docs/design-notes.md, "Web accounts under attack"). They are only an early exit: the
+    // unique constraints of `citizen` are the authority, and `insert_citizen` below reports
+    // a registration that raced past these lookups.
     let owner = match state.store.citizen_by_email(email).await? {
-        Some(owner) => Some((owner, AlreadyRegistered::Email)),
+        Some(owner) => Some((owner, AccountTaken::Email)),
         None => state
             .store
             .citizen_by_fiscal_code(fiscal)
             .await?
-            .map(|owner| (owner, AlreadyRegistered::FiscalCode)),
+            .map(|owner| (owner, AccountTaken::FiscalCode)),
     };
     if let Some((owner, what)) = owner {
         password::verify_dummy(form.password.clone()).await;
@@ -375,7 +371,7 @@ struct RegisterAttemptMail<'a> {
 async fn tell_owner(
     state: &AppState,
     owner: &CitizenRow,
-    what: AlreadyRegistered,
+    what: AccountTaken,
 ) -> anyhow::Result<()> {
     let mail_key = raw_sha256_hex(owner.email.as_str().as_bytes());
     if let Verdict::Wait(_) =
@@ -385,8 +381,8 @@ async fn tell_owner(
         return Ok(());
     }
     let (what_it, what_en) = match what {
-        AlreadyRegistered::Email => ("il suo indirizzo e-mail", "your email address"),
-        AlreadyRegistered::FiscalCode => (
+        AccountTaken::Email => ("il suo indirizzo e-mail", "your email address"),
+        AccountTaken::FiscalCode => (
             "il suo codice fiscale (e un altro indirizzo e-mail)",
             "your tax code (and another email address)",
         ),
