@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::app;
 use crate::config::{Config, ConfigError, Severity};
-use crate::domain::rfc3339;
+use crate::domain::{rfc3339, EventKind, TicketRef};
 use crate::inbound::ingest::ingest_stdin;
 use crate::intake::{Outcome, Pipeline};
 use crate::mail::summary;
@@ -459,26 +459,6 @@ fn describe(outcome: &Outcome) -> String {
     }
 }
 
-/// Who or what a message is, in the words of the ticket's timeline.
-fn role(direction: &str, kind: &str) -> &'static str {
-    match (direction, kind) {
-        ("in", "report" | "follow_up") => "citizen",
-        ("in", "staff_reply") => "staff verified",
-        ("in", "staff_unverified") => "staff unverified",
-        ("in", "note") => "note",
-        ("in", "bounce") => "bounce",
-        ("in", "receipt") => "receipt",
-        ("in", "pec_receipt") => "PEC receipt",
-        ("in", "auto_reply") => "auto-reply",
-        ("out", "ack") => "ack",
-        ("out", "notification") => "notification",
-        ("out", "answer") => "forwarded answer",
-        ("out", "status") => "status",
-        ("out", "notice" | "oversize") => "notice",
-        _ => "other",
-    }
-}
-
 fn ticket_json(t: &TicketView) -> Value {
     json!({
         "ref": t.reference,
@@ -527,7 +507,11 @@ async fn ticket_list(store: &Store, format: Format, limit: i64) -> anyhow::Resul
 }
 
 async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::Result<u8> {
-    let Some(t) = store.ticket_by_ref(reference.trim()).await? else {
+    let found = match reference.trim().parse::<TicketRef>() {
+        Ok(r) => store.ticket_by_ref(&r).await?,
+        Err(_) => None,
+    };
+    let Some(t) = found else {
         eprintln!("no ticket {reference}");
         return Ok(1);
     };
@@ -538,7 +522,7 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
         .iter()
         .map(|e| {
             json!({
-                "kind": e.kind,
+                "kind": e.event.kind(),
                 "at": rfc3339(e.at),
                 "actor": e.actor,
                 "details": serde_json::from_str::<Value>(&e.details).unwrap_or(Value::Null),
@@ -583,7 +567,7 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
             json!({
                 "direction": m.direction,
                 "kind": m.kind,
-                "role": role(&m.direction, &m.kind),
+                "role": m.kind.role(m.direction),
                 "message_id": m.rfc_message_id,
                 "in_reply_to": m.in_reply_to,
                 "from": m.from_addr,
@@ -598,11 +582,10 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
         })
         .collect();
     // Why a PEC ticket is not certified: said by its `received` event (issue 10, finding 13).
-    let not_certified = events
-        .iter()
-        .filter(|e| e.kind == "received")
-        .filter_map(|e| serde_json::from_str::<Value>(&e.details).ok())
-        .find_map(|d| d["pec"]["not_certified"].as_str().map(str::to_owned));
+    let not_certified = events.iter().find_map(|e| match &e.event {
+        EventKind::Received(r) => r.pec.as_ref()?["not_certified"].as_str().map(str::to_owned),
+        _ => None,
+    });
     let attachments_json: Vec<Value> = attachments
         .iter()
         .map(|a| {
@@ -654,7 +637,7 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                 println!(
                     "  {}  {:<14} {:<32} {}",
                     rfc3339(e.at),
-                    e.kind,
+                    e.event.kind(),
                     e.actor,
                     e.details
                 );

@@ -7,7 +7,7 @@ use anyhow::Context;
 use askama::Template;
 
 use super::Pipeline;
-use crate::domain::{rfc3339, EmailAddress, TicketKind, TicketRef};
+use crate::domain::{rfc3339, Direction, EmailAddress, MessageKind, TicketKind, TicketRef};
 use crate::mail::compose::{
     self, AckText, AnswerHeldText, BounceNoticeText, CommandErrorText, HowToReplyText,
     NotificationText, OutAttachment, ReassignedText,
@@ -42,14 +42,14 @@ impl Pipeline {
             kind_it: kind.as_str(),
             kind_en: kind.english(),
             subject: &mail.subject,
-            reference: &t.reference,
+            reference: &t.reference.to_string(),
             area_name: &area_name,
             response_days: area.map(|a| a.response_days).unwrap_or(30),
             tag_prefix: prefix,
             base_url: &self.cfg.server.base_url,
         }
         .render()?;
-        let subject = compose::tagged_subject(prefix, &t.reference, &mail.subject);
+        let subject = compose::tagged_subject(prefix, &t.reference.to_string(), &mail.subject);
         // Thread under the citizen's message: their id ends our References (RFC 5322 §3.6.4).
         let mut references = mail.references.clone();
         references.extend(mail.message_id.iter().cloned());
@@ -58,7 +58,7 @@ impl Pipeline {
             &self.ids,
             &Queued {
                 ticket: Some((t.ticket_id, reference)),
-                kind: "ack",
+                kind: MessageKind::Ack,
                 from_name: &area_name,
                 from_addr: t.pec_address.as_deref().unwrap_or(&owner.address),
                 to: vec![recipient(t.citizen_mail_to())?],
@@ -91,7 +91,7 @@ impl Pipeline {
         kind: &str,
         history: &str,
     ) -> anyhow::Result<()> {
-        let Some(area) = self.cfg.area(&t.area) else {
+        let Some(area) = self.cfg.area(t.area.as_str()) else {
             return Ok(());
         };
         if area.staff.is_empty() {
@@ -100,17 +100,18 @@ impl Pipeline {
         let Some(area_addr) = area.addresses.first().map(|a| a.address().to_lowercase()) else {
             return Ok(());
         };
-        let reference: TicketRef = t.reference.parse()?;
+        let reference: TicketRef = t.reference;
         let prefix = &self.cfg.tickets.tag_prefix;
-        let mail_subject = compose::tagged_subject(prefix, &t.reference, &t.subject);
+        let mail_subject = compose::tagged_subject(prefix, &t.reference.to_string(), &t.subject);
         let received_at = rfc3339(now_millis());
         let expires = now_millis() + TAKE_LINK_VALIDITY_MILLIS;
         for staff in &area.staff {
             let staff = staff.trim().to_lowercase();
             // Each staff member gets a link in their own name, signed with an expiry.
-            let sig = self
-                .ids
-                .sign(TAKE_LINK, &take_link_data(&t.reference, &staff, expires));
+            let sig = self.ids.sign(
+                TAKE_LINK,
+                &take_link_data(&t.reference.to_string(), &staff, expires),
+            );
             let take_link = format!(
                 "{}/staff/take/{}?staff={}&exp={expires}&sig={sig}",
                 self.cfg.server.base_url.trim_end_matches('/'),
@@ -119,10 +120,10 @@ impl Pipeline {
             );
             let text = NotificationText {
                 headline,
-                reference: &t.reference,
+                reference: &t.reference.to_string(),
                 area_name: &area.name,
                 also_areas,
-                citizen: &t.citizen,
+                citizen: t.citizen.as_str(),
                 reply_to_asked: t.reply_to_asked.as_deref().unwrap_or(""),
                 received_at: &received_at,
                 kind_it: kind,
@@ -138,7 +139,7 @@ impl Pipeline {
                 &self.ids,
                 &Queued {
                     ticket: Some((t.ticket_id, reference)),
-                    kind: "notification",
+                    kind: MessageKind::Notification,
                     from_name: &area.name,
                     from_addr: &area_addr,
                     to: vec![recipient(&staff)?],
@@ -184,7 +185,8 @@ impl Pipeline {
         text: &str,
         attachments: &[OutAttachment<'_>],
     ) -> anyhow::Result<i64> {
-        self.mail_citizen(tx, t, "answer", text, attachments).await
+        self.mail_citizen(tx, t, MessageKind::Answer, text, attachments)
+            .await
     }
 
     /// Tells the citizen which office now handles the ticket.
@@ -194,15 +196,16 @@ impl Pipeline {
         t: &MessageTicket,
         previous_area: &str,
     ) -> anyhow::Result<()> {
-        let area_name = self.area_name(&t.area);
+        let area_name = self.area_name(t.area.as_str());
         let text = ReassignedText {
-            reference: &t.reference,
+            reference: &t.reference.to_string(),
             subject: &t.subject,
             area_name: &area_name,
             previous_area,
         }
         .render()?;
-        self.mail_citizen(tx, t, "status", &text, &[]).await?;
+        self.mail_citizen(tx, t, MessageKind::Status, &text, &[])
+            .await?;
         Ok(())
     }
 
@@ -212,22 +215,25 @@ impl Pipeline {
         &self,
         tx: &mut Tx,
         t: &MessageTicket,
-        kind: &str,
+        kind: MessageKind,
         text: &str,
         attachments: &[OutAttachment<'_>],
     ) -> anyhow::Result<i64> {
         let (area_name, mut area_addr) = self
-            .area_sender(&t.area)
-            .unwrap_or_else(|| (t.area.clone(), String::new()));
+            .area_sender(t.area.as_str())
+            .unwrap_or_else(|| (t.area.to_string(), String::new()));
         if let Some(pec) = &t.pec_address {
             // A PEC ticket is answered by PEC, from the PEC box it came to, whichever office
             // now handles it: the answer must be certified like the report.
             area_addr = pec.clone();
         }
         let (in_reply_to, references) = self.citizen_thread(tx, t).await?;
-        let subject =
-            compose::tagged_subject(&self.cfg.tickets.tag_prefix, &t.reference, &t.subject);
-        let reference: TicketRef = t.reference.parse()?;
+        let subject = compose::tagged_subject(
+            &self.cfg.tickets.tag_prefix,
+            &t.reference.to_string(),
+            &t.subject,
+        );
+        let reference: TicketRef = t.reference;
         let id = queue_mail(
             tx,
             &self.ids,
@@ -261,7 +267,7 @@ impl Pipeline {
         let history = Store::ticket_history(tx, t.ticket_id).await?;
         let first_text = history
             .iter()
-            .find(|h| h.direction == "in")
+            .find(|h| h.direction == Direction::In)
             .map(|h| h.text.clone())
             .unwrap_or_default();
         let headline = format!("Pratica assegnata al vostro ufficio da {previous_area}:");
@@ -273,7 +279,7 @@ impl Pipeline {
             &[],
             "",
             &headline,
-            &t.kind,
+            t.kind.as_str(),
             &render_history(&history),
         )
         .await
@@ -289,16 +295,16 @@ impl Pipeline {
         text: &str,
         in_reply_to: Option<&str>,
     ) -> anyhow::Result<()> {
-        let Some((area_name, area_addr)) = self.area_sender(&t.area) else {
+        let Some((area_name, area_addr)) = self.area_sender(t.area.as_str()) else {
             return Ok(());
         };
-        let reference: TicketRef = t.reference.parse()?;
+        let reference: TicketRef = t.reference;
         queue_mail(
             tx,
             &self.ids,
             &Queued {
                 ticket: Some((t.ticket_id, reference)),
-                kind: "notice",
+                kind: MessageKind::Notice,
                 from_name: &area_name,
                 from_addr: &area_addr,
                 to: vec![recipient(to)?],
@@ -326,7 +332,7 @@ impl Pipeline {
         reason: &str,
     ) -> anyhow::Result<()> {
         let text = HowToReplyText {
-            reference: &t.reference,
+            reference: &t.reference.to_string(),
             subject: &mail.subject,
             reason,
             tag_prefix: &self.cfg.tickets.tag_prefix,
@@ -346,7 +352,7 @@ impl Pipeline {
         mail: &InboundMail,
     ) -> anyhow::Result<()> {
         let text = AnswerHeldText {
-            reference: &t.reference,
+            reference: &t.reference.to_string(),
             subject: &mail.subject,
         }
         .render()?;
@@ -366,7 +372,7 @@ impl Pipeline {
     ) -> anyhow::Result<()> {
         let areas: Vec<&str> = self.cfg.areas.iter().map(|a| a.slug.as_str()).collect();
         let text = CommandErrorText {
-            reference: &t.reference,
+            reference: &t.reference.to_string(),
             problem,
             areas: &areas.join(", "),
         }
@@ -387,11 +393,11 @@ impl Pipeline {
         recipient: &str,
         reason: &str,
     ) -> anyhow::Result<()> {
-        let Some(area) = self.cfg.area(&t.area) else {
+        let Some(area) = self.cfg.area(t.area.as_str()) else {
             return Ok(());
         };
         let text = BounceNoticeText {
-            reference: &t.reference,
+            reference: &t.reference.to_string(),
             recipient,
             bounced_subject: &t.subject,
             reason,
@@ -399,7 +405,7 @@ impl Pipeline {
         .render()?;
         let subject = compose::tagged_subject(
             &self.cfg.tickets.tag_prefix,
-            &t.reference,
+            &t.reference.to_string(),
             &format!("Mancata consegna / Undelivered: {recipient}"),
         );
         for staff in &area.staff {
@@ -430,13 +436,8 @@ fn citizen_transport(t: &MessageTicket) -> Transport {
 fn render_history(history: &[HistoryEntry]) -> String {
     let mut out = String::new();
     for h in history {
-        let who = match (h.direction.as_str(), h.kind.as_str()) {
-            ("in", "report" | "follow_up") => "cittadino",
-            ("in", "staff_reply") => "ufficio",
-            ("in", "note") => "nota interna",
-            ("out", "answer") => "risposta inviata",
-            ("out", _) => continue,
-            _ => "messaggio",
+        let Some(who) = h.kind.history_label(h.direction) else {
+            continue;
         };
         out.push_str(&format!(
             "\n--- {} · {} · {}\n{}\n",

@@ -303,6 +303,6 @@ impl Store {
         .bind(nul_free(email))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(ticket_from_row).collect())
+        rows.iter().map(ticket_from_row).collect()
     }
 }
