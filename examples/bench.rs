@@ -51,6 +51,9 @@
 //! Figures are printed; nothing here passes or fails on timing. Needs root (the mail stack
 //! switches users) and the Debian packages of `scripts/install-deps`.
 
+// postgres.rs takes its port and directory from local.rs (`super::local`).
+#[path = "../tests/support/local.rs"]
+mod local;
 #[path = "../tests/support/postgres.rs"]
 mod postgres;
 

@@ -38,7 +38,8 @@ const TAG_PREFIX: &str = "Ticket";
 /// The authserv-id the `auth_results` target asks about (the corpus uses it).
 const AUTHSERV_ID: &str = "mx.comune.test";
 
-/// Longest attachment file name `parse` keeps, in bytes (`MAX_FILENAME_BYTES` in parse.rs).
+/// Longest attachment file name `parse` keeps, in bytes (`MAX_FILENAME_BYTES` in
+/// src/mail/parse/attachments.rs).
 const MAX_FILENAME_BYTES: usize = 200;
 
 /// The strings the targets that take text work on: what the pipeline would hand them after

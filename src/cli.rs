@@ -245,7 +245,7 @@ fn ingest_names(cfg: &Config) -> Vec<&str> {
         }
     }
     // Reports made on the web page are recorded under this name: mail must never pose as one.
-    names.retain(|n| *n != crate::intake::WEB_MAILBOX);
+    names.retain(|n| *n != crate::domain::WEB_MAILBOX);
     names
 }
 

@@ -733,7 +733,7 @@ impl Config {
                     );
                 }
             }
-            if mb.name == crate::intake::WEB_MAILBOX {
+            if mb.name == crate::domain::WEB_MAILBOX {
                 err(
                     format!("{key}.name"),
                     "\"web\" is reserved for reports made on the web page".into(),

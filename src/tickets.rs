@@ -3,7 +3,7 @@
 //! the caller's [`MessageTicket`] in step. Nothing else writes a ticket's status.
 
 use crate::domain::event::{self, EventKind, Taken};
-use crate::domain::{AreaSlug, TicketKind, TicketStatus};
+use crate::domain::{escape_component, AreaSlug, SignedIds, TicketKind, TicketStatus};
 use crate::store::{MessageTicket, Result, Store, Tx};
 
 /// The office takes the ticket ("presa in carico"). Only a `received` ticket changes;
@@ -162,3 +162,43 @@ pub const TAKE_LINK: &str = "take-link";
 
 /// Take links are valid this long after the notification was written.
 pub const TAKE_LINK_VALIDITY_MILLIS: i64 = 90 * 24 * 3_600_000;
+
+/// The signed take link mailed to `staff` (lowercase address) for ticket `reference`, valid
+/// until `expires` (unix millis): the staff page at `/staff/take/{reference}` checks it
+/// against [`take_link_data`].
+pub fn take_link(
+    ids: &SignedIds,
+    base_url: &str,
+    reference: &str,
+    staff: &str,
+    expires: i64,
+) -> String {
+    let sig = ids.sign(TAKE_LINK, &take_link_data(reference, staff, expires));
+    format!(
+        "{}/staff/take/{reference}?staff={}&exp={expires}&sig={sig}",
+        base_url.trim_end_matches('/'),
+        escape_component(staff),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_take_link_names_the_staff_member_escaped_and_its_signature_checks() {
+        let ids = SignedIds::new(b"a test secret of enough length");
+        let link = take_link(
+            &ids,
+            "https://comune.example/",
+            "2026-000001",
+            "mario+uff@comune.example",
+            1_800_000_000_000,
+        );
+        let prefix = "https://comune.example/staff/take/2026-000001?\
+                      staff=mario%2Buff%40comune.example&exp=1800000000000&sig=";
+        let sig = link.strip_prefix(prefix).expect(&link);
+        let data = take_link_data("2026-000001", "mario+uff@comune.example", 1_800_000_000_000);
+        assert!(ids.verify_sig(TAKE_LINK, &data, sig));
+    }
+}

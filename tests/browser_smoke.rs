@@ -18,9 +18,8 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::json;
-use support::browser::{
-    base64_decode, describe_violations, process_tree, violation_ids, Browser, Method,
-};
+use support::base64;
+use support::browser::{describe_violations, process_tree, violation_ids, Browser, Method};
 
 /// How long a test waits for something the browser should do at once (an alert, a file read).
 const EFFECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -459,11 +458,11 @@ fn dropping_the_browser_ends_chromedriver_and_chromium() {
 
 #[test]
 fn base64_decode_reads_padded_and_unpadded_tails() {
-    assert_eq!(base64_decode("TWFu").as_deref(), Some(&b"Man"[..]));
-    assert_eq!(base64_decode("TWE=").as_deref(), Some(&b"Ma"[..]));
-    assert_eq!(base64_decode("TQ==").as_deref(), Some(&b"M"[..]));
-    assert_eq!(base64_decode("TW\r\nFu").as_deref(), Some(&b"Man"[..]));
-    assert_eq!(base64_decode("").as_deref(), Some(&b""[..]));
-    assert_eq!(base64_decode("T"), None);
-    assert_eq!(base64_decode("T!=="), None);
+    assert_eq!(base64::decode("TWFu").as_deref(), Some(&b"Man"[..]));
+    assert_eq!(base64::decode("TWE=").as_deref(), Some(&b"Ma"[..]));
+    assert_eq!(base64::decode("TQ==").as_deref(), Some(&b"M"[..]));
+    assert_eq!(base64::decode("TW\r\nFu").as_deref(), Some(&b"Man"[..]));
+    assert_eq!(base64::decode("").as_deref(), Some(&b""[..]));
+    assert_eq!(base64::decode("T"), None);
+    assert_eq!(base64::decode("T!=="), None);
 }

@@ -14,7 +14,6 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::Value;
 use support::gateway::*;
 use support::mail::*;
 use support::mailstack::MailStack;
@@ -63,20 +62,6 @@ fn start_gateway(stack: &MailStack) -> Gateway {
         "retry_initial_seconds = 1\nretry_max_seconds = 2",
         polling,
     )
-}
-
-fn wait_tickets(gw: &Gateway, n: usize) -> Vec<Value> {
-    gw.wait_for(&format!("{n} ticket(s)"), WAIT, || {
-        let t = gw.tickets();
-        (t.len() >= n).then_some(t)
-    })
-}
-
-fn all_seen(stack: &MailStack, user: &str, n: usize) -> bool {
-    let f = flags(stack, user);
-    f.len() >= n
-        && f.iter()
-            .all(|(_, fl)| fl.iter().any(|x| x.contains("Seen")))
 }
 
 /// The reference in an acknowledgment's subject (`[Ticket #REF] …`).

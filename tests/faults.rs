@@ -193,29 +193,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-/// Standard base64 with CRLF every 76 characters (what a mail client writes).
-fn base64_lines(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len() * 4 / 3 + data.len() / 57 * 2 + 4);
-    for (i, chunk) in data.chunks(3).enumerate() {
-        if i > 0 && i % 19 == 0 {
-            out.push_str("\r\n");
-        }
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let at = |shift: u32| T[(n >> shift) as usize & 63] as char;
-        out.push(at(18));
-        out.push(at(12));
-        out.push(if chunk.len() > 1 { at(6) } else { '=' });
-        out.push(if chunk.len() > 2 { at(0) } else { '=' });
-    }
-    out
-}
-
 /// Every file under `dir` (recursively), except `skip`.
 fn files_under(dir: &Path, skip: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -283,7 +260,7 @@ fn a_full_attachment_disk_defers_the_message_and_it_goes_through_once_space_retu
          --XYZ\r\nContent-Type: image/jpeg\r\nContent-Disposition: attachment; filename=\"frana.jpg\"\r\n\
          Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--XYZ--\r\n",
         unique_id(),
-        base64_lines(&photo)
+        support::base64::encode_lines(&photo)
     );
     send(&stack, CITIZEN, &[LAVORI], raw.as_bytes());
 

@@ -21,21 +21,6 @@ fn ticket_count(gw: &Gateway) -> usize {
     gw.tickets().len()
 }
 
-/// Waits until `n` tickets exist, returns them.
-fn wait_tickets(gw: &Gateway, n: usize) -> Vec<Value> {
-    gw.wait_for(&format!("{n} ticket(s)"), WAIT, || {
-        let t = gw.tickets();
-        (t.len() >= n).then_some(t)
-    })
-}
-
-fn all_seen(stack: &MailStack, user: &str, n: usize) -> bool {
-    let f = flags(stack, user);
-    f.len() >= n
-        && f.iter()
-            .all(|(_, fl)| fl.iter().any(|x| x.contains("Seen")))
-}
-
 #[test]
 fn a_mail_to_an_area_becomes_a_ticket_acknowledged_to_the_citizen_and_notified_to_staff() {
     let stack = MailStack::start();
@@ -141,10 +126,7 @@ fn a_5_mb_photo_is_stored_with_its_sha256_and_listed() {
         hex::encode(sha2::Sha256::digest(&photo))
     };
     let id = unique_id();
-    let b64 = {
-        use base64_lite::encode;
-        encode(&photo)
-    };
+    let b64 = support::base64::encode_lines(&photo);
     let raw = format!(
         "From: <{CITIZEN}>\r\nTo: <{LAVORI}>\r\nSubject: Foto della buca\r\nMessage-ID: <{id}>\r\n\
          MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"XYZ\"\r\n\r\n\
@@ -172,38 +154,6 @@ fn a_5_mb_photo_is_stored_with_its_sha256_and_listed() {
     // The staff notification lists it.
     let note = wait_for_mail(&stack, STAFF_LAVORI, WAIT, |m| m.contains(&reference));
     assert!(subject_and_text(&note).1.contains("buca.jpg"));
-}
-
-/// Tiny base64 encoder so the test needs no extra crate.
-mod base64_lite {
-    pub fn encode(data: &[u8]) -> String {
-        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::with_capacity(data.len() * 4 / 3 + data.len() / 57 * 2 + 4);
-        for (i, chunk) in data.chunks(3).enumerate() {
-            if i > 0 && i % 19 == 0 {
-                out.push_str("\r\n");
-            }
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            out.push(T[(n >> 18) as usize & 63] as char);
-            out.push(T[(n >> 12) as usize & 63] as char);
-            out.push(if chunk.len() > 1 {
-                T[(n >> 6) as usize & 63] as char
-            } else {
-                '='
-            });
-            out.push(if chunk.len() > 2 {
-                T[n as usize & 63] as char
-            } else {
-                '='
-            });
-        }
-        out
-    }
 }
 
 #[test]

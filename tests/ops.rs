@@ -4,43 +4,21 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::gateway::{Gateway, CITIZEN, LAVORI};
+use support::http;
 use support::mail::{citizen_mail, send};
 use support::mailstack::MailStack;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// GET `path` on `port` of this host with an optional `Accept`; (status code, body).
-fn get(port: u16, path: &str, accept: Option<&str>) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let accept = accept
-        .map(|a| format!("Accept: {a}\r\n"))
-        .unwrap_or_default();
-    s.write_all(format!("GET {path} HTTP/1.0\r\n{accept}\r\n").as_bytes())
-        .expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response");
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
-}
-
 /// `/healthz?format=json` on `port`: (status code, parsed body).
 fn health_json(port: u16) -> (u16, Value) {
-    let (code, body) = get(port, "/healthz?format=json", None);
+    let (code, body) = http::get(port, "/healthz?format=json");
     let value = serde_json::from_str(&body)
         .unwrap_or_else(|e| panic!("/healthz?format=json is not JSON ({e}): {body:?}"));
     (code, value)
@@ -88,7 +66,7 @@ fn systemd_hears_ready_once_healthz_answers_then_watchdog_pings_and_stopping_at_
                 let healthz = message
                     .lines()
                     .any(|l| l == "READY=1")
-                    .then(|| get(port, "/healthz", None).0);
+                    .then(|| http::get(port, "/healthz").0);
                 if tx.send((message, healthz)).is_err() {
                     return;
                 }
@@ -150,7 +128,7 @@ fn a_mailbox_failing_longer_than_the_threshold_makes_healthz_503_naming_it() {
             .all(|m| mailbox(&h, m)["phase"] == "idle");
         (code == 200 && h["status"] == "ok" && idle).then_some(())
     });
-    let (code, text) = get(gw.web_port, "/healthz", None);
+    let (code, text) = http::get(gw.web_port, "/healthz");
     assert_eq!(code, 200);
     assert!(
         text.starts_with("ok\n"),
@@ -180,7 +158,7 @@ fn a_mailbox_failing_longer_than_the_threshold_makes_healthz_503_naming_it() {
     // Dovecot down: after the 2 s threshold, 503 naming both mailboxes.
     stack.stop_imap();
     let text = gw.wait_for("/healthz 503", WAIT, || {
-        let (code, text) = get(gw.web_port, "/healthz", None);
+        let (code, text) = http::get(gw.web_port, "/healthz");
         (code == 503).then_some(text)
     });
     assert!(text.starts_with("unavailable\n"), "{text}");
@@ -191,7 +169,7 @@ fn a_mailbox_failing_longer_than_the_threshold_makes_healthz_503_naming_it() {
         );
     }
     // A load balancer asks about the web side only: still served.
-    let (code, text) = get(gw.web_port, "/healthz?scope=web", None);
+    let (code, text) = http::get(gw.web_port, "/healthz?scope=web");
     assert_eq!(code, 200, "{text}");
     // The citizens' port never shows the error texts (they name servers and accounts) ...
     let (_, h) = health_json(gw.web_port);
@@ -202,7 +180,13 @@ fn a_mailbox_failing_longer_than_the_threshold_makes_healthz_503_naming_it() {
         "{h}"
     );
     // ... the operator's listener does, as JSON when the client asks with Accept.
-    let (code, body) = get(gw.metrics_port, "/healthz", Some("application/json"));
+    let (code, body) = http::request(
+        gw.metrics_port,
+        "GET",
+        "/healthz",
+        &[("Accept", "application/json")],
+        None,
+    );
     assert_eq!(code, 503);
     let h: Value = serde_json::from_str(&body).expect("JSON by Accept");
     let failing = mailbox(&h, "lavori-pubblici");
@@ -336,7 +320,7 @@ fn healthz_says_503_when_the_database_stops_answering() {
 
     drop(server); // pg_ctl stop -m immediate: every connection is cut
     let text = gw.wait_for("/healthz 503", WAIT, || {
-        let (code, text) = get(gw.web_port, "/healthz?scope=web", None);
+        let (code, text) = http::get(gw.web_port, "/healthz?scope=web");
         (code == 503).then_some(text)
     });
     assert!(

@@ -1,6 +1,9 @@
 //! The PEC builders of `tests/support/pec.rs` make what `mail::pec::classify` recognises: if
 //! they drifted from RFC 6109, the end-to-end PEC tests would test nothing.
 
+// pec.rs encodes with base64.rs (`super::base64`).
+#[path = "support/base64.rs"]
+mod base64;
 #[path = "support/pec.rs"]
 mod pec;
 

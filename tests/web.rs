@@ -900,7 +900,7 @@ fn behind_a_proxy_the_per_address_limit_counts_the_forwarded_client_address() {
 /// A mail whose HTML part is `html` (sent base64, so no MTA re-wraps its lines) and whose
 /// text part is `text`.
 fn mail_with_html(subject: &str, text: &str, html: &str) -> Vec<u8> {
-    let encoded = support::pec::base64(html.as_bytes());
+    let encoded = support::base64::encode_lines(html.as_bytes());
     let wrapped: String = encoded
         .as_bytes()
         .chunks(76)
@@ -1359,24 +1359,13 @@ fn a_report_refused_for_an_expired_form_or_session_comes_back_with_the_text_and_
     assert_kept(&page, subject, text);
 }
 
-/// Sends `request` (a whole HTTP/1.0 request) to `port`; the whole answer.
-fn raw_request(port: u16, request: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    s.write_all(request.as_bytes()).expect("request");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
 #[test]
 fn under_https_the_cookies_carry_the_host_prefix_and_only_those_count() {
     let stack = MailStack::start();
     let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
         t.replacen("base_url = \"http://", "base_url = \"https://", 1)
     });
-    let answer = raw_request(gw.web_port, "GET /login HTTP/1.0\r\n\r\n");
+    let answer = support::http::exchange(gw.web_port, "GET /login HTTP/1.0\r\n\r\n");
     let cookie = answer
         .lines()
         .find(|l| {
@@ -1401,7 +1390,7 @@ fn under_https_the_cookies_carry_the_host_prefix_and_only_those_count() {
         .to_owned();
     let post = |cookie_name: &str| {
         let body = format!("csrf={token}&email=nobody%40citizen.test&password=una-password-42");
-        let answer = raw_request(
+        let answer = support::http::exchange(
             gw.web_port,
             &format!(
                 "POST /login HTTP/1.0\r\nCookie: {cookie_name}={value}\r\n\

@@ -8,6 +8,7 @@ pub mod event;
 mod message;
 mod signed_id;
 mod ticket;
+mod url;
 
 pub use address::{AddressError, EmailAddress};
 pub use event::EventKind;
@@ -16,6 +17,12 @@ pub use signed_id::{OurMessageId, SignedIds};
 pub use ticket::{
     AreaSlug, Channel, TicketKind, TicketRef, TicketRefError, TicketStatus, UnknownWord,
 };
+pub use url::escape_component;
+
+/// The mailbox name under which reports made on the web page are stored raw (as a mail
+/// composed by `intake::web_report`, so they go through the same intake as mail): the
+/// [`Channel::Web`] of mailboxes. No `[[mailbox]]` may use it, and mail must never pose as it.
+pub const WEB_MAILBOX: &str = "web";
 
 /// Unix millis as RFC 3339 (UTC), the time format of every JSON output.
 pub fn rfc3339(millis: i64) -> String {

@@ -17,7 +17,7 @@ use crate::mail::route::RoutedArea;
 use crate::outbound::queue::{queue_mail, Queued};
 use crate::outbound::Transport;
 use crate::store::{now_millis, HistoryEntry, MessageTicket, Store, Tx};
-use crate::tickets::{take_link_data, TAKE_LINK, TAKE_LINK_VALIDITY_MILLIS};
+use crate::tickets::{take_link, TAKE_LINK_VALIDITY_MILLIS};
 
 impl Pipeline {
     pub(super) async fn acknowledge(
@@ -108,15 +108,12 @@ impl Pipeline {
         for staff in &area.staff {
             let staff = staff.trim().to_lowercase();
             // Each staff member gets a link in their own name, signed with an expiry.
-            let sig = self.ids.sign(
-                TAKE_LINK,
-                &take_link_data(&t.reference.to_string(), &staff, expires),
-            );
-            let take_link = format!(
-                "{}/staff/take/{}?staff={}&exp={expires}&sig={sig}",
-                self.cfg.server.base_url.trim_end_matches('/'),
-                t.reference,
-                crate::web::url_escape(&staff),
+            let take_link = take_link(
+                &self.ids,
+                &self.cfg.server.base_url,
+                &t.reference.to_string(),
+                &staff,
+                expires,
             );
             let text = NotificationText {
                 headline,

@@ -18,6 +18,7 @@
 mod letters;
 mod pec;
 mod reply;
+pub mod web_report;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -31,7 +32,7 @@ use crate::config::{AddressRoute, Config};
 use crate::domain::event::{self, EventKind};
 use crate::domain::{
     AreaSlug, Channel, Direction, EmailAddress, MessageKind, OurMessageId, SignedIds, TicketKind,
-    TicketRef, TicketStatus,
+    TicketRef, TicketStatus, WEB_MAILBOX,
 };
 use crate::mail::autoreply::AutoReason;
 use crate::mail::compose::{self, OversizeText};
@@ -80,12 +81,6 @@ pub struct Pipeline {
     outbox_wake: Arc<Notify>,
 }
 
-/// The mailbox name under which the web page stores the reports citizens submit there (as
-/// a mail it composes, so they go through this same pipeline). No `[[mailbox]]` may use it.
-pub const WEB_MAILBOX: &str = "web";
-/// The header carrying the kind the citizen chose on the web form.
-pub const WEB_KIND_HEADER: &str = "X-Ticketgate-Kind";
-
 /// Messages of a batch prepared at the same time. Preparing writes and fsyncs each attachment
 /// file; one after the other, those waits were a fifth of a drain's time.
 const PREPARE_CONCURRENCY: usize = 8;
@@ -123,6 +118,16 @@ impl Pipeline {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The configuration intake was built with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Where mail to `address` (lowercase) is routed, if it is one of the areas' addresses.
+    pub fn route(&self, address: &str) -> Option<&AddressRoute> {
+        self.routes.get(address)
     }
 
     /// `tickets.max_message_bytes`.
@@ -1004,7 +1009,7 @@ impl Pipeline {
         // under the reserved mailbox name, so the header is trusted there and nowhere else.
         let web = raw.mailbox == WEB_MAILBOX;
         let kind = web
-            .then(|| web_kind(&raw.bytes))
+            .then(|| web_report::kind_of(&raw.bytes))
             .flatten()
             .or(owner.route.kind)
             .unwrap_or(TicketKind::Segnalazione);
@@ -1287,21 +1292,6 @@ fn find_our_id_in(raw: &[u8], ids: &SignedIds) -> Option<OurMessageId> {
     text.split(|c: char| c.is_whitespace() || "<>\"'();,".contains(c))
         .filter(|w| w.starts_with('t') && w.contains(".m") && w.contains('@'))
         .find_map(|w| ids.verify(w))
-}
-
-/// The kind named by the web form's header, in the header block of `raw`.
-fn web_kind(raw: &[u8]) -> Option<TicketKind> {
-    let prefix = format!("{}:", WEB_KIND_HEADER.to_ascii_lowercase());
-    // The header block only (up to the first empty line): the body can be megabytes.
-    raw.split(|&b| b == b'\n')
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
-        .take_while(|line| !line.is_empty())
-        .find_map(|line| {
-            String::from_utf8_lossy(line)
-                .to_ascii_lowercase()
-                .strip_prefix(&prefix)
-                .and_then(|v| TicketKind::parse(v.trim()))
-        })
 }
 
 /// The current year (UTC), for ticket references.

@@ -16,15 +16,15 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
 
-use super::visitor::{message, random_token, render, Chrome, Errors, FieldErrors, Visitor};
+use super::visitor::{message, render, Chrome, Errors, FieldErrors, Visitor};
 use super::AppState;
 use crate::domain::{
     AreaSlug, Channel, Direction, EventKind, MessageKind, TicketKind, TicketRef, TicketStatus,
 };
-use crate::intake::{Outcome, WEB_KIND_HEADER, WEB_MAILBOX};
+use crate::intake::web_report::{self, ReportFile, WebReport};
 use crate::mail::compose::human_size;
 use crate::mail::html::{self, ShownHtml};
-use crate::store::{now_millis, AttachmentView, CitizenRow, MessageView, RawIn, TicketView};
+use crate::store::{AttachmentView, CitizenRow, MessageView, TicketView};
 
 /// Files a web report may carry, each at most [`MAX_FILE_BYTES`], together [`MAX_TOTAL_BYTES`].
 const MAX_FILES: usize = 5;
@@ -782,12 +782,6 @@ async fn new_form(State(state): State<AppState>, v: Visitor) -> Response {
     )
 }
 
-struct Upload {
-    filename: String,
-    content_type: String,
-    bytes: Vec<u8>,
-}
-
 /// The type of an upload, by its first bytes (the browser's claim is not trusted).
 fn sniff(bytes: &[u8]) -> Option<&'static str> {
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
@@ -818,7 +812,7 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
         String::new(),
         String::new(),
     );
-    let mut uploads: Vec<Upload> = Vec::new();
+    let mut uploads: Vec<ReportFile> = Vec::new();
     let mut errors: Errors = Vec::new();
     let mut total = 0usize;
     let en = v.en();
@@ -884,7 +878,7 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
                         format!("«{filename}» supera {} MB.", MAX_FILE_BYTES / 1048576)
                     },
                 )),
-                Some(t) => uploads.push(Upload {
+                Some(t) => uploads.push(ReportFile {
                     filename: if filename.is_empty() {
                         "allegato".to_owned()
                     } else {
@@ -1037,88 +1031,22 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
         }
         Ok(super::limits::Verdict::Allowed(_)) => {}
     }
-    let to = area_cfg
-        .addresses
-        .iter()
-        .map(|a| a.address().to_lowercase())
-        .find(|a| {
-            state
-                .cfg
-                .address_routes()
-                .get(a)
-                .is_some_and(|r| r.kind.is_none())
-        })
-        .or_else(|| {
-            area_cfg
-                .addresses
-                .first()
-                .map(|a| a.address().to_lowercase())
-        })
-        .unwrap_or_default();
-    let raw = compose_web_report(&state, &c, &to, kind_parsed, &subject, &text, &uploads);
-    let size = raw.len() as u64;
-    let stored = state
-        .store
-        .store_raw_ingested(
-            WEB_MAILBOX,
-            &RawIn {
-                uid: None,
-                bytes: raw,
-                size,
-                complete: true,
-            },
-        )
-        .await;
-    let raw_id = match stored {
-        Ok(id) => id,
-        Err(e) => return internal(e),
+    let report = WebReport {
+        first_name: c.first_name,
+        last_name: c.last_name,
+        email: c.email,
+        area: area_cfg.slug.clone(),
+        kind: kind_parsed,
+        subject,
+        text,
+        files: uploads,
     };
-    match state.pipeline.process(raw_id).await {
-        Ok(Outcome::Ticket { reference, .. }) => {
+    match web_report::submit(&state.pipeline, &report).await {
+        Ok(reference) => {
             metrics::counter!("ticketgate_web_reports_total").increment(1);
             v.finish(Redirect::to(&format!("/tickets/{reference}?new=1")).into_response())
         }
-        Ok(other) => internal(format!("web report {raw_id} became {other:?}")),
-        // Stored already: the pipeline picks it up again at the next start.
-        Err(e) => internal(format!(
-            "web report {raw_id} stored, processing failed: {e:#}"
-        )),
+        // Stored already unless the store failed: intake picks it up again at the next start.
+        Err(e) => internal(e),
     }
-}
-
-/// The web report as the mail the pipeline reads: From the verified address, To the area,
-/// the citizen's text and files — stored byte for byte like any other report.
-fn compose_web_report(
-    state: &AppState,
-    c: &CitizenRow,
-    to: &str,
-    kind: TicketKind,
-    subject: &str,
-    text: &str,
-    uploads: &[Upload],
-) -> Vec<u8> {
-    use mail_builder::headers::raw::Raw;
-    use mail_builder::MessageBuilder;
-    let host = state
-        .cfg
-        .server
-        .base_url
-        .split("://")
-        .nth(1)
-        .and_then(|h| h.split(['/', ':']).next())
-        .filter(|h| !h.is_empty())
-        .unwrap_or("localhost")
-        .to_owned();
-    let mut m = MessageBuilder::new()
-        .from((format!("{} {}", c.first_name, c.last_name), c.email.clone()))
-        .to(to.to_owned())
-        .subject(subject.to_owned())
-        .message_id(format!("web.{}@{host}", &random_token()[..32]))
-        .date(now_millis() / 1000)
-        .header(WEB_KIND_HEADER, Raw::new(kind.as_str().to_owned()))
-        .text_body(text.replace("\r\n", "\n"));
-    for u in uploads {
-        m = m.attachment(u.content_type.clone(), u.filename.clone(), u.bytes.clone());
-    }
-    m.write_to_vec().unwrap_or_default()
 }

@@ -39,13 +39,14 @@
 
 use std::fs;
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+use super::base64;
+use super::local::{free_port, fresh_dir};
 
 /// The browser chromedriver starts: Debian's wrapper script, which execs
 /// /usr/lib/chromium/chromium with the distribution's flags.
@@ -141,7 +142,7 @@ impl Browser {
             "{CHROMIUM_BINARY} not found: install the Debian packages chromium and \
              chromium-driver with scripts/install-deps (as root)"
         );
-        let dir = fresh_dir();
+        let dir = fresh_dir("tgbr");
         let log_path = dir.join("chromedriver.log");
         let mut last_failure = String::new();
         for _ in 0..START_ATTEMPTS {
@@ -496,7 +497,7 @@ impl Browser {
     /// The visible part of the page as PNG bytes.
     pub fn screenshot_png(&self) -> Vec<u8> {
         let encoded = string(self.command(Method::Get, "/screenshot", None));
-        base64_decode(&encoded).expect("the screenshot is base64")
+        base64::decode(&encoded).expect("the screenshot is base64")
     }
 
     /// Writes a PNG of the visible part of the page to `path`.
@@ -561,11 +562,6 @@ impl Browser {
     /// Closes the open alert (OK). Panics if there is none.
     pub fn accept_alert(&self) {
         self.command(Method::Post, "/alert/accept", None);
-    }
-
-    /// Closes the open alert (Cancel). Panics if there is none.
-    pub fn dismiss_alert(&self) {
-        self.command(Method::Post, "/alert/dismiss", None);
     }
 
     /// chromedriver's pid: Chromium's processes are below it ([`process_tree`]).
@@ -811,28 +807,6 @@ pub fn process_tree(root: u32) -> Vec<u32> {
     tree
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// A new empty directory `$TMPDIR/tgbr.<pid>.<n>` for one browser's profile and log.
-fn fresh_dir() -> PathBuf {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("tgbr.{}.{n}", std::process::id()));
-        match fs::create_dir(&dir) {
-            Ok(()) => return dir,
-            // Left by an earlier run whose pid was the same: take the next number.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => panic!("create {}: {e}", dir.display()),
-        }
-    }
-}
-
 /// The last lines of a log file, for panic messages.
 fn read_tail(path: &Path) -> String {
     let mut text = String::new();
@@ -856,37 +830,4 @@ fn string(value: Value) -> String {
         Value::String(s) => s,
         other => panic!("expected a string from WebDriver, got {other}"),
     }
-}
-
-/// Standard base64 (RFC 4648 section 4, padded), as WebDriver sends screenshots. `None`
-/// when `text` is not base64.
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    fn sextet(c: u8) -> Option<u32> {
-        match c {
-            b'A'..=b'Z' => Some(u32::from(c - b'A')),
-            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
-            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
-    }
-    let data: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-    let data = data
-        .strip_suffix(b"==")
-        .or_else(|| data.strip_suffix(b"="))
-        .unwrap_or(&data);
-    let mut out = Vec::with_capacity(data.len() * 3 / 4);
-    for chunk in data.chunks(4) {
-        if chunk.len() == 1 {
-            return None;
-        }
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= sextet(c)? << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Some(out)
 }

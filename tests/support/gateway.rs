@@ -2,13 +2,14 @@
 //! config pointing at a private [`MailStack`], and a free web port. It runs the real binary,
 //! so SIGKILL and restart are real.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::http;
+use super::local::free_port;
 use super::mailstack::MailStack;
 use super::postgres::PgDatabase;
 
@@ -44,32 +45,6 @@ pub struct Gateway {
     /// The PostgreSQL database, when the run is on PostgreSQL (dropped after the process).
     pg: Option<PgDatabase>,
     _tmp: tempfile::TempDir,
-}
-
-/// A loopback port for a gateway's listener, above the kernel's ephemeral range (32768–60999
-/// here) and scripts/mailstack's (10000–32000), each handed out once per test process. A
-/// port from `bind(0)` was an ephemeral one: while a gateway restarted, the kernel could give
-/// it to an outgoing connection (IMAP, SMTP, HTTP of a parallel test) and the restarted
-/// `serve` failed to bind it (seen once under load).
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const FIRST: u32 = 61_000;
-    const COUNT: u32 = 4_500;
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let _ = NEXT.compare_exchange(
-        u32::MAX,
-        std::process::id().wrapping_mul(7919) % COUNT,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
-    for _ in 0..COUNT {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst) % COUNT;
-        let port = u16::try_from(FIRST + n).expect("below 65536");
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port in {FIRST}..{}", FIRST + COUNT)
 }
 
 /// The test configuration; `extra` is appended (more TOML) and may override nothing
@@ -167,6 +142,17 @@ response_days = 20
         imap = stack.imap_port,
         pw = stack.password,
     )
+}
+
+/// How long [`wait_tickets`] waits.
+pub const TICKETS_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until `n` tickets exist (at most [`TICKETS_WAIT`]), returns them.
+pub fn wait_tickets(gw: &Gateway, n: usize) -> Vec<Value> {
+    gw.wait_for(&format!("{n} ticket(s)"), TICKETS_WAIT, || {
+        let t = gw.tickets();
+        (t.len() >= n).then_some(t)
+    })
 }
 
 impl Gateway {
@@ -431,12 +417,8 @@ impl Gateway {
     pub fn wait_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.web_port)) {
-                use std::io::{Read, Write};
-                let _ = s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n");
-                let mut body = String::new();
-                let _ = s.read_to_string(&mut body);
-                if body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200") {
+            if let Ok(answer) = http::try_exchange(self.web_port, "GET /healthz HTTP/1.0\r\n\r\n") {
+                if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") {
                     return;
                 }
             }
@@ -448,7 +430,6 @@ impl Gateway {
         panic!("ticketgate serve not healthy after 30 s:\n{}", self.log());
     }
 
-    /// GET a path of the web server, returns the body (HTTP/1.0, so the server closes).
     /// The largest resident memory of the running `serve` so far, in KiB (Linux `VmHWM`).
     pub fn peak_rss_kib(&self) -> u64 {
         let pid = self.child.as_ref().expect("a running gateway").id();
@@ -460,48 +441,19 @@ impl Gateway {
             .expect("VmHWM in /proc/<pid>/status")
     }
 
+    /// GET a path of the web server, returns the body.
     pub fn http_get(&self, path: &str) -> String {
         Self::http_get_on(self.web_port, path)
     }
 
     /// GET a path on `port` of this host, returns the body.
     pub fn http_get_on(port: u16, path: &str) -> String {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("web port");
-        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
-            .expect("request");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("response");
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default()
+        http::get(port, path).1
     }
 
-    /// GET a path; returns (status code, body).
+    /// `method path` on the web port, with an optional form body; (status code, body).
     pub fn http(&self, method: &str, path: &str, form: Option<&str>) -> (u16, String) {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.web_port)).expect("web port");
-        let request = match form {
-            Some(body) => format!(
-                "{method} {path} HTTP/1.0\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-                 Content-Length: {}\r\n\r\n{body}",
-                body.len()
-            ),
-            None => format!("{method} {path} HTTP/1.0\r\n\r\n"),
-        };
-        s.write_all(request.as_bytes()).expect("request");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("response");
-        let code = out
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (code, body)
+        http::request(self.web_port, method, path, &[], form)
     }
 
     /// A gauge or counter value from `/metrics` (on the metrics listener), by its full

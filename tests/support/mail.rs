@@ -130,6 +130,14 @@ pub fn append(stack: &MailStack, user: &str, raw: &[u8]) {
     })
 }
 
+/// Whether `user`'s INBOX holds at least `n` messages and all of them are flagged `\Seen`.
+pub fn all_seen(stack: &MailStack, user: &str, n: usize) -> bool {
+    let f = flags(stack, user);
+    f.len() >= n
+        && f.iter()
+            .all(|(_, fl)| fl.iter().any(|x| x.contains("Seen")))
+}
+
 /// UIDs in `user`'s INBOX with their flags (e.g. `\Seen`), to check what the gateway did.
 pub fn flags(stack: &MailStack, user: &str) -> Vec<(u32, Vec<String>)> {
     block_on(async {

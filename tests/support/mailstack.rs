@@ -20,7 +20,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::local::fresh_dir;
 
 /// A running private Dovecot (or Cyrus) + Postfix. Dropping it stops both and removes `dir`.
 pub struct MailStack {
@@ -66,21 +67,6 @@ fn mailstack_with(cmd: &str, dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A new, empty, short directory under /tmp (unix socket paths limit its length; the mail
-/// users must be able to enter every parent, which rules out the build directory under /root).
-fn fresh_dir() -> PathBuf {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = PathBuf::from(format!("/tmp/tgms.{}.{n}", std::process::id()));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return dir,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => panic!("cannot create {}: {e}", dir.display()),
-        }
-    }
-}
-
 impl MailStack {
     /// Starts a private stack on free loopback ports (takes well under a second).
     /// Panics with the script's stderr (and the servers' log tails) on failure.
@@ -105,7 +91,7 @@ impl MailStack {
     }
 
     fn start_server(imap_server: ImapServer) -> MailStack {
-        let dir = fresh_dir();
+        let dir = fresh_dir("tgms");
         let cmd = match imap_server {
             ImapServer::Dovecot => "start",
             ImapServer::Cyrus => "start-cyrus",

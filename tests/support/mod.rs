@@ -2,8 +2,11 @@
 //! mail helpers.
 #![allow(dead_code)]
 
+pub mod base64;
 pub mod browser;
 pub mod gateway;
+pub mod http;
+pub mod local;
 pub mod mail;
 pub mod mailstack;
 pub mod pec;

@@ -12,6 +12,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::base64;
+
 const CRLF: &str = "\r\n";
 
 /// A citizen's certified message, as their provider delivers it.
@@ -368,7 +370,7 @@ fn signed_entity(content: &[u8]) -> Vec<u8> {
             "--{b}{CRLF}Content-Type: application/pkcs7-signature; name=\"smime.p7s\"{CRLF}\
              Content-Transfer-Encoding: base64{CRLF}\
              Content-Disposition: attachment; filename=\"smime.p7s\"{CRLF}{CRLF}{}{CRLF}--{b}--{CRLF}",
-            base64(&blob)
+            base64::encode_lines(&blob)
         )
         .as_bytes(),
     );
@@ -412,7 +414,7 @@ fn daticert_part(xml: &str) -> Vec<u8> {
         "Content-Type: application/xml; name=\"daticert.xml\"{CRLF}\
          Content-Disposition: inline; filename=\"daticert.xml\"{CRLF}\
          Content-Transfer-Encoding: base64{CRLF}{CRLF}{}{CRLF}",
-        base64(xml.as_bytes())
+        base64::encode_lines(xml.as_bytes())
     )
     .into_bytes()
 }
@@ -487,7 +489,7 @@ fn citizen_message(p: &Transport, now: &Now) -> Vec<u8> {
                  --{b}{CRLF}Content-Type: image/jpeg; name=\"foto.jpg\"{CRLF}\
                  Content-Disposition: attachment; filename=\"foto.jpg\"{CRLF}\
                  Content-Transfer-Encoding: base64{CRLF}{CRLF}{}{CRLF}--{b}--{CRLF}",
-                base64(jpeg)
+                base64::encode_lines(jpeg)
             ));
         }
     }
@@ -595,44 +597,15 @@ fn encode_header(value: &str) -> String {
     let mut chunk = String::new();
     for c in value.chars() {
         if chunk.len() + c.len_utf8() > 45 {
-            words.push(format!("=?UTF-8?B?{}?=", base64_line(chunk.as_bytes())));
+            words.push(format!("=?UTF-8?B?{}?=", base64::encode(chunk.as_bytes())));
             chunk.clear();
         }
         chunk.push(c);
     }
     if !chunk.is_empty() {
-        words.push(format!("=?UTF-8?B?{}?=", base64_line(chunk.as_bytes())));
+        words.push(format!("=?UTF-8?B?{}?=", base64::encode(chunk.as_bytes())));
     }
     words.join(&format!("{CRLF} "))
-}
-
-/// Base64 on 76-character lines joined by CRLF.
-pub fn base64(bytes: &[u8]) -> String {
-    base64_line(bytes)
-        .as_bytes()
-        .chunks(76)
-        .map(|line| String::from_utf8_lossy(line).into_owned())
-        .collect::<Vec<_>>()
-        .join(CRLF)
-}
-
-fn base64_line(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for k in 0..4 {
-            out.push(if k <= chunk.len() {
-                char::from(ALPHABET[(n >> (18 - 6 * k) & 63) as usize])
-            } else {
-                '='
-            });
-        }
-    }
-    out
 }
 
 /// Quoted-printable (RFC 2045 §6.7) with CRLF line ends and soft breaks before 76 characters.

@@ -17,13 +17,14 @@
 //! initdb refuses root; the current user otherwise).
 #![allow(dead_code)] // not every test binary uses every item
 
-use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::local::{free_port, fresh_dir};
 
 /// The login role the tests connect as (owner of every test database).
 const ROLE: &str = "ticketgate";
@@ -112,7 +113,7 @@ impl PgServer {
         let began = Instant::now();
         let bin = bin_dir();
         let os_user = (current_uid() == 0).then(|| "postgres".to_owned());
-        let dir = fresh_dir();
+        let dir = fresh_dir("tgpg");
         if os_user.is_some() {
             chown_to_postgres(&dir);
         }
@@ -321,21 +322,6 @@ fn bin_dir() -> PathBuf {
     }
 }
 
-/// A new, empty, short directory under /tmp: the unix socket path inside it must stay under
-/// ~100 bytes, and the `postgres` user must be able to enter every parent (not /root/...).
-fn fresh_dir() -> PathBuf {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = PathBuf::from(format!("/tmp/tgpg.{}.{n}", std::process::id()));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return dir,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => panic!("cannot create {}: {e}", dir.display()),
-        }
-    }
-}
-
 fn chown_to_postgres(dir: &Path) {
     let id = |flag: &str| -> u32 {
         let out = Command::new("id")
@@ -362,13 +348,6 @@ fn current_uid() -> u32 {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid())
         .unwrap_or(u32::MAX)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// A throwaway password for a server that only listens on loopback for one test run: it

@@ -192,7 +192,7 @@ pub fn link_in(mail: &str, needle: &str) -> String {
 
 /// A mail with a JPEG attachment and an HTML part carrying script payloads.
 pub fn mail_with_photo_and_html(from: &str, to: &str, subject: &str, photo: &[u8]) -> Vec<u8> {
-    let wrapped = format!("{}\r\n", super::pec::base64(photo));
+    let wrapped = format!("{}\r\n", super::base64::encode_lines(photo));
     format!(
         "From: Anna Verdi <{from}>\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{}>\r\n\
          MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"M\"\r\n\r\n\
