@@ -805,7 +805,10 @@ async fn a_ticket_with_its_message_attachments_and_events_reads_back_through_the
     Store::insert_event(
         &mut tx,
         ticket_id,
-        &EventKind::from_stored("received", &received.to_string()),
+        &EventKind::Other {
+            kind: "received".into(),
+            details: received.clone(),
+        },
         CITIZEN,
         T0,
     )
@@ -815,7 +818,10 @@ async fn a_ticket_with_its_message_attachments_and_events_reads_back_through_the
     Store::insert_event(
         &mut tx,
         ticket_id,
-        &EventKind::from_stored("note", &noted.to_string()),
+        &EventKind::Other {
+            kind: "note".into(),
+            details: noted.clone(),
+        },
         "mario.rossi",
         T0 + 5,
     )
@@ -1158,7 +1164,10 @@ async fn text_with_nul_characters_from_untrusted_mail_is_stored_on_both_backends
     Store::insert_event(
         &mut tx,
         ticket_id,
-        &EventKind::from_stored("note", &json!({"n": "a\0b"}).to_string()),
+        &EventKind::Other {
+            kind: "note".into(),
+            details: json!({"n": "a\0b"}),
+        },
         "x\0y",
         T0,
     )
