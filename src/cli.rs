@@ -2,14 +2,15 @@
 //! not `serve` — migrate, check-config, ingest, ticket list/show, quarantine list/retry.
 //!
 //! JSON shapes printed here are a contract with operators' scripts (issue 2): field names do
-//! not change; new fields may be added.
+//! not change; new fields may be added. They are the types of [`json`].
+
+pub mod json;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use serde_json::{json, Value};
 
 use crate::app;
 use crate::config::{Config, ConfigError, Severity};
@@ -17,7 +18,7 @@ use crate::domain::{rfc3339, EventKind, TicketRef};
 use crate::inbound::ingest::ingest_stdin;
 use crate::intake::{Outcome, Pipeline};
 use crate::mail::summary;
-use crate::store::{Store, StoreError, TicketView};
+use crate::store::{Store, StoreError};
 
 /// sysexits.h EX_TEMPFAIL: the MTA keeps the message and retries.
 pub const EX_TEMPFAIL: u8 = 75;
@@ -459,30 +460,11 @@ fn describe(outcome: &Outcome) -> String {
     }
 }
 
-fn ticket_json(t: &TicketView) -> Value {
-    json!({
-        "ref": t.reference,
-        "kind": t.kind,
-        "area": t.area,
-        "status": t.status,
-        "citizen": t.citizen,
-        "subject": t.subject,
-        "text": t.text,
-        "channel": t.channel,
-        "certified": t.certified,
-        "pec_address": t.pec_address,
-        "reply_to": t.reply_to,
-        "reply_to_asked": t.reply_to_asked,
-        "created_at": rfc3339(t.created_at),
-        "updated_at": rfc3339(t.updated_at),
-    })
-}
-
 async fn ticket_list(store: &Store, format: Format, limit: i64) -> anyhow::Result<u8> {
     let tickets = store.list_tickets(limit).await?;
     match format {
         Format::Json => {
-            let all: Vec<Value> = tickets.iter().map(ticket_json).collect();
+            let all: Vec<json::Ticket> = tickets.iter().map(json::Ticket::from).collect();
             println!("{}", serde_json::to_string_pretty(&all)?);
         }
         Format::Text => {
@@ -518,95 +500,25 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
     let events = store.ticket_events(t.ticket_id).await?;
     let messages = store.ticket_messages(t.ticket_id).await?;
     let attachments = store.ticket_attachments(t.ticket_id).await?;
-    let events_json: Vec<Value> = events
-        .iter()
-        .map(|e| {
-            json!({
-                "kind": e.event.kind(),
-                "at": rfc3339(e.at),
-                "actor": e.actor,
-                "details": serde_json::from_str::<Value>(&e.details).unwrap_or(Value::Null),
-            })
-        })
-        .collect();
-    let messages_json: Vec<Value> = messages
-        .iter()
-        .map(|m| {
-            let delivery = m.delivery_state.as_ref().map(|state| {
-                json!({
-                    "state": state,
-                    "smtp_reply": m.delivery_reply,
-                    "attempts": m.delivery_attempts,
-                    "sent_at": m.sent_at.map(rfc3339),
-                    "transport": m.transport,
-                })
-            });
-            // Outbound over PEC: the certified state its receipts gave it. Inbound from a PEC
-            // box: the provider's certified time and signature check.
-            let pec = (m.pec_id.is_some()
-                || m.pec_state.is_some()
-                || m.signature.is_some()
-                || m.transport.as_deref() == Some("pec"))
-            .then(|| {
-                let detail = m
-                    .pec_detail
-                    .as_deref()
-                    .and_then(|d| serde_json::from_str::<Value>(d).ok())
-                    .unwrap_or(Value::Null);
-                json!({
-                    "state": m.pec_state,
-                    "identificativo": m.pec_id,
-                    "certified_at": m.certified_at.map(rfc3339),
-                    "delivered_to": detail.get("delivered_to"),
-                    "reason": detail.get("reason"),
-                    "receipt": detail.get("receipt"),
-                    "signature": m.signature,
-                    "signature_detail": m.signature_detail,
-                })
-            });
-            json!({
-                "direction": m.direction,
-                "kind": m.kind,
-                "role": m.kind.role(m.direction),
-                "message_id": m.rfc_message_id,
-                "in_reply_to": m.in_reply_to,
-                "from": m.from_addr,
-                "to": m.to_addrs,
-                "subject": m.subject,
-                "text": m.text,
-                "at": rfc3339(m.at),
-                "sha256": m.sha256,
-                "delivery": delivery,
-                "pec": pec,
-            })
-        })
-        .collect();
     // Why a PEC ticket is not certified: said by its `received` event (issue 10, finding 13).
     let not_certified = events.iter().find_map(|e| match &e.event {
         EventKind::Received(r) => r.pec.as_ref()?["not_certified"].as_str().map(str::to_owned),
         _ => None,
     });
-    let attachments_json: Vec<Value> = attachments
-        .iter()
-        .map(|a| {
-            json!({
-                "filename": a.filename,
-                "content_type": a.content_type,
-                "size": a.size,
-                "sha256": a.sha256,
-            })
-        })
-        .collect();
     match format {
         Format::Json => {
-            let mut ticket = ticket_json(&t);
-            ticket["not_certified_because"] = json!(not_certified);
-            let doc = json!({
-                "ticket": ticket,
-                "events": events_json,
-                "messages": messages_json,
-                "attachments": attachments_json,
-            });
+            let doc = json::TicketShow {
+                attachments: attachments.iter().map(json::Attachment::from).collect(),
+                events: events.iter().map(json::Event::from).collect(),
+                messages: messages
+                    .iter()
+                    .map(|m| json::Message::new(m, m.kind.role(m.direction)))
+                    .collect(),
+                ticket: json::Ticket {
+                    not_certified_because: Some(not_certified.clone()),
+                    ..json::Ticket::from(&t)
+                },
+            };
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         Format::Text => {
@@ -696,26 +608,7 @@ async fn quarantine_list(store: &Store, format: Format, all: bool) -> anyhow::Re
         match format {
             Format::Json => {
                 let h = summary::summarize(&q.head, QUARANTINE_JSON_WIDTH);
-                json_rows.push(json!({
-                        "id": q.raw_message_id,
-                        "mailbox": q.mailbox,
-                        "uid": q.uid,
-                        "size": q.size,
-                        "sha256": q.sha256,
-                        "received_at": rfc3339(q.received_at),
-                        "reason": q.reason,
-                        "state": q.state,
-                        "complete": q.complete,
-                        "from": h.from,
-                        "subject": h.subject,
-                        "message_id": h.message_id,
-                        "date": h.date,
-                        "dropped": q.dropped.as_ref().map(|d| json!({
-                            "at": rfc3339(d.at),
-                            "by": d.by,
-                            "reason": d.reason,
-                        })),
-                }));
+                json_rows.push(json::QuarantineEntry::new(&q, h));
             }
             Format::Text => {
                 let h = summary::summarize(&q.head, QUARANTINE_TEXT_WIDTH);

@@ -751,7 +751,8 @@ impl Config {
                 );
             }
         }
-        // Plain connections only where nobody else can listen (issue 10, finding 19).
+        // Plain connections only where nobody else can listen (docs/design-notes.md,
+        // "Fuzzing, PEC certification, plaintext transports").
         let plaintext = self
             .mailboxes
             .iter()

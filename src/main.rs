@@ -10,7 +10,8 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // ring is the one crypto provider we build with; installing it explicitly keeps rustls
-    // from panicking should a dependency ever bring a second one (STACK.md).
+    // from panicking should a dependency ever bring a second one (docs/design-notes.md, "ring
+    // is the one TLS crypto provider").
     let _ = rustls::crypto::ring::default_provider().install_default();
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -10,8 +10,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use serde_json::Value;
 use support::gateway::{LAVORI, SECRET, STAFF_LAVORI};
+use ticketgate::cli::json::{QuarantineEntry, Ticket, TicketShow};
 
 /// A scratch directory with a configuration file in it.
 struct Setup {
@@ -107,11 +107,26 @@ impl Setup {
         child.wait_with_output().expect("ticketgate output")
     }
 
-    fn json(&self, args: &[&str]) -> Value {
+    /// The JSON document `args` print, read into its type (`ticketgate::cli::json`).
+    fn json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
         let out = self.run(args);
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text_of(&out));
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {}", text_of(&out)))
+    }
+
+    /// `ticket list --format json`.
+    fn tickets(&self) -> Vec<Ticket> {
+        self.json(&["ticket", "list", "--format", "json"])
+    }
+
+    /// `quarantine list [--all] --format json`.
+    fn quarantine(&self, all: bool) -> Vec<QuarantineEntry> {
+        if all {
+            self.json(&["quarantine", "list", "--all", "--format", "json"])
+        } else {
+            self.json(&["quarantine", "list", "--format", "json"])
+        }
     }
 
     fn migrate(&self) {
@@ -172,10 +187,7 @@ fn commands_that_read_never_create_a_missing_sqlite_database() {
     }
     // Once migrated, the same command reads it.
     s.migrate();
-    assert_eq!(
-        s.json(&["ticket", "list", "--format", "json"]),
-        Value::Array(vec![])
-    );
+    assert_eq!(s.tickets(), vec![]);
 }
 
 #[test]
@@ -214,14 +226,8 @@ fn ingest_refuses_a_mailbox_name_that_is_not_configured_and_stores_nothing() {
         said.contains("lavori-pubblici"),
         "known names listed: {said}"
     );
-    assert_eq!(
-        s.json(&["ticket", "list", "--format", "json"]),
-        Value::Array(vec![])
-    );
-    assert_eq!(
-        s.json(&["quarantine", "list", "--format", "json"]),
-        Value::Array(vec![])
-    );
+    assert_eq!(s.tickets(), vec![]);
+    assert_eq!(s.quarantine(false), vec![]);
 
     // Both documented kinds of name work: a [[mailbox]] name and an area slug.
     for name in ["imap-lavori", "lavori-pubblici"] {
@@ -232,8 +238,8 @@ fn ingest_refuses_a_mailbox_name_that_is_not_configured_and_stores_nothing() {
         );
         assert_eq!(out.status.code(), Some(0), "{name}: {}", text_of(&out));
     }
-    let tickets = s.json(&["ticket", "list", "--format", "json"]);
-    assert_eq!(tickets.as_array().map(Vec::len), Some(2), "{tickets}");
+    let tickets = s.tickets();
+    assert_eq!(tickets.len(), 2, "{tickets:?}");
 
     // A bad file is a temporary failure: the MTA keeps the message and retries (Postfix
     // would bounce on 78), and nothing is stored meanwhile.
@@ -250,8 +256,83 @@ fn ingest_refuses_a_mailbox_name_that_is_not_configured_and_stores_nothing() {
         text_of(&out)
     );
     s.write_config(&config_text(s.path()));
-    let tickets = s.json(&["ticket", "list", "--format", "json"]);
-    assert_eq!(tickets.as_array().map(Vec::len), Some(2), "{tickets}");
+    let tickets = s.tickets();
+    assert_eq!(tickets.len(), 2, "{tickets:?}");
+}
+
+#[test]
+fn ticket_list_and_show_print_the_documented_json_with_its_keys_in_sorted_order() {
+    let s = Setup::new();
+    s.migrate();
+    let out = s.run_with(
+        &["ingest", "--mailbox", "lavori-pubblici"],
+        &[],
+        Some(&citizen_mail(LAVORI, "Buca in via Roma")),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    let tickets = s.tickets();
+    assert_eq!(tickets.len(), 1, "{tickets:?}");
+    let t = &tickets[0];
+    assert_eq!(t.not_certified_because, None, "not a key of the list");
+    assert_eq!(
+        (t.status.as_str(), t.channel.as_str(), t.area.as_str()),
+        ("received", "email", "lavori-pubblici")
+    );
+    assert_eq!(t.subject, "Buca in via Roma");
+
+    let out = s.run(&["ticket", "show", &t.reference, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    let shown: TicketShow = serde_json::from_slice(&out.stdout).expect("ticket show JSON");
+    assert_eq!(
+        shown.ticket.not_certified_because,
+        Some(None),
+        "said, as null"
+    );
+    assert_eq!(shown.ticket.reference, t.reference);
+    let roles: Vec<&str> = shown.messages.iter().map(|m| m.role.as_str()).collect();
+    assert_eq!(
+        roles,
+        ["citizen", "ack", "notification", "notification"],
+        "the report, its acknowledgment, one notification per staff member"
+    );
+    let ack = &shown.messages[1];
+    assert_eq!(
+        ack.delivery.as_ref().map(|d| d.state.as_str()),
+        Some("queued"),
+        "{ack:?}"
+    );
+    // Scripts may depend on the exact bytes: keys sorted at every level, as the `json!`
+    // maps the CLI first printed them with had them.
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\n", serde_json::to_string_pretty(&value).expect("print"))
+    );
+    let keys: Vec<&String> = value["ticket"]
+        .as_object()
+        .expect("ticket")
+        .keys()
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "area",
+            "certified",
+            "channel",
+            "citizen",
+            "created_at",
+            "kind",
+            "not_certified_because",
+            "pec_address",
+            "ref",
+            "reply_to",
+            "reply_to_asked",
+            "status",
+            "subject",
+            "text",
+            "updated_at"
+        ]
+    );
 }
 
 #[test]
@@ -303,7 +384,9 @@ fn the_example_configuration_is_refused_only_for_its_placeholder_secret() {
 fn check_config_connect_opens_the_database_without_creating_it_and_writes_to_storage() {
     let stack = support::mailstack::MailStack::start();
     let s = Setup::new();
-    let text = support::gateway::config_text(&stack, s.path(), 1, "", "");
+    let ports = (1, support::local::free_port());
+    let database_url = format!("sqlite://{}/ticketgate.db", s.path().display());
+    let text = support::config::TestConfig::new(&stack, s.path(), ports, &database_url).to_toml();
     s.write_config(&text);
 
     // Before `migrate`: the SQLite file may be missing (it can be created), and stays missing.
@@ -378,22 +461,17 @@ fn the_quarantine_shows_who_wrote_what_and_a_dropped_message_keeps_its_bytes_and
     assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
     assert!(text_of(&out).contains("quarantined"), "{}", text_of(&out));
 
-    let list = s.json(&["quarantine", "list", "--format", "json"]);
+    let list = s.quarantine(false);
+    assert_eq!(list.len(), 1, "{list:?}");
     let q = &list[0];
-    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
-    assert_eq!(q["from"], "Anna Verdì <anna.verdi@citizen.test>");
-    assert_eq!(q["subject"], "Buca[31m in via Roma", "escape removed: {q}");
-    assert_eq!(q["message_id"], "nested-1@citizen.test");
-    assert_eq!(q["mailbox"], "lavori-pubblici");
-    assert_eq!(q["size"], raw.len());
-    assert!(
-        q["received_at"]
-            .as_str()
-            .is_some_and(|d| d.starts_with("20")),
-        "{q}"
-    );
-    assert!(q["reason"].as_str().is_some_and(|r| !r.is_empty()), "{q}");
-    let id = q["id"].as_i64().expect("id").to_string();
+    assert_eq!(q.from, "Anna Verdì <anna.verdi@citizen.test>");
+    assert_eq!(q.subject, "Buca[31m in via Roma", "escape removed: {q:?}");
+    assert_eq!(q.message_id, "nested-1@citizen.test");
+    assert_eq!(q.mailbox, "lavori-pubblici");
+    assert_eq!(usize::try_from(q.size).ok(), Some(raw.len()));
+    assert!(q.received_at.starts_with("20"), "{q:?}");
+    assert!(!q.reason.is_empty(), "{q:?}");
+    let id = q.id.to_string();
 
     let out = s.run(&["quarantine", "list"]);
     let listed = text_of(&out);
@@ -434,17 +512,13 @@ fn the_quarantine_shows_who_wrote_what_and_a_dropped_message_keeps_its_bytes_and
         None,
     );
     assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
-    assert_eq!(
-        s.json(&["quarantine", "list", "--format", "json"]),
-        Value::Array(vec![])
-    );
-    let all = s.json(&["quarantine", "list", "--all", "--format", "json"]);
-    assert_eq!(all[0]["state"], "dropped", "{all}");
-    assert_eq!(all[0]["dropped"]["by"], "operatore", "{all}");
-    assert_eq!(
-        all[0]["dropped"]["reason"],
-        "test nidificato, nessuna azione"
-    );
+    assert_eq!(s.quarantine(false), vec![]);
+    let all = s.quarantine(true);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].state, "dropped", "{all:?}");
+    let dropped = all[0].dropped.as_ref().expect("who dropped it");
+    assert_eq!(dropped.by, "operatore");
+    assert_eq!(dropped.reason, "test nidificato, nessuna azione");
     let out = s.run(&["quarantine", "export", &id]);
     assert!(out.stdout == raw, "the bytes stay stored after the drop");
     let out = s.run(&["quarantine", "drop", &id, "--reason", "again"]);
@@ -468,14 +542,11 @@ fn a_quarantined_message_with_a_megabyte_of_header_is_listed_short_and_shown_cut
     raw.extend(nested_mail("TG9uZ2E=", "long-1@citizen.test"));
     let out = s.run_with(&["ingest", "--mailbox", "lavori-pubblici"], &[], Some(&raw));
     assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
-    let list = s.json(&["quarantine", "list", "--format", "json"]);
-    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    let list = s.quarantine(false);
+    assert_eq!(list.len(), 1, "{list:?}");
     // The fields after the cap are not read: the list is bounded, not complete.
-    assert!(
-        list[0]["subject"].as_str().is_some_and(|x| x.len() <= 1000),
-        "{list}"
-    );
-    let id = list[0]["id"].as_i64().expect("id").to_string();
+    assert!(list[0].subject.len() <= 1000, "{:?}", list[0].subject);
+    let id = list[0].id.to_string();
     let out = s.run(&["quarantine", "show", &id]);
     let shown = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));

@@ -14,6 +14,7 @@ mod support;
 
 use std::time::Duration;
 
+use support::config::TestConfig;
 use support::gateway::*;
 use support::mail::*;
 use support::mailstack::MailStack;
@@ -35,33 +36,20 @@ fn cyrus() -> MailStack {
     MailStack::start_cyrus(USERS)
 }
 
-/// The test config with IDLE off: both mailboxes polled every second.
-fn polling(text: String) -> String {
-    let text = text.replace("poll_seconds = 1\n", "poll_seconds = 1\nidle = false\n");
-    assert_eq!(text.matches("idle = false").count(), 2, "{text}");
-    text
-}
-
-/// The test config with IDLE off and `processed_folder = folder` on the lavori-pubblici box.
-fn polling_with_processed_folder(folder: &str) -> impl FnOnce(String) -> String + '_ {
-    move |text| {
-        let text = polling(text).replacen(
-            "default_area",
-            &format!("processed_folder = \"{folder}\"\ndefault_area"),
-            1,
-        );
-        assert!(text.contains("processed_folder"), "{text}");
-        text
+/// IDLE off and `processed_folder = folder` on the lavori-pubblici box.
+fn polling_with_processed_folder(folder: &str) -> impl FnOnce(&mut TestConfig) + '_ {
+    move |c| {
+        c.polling();
+        c.outbox = "retry_initial_seconds = 1".to_owned();
+        c.mailbox("lavori-pubblici").processed_folder = Some(folder.to_owned());
     }
 }
 
+/// The test config with IDLE off: both mailboxes polled every second.
 fn start_gateway(stack: &MailStack) -> Gateway {
-    Gateway::start_edited(
-        stack,
-        "",
-        "retry_initial_seconds = 1\nretry_max_seconds = 2",
-        polling,
-    )
+    Gateway::start_configured(stack, |c| {
+        c.polling();
+    })
 }
 
 /// The reference in an acknowledgment's subject (`[Ticket #REF] …`).
@@ -209,12 +197,11 @@ fn on_cyrus_the_same_mail_delivered_twice_is_one_ticket_and_one_acknowledgment()
 fn on_cyrus_serve_killed_and_restarted_loses_nothing_and_doubles_nothing() {
     let stack = cyrus();
     // A short lease: on PostgreSQL, mail claimed by the killed process goes out in the test.
-    let mut gw = Gateway::start_edited(
-        &stack,
-        "acks_per_sender_per_hour = 1000",
-        "retry_initial_seconds = 1\nlease_seconds = 12",
-        polling,
-    );
+    let mut gw = Gateway::start_configured(&stack, |c| {
+        c.polling();
+        c.tickets = "acks_per_sender_per_hour = 1000".to_owned();
+        c.outbox = "retry_initial_seconds = 1\nlease_seconds = 12".to_owned();
+    });
     let n = 20;
     for i in 0..n {
         let (_, raw) = citizen_mail(CITIZEN, LAVORI, &format!("Report {i}"), "testo");
@@ -285,12 +272,7 @@ fn on_cyrus_a_mail_queued_while_cyrus_was_down_becomes_a_ticket_once_it_is_back(
 #[test]
 fn on_cyrus_handled_mail_is_moved_to_a_processed_folder_under_inbox() {
     let stack = cyrus();
-    let gw = Gateway::start_edited(
-        &stack,
-        "",
-        "retry_initial_seconds = 1",
-        polling_with_processed_folder("INBOX/Processed"),
-    );
+    let gw = Gateway::start_configured(&stack, polling_with_processed_folder("INBOX/Processed"));
     let (id, raw) = citizen_mail(CITIZEN, LAVORI, "Da spostare", "testo");
     send(&stack, CITIZEN, &[LAVORI], &raw);
     wait_tickets(&gw, 1);
@@ -312,12 +294,7 @@ fn on_cyrus_handled_mail_is_moved_to_a_processed_folder_under_inbox() {
 #[test]
 fn on_cyrus_a_processed_folder_that_cannot_be_created_never_blocks_new_mail() {
     let stack = cyrus();
-    let gw = Gateway::start_edited(
-        &stack,
-        "",
-        "retry_initial_seconds = 1",
-        polling_with_processed_folder("Processed"),
-    );
+    let gw = Gateway::start_configured(&stack, polling_with_processed_folder("Processed"));
     for (i, citizen) in [CITIZEN, CITIZEN2].into_iter().enumerate() {
         let (_, raw) = citizen_mail(citizen, LAVORI, &format!("Segnalazione {i}"), "testo");
         send(&stack, citizen, &[LAVORI], &raw);

@@ -1,4 +1,5 @@
-//! Fault rehearsal (issue 11, item 5): every error path returns its connection clean.
+//! Fault rehearsal (docs/design-notes.md, "Fault rehearsal"): every error path returns its
+//! connection clean.
 
 mod support;
 
@@ -34,7 +35,8 @@ impl Drop for Immutable {
 }
 
 /// A migrated SQLite store in `dir` with ONE connection, so the connection that saw the
-/// error is the one every later call gets (as the outbox worker's did in issue 11).
+/// error is the one every later call gets (as the outbox worker's did: docs/design-notes.md,
+/// "Fault rehearsal").
 async fn one_connection_store(dir: &Path) -> Store {
     let url = format!("sqlite://{}", dir.join("ticketgate.db").display());
     let store = Store::connect(&url, 1).await.expect("connect");
@@ -47,10 +49,10 @@ fn wal_of(dir: &Path) -> PathBuf {
     dir.join("ticketgate.db-wal")
 }
 
-/// Issue 11's wedge: a COMMIT failing with a disk I/O error (the WAL made immutable for a
-/// moment). SQLite rolls such a transaction back by itself, so the ROLLBACK sqlx queues on
-/// drop fails and its depth counter stayed at 1: every later `begin` on that pooled
-/// connection failed with "attempted to call begin_with at non-zero transaction depth".
+/// The wedge of docs/design-notes.md, "Fault rehearsal": a COMMIT failing with a disk I/O error
+/// (the WAL made immutable for a moment). SQLite rolls such a transaction back by itself, so the
+/// ROLLBACK sqlx queues on drop fails and its depth counter stayed at 1: every later `begin` on
+/// that pooled connection failed with "attempted to call begin_with at non-zero transaction depth".
 #[tokio::test]
 async fn a_commit_that_failed_on_a_disk_error_leaves_no_connection_inside_a_transaction() {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -176,18 +178,6 @@ fn fill(path: &Path) {
     }
 }
 
-/// The gateway's config with `[storage] dir` pointing at `dir`.
-fn storage_at(text: String, dir: &Path) -> String {
-    let start = text.find("[storage]").expect("a [storage] table");
-    let end = start + text[start..].find("\n\n").expect("end of [storage]");
-    format!(
-        "{}[storage]\ndir = \"{}\"{}",
-        &text[..start],
-        dir.display(),
-        &text[end..]
-    )
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
@@ -244,8 +234,9 @@ fn a_full_attachment_disk_defers_the_message_and_it_goes_through_once_space_retu
     let disk = Tmpfs::mount("1m");
     let stack = MailStack::start();
     let storage = disk.path().join("attachments");
-    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
-        storage_at(t, &storage)
+    let gw = Gateway::start_configured(&stack, |c| {
+        c.outbox = "retry_initial_seconds = 1".to_owned();
+        c.storage_dir = storage.clone();
     });
     let filler = disk.path().join("filler");
     fill(&filler);
@@ -590,9 +581,9 @@ fn pipe_deliver(config: &Path, raw: &[u8]) {
     panic!("ingest kept failing temporarily");
 }
 
-/// Issue 11's kill rehearsal: `serve` SIGKILLed at random moments (seeded, the seed is
+/// The kill rehearsal: `serve` SIGKILLed at random moments (seeded, the seed is
 /// printed; `TICKETGATE_FAULTS_SEED` replays one) while mail arrives over IMAP (through
-/// Postfix and Dovecot) and by pipe (`ticketgate ingest`): the issue's full size, 1,000
+/// Postfix and Dovecot) and by pipe (`ticketgate ingest`): the full size asked for, 1,000
 /// mails and 20 kills (under a minute here, so the suite runs it as it is).
 #[test]
 fn serve_killed_at_random_moments_while_mail_arrives_loses_nothing_and_makes_nothing_twice() {
@@ -724,7 +715,7 @@ fn as_sent(delivered: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Issue 11's wedge through the real servers: the SQLite WAL made immutable for a moment
+/// The wedge through the real servers: the SQLite WAL made immutable for a moment
 /// while mail arrives (every commit fails with a disk I/O error), then writable again. The
 /// pollers and the outbox worker must come back on their own: every mail a ticket, every
 /// ticket acknowledged.

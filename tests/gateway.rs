@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::config::TestConfig;
 use support::gateway::*;
 use support::mail::*;
 use support::mailstack::MailStack;
@@ -76,18 +77,20 @@ fn a_mail_to_an_area_becomes_a_ticket_acknowledged_to_the_citizen_and_notified_t
 
     // Everything is on record: the inbound raw's sha256, both outbound messages sent.
     let shown = gw.wait_for("both outbound mails recorded as sent", WAIT, || {
-        let s = gw.show(reference);
-        let sent = s["messages"]
-            .as_array()?
+        let s = gw.ticket(reference);
+        let sent = s
+            .messages
             .iter()
-            .filter(|m| m["direction"] == "out" && m["delivery"]["state"] == "sent")
+            .filter(|m| {
+                m.direction == "out" && m.delivery.as_ref().is_some_and(|d| d.state == "sent")
+            })
             .count();
         (sent == 2).then_some(s)
     });
-    let messages = shown["messages"].as_array().expect("messages");
-    let inbound = messages
+    let inbound = shown
+        .messages
         .iter()
-        .find(|m| m["direction"] == "in")
+        .find(|m| m.direction == "in")
         .expect("inbound");
     let expected_sha = {
         use sha2::Digest;
@@ -96,17 +99,20 @@ fn a_mail_to_an_area_becomes_a_ticket_acknowledged_to_the_citizen_and_notified_t
         let served = fetch_all(&stack, LAVORI);
         hex::encode(sha2::Sha256::digest(&served[0]))
     };
-    assert_eq!(inbound["sha256"], expected_sha.as_str());
-    assert_eq!(inbound["message_id"], id.as_str());
-    let out_ack = messages
+    assert_eq!(inbound.sha256, expected_sha);
+    assert_eq!(inbound.message_id.as_deref(), Some(id.as_str()));
+    let out_ack = shown
+        .messages
         .iter()
-        .find(|m| m["kind"] == "ack")
+        .find(|m| m.kind == "ack")
         .expect("ack row");
-    assert!(out_ack["delivery"]["smtp_reply"]
-        .as_str()
+    assert!(out_ack
+        .delivery
+        .as_ref()
+        .and_then(|d| d.smtp_reply.as_deref())
         .unwrap_or("")
         .starts_with("250"));
-    assert_eq!(shown["events"][0]["kind"], "received");
+    assert_eq!(shown.events[0].kind, "received");
 
     // The message was flagged \Seen on the server only after it was stored.
     gw.wait_for("message flagged Seen", WAIT, || {
@@ -558,13 +564,7 @@ fn check_config_connect_names_the_mailbox_that_fails() {
 #[test]
 fn handled_mail_is_moved_to_the_processed_folder_and_never_deleted() {
     let stack = MailStack::start();
-    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
-        t.replacen(
-            "poll_seconds = 1\ndefault_area",
-            "poll_seconds = 1\nprocessed_folder = \"Processed\"\ndefault_area",
-            1,
-        )
-    });
+    let gw = Gateway::start_configured(&stack, processed_folder("Processed"));
     let (id, raw) = citizen_mail(CITIZEN, LAVORI, "Da spostare", "testo");
     send(&stack, CITIZEN, &[LAVORI], &raw);
     wait_tickets(&gw, 1);
@@ -775,8 +775,9 @@ fn pipe_delivery_to_a_complaints_address_makes_a_complaint_and_is_idempotent() {
 #[test]
 fn without_idle_the_mailbox_is_polled() {
     let stack = MailStack::start();
-    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
-        t.replace("poll_seconds = 1\n", "poll_seconds = 1\nidle = false\n")
+    let gw = Gateway::start_configured(&stack, |c| {
+        c.polling();
+        c.outbox = "retry_initial_seconds = 1".to_owned();
     });
     let (_, raw) = citizen_mail(CITIZEN, LAVORI, "Senza IDLE", "testo");
     send(&stack, CITIZEN, &[LAVORI], &raw);
@@ -784,13 +785,13 @@ fn without_idle_the_mailbox_is_polled() {
     assert!(gw.log().contains("idle=false"), "the poller says it polls");
 }
 
-/// The test config with `processed_folder = folder` on the "lavori-pubblici" mailbox.
-fn with_processed_folder(config: String, folder: &str) -> String {
-    config.replacen(
-        "poll_seconds = 1\ndefault_area",
-        &format!("poll_seconds = 1\nprocessed_folder = {folder:?}\ndefault_area"),
-        1,
-    )
+/// `processed_folder = folder` on the "lavori-pubblici" mailbox (failed sends retried after
+/// a second).
+fn processed_folder(folder: &str) -> impl FnOnce(&mut TestConfig) + '_ {
+    move |c| {
+        c.outbox = "retry_initial_seconds = 1".to_owned();
+        c.mailbox("lavori-pubblici").processed_folder = Some(folder.to_owned());
+    }
 }
 
 /// Acknowledgments the citizen has received.
@@ -805,9 +806,7 @@ fn acknowledgments(stack: &MailStack, citizen: &str) -> usize {
 fn a_processed_folder_the_server_refuses_never_stops_new_mail_from_becoming_tickets() {
     let stack = MailStack::start();
     // Dovecot (Maildir++, separator ".") refuses '/' in a name: CREATE and MOVE answer NO.
-    let mut gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
-        with_processed_folder(t, "Processed/Rifiutata")
-    });
+    let mut gw = Gateway::start_configured(&stack, processed_folder("Processed/Rifiutata"));
     let (_, first) = citizen_mail(CITIZEN, LAVORI, "Prima segnalazione", "testo");
     send(&stack, CITIZEN, &[LAVORI], &first);
     wait_tickets(&gw, 1);
@@ -874,9 +873,7 @@ fn a_processed_folder_the_server_refuses_never_stops_new_mail_from_becoming_tick
 #[test]
 fn a_processed_folder_with_italian_letters_is_created_and_used_in_modified_utf7() {
     let stack = MailStack::start();
-    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
-        with_processed_folder(t, "INBOX.Già elaborati")
-    });
+    let gw = Gateway::start_configured(&stack, processed_folder("INBOX.Già elaborati"));
     let (id, raw) = citizen_mail(CITIZEN, LAVORI, "Lampione spento", "testo");
     send(&stack, CITIZEN, &[LAVORI], &raw);
     wait_tickets(&gw, 1);
@@ -905,10 +902,11 @@ fn a_processed_folder_with_italian_letters_is_created_and_used_in_modified_utf7(
 fn check_config_connect_creates_or_finds_the_processed_folder_and_names_a_refusal() {
     let stack = MailStack::start();
     let gw = Gateway::start(&stack);
-    let base = std::fs::read_to_string(&gw.config_path).expect("config");
     let check = |folder: &str| {
         let path = gw.dir.join("check.toml");
-        std::fs::write(&path, with_processed_folder(base.clone(), folder)).expect("write");
+        let mut config = gw.config.clone();
+        config.mailbox("lavori-pubblici").processed_folder = Some(folder.to_owned());
+        std::fs::write(&path, config.to_toml()).expect("write");
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticketgate"))
             .arg("--config")
             .arg(&path)
@@ -967,9 +965,7 @@ fn reconfigure_dovecot(stack: &MailStack, extra: &str) {
 fn without_move_handled_mail_is_copied_and_expunged_and_the_fallback_is_logged_once() {
     let stack = MailStack::start();
     reconfigure_dovecot(&stack, WITHOUT_MOVE);
-    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
-        with_processed_folder(t, "Processed")
-    });
+    let gw = Gateway::start_configured(&stack, processed_folder("Processed"));
     for (i, citizen) in [CITIZEN, CITIZEN2].into_iter().enumerate() {
         let (_, raw) = citizen_mail(citizen, LAVORI, &format!("Senza MOVE {i}"), "testo");
         send(&stack, citizen, &[LAVORI], &raw);
@@ -1004,9 +1000,7 @@ fn a_folder_that_works_again_gets_the_waiting_mail_without_a_restart() {
         std::os::unix::fs::PermissionsExt::from_mode(0o000),
     )
     .expect("chmod");
-    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
-        with_processed_folder(t, "Archivio")
-    });
+    let gw = Gateway::start_configured(&stack, processed_folder("Archivio"));
     let (id, raw) = citizen_mail(CITIZEN, LAVORI, "Da archiviare", "testo");
     send(&stack, CITIZEN, &[LAVORI], &raw);
     wait_tickets(&gw, 1);
@@ -1060,9 +1054,7 @@ fn copied_mail_the_server_will_not_expunge_is_reported_once_and_not_copied_again
     let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&maildir).expect("stat"));
     std::os::unix::fs::chown(&acl, Some(owner), Some(owner)).expect("chown");
 
-    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
-        with_processed_folder(t, "Processed")
-    });
+    let gw = Gateway::start_configured(&stack, processed_folder("Processed"));
     for (i, citizen) in [CITIZEN, CITIZEN2].into_iter().enumerate() {
         let (_, raw) = citizen_mail(citizen, LAVORI, &format!("Non cancellabile {i}"), "testo");
         send(&stack, citizen, &[LAVORI], &raw);

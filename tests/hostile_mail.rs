@@ -1,6 +1,6 @@
-//! Hostile mail against the real binary on a private Dovecot + Postfix (issue 10): mail that
-//! crashed the process, mail with thousands of attachments, a Message-ID taken in advance,
-//! and the modes of the files the gateway creates.
+//! Hostile mail against the real binary on a private Dovecot + Postfix: mail that crashed the
+//! process, mail with thousands of attachments, a Message-ID taken in advance, and the modes
+//! of the files the gateway creates (docs/design-notes.md, "Hostile mail").
 
 mod support;
 
@@ -14,7 +14,8 @@ use support::mailstack::MailStack;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// A mail whose body is `levels` nested `message/rfc822` parts, each level only the
-/// Content-Type line and a blank line (what the attacker of issue 10 sent).
+/// Content-Type line and a blank line (what an attacker sent: docs/design-notes.md, "Hostile
+/// mail").
 fn nested_rfc822(levels: usize) -> Vec<u8> {
     let id = unique_id();
     let mut raw = format!(

@@ -1,4 +1,4 @@
-//! Who is who (issue 10, findings 2, 3 and 14): the citizen is the `From` address, an address
+//! Who is who (docs/design-notes.md, "Who is who"): the citizen is the `From` address, an address
 //! from mail is one valid addr-spec or nothing, and no mail makes the comune write to people
 //! who never wrote to it — end to end through a private Dovecot + Postfix and the real
 //! `ticketgate serve`. Hostile header bytes go in by IMAP APPEND, exactly as an Internet sender
@@ -241,12 +241,9 @@ fn a_stranger_with_the_victims_reply_to_and_tag_gets_a_linked_ticket_of_their_ow
 #[test]
 fn a_follow_up_failing_dmarc_for_its_from_is_not_the_citizen_speaking() {
     let stack = MailStack::start();
-    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
-        t.replacen(
-            &format!("secret = \"{SECRET}\""),
-            &format!("secret = \"{SECRET}\"\nauthserv_id = \"mx.comune.test\""),
-            1,
-        )
+    let gw = Gateway::start_configured(&stack, |c| {
+        c.outbox = "retry_initial_seconds = 1".to_owned();
+        c.authserv_id = Some("mx.comune.test".to_owned());
     });
     let (reference, _) = report(&stack, "Lampione spento");
     // A forged From: the comune's MTA found DMARC failing for citizen.test.

@@ -294,8 +294,9 @@ fn bare_id(id: &str) -> String {
         .to_owned()
 }
 
-/// Issue 11, failover: with the DEFAULT lease, the mail a SIGKILLed instance had claimed is
-/// sent by the survivor within seconds, with the same Message-ID, and nothing else twice.
+/// Failover (docs/design-notes.md, "Failover in seconds"): with the DEFAULT lease, the mail a
+/// SIGKILLed instance had claimed is sent by the survivor within seconds, with the same Message-ID,
+/// and nothing else twice.
 #[test]
 fn mail_claimed_by_a_killed_instance_is_sent_by_the_survivor_within_seconds_with_the_same_message_id(
 ) {
@@ -479,8 +480,9 @@ fn two_live_instances_under_load_never_send_one_row_twice() {
     );
 }
 
-/// Issue 11: a dead instance's mailboxes are polled by the survivor within 10 s, also the
-/// second one, taken while the survivor already polls the first (the lock spread).
+/// A dead instance's mailboxes are polled by the survivor within 10 s, also the second one,
+/// taken while the survivor already polls the first (the lock spread; docs/design-notes.md,
+/// "Failover in seconds").
 #[test]
 fn mailboxes_of_a_killed_poller_are_taken_over_and_new_mail_becomes_tickets_within_seconds() {
     let stack = MailStack::start();

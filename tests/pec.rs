@@ -506,7 +506,8 @@ fn provider_signatures_are_verified_and_a_bad_one_is_recorded_never_dropped() {
 
 /// With `pec.verify_signatures`, an envelope that carries no signature at all (anyone can
 /// write `X-Trasporto: posta-certificata`) is a ticket, but not a certified one, and
-/// `ticket show` says why (issue 10, finding 13).
+/// `ticket show` says why (docs/design-notes.md, "Fuzzing, PEC certification, plaintext
+/// transports").
 #[test]
 fn an_unsigned_envelope_is_not_certified_when_signatures_are_verified() {
     let stack = MailStack::start();
@@ -582,7 +583,7 @@ fn an_anomaly_carrying_a_dsn_of_our_mail_is_a_bounce_not_a_ticket() {
 /// put mail into the PEC box can write `X-Ricevuta: avvenuta-consegna`) is kept on the
 /// ticket with the reason, but changes nothing: our message's certified state stays as it
 /// was and the office gets no failure notice. A receipt the provider signed still certifies
-/// (issue 10, finding 13).
+/// (docs/design-notes.md, "Fuzzing, PEC certification, plaintext transports").
 #[test]
 fn an_unsigned_receipt_changes_no_delivery_state_when_signatures_are_verified_and_a_signed_one_does(
 ) {

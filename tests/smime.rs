@@ -5,7 +5,8 @@
 #[path = "support/pki.rs"]
 mod pki;
 
-use ticketgate::mail::smime::{self, SignatureCheck};
+use ticketgate::intake::pec_signature;
+use ticketgate::mail::smime::SignatureCheck;
 
 const PROVIDER: &str = "posta-certificata@pec.example.it";
 
@@ -79,7 +80,7 @@ async fn a_sha256_signed_entity_is_verified_with_the_signer_named() {
         String::from_utf8_lossy(&signed)
     );
 
-    let check = smime::verify(&signed, &pki.ca_pem).await;
+    let check = pec_signature::verify(&signed, &pki.ca_pem).await;
 
     verified_by(&check, PROVIDER);
     assert_eq!(check.as_str(), "verified");
@@ -92,7 +93,7 @@ async fn a_sha1_signed_entity_is_verified_as_real_providers_sign() {
     let signed = pki::sign(&pki, TEXT_ENTITY, "sha1");
     assert!(String::from_utf8_lossy(&signed).contains("micalg=\"sha1\""));
 
-    verified_by(&smime::verify(&signed, &pki.ca_pem).await, PROVIDER);
+    verified_by(&pec_signature::verify(&signed, &pki.ca_pem).await, PROVIDER);
 }
 
 #[tokio::test]
@@ -100,7 +101,7 @@ async fn sha1_certificates_with_a_1024_bit_key_are_still_verified() {
     let pki = pki::make_legacy_pki(PROVIDER);
     let signed = pki::sign(&pki, PEC_ENTITY, "sha1");
 
-    verified_by(&smime::verify(&signed, &pki.ca_pem).await, PROVIDER);
+    verified_by(&pec_signature::verify(&signed, &pki.ca_pem).await, PROVIDER);
 }
 
 #[tokio::test]
@@ -110,7 +111,7 @@ async fn a_signed_message_stored_with_lf_line_endings_is_verified() {
         let lf = pki::to_lf(&pki::sign(&pki, PEC_ENTITY, md));
         assert!(!lf.contains(&b'\r'));
 
-        verified_by(&smime::verify(&lf, &pki.ca_pem).await, PROVIDER);
+        verified_by(&pec_signature::verify(&lf, &pki.ca_pem).await, PROVIDER);
     }
 }
 
@@ -119,10 +120,13 @@ async fn a_pec_envelope_with_provider_headers_above_the_signature_is_verified() 
     let pki = pki::make_pki(PROVIDER);
     let envelope = with_envelope_headers(&pki::sign(&pki, PEC_ENTITY, "sha1"));
 
-    verified_by(&smime::verify(&envelope, &pki.ca_pem).await, PROVIDER);
+    verified_by(
+        &pec_signature::verify(&envelope, &pki.ca_pem).await,
+        PROVIDER,
+    );
     // The same envelope as Dovecot keeps it in a Maildir.
     let stored = pki::to_lf(&envelope);
-    verified_by(&smime::verify(&stored, &pki.ca_pem).await, PROVIDER);
+    verified_by(&pec_signature::verify(&stored, &pki.ca_pem).await, PROVIDER);
 }
 
 #[tokio::test]
@@ -134,7 +138,10 @@ async fn a_folded_content_type_header_is_verified() {
     assert_ne!(folded, text);
 
     let envelope = with_envelope_headers(folded.as_bytes());
-    verified_by(&smime::verify(&envelope, &pki.ca_pem).await, PROVIDER);
+    verified_by(
+        &pec_signature::verify(&envelope, &pki.ca_pem).await,
+        PROVIDER,
+    );
 }
 
 #[tokio::test]
@@ -145,9 +152,9 @@ async fn lines_longer_than_openssls_line_buffer_are_verified() {
     entity.extend_from_slice(b"</p>\r\n");
     let signed = pki::sign(&pki, &entity, "sha256");
 
-    verified_by(&smime::verify(&signed, &pki.ca_pem).await, PROVIDER);
+    verified_by(&pec_signature::verify(&signed, &pki.ca_pem).await, PROVIDER);
     verified_by(
-        &smime::verify(&pki::to_lf(&signed), &pki.ca_pem).await,
+        &pec_signature::verify(&pki::to_lf(&signed), &pki.ca_pem).await,
         PROVIDER,
     );
 }
@@ -160,12 +167,12 @@ async fn a_body_changed_by_one_byte_is_not_verified() {
     let mut tampered = signed.clone();
     tampered[at + 4] = b'g'; // "via Garibaldi" -> "via garibaldi"
 
-    let check = smime::verify(&with_envelope_headers(&tampered), &pki.ca_pem).await;
+    let check = pec_signature::verify(&with_envelope_headers(&tampered), &pki.ca_pem).await;
 
     let reason = check.detail().unwrap_or_default();
     assert!(reason.contains("verif"), "unexpected reason {reason:?}");
     // And the untouched copy still verifies, so it was the byte that mattered.
-    verified_by(&smime::verify(&signed, &pki.ca_pem).await, PROVIDER);
+    verified_by(&pec_signature::verify(&signed, &pki.ca_pem).await, PROVIDER);
 }
 
 #[tokio::test]
@@ -174,7 +181,7 @@ async fn a_message_signed_under_another_ca_is_not_verified() {
     let other = pki::make_pki(PROVIDER);
     let signed = pki::sign(&other, TEXT_ENTITY, "sha256");
 
-    let check = smime::verify(&signed, &trusted.ca_pem).await;
+    let check = pec_signature::verify(&signed, &trusted.ca_pem).await;
 
     assert_eq!(
         check,
@@ -197,11 +204,11 @@ async fn a_trust_store_with_several_cas_verifies_each_providers_mail() {
     std::fs::write(&bundle, pem).expect("write bundle");
 
     verified_by(
-        &smime::verify(&pki::sign(&first, TEXT_ENTITY, "sha1"), &bundle).await,
+        &pec_signature::verify(&pki::sign(&first, TEXT_ENTITY, "sha1"), &bundle).await,
         PROVIDER,
     );
     verified_by(
-        &smime::verify(&pki::sign(&second, TEXT_ENTITY, "sha1"), &bundle).await,
+        &pec_signature::verify(&pki::sign(&second, TEXT_ENTITY, "sha1"), &bundle).await,
         "posta-certificata@pec.altro.example.it",
     );
 }
@@ -211,7 +218,7 @@ async fn an_unsigned_message_is_not_checked() {
     let pki = pki::make_pki(PROVIDER);
     let unsigned = [ENVELOPE_HEADERS, b"MIME-Version: 1.0\r\n", TEXT_ENTITY].concat();
 
-    let check = smime::verify(&unsigned, &pki.ca_pem).await;
+    let check = pec_signature::verify(&unsigned, &pki.ca_pem).await;
 
     assert_eq!(
         check,
@@ -227,7 +234,7 @@ async fn a_missing_trust_store_file_is_not_checked() {
     let signed = pki::sign(&pki, TEXT_ENTITY, "sha256");
     let missing = pki.dir.path().join("no-such-trust-store.pem");
 
-    let check = smime::verify(&signed, &missing).await;
+    let check = pec_signature::verify(&signed, &missing).await;
 
     assert_eq!(check.as_str(), "not checked", "{check:?}");
     let reason = check.detail().unwrap_or_default();
@@ -274,7 +281,7 @@ async fn garbage_never_verifies_and_never_panics() {
     inputs.push(noise);
 
     for input in inputs {
-        let check = smime::verify(&input, &pki.ca_pem).await;
+        let check = pec_signature::verify(&input, &pki.ca_pem).await;
         assert_ne!(check.as_str(), "verified", "{check:?}");
         assert!(check.detail().is_some_and(|d| !d.is_empty()), "{check:?}");
     }
@@ -287,8 +294,10 @@ async fn concurrent_verifications_each_give_the_same_answer() {
     let pki = pki::make_pki(PROVIDER);
     let envelope = with_envelope_headers(&pki::sign(&pki, PEC_ENTITY, "sha1"));
     let rounds = 10;
-    let checks =
-        futures::future::join_all((0..rounds).map(|_| smime::verify(&envelope, &pki.ca_pem))).await;
+    let checks = futures::future::join_all(
+        (0..rounds).map(|_| pec_signature::verify(&envelope, &pki.ca_pem)),
+    )
+    .await;
     assert_eq!(checks.len(), rounds);
     for check in &checks {
         verified_by(check, PROVIDER);

@@ -1897,8 +1897,8 @@ async fn pec_facts_and_receipts_are_recorded_and_a_late_acceptance_never_undoes_
     assert_eq!(out.pec_id, None);
 }
 
-/// Issue 11: after an outage the backoff of the rows written first is the longest, so
-/// without this an answer could overtake its acknowledgment.
+/// After an outage the backoff of the rows written first is the longest, so without this an
+/// answer could overtake its acknowledgment (docs/design-notes.md, "Fault rehearsal").
 async fn mail_of_a_ticket_to_one_reader_is_due_only_after_the_earlier_one_is_done(db: Db) {
     let s = &db.store;
     let ticket_id = make_ticket(s, "2026-000001", T0).await;

@@ -405,12 +405,9 @@ fn the_signed_link_in_a_notification_takes_the_ticket_only_by_post() {
 #[test]
 fn a_staff_reply_failing_our_mta_authentication_is_not_forwarded() {
     let stack = MailStack::start();
-    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
-        t.replacen(
-            &format!("secret = \"{SECRET}\""),
-            &format!("secret = \"{SECRET}\"\nauthserv_id = \"mx.comune.test\""),
-            1,
-        )
+    let gw = Gateway::start_configured(&stack, |c| {
+        c.outbox = "retry_initial_seconds = 1".to_owned();
+        c.authserv_id = Some("mx.comune.test".to_owned());
     });
     let (reference, _, note, _) = report(&stack, "Parcheggio");
     let (_, reply) = reply_to_mail(&note, STAFF_LAVORI, "Risposta con DKIM fallito.");

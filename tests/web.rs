@@ -357,8 +357,9 @@ fn count(pages: &[Page], status: u16) -> usize {
 }
 
 fn behind_a_proxy(stack: &MailStack) -> Gateway {
-    Gateway::start_edited(stack, "", "retry_initial_seconds = 1", |t| {
-        t.replacen("[server]\n", "[server]\ntrust_forwarded_for = true\n", 1)
+    Gateway::start_configured(stack, |c| {
+        c.outbox = "retry_initial_seconds = 1".to_owned();
+        c.trust_forwarded_for = true;
     })
 }
 
@@ -874,8 +875,9 @@ fn new_confirmation_links_are_sent_on_request_at_most_three_an_hour() {
 #[test]
 fn behind_a_proxy_the_per_address_limit_counts_the_forwarded_client_address() {
     let stack = MailStack::start();
-    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
-        t.replacen("[server]\n", "[server]\ntrust_forwarded_for = true\n", 1)
+    let gw = Gateway::start_configured(&stack, |c| {
+        c.outbox = "retry_initial_seconds = 1".to_owned();
+        c.trust_forwarded_for = true;
     });
     let _account = signed_in(&stack, &gw, CITIZEN, &cf("RSSMRA85T10A562"));
     // Twenty failures from one client address, each on another account (the per-account
@@ -1050,7 +1052,7 @@ fn html_stored_before_it_was_sanitised_at_intake_is_sanitised_once_on_its_first_
     );
 }
 
-// ------------------------------------------------------------------------- issue 10
+// -------------------------- attacks on accounts and pages (docs/design-notes.md, issue 10)
 
 #[test]
 fn after_sign_in_only_a_local_path_is_followed_never_another_host() {
@@ -1147,12 +1149,9 @@ fn metrics_are_not_on_the_citizens_port_but_on_the_operators_listener() {
 fn with_a_metrics_token_metrics_need_the_bearer_token_on_both_ports() {
     const TOKEN: &str = "scrape-me-0123456789abcdef";
     let stack = MailStack::start();
-    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
-        t.replacen(
-            "[server]\n",
-            &format!("[server]\nmetrics_token = \"{TOKEN}\"\n"),
-            1,
-        )
+    let gw = Gateway::start_configured(&stack, |c| {
+        c.outbox = "retry_initial_seconds = 1".to_owned();
+        c.metrics_token = Some(TOKEN.to_owned());
     });
     for port in [gw.web_port, gw.metrics_port] {
         for bad in [
@@ -1194,12 +1193,9 @@ fn half_sent_requests(port: u16, n: usize) -> Vec<std::net::TcpStream> {
 fn half_sent_requests_beyond_the_connection_cap_starve_neither_the_web_nor_the_mail_nor_the_stop() {
     let stack = MailStack::start();
     // 256 file descriptors in all, as a small default would give; short header deadline.
-    let mut gw = Gateway::start_with_fd_limit(&stack, 256, |t| {
-        t.replacen(
-            "[server]\n",
-            "[server]\nheader_timeout_seconds = 2\nbody_timeout_seconds = 2\n",
-            1,
-        )
+    let mut gw = Gateway::start_with_fd_limit(&stack, 256, |c| {
+        c.header_timeout_seconds = Some(2);
+        c.body_timeout_seconds = Some(2);
     });
     // More half-sent requests than the process has descriptors.
     let held = half_sent_requests(gw.web_port, 400);
@@ -1362,8 +1358,9 @@ fn a_report_refused_for_an_expired_form_or_session_comes_back_with_the_text_and_
 #[test]
 fn under_https_the_cookies_carry_the_host_prefix_and_only_those_count() {
     let stack = MailStack::start();
-    let gw = Gateway::start_edited(&stack, "", "retry_initial_seconds = 1", |t| {
-        t.replacen("base_url = \"http://", "base_url = \"https://", 1)
+    let gw = Gateway::start_configured(&stack, |c| {
+        c.outbox = "retry_initial_seconds = 1".to_owned();
+        c.base_url = c.base_url.replacen("http://", "https://", 1);
     });
     let answer = support::http::exchange(gw.web_port, "GET /login HTTP/1.0\r\n\r\n");
     let cookie = answer
@@ -1465,8 +1462,8 @@ fn a_registration_or_sign_in_refused_for_its_token_comes_back_with_what_was_type
     }
 }
 
-/// Issue 10, finding 3: a stranger's mail with a citizen's address in Reply-To is the
-/// stranger's ticket; it never appears on that citizen's page.
+/// A stranger's mail with a citizen's address in Reply-To is the stranger's ticket; it never
+/// appears on that citizen's page (docs/design-notes.md, "Who is who").
 #[test]
 fn a_strangers_ticket_naming_a_citizen_in_reply_to_is_not_on_that_citizens_page() {
     let stack = MailStack::start();
@@ -1492,9 +1489,10 @@ fn a_strangers_ticket_naming_a_citizen_in_reply_to_is_not_on_that_citizens_page(
     assert_eq!(client.get(&format!("/tickets/{strangers_ref}")).status, 404);
 }
 
-/// Issue 10, finding 17 (the rest): the mailed-link forms, the new-password form and the
-/// confirmation button, refused for their token, come back in the page's language with the
-/// address typed (or the link's token) kept, never with a password and never as a bare page.
+/// docs/design-notes.md, "Web server hardening" (the rest of it): the mailed-link forms, the
+/// new-password form and the confirmation button, refused for their token, come back in the page's
+/// language with the address typed (or the link's token) kept, never with a password and never as a
+/// bare page.
 #[test]
 fn a_link_request_or_new_password_refused_for_its_token_comes_back_with_the_address_or_the_link_kept(
 ) {

@@ -1,6 +1,7 @@
-//! Reading the file so that every mistake is named at once (issue 11): syntax, wrong types,
-//! unknown and missing keys, and the semantic checks of [`Config::problems`], each with its key
-//! path (`mailbox[1].port`) and line.
+//! Reading the file so that every mistake is named at once: syntax, wrong types, unknown and
+//! missing keys, and the semantic checks of [`Config::problems`], each with its key path
+//! (`mailbox[1].port`) and line (docs/design-notes.md, "A configuration that says everything
+//! at once").
 //!
 //! serde stops at the first error of a value, so one deserialization names one mistake. Here
 //! the merged tree (file + environment) is deserialized again and again: after each error the

@@ -1,5 +1,6 @@
 //! Ticket reference, kind, status, channel and area: the words of the ticket's life
-//! (DESIGN.md). Each is stored as the word its `as_str` gives and read back with `FromStr`.
+//! (docs/design-notes.md, "Ticket life"). Each is stored as the word its `as_str` gives and read
+//! back with `FromStr`.
 
 use std::fmt;
 use std::str::FromStr;

@@ -46,8 +46,8 @@ const LOCK_RETRY: Duration = Duration::from_secs(2);
 /// Head start given to other instances per mailbox this instance already polls.
 const LOCK_SPREAD: Duration = Duration::from_secs(1);
 /// At most this much head start, however many mailboxes are held: a dead instance's mailbox
-/// is taken over within LOCK_SPREAD_CAP + LOCK_RETRY (7 s; issue 11 asks for 10 s) even by a
-/// survivor that already polls many.
+/// is taken over within LOCK_SPREAD_CAP + LOCK_RETRY (7 s, under the 10 s of failover) even
+/// by a survivor that already polls many (docs/design-notes.md, "Failover in seconds").
 const LOCK_SPREAD_CAP: Duration = Duration::from_secs(5);
 
 /// Mailbox locks this process holds (for [`LOCK_SPREAD`]).

@@ -17,6 +17,7 @@
 
 mod letters;
 mod pec;
+pub mod pec_signature;
 mod reply;
 pub mod web_report;
 

@@ -7,13 +7,14 @@
 
 use serde_json::json;
 
+use super::pec_signature;
 use super::{duplicate, quarantine, Ctx, Outcome, Pipeline, Prepared, Work};
 use crate::domain::event::{self, EventKind};
 use crate::domain::{rfc3339, EmailAddress, MessageKind};
 use crate::mail::compose::PecNoticeText;
 use crate::mail::parse::{self, InboundMail, Mailbox};
 use crate::mail::pec::{self, PecClass, PecMail, ReceiptType};
-use crate::mail::smime::{self, SignatureCheck};
+use crate::mail::smime::SignatureCheck;
 use crate::store::{OurMessage, RawRow, ReceiptEffect, Store, Tx};
 use askama::Template;
 
@@ -57,7 +58,7 @@ impl Pipeline {
     /// The provider's signature, when the operator asked for it to be checked.
     async fn check_signature(&self, raw: &[u8]) -> SignatureCheck {
         match (&self.cfg.pec.verify_signatures, &self.cfg.pec.trust_store) {
-            (true, Some(trust)) => smime::verify(raw, trust).await,
+            (true, Some(trust)) => pec_signature::verify(raw, trust).await,
             (true, None) => SignatureCheck::NotChecked {
                 reason: "pec.trust_store is not set".to_owned(),
             },
@@ -69,7 +70,8 @@ impl Pipeline {
 
     /// Why a provider message does *not* count as certified, or `None` when it does. An anomaly
     /// never does. With `pec.verify_signatures` on, a transport envelope or a receipt counts
-    /// only when the provider's signature verified (issue 10, finding 13): anyone can write
+    /// only when the provider's signature verified (docs/design-notes.md, "Fuzzing, PEC
+    /// certification, plaintext transports"): anyone can write
     /// `X-Trasporto: posta-certificata` into a mail, only the provider can sign it. With it
     /// off, the PEC box itself is what the operator trusts, as before.
     fn not_certified(&self, transport: bool, signature: &SignatureCheck) -> Option<String> {
@@ -205,7 +207,8 @@ impl Pipeline {
     /// `pec_receipt` message and a `pec_receipt_unverified` event with the reason) but
     /// changes nothing: not the state, `pec_id` or certified time of our message, and no
     /// failure notice to the office. Anyone who can put mail into the PEC box can write
-    /// `X-Ricevuta: avvenuta-consegna`; only the provider can sign it (issue 10, finding 13).
+    /// `X-Ricevuta: avvenuta-consegna`; only the provider can sign it (docs/design-notes.md,
+    /// "Fuzzing, PEC certification, plaintext transports").
     pub(super) async fn pec_receipt(
         &self,
         tx: &mut Tx,

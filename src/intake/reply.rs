@@ -94,7 +94,8 @@ impl Pipeline {
         from_addr: &str,
     ) -> anyhow::Result<Outcome> {
         // Our own text — the notification it answers with its take link, history and notes —
-        // is cut away before anything is read from the reply (issue 10, finding 9).
+        // is cut away before anything is read from the reply (docs/design-notes.md, "Our own
+        // text never reaches a citizen").
         let own = self.own_text(tx, t.ticket_id).await?;
         let stripped = strip_staff_reply(&ctx.mail.text, &own);
         let reply = parse_staff_reply(&stripped.text);

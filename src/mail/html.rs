@@ -1,5 +1,5 @@
 //! The HTML body of a mail made safe to show on the citizen's page — once, when the mail comes
-//! in, never on a page view (issue 10, finding 4).
+//! in, never on a page view (docs/design-notes.md, "HTML bodies sanitised once, at intake").
 //!
 //! ammonia (through html5ever) costs time roughly quadratic in the nesting depth of its input:
 //! 1.1 MB of nested `<div>` took 22 s. So before ammonia sees anything, a linear pre-check

@@ -1,7 +1,11 @@
 //! Mail handling: pure functions over raw message bytes (parsing, loop protection).
 
-// Untrusted mail must never panic the poller: no indexing, no unwrap outside tests.
-#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used))]
+// Untrusted mail must never panic the poller: no indexing or slicing (of a string either: a
+// byte index inside a character panics), no unwrap, outside tests.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::string_slice, clippy::unwrap_used)
+)]
 
 pub mod auth;
 pub mod autoreply;

@@ -1,4 +1,5 @@
-//! Our own words for staff never go to a citizen (issue 10, finding 9).
+//! Our own words for staff never go to a citizen (docs/design-notes.md, "Our own text never reaches
+//! a citizen").
 //!
 //! A staff member answers by replying to a notification WE wrote, and we keep every such mail
 //! byte for byte. A reply that quotes it — with or without `>`, re-wrapped by the client, under

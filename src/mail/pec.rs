@@ -309,12 +309,9 @@ pub fn classify(raw: &[u8]) -> Option<PecMail> {
 pub fn strip_id(id: &str) -> String {
     let trimmed = id.trim();
     let inside = trimmed
-        .find('<')
-        .and_then(|open| {
-            let rest = &trimmed[open + 1..];
-            rest.find('>').map(|close| &rest[..close])
-        })
-        .unwrap_or(trimmed);
+        .split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map_or(trimmed, |(inside, _)| inside);
     inside
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '<' && *c != '>')

@@ -1,7 +1,7 @@
 //! Quote and signature stripping: from the text of a reply, keeps only what its author newly
 //! wrote, so that an office's answer reaches the citizen without the notification it quotes
-//! (DESIGN.md, "Threading and who may speak for the office": "Quoted text and signatures are
-//! stripped from what is forwarded; the raw is kept").
+//! (docs/design-notes.md, "Who speaks for the office": quoted text and signatures are stripped
+//! from what is forwarded; the raw is kept).
 //!
 //! It owns the heuristics for what real mail clients put around a reply: `>` quotes and the
 //! attribution line above them ("Il giorno … ha scritto:", "On … wrote:"), Outlook's

@@ -3,7 +3,8 @@
 //! To and Cc come first, in header order, because they say what the citizen meant;
 //! X-Original-To / Delivered-To only fill in when no visible recipient matches (a Bcc to an
 //! area, or a forward). `Delivered-To` alone is unreliable: Dovecot omits it when one message
-//! is delivered to several recipients in one LMTP transaction (STACK.md).
+//! is delivered to several recipients in one LMTP transaction (docs/design-notes.md, "Route
+//! by To/Cc, not by Delivered-To").
 
 use std::collections::HashMap;
 

@@ -3,8 +3,8 @@
 //!
 //! Pure and total: no I/O, no input makes it panic, linear time on any subject. A tag is only a
 //! hint: anyone can write it in a subject, so a reference found here never proves who is
-//! speaking (DESIGN.md, "Threading and who may speak for the office": only our signed
-//! Message-IDs in References/In-Reply-To do). It helps to find the ticket of a citizen's
+//! speaking (docs/design-notes.md, "Who speaks for the office": only our signed Message-IDs
+//! in References/In-Reply-To do). It helps to find the ticket of a citizen's
 //! follow-up and to link a stranger's mail to the ticket it names.
 
 use crate::domain::TicketRef;

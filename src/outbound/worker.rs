@@ -5,13 +5,13 @@
 //! between, the row is sent again after its lease expires — the same bytes, so the same
 //! Message-ID, and the recipient's client shows one message.
 //!
-//! Failover in seconds (issue 11): the lease is short (`outbox.lease_seconds`, 10 s by
-//! default) and a heartbeat renews it every third of that while the rows are in hand, so a
-//! dead instance's rows are claimable again about one lease after it died, however long
-//! its SMTP sends take. Leases rather than row locks held by an open transaction: they work
-//! the same on SQLite and PostgreSQL, keep no transaction open across network I/O, and give
-//! the holder a deadline it can check on its own clock — a row lock is released by the
-//! server when *it* decides the connection is dead, which the holder cannot know.
+//! Failover in seconds (docs/design-notes.md, "Failover in seconds"): the lease is short
+//! (`outbox.lease_seconds`, 10 s by default) and a heartbeat renews it every third of that while
+//! the rows are in hand, so a dead instance's rows are claimable again about one lease after it
+//! died, however long its SMTP sends take. Leases rather than row locks held by an open
+//! transaction: they work the same on SQLite and PostgreSQL, keep no transaction open across
+//! network I/O, and give the holder a deadline it can check on its own clock — a row lock is
+//! released by the server when *it* decides the connection is dead, which the holder cannot know.
 //!
 //! The rule that keeps two live instances from sending one row: a row is sent only while
 //! its lease is known to be ours. When renewals fail (the database is unreachable from here
@@ -399,7 +399,8 @@ impl OutboxWorker {
                 failed_rounds = failed_rounds.saturating_add(1);
                 // Backs off (1, 2, 4, 8, then every 10 s) instead of retrying every few
                 // milliseconds: a database that fails every round would fill the log with
-                // the same line twenty times a second (seen in issue 11's disk-error run).
+                // the same line twenty times a second (seen in the disk-error run of
+                // docs/design-notes.md, "Fault rehearsal").
                 let pause = IDLE_RECHECK
                     .saturating_mul(1 << (failed_rounds - 1).min(4))
                     .min(FAILED_ROUND_PAUSE_CAP);

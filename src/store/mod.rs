@@ -3,7 +3,7 @@
 //! One code path serves SQLite and PostgreSQL through sqlx's `Any` driver, so columns keep to
 //! BIGINT/INTEGER/TEXT/BLOB and times are unix millis. Every statement is a `&'static str`
 //! with `$N` placeholders. Writes that belong together take a [`Tx`] so the caller decides the
-//! transaction's extent (DESIGN.md: one transaction per change).
+//! transaction's extent (docs/design-notes.md, "One transaction per change").
 
 #[macro_use]
 mod read;
@@ -134,7 +134,8 @@ fn pool_options(max_connections: u32, sqlite: bool) -> AnyPoolOptions {
         // ROLLBACK the dropped `Transaction` then queues fails ("no transaction is
         // active") and the connection stays at depth 1, so every later `BEGIN
         // IMMEDIATE` on it fails with "attempted to call begin_with at non-zero
-        // transaction depth": issue 11 saw the outbox worker wedged that way. Such a
+        // transaction depth": the fault rehearsal saw the outbox worker wedged that way
+        // (docs/design-notes.md, "Fault rehearsal"). Such a
         // connection is closed (closing rolls back whatever SQLite still holds) and
         // the pool opens a fresh one.
         .after_release(move |conn, _meta| {
@@ -182,7 +183,8 @@ impl Store {
 
     /// Connects to a database that must already exist and be migrated, for the commands that
     /// only read or change what is there (`ticket`, `quarantine`): a typo in `database.url`
-    /// must not create a new, empty database that then says "no tickets" (issue 11).
+    /// must not create a new, empty database that then says "no tickets" (docs/design-notes.md,
+    /// "A configuration that says everything at once").
     pub async fn open_existing(url: &str, max_connections: u32) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");

@@ -36,7 +36,8 @@ pub struct OutboxItem {
 /// The condition, on a candidate row `outbox`, that no earlier row of the same ticket for the
 /// same recipients is still queued: mail reaches each reader of a ticket in the order it was
 /// written (acknowledgment before answer), also after an outage, when the backoff of the rows
-/// written first has grown longer than that of the rows written last (issue 11). A row
+/// written first has grown longer than that of the rows written last (docs/design-notes.md,
+/// "Fault rehearsal"). A row
 /// still queued blocks the next one also while it is leased (being sent). Rows of no ticket
 /// (account mail) never wait; a row that failed for good stops blocking.
 ///

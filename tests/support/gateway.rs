@@ -7,7 +7,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use ticketgate::cli::json::TicketShow;
 
+use super::config::{TestConfig, FAST_RETRY};
 use super::http;
 use super::local::free_port;
 use super::mailstack::MailStack;
@@ -34,6 +36,9 @@ pub const CITIZEN2: &str = "luca.neri@citizen.test";
 pub struct Gateway {
     pub dir: PathBuf,
     pub config_path: PathBuf,
+    /// What its config file was written from (without the text edits of
+    /// [`Gateway::start_edited`]).
+    pub config: TestConfig,
     pub web_port: u16,
     /// The operator's listener (`server.metrics_listen`): `/metrics` and `/healthz`.
     pub metrics_port: u16,
@@ -47,101 +52,12 @@ pub struct Gateway {
     _tmp: tempfile::TempDir,
 }
 
-/// The test configuration; `extra` is appended (more TOML) and may override nothing
-/// already set, so tests that need other values pass their own `tickets`/`outbox` tables
-/// through `sections`.
-pub fn config_text(
-    stack: &MailStack,
-    dir: &std::path::Path,
-    web_port: u16,
-    tickets: &str,
-    outbox: &str,
-) -> String {
-    config_text_on(
-        stack,
-        dir,
-        (web_port, free_port()),
-        tickets,
-        outbox,
-        &format!("sqlite://{}/ticketgate.db", dir.display()),
-    )
-}
-
-/// [`config_text`] on the database at `database_url`, with the web and metrics ports.
-pub fn config_text_on(
-    stack: &MailStack,
-    dir: &std::path::Path,
-    (web_port, metrics_port): (u16, u16),
-    tickets: &str,
-    outbox: &str,
-    database_url: &str,
-) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:{web_port}"
-base_url = "http://127.0.0.1:{web_port}"
-metrics_listen = "127.0.0.1:{metrics_port}"
-
-[database]
-url = "{database_url}"
-
-[storage]
-dir = "{dir}/attachments"
-
-[security]
-secret = "{SECRET}"
-
-[smtp]
-host = "127.0.0.1"
-port = {smtp}
-tls = "none"
-timeout_seconds = 10
-
-[tickets]
-{tickets}
-
-[outbox]
-{outbox}
-
-[[mailbox]]
-name = "lavori-pubblici"
-host = "127.0.0.1"
-port = {imap}
-tls = "none"
-username = "{LAVORI}"
-password = "{pw}"
-poll_seconds = 1
-default_area = "lavori-pubblici"
-
-[[mailbox]]
-name = "ambiente"
-host = "127.0.0.1"
-port = {imap}
-tls = "none"
-username = "{AMBIENTE}"
-password = "{pw}"
-poll_seconds = 1
-
-[[area]]
-slug = "lavori-pubblici"
-name = "Lavori pubblici"
-addresses = ["{LAVORI}", {{ address = "reclami@comune.test", kind = "reclamo" }}]
-staff = ["{STAFF_LAVORI}"]
-response_days = 30
-
-[[area]]
-slug = "ambiente"
-name = "Ambiente"
-addresses = ["{AMBIENTE}"]
-staff = ["{STAFF_AMBIENTE}"]
-response_days = 20
-"#,
-        dir = dir.display(),
-        smtp = stack.smtp_port,
-        imap = stack.imap_port,
-        pw = stack.password,
-    )
+/// Sets the bodies of `[tickets]` and `[outbox]`.
+fn tables<'a>(tickets: &'a str, outbox: &'a str) -> impl FnOnce(&mut TestConfig) + 'a {
+    move |c| {
+        c.tickets = tickets.to_owned();
+        c.outbox = outbox.to_owned();
+    }
 }
 
 /// How long [`wait_tickets`] waits.
@@ -158,11 +74,14 @@ pub fn wait_tickets(gw: &Gateway, n: usize) -> Vec<Value> {
 impl Gateway {
     /// Writes the default test config and starts `ticketgate serve`.
     pub fn start(stack: &MailStack) -> Gateway {
-        Self::start_with(
-            stack,
-            "",
-            "retry_initial_seconds = 1\nretry_max_seconds = 2",
-        )
+        Self::start_configured(stack, |_| {})
+    }
+
+    /// Same, with the configuration changed by `configure` first.
+    pub fn start_configured(stack: &MailStack, configure: impl FnOnce(&mut TestConfig)) -> Gateway {
+        let mut gw = Self::prepare(stack, None, configure, |t| t, None, &[]);
+        gw.spawn();
+        gw
     }
 
     /// Same, with the bodies of the `[tickets]` and `[outbox]` tables given.
@@ -170,44 +89,35 @@ impl Gateway {
         Self::start_edited(stack, tickets, outbox, |t| t)
     }
 
-    /// Same, with the generated config text passed through `edit` first.
+    /// Same, with the generated config text passed through `edit` first (for a line the
+    /// typed [`TestConfig`] does not know).
     pub fn start_edited(
         stack: &MailStack,
         tickets: &str,
         outbox: &str,
         edit: impl FnOnce(String) -> String,
     ) -> Gateway {
-        Self::start_on(stack, None, tickets, outbox, edit, None, &[])
+        let mut gw = Self::prepare(stack, None, tables(tickets, outbox), edit, None, &[]);
+        gw.spawn();
+        gw
     }
 
-    /// [`Gateway::start_edited`] with the process's open-files limit set to `nofile`.
+    /// [`Gateway::start_configured`] with the process's open-files limit set to `nofile`.
     pub fn start_with_fd_limit(
         stack: &MailStack,
         nofile: u64,
-        edit: impl FnOnce(String) -> String,
+        configure: impl FnOnce(&mut TestConfig),
     ) -> Gateway {
-        Self::start_on(
-            stack,
-            None,
-            "",
-            "retry_initial_seconds = 1\nretry_max_seconds = 2",
-            edit,
-            Some(nofile),
-            &[],
-        )
+        let mut gw = Self::prepare(stack, None, configure, |t| t, Some(nofile), &[]);
+        gw.spawn();
+        gw
     }
 
     /// The default test config, `serve` started with `env` added to its environment.
     pub fn start_with_env(stack: &MailStack, env: &[(&str, &str)]) -> Gateway {
-        Self::start_on(
-            stack,
-            None,
-            "",
-            "retry_initial_seconds = 1\nretry_max_seconds = 2",
-            |t| t,
-            None,
-            env,
-        )
+        let mut gw = Self::prepare(stack, None, |_| {}, |t| t, None, env);
+        gw.spawn();
+        gw
     }
 
     /// Another instance on the database at `database_url` and the attachment directory
@@ -220,24 +130,7 @@ impl Gateway {
         tickets: &str,
         outbox: &str,
     ) -> Gateway {
-        let storage = storage.display().to_string();
-        Self::start_on(
-            stack,
-            Some(database_url),
-            tickets,
-            outbox,
-            move |text| {
-                let start = text.find("[storage]").expect("a [storage] table");
-                let end = start + text[start..].find("\n\n").expect("end of [storage]");
-                format!(
-                    "{}[storage]\ndir = \"{storage}\"{}",
-                    &text[..start],
-                    &text[end..]
-                )
-            },
-            None,
-            &[],
-        )
+        Self::shared(stack, database_url, storage, tickets, outbox, &[])
     }
 
     /// [`Gateway::start_shared`] with extra environment for the process (e.g.
@@ -249,36 +142,22 @@ impl Gateway {
         outbox: &str,
         env: &[(&str, &str)],
     ) -> Gateway {
-        let storage = storage.display().to_string();
-        Self::start_on(
-            stack,
-            Some(database_url),
-            "",
-            outbox,
-            move |text| {
-                let start = text.find("[storage]").expect("a [storage] table");
-                let end = start + text[start..].find("\n\n").expect("end of [storage]");
-                format!(
-                    "{}[storage]\ndir = \"{storage}\"{}",
-                    &text[..start],
-                    &text[end..]
-                )
-            },
-            None,
-            env,
-        )
+        Self::shared(stack, database_url, storage, "", outbox, env)
     }
 
-    fn start_on(
+    fn shared(
         stack: &MailStack,
-        shared_url: Option<&str>,
+        database_url: &str,
+        storage: &std::path::Path,
         tickets: &str,
         outbox: &str,
-        edit: impl FnOnce(String) -> String,
-        fd_limit: Option<u64>,
         env: &[(&str, &str)],
     ) -> Gateway {
-        let mut gw = Self::prepare_on(stack, shared_url, tickets, outbox, edit, fd_limit, env);
+        let configure = |c: &mut TestConfig| {
+            tables(tickets, outbox)(c);
+            c.storage_dir = storage.to_owned();
+        };
+        let mut gw = Self::prepare(stack, Some(database_url), configure, |t| t, None, env);
         gw.spawn();
         gw
     }
@@ -290,22 +169,17 @@ impl Gateway {
         env: &[(&str, &str)],
         edit: impl FnOnce(String) -> String,
     ) -> Gateway {
-        Self::prepare_on(
-            stack,
-            None,
-            "",
-            "retry_initial_seconds = 1\nretry_max_seconds = 2",
-            edit,
-            None,
-            env,
-        )
+        Self::prepare(stack, None, |_| {}, edit, None, env)
     }
 
-    fn prepare_on(
+    /// A gateway not started yet: its directory, ports and database (a database of its own
+    /// on PostgreSQL when the run is on PostgreSQL, unless `shared_url` names one), and its
+    /// config file (the default [`TestConfig`] with [`FAST_RETRY`], then `configure`, then
+    /// the text through `edit`).
+    fn prepare(
         stack: &MailStack,
         shared_url: Option<&str>,
-        tickets: &str,
-        outbox: &str,
+        configure: impl FnOnce(&mut TestConfig),
         edit: impl FnOnce(String) -> String,
         fd_limit: Option<u64>,
         env: &[(&str, &str)],
@@ -329,18 +203,14 @@ impl Gateway {
                 (pg, url)
             }
         };
-        let text = edit(config_text_on(
-            stack,
-            &dir,
-            (web_port, metrics_port),
-            tickets,
-            outbox,
-            &url,
-        ));
-        std::fs::write(&config_path, text).expect("write config");
+        let mut config = TestConfig::new(stack, &dir, (web_port, metrics_port), &url);
+        config.outbox = FAST_RETRY.to_owned();
+        configure(&mut config);
+        std::fs::write(&config_path, edit(config.to_toml())).expect("write config");
         Gateway {
             dir,
             config_path,
+            config,
             web_port,
             metrics_port,
             fd_limit,
@@ -570,6 +440,13 @@ impl Gateway {
     /// `ticket show REF --format json`.
     pub fn show(&self, reference: &str) -> Value {
         self.json(&["ticket", "show", reference, "--format", "json"])
+    }
+
+    /// `ticket show REF --format json`, read into the type the CLI prints it from.
+    pub fn ticket(&self, reference: &str) -> TicketShow {
+        let shown = self.show(reference);
+        serde_json::from_value(shown.clone())
+            .unwrap_or_else(|e| panic!("ticket show {reference}: not a TicketShow ({e}): {shown}"))
     }
 
     /// `quarantine list --format json`.

@@ -4,6 +4,7 @@
 
 pub mod base64;
 pub mod browser;
+pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod local;

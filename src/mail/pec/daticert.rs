@@ -281,16 +281,19 @@ fn zone_offset(zona: &str) -> Option<time::UtcOffset> {
     if zona.eq_ignore_ascii_case("z") {
         return Some(time::UtcOffset::UTC);
     }
-    let (sign, digits) = match zona.as_bytes().first()? {
-        b'+' => (1i8, &zona[1..]),
-        b'-' => (-1i8, &zona[1..]),
-        _ => return None,
+    let (sign, digits) = if let Some(digits) = zona.strip_prefix('+') {
+        (1i8, digits)
+    } else if let Some(digits) = zona.strip_prefix('-') {
+        (-1i8, digits)
+    } else {
+        return None;
     };
     let digits: String = digits.chars().filter(|c| *c != ':').collect();
     if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let hours: i8 = digits[..2].parse().ok()?;
-    let minutes: i8 = digits[2..].parse().ok()?;
+    let (hours, minutes) = digits.split_at_checked(2)?;
+    let hours: i8 = hours.parse().ok()?;
+    let minutes: i8 = minutes.parse().ok()?;
     time::UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()
 }

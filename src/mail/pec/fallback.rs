@@ -104,7 +104,8 @@ fn without_prefix(subject: &str) -> String {
             trimmed
                 .get(..prefix.len())
                 .filter(|head| head.eq_ignore_ascii_case(prefix))
-                .map(|_| trimmed[prefix.len()..].trim())
+                .and_then(|_| trimmed.get(prefix.len()..))
+                .map(str::trim)
         })
         .unwrap_or(trimmed)
         .to_owned()
