@@ -1,8 +1,8 @@
 //! The `ticketgate` command line: argument shapes (clap) and the operator commands that are
 //! not `serve` — migrate, check-config, ingest, ticket list/show, quarantine list/retry.
 //!
-//! JSON shapes printed here are a contract with operators' scripts (issue 2): field names do
-//! not change; new fields may be added. They are the types of [`json`].
+//! JSON shapes printed here are a contract with operators' scripts (docs/design-notes.md, "The
+//! CLI's JSON is a contract"): field names do not change; new fields may be added. They are the types of [`json`].
 
 pub mod json;
 

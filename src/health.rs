@@ -8,7 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::domain::now_millis;
 
 /// Where a mailbox poller is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -42,13 +43,6 @@ pub struct MailboxReport {
 fn registry() -> &'static Mutex<BTreeMap<String, MailboxReport>> {
     static REGISTRY: OnceLock<Mutex<BTreeMap<String, MailboxReport>>> = OnceLock::new();
     REGISTRY.get_or_init(|| Mutex::new(BTreeMap::new()))
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn update(name: &str, f: impl FnOnce(&mut MailboxReport)) {

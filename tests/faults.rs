@@ -551,24 +551,8 @@ impl Rng {
 /// `ticketgate ingest` as an MTA's pipe delivery does it: a temporary failure (75, e.g.
 /// the database busy while `serve` restarts) is retried; anything else is a failure.
 fn pipe_deliver(config: &Path, raw: &[u8]) {
-    use std::io::Write;
     for _ in 0..20 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ticketgate"))
-            .arg("--config")
-            .arg(config)
-            .args(["ingest", "--mailbox", "lavori-pubblici"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run ticketgate ingest");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(raw)
-            .expect("write stdin");
-        let out = child.wait_with_output().expect("ingest");
+        let out = ingest(config, "lavori-pubblici", raw, &[]);
         match out.status.code() {
             Some(0) => return,
             Some(75) => std::thread::sleep(Duration::from_millis(200)),

@@ -68,17 +68,6 @@ fn report(stack: &MailStack, subject: &str) -> (String, String) {
     (reference, note)
 }
 
-fn events(shown: &Value) -> Vec<String> {
-    shown["events"]
-        .as_array()
-        .map(|e| {
-            e.iter()
-                .filter_map(|e| e["kind"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn inbound_count(shown: &Value) -> usize {
     shown["messages"]
         .as_array()

@@ -51,17 +51,6 @@ fn show(gw: &Gateway, reference: &str) -> Value {
     gw.show(reference)
 }
 
-fn events(shown: &Value) -> Vec<String> {
-    shown["events"]
-        .as_array()
-        .map(|e| {
-            e.iter()
-                .filter_map(|e| e["kind"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn mails_for(stack: &MailStack, user: &str, needle: &str) -> Vec<String> {
     fetch_all(stack, user)
         .iter()

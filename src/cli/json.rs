@@ -1,6 +1,7 @@
 //! The JSON documents the CLI prints (`ticket list`, `ticket show`, `quarantine list`), as
-//! types: a contract with operators' scripts (issue 2), so names and values never change and
-//! new fields may only be added. Tests read the output back into the same types.
+//! types: a contract with operators' scripts (docs/design-notes.md, "The CLI's JSON is a
+//! contract"), so names and values never change and new fields may only be added. Tests read
+//! the output back into the same types.
 //!
 //! Field order is part of the bytes. These documents were once built with `json!`, whose
 //! maps (serde_json without `preserve_order`) print their keys sorted; serde prints a

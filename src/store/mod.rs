@@ -306,13 +306,8 @@ fn connection_is_clean(conn: &sqlx::AnyConnection) -> bool {
     true
 }
 
-/// Unix time in milliseconds.
-pub fn now_millis() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
-}
+/// The clock, where the store's callers have always found it.
+pub use crate::domain::now_millis;
 
 /// `s` as both backends store it: U+0000 replaced by U+FFFD.
 ///

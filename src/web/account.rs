@@ -16,17 +16,17 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
-use super::fiscal_code;
 use super::limits::{self, Verdict};
 use super::password;
 use super::visitor::{
     local_path, message, random_token, render, Chrome, Errors, FieldErrors, Visitor, SESSION_MILLIS,
 };
 use super::AppState;
-use crate::domain::EmailAddress;
+use crate::domain::password as policy;
+use crate::domain::{now_millis, EmailAddress, FiscalCode};
 use crate::outbound::queue::{queue_mail, Queued};
 use crate::outbound::Transport;
-use crate::store::{now_millis, raw_sha256_hex, CitizenRow, NewCitizen, Store};
+use crate::store::{raw_sha256_hex, CitizenRow, NewCitizen, Store};
 
 /// A verification link is valid this long.
 const VERIFY_HOURS: i64 = 48;
@@ -247,7 +247,7 @@ async fn register(
             ),
         ));
     }
-    let fiscal = match fiscal_code::parse(&form.fiscal_code) {
+    let fiscal = match FiscalCode::parse(&form.fiscal_code) {
         Ok(code) => Some(code),
         Err(e) => {
             errors.push((
@@ -321,7 +321,7 @@ fn new_password_errors(v: &Visitor, password: &str, confirm: &str, personal: &[&
         .unwrap_or("");
     let mut data = vec![local];
     data.extend(personal.iter().skip(1));
-    if let Err(p) = password::check(password, &data) {
+    if let Err(p) = policy::check(password, &data) {
         let message = if v.en() {
             p.message_en()
         } else {

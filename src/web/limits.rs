@@ -1,5 +1,5 @@
-//! Per-client limits on the citizen forms that hash a password or send mail (issue 10,
-//! findings 5, 6, 15). Each limit counts attempts per key in the database (`web_attempt`), so
+//! Per-client limits on the citizen forms that hash a password or send mail
+//! (docs/design-notes.md, "Web accounts under attack"). Each limit counts attempts per key in the database (`web_attempt`), so
 //! that every instance behind a load balancer shares them; an attempt is written before the
 //! work it allows (see `store::attempts` for why that cannot be raced).
 //!
@@ -13,7 +13,7 @@ use axum::response::Response;
 
 use super::visitor::{message, Visitor};
 use super::AppState;
-use crate::store::now_millis;
+use crate::domain::now_millis;
 
 const MINUTE_MILLIS: i64 = 60_000;
 const HOUR_MILLIS: i64 = 60 * MINUTE_MILLIS;

@@ -7,11 +7,10 @@
 //! (`server.metrics_token`) guards it — else the citizens' port answers 404.
 
 mod account;
-pub mod fiscal_code;
 mod home;
 mod limits;
 mod my_tickets;
-pub mod password;
+mod password;
 pub mod server;
 mod staff;
 mod visitor;

@@ -19,7 +19,8 @@ use serde_json::Value;
 use super::visitor::{message, render, Chrome, Errors, FieldErrors, Visitor};
 use super::AppState;
 use crate::domain::{
-    AreaSlug, Channel, Direction, EventKind, MessageKind, TicketKind, TicketRef, TicketStatus,
+    local_time, working_days_after, AreaSlug, Channel, Direction, EventKind, MessageKind,
+    TicketKind, TicketRef, TicketStatus,
 };
 use crate::intake::web_report::{self, ReportFile, WebReport};
 use crate::mail::compose::human_size;
@@ -61,52 +62,6 @@ pub fn router() -> Router<AppState> {
 fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "citizen ticket page failed");
     (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-}
-
-/// Italian civil time (CET/CEST, EU summer time rules) of unix millis, as "dd/mm/yyyy hh:mm".
-pub fn local_time(millis: i64) -> String {
-    let Ok(utc) = time::OffsetDateTime::from_unix_timestamp(millis.div_euclid(1000)) else {
-        return String::new();
-    };
-    let year = utc.year();
-    // Summer time runs from the last Sunday of March to the last Sunday of October, 01:00 UTC.
-    let last_sunday = |month: time::Month| {
-        let mut d = time::Date::from_calendar_date(year, month, 31).expect("31 March/October");
-        while d.weekday() != time::Weekday::Sunday {
-            d = d.previous_day().expect("a day in the same month");
-        }
-        d.with_hms(1, 0, 0).expect("01:00").assume_utc()
-    };
-    let summer = utc >= last_sunday(time::Month::March) && utc < last_sunday(time::Month::October);
-    let offset = if summer { 2 } else { 1 };
-    let local = utc + time::Duration::hours(offset);
-    format!(
-        "{:02}/{:02}/{} {:02}:{:02}",
-        local.day(),
-        u8::from(local.month()),
-        local.year(),
-        local.hour(),
-        local.minute()
-    )
-}
-
-/// The date `days` working days (Monday to Friday) after `millis`, as "dd/mm/yyyy".
-pub fn working_days_after(millis: i64, days: u32) -> String {
-    let Ok(start) = time::OffsetDateTime::from_unix_timestamp(millis.div_euclid(1000)) else {
-        return String::new();
-    };
-    let mut d = start.date();
-    let mut left = days;
-    while left > 0 {
-        d = match d.next_day() {
-            Some(n) => n,
-            None => break,
-        };
-        if !matches!(d.weekday(), time::Weekday::Saturday | time::Weekday::Sunday) {
-            left -= 1;
-        }
-    }
-    format!("{:02}/{:02}/{}", d.day(), u8::from(d.month()), d.year())
 }
 
 fn iso(millis: i64) -> String {
@@ -239,7 +194,7 @@ async fn list(State(state): State<AppState>, v: Visitor) -> Response {
         rows,
         email: c.email.clone(),
         name: format!("{} {}", c.first_name, c.last_name),
-        fiscal_code: super::fiscal_code::parse(&c.fiscal_code)
+        fiscal_code: crate::domain::FiscalCode::parse(&c.fiscal_code)
             .map(|f| f.masked())
             .unwrap_or_else(|_| "*".repeat(c.fiscal_code.chars().count())),
     };

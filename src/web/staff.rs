@@ -18,11 +18,10 @@ use axum::routing::get;
 use axum::{Form, Router};
 use serde::Deserialize;
 
-use super::my_tickets::local_time;
 use super::AppState;
 use crate::domain::event::{EventKind, Taken};
-use crate::domain::TicketRef;
-use crate::store::{now_millis, Store};
+use crate::domain::{local_time, now_millis, TicketRef};
+use crate::store::Store;
 use crate::tickets::{self, take_link_data, TAKE_LINK};
 
 pub fn router() -> Router<AppState> {

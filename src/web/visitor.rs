@@ -18,8 +18,8 @@
 use std::net::SocketAddr;
 
 use super::AppState;
-use crate::domain::SignedIds;
-use crate::store::{now_millis, raw_sha256_hex, CitizenRow};
+use crate::domain::{now_millis, SignedIds};
+use crate::store::{raw_sha256_hex, CitizenRow};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::{ACCEPT_LANGUAGE, CACHE_CONTROL, COOKIE, SET_COOKIE};
 use axum::http::request::Parts;

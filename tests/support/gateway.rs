@@ -60,6 +60,41 @@ fn tables<'a>(tickets: &'a str, outbox: &'a str) -> impl FnOnce(&mut TestConfig)
     }
 }
 
+/// Runs `ticketgate --config CONFIG ingest --mailbox NAME` with `raw` on stdin and `env`
+/// added to its environment, as an MTA's pipe delivery does.
+pub fn ingest(config: &std::path::Path, mailbox: &str, raw: &[u8], env: &[(&str, &str)]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+        .arg("--config")
+        .arg(config)
+        .args(["ingest", "--mailbox", mailbox])
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ticketgate ingest");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(raw)
+        .expect("write stdin");
+    child.wait_with_output().expect("ingest output")
+}
+
+/// The kinds of a `ticket show` JSON's events, in order.
+pub fn events(shown: &Value) -> Vec<String> {
+    shown["events"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// How long [`wait_tickets`] waits.
 pub const TICKETS_WAIT: Duration = Duration::from_secs(30);
 
@@ -394,24 +429,12 @@ impl Gateway {
 
     /// Runs `ticketgate ingest --mailbox NAME` with `raw` on stdin.
     pub fn ingest(&self, mailbox: &str, raw: &[u8]) -> Output {
-        use std::io::Write;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ticketgate"))
-            .arg("--config")
-            .arg(&self.config_path)
-            .args(["ingest", "--mailbox", mailbox])
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run ticketgate ingest");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(raw)
-            .expect("write stdin");
-        child.wait_with_output().expect("ingest output")
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        ingest(&self.config_path, mailbox, raw, &env)
     }
 
     fn json(&self, args: &[&str]) -> Value {

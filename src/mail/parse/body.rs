@@ -26,7 +26,7 @@ fn normalize_newlines(s: &str) -> String {
 /// Joins every text body part. mail-parser lists in `text_body` the text parts, the HTML part of
 /// HTML-only mail, and inline images (which have no text and are skipped here; they are in
 /// the attachments). When it found no body at all, an orphaned text part (see
-/// [`orphan_body_part`]) is the body.
+/// [`orphan_body_id`]) is the body.
 pub(super) fn body_text(message: &Message<'_>) -> String {
     let mut text = String::new();
     for id in &message.text_body {

@@ -21,7 +21,7 @@ const MILLIS_PER_SECOND: i64 = 1000;
 /// reference to any entity other than the five predefined ones stays in the text as written.
 ///
 /// Public for the fuzz target `pec_daticert` (docs/fuzzing.md): the pipeline reaches it only
-/// through [`classify`].
+/// through [`classify`](super::classify).
 pub fn read_daticert(xml: &[u8]) -> (Daticert, Option<String>) {
     let (text, note) = xml_text(xml);
     let mut reader = Reader::from_str(&text);

@@ -13,17 +13,25 @@
 use std::fmt;
 
 /// A syntactically valid codice fiscale, uppercase and without spaces, exactly as written
-/// (omocodic substitution letters are kept: they are part of the code).
+/// (omocodic substitution letters are kept: they are part of the code). Made only by
+/// [`FiscalCode::parse`] (or `str::parse`), so holding one means the shape was checked.
 ///
 /// `Debug` shows only the masked form so that the code, which is personal data, does not end
 /// up in logs by accident; use [`FiscalCode::as_str`] where the full code is really needed.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub enum FiscalCode {
+pub struct FiscalCode {
+    code: String,
+    kind: FiscalCodeKind,
+}
+
+/// Which of the two shapes a [`FiscalCode`] has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FiscalCodeKind {
     /// The 16-character code of a natural person.
-    Person(String),
+    Person,
     /// The 11-digit numeric code (partita IVA / codice fiscale of a company or association,
     /// or a temporary code given to a person).
-    Numeric(String),
+    Numeric,
 }
 
 /// Why a string is not a codice fiscale. Ordered roughly by how early a reader would notice.
@@ -143,9 +151,8 @@ const ODD_VALUES: [u32; 26] = [
     1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24, 23,
 ];
 
-/// Parses what a citizen typed: surrounding and inner whitespace (including the no-break
-/// spaces that copy-and-paste brings) is removed and letters are uppercased.
-pub fn parse(input: &str) -> Result<FiscalCode, FiscalCodeError> {
+/// See [`FiscalCode::parse`].
+fn parse(input: &str) -> Result<FiscalCode, FiscalCodeError> {
     let compact: String = input.chars().filter(|c| !c.is_whitespace()).collect();
     if compact.is_empty() {
         return Err(FiscalCodeError::Empty);
@@ -166,11 +173,20 @@ pub fn parse(input: &str) -> Result<FiscalCode, FiscalCodeError> {
 }
 
 impl FiscalCode {
+    /// Parses what a citizen typed: surrounding and inner whitespace (including the no-break
+    /// spaces that copy-and-paste brings) is removed and letters are uppercased.
+    pub fn parse(input: &str) -> Result<FiscalCode, FiscalCodeError> {
+        parse(input)
+    }
+
     /// The normalised code.
     pub fn as_str(&self) -> &str {
-        match self {
-            Self::Person(s) | Self::Numeric(s) => s,
-        }
+        &self.code
+    }
+
+    /// Person or numeric code.
+    pub fn kind(&self) -> FiscalCodeKind {
+        self.kind
     }
 
     /// The code with all but the first three and the last character replaced by `*`, same
@@ -186,11 +202,19 @@ impl FiscalCode {
     }
 }
 
+impl std::str::FromStr for FiscalCode {
+    type Err = FiscalCodeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse(s)
+    }
+}
+
 impl fmt::Debug for FiscalCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self {
-            Self::Person(_) => "Person",
-            Self::Numeric(_) => "Numeric",
+        let kind = match self.kind {
+            FiscalCodeKind::Person => "Person",
+            FiscalCodeKind::Numeric => "Numeric",
         };
         f.debug_tuple(kind).field(&self.masked()).finish()
     }
@@ -226,7 +250,10 @@ fn parse_person(code: String) -> Result<FiscalCode, FiscalCodeError> {
     if check_letter(&b[..PERSON_LEN - 1]) != b[PERSON_LEN - 1] {
         return Err(FiscalCodeError::Check);
     }
-    Ok(FiscalCode::Person(code))
+    Ok(FiscalCode {
+        code,
+        kind: FiscalCodeKind::Person,
+    })
 }
 
 /// `code` is 11 ASCII digits.
@@ -253,7 +280,10 @@ fn parse_numeric(code: String) -> Result<FiscalCode, FiscalCodeError> {
     if (10 - sum % 10) % 10 != d[NUMERIC_LEN - 1] {
         return Err(FiscalCodeError::Check);
     }
-    Ok(FiscalCode::Numeric(code))
+    Ok(FiscalCode {
+        code,
+        kind: FiscalCodeKind::Numeric,
+    })
 }
 
 /// A digit, or the digit an omocodia letter stands for.
@@ -339,7 +369,17 @@ mod tests {
     }
 
     fn person(s: &str) -> FiscalCode {
-        FiscalCode::Person(s.to_string())
+        FiscalCode {
+            code: s.to_string(),
+            kind: FiscalCodeKind::Person,
+        }
+    }
+
+    fn numeric(s: &str) -> FiscalCode {
+        FiscalCode {
+            code: s.to_string(),
+            kind: FiscalCodeKind::Numeric,
+        }
     }
 
     #[test]
@@ -575,25 +615,16 @@ mod tests {
             parse("RSSMRA85T10\u{a0}A562S").unwrap().as_str(),
             "RSSMRA85T10A562S"
         );
-        assert_eq!(
-            parse(" 007 431 101 57 ").unwrap(),
-            FiscalCode::Numeric("00743110157".into())
-        );
+        assert_eq!(parse(" 007 431 101 57 ").unwrap(), numeric("00743110157"));
     }
 
     #[test]
     fn valid_numeric_codes_are_accepted() {
         // 0 0 7 4 3 1 1 0 1 5 | 7: odd 0+7+3+1+1 = 12, even 0+8+2+0+(10-9) = 11,
         // (10 - 23 % 10) % 10 = 7.
-        assert_eq!(
-            parse("00743110157"),
-            Ok(FiscalCode::Numeric("00743110157".into()))
-        );
+        assert_eq!(parse("00743110157"), Ok(numeric("00743110157")));
         // 1 2 3 4 5 6 7 8 9 0 | 3: odd 1+3+5+7+9 = 25, even 4+8+3+7+0 = 22, 47 → 3.
-        assert_eq!(
-            parse("12345678903"),
-            Ok(FiscalCode::Numeric("12345678903".into()))
-        );
+        assert_eq!(parse("12345678903"), Ok(numeric("12345678903")));
         // A sum that is a multiple of ten gives check digit 0: 1 9 → 1 + (18-9) = 10.
         assert!(parse("19000000000").is_ok());
     }
@@ -654,7 +685,7 @@ mod tests {
             let m = char::from(MONTH_LETTERS[month]);
             let day = if woman { day + 40 } else { day };
             let code = with_check(&format!("{letters}{year:02}{m}{day:02}{town}"));
-            prop_assert_eq!(parse(&code), Ok(FiscalCode::Person(code.clone())));
+            prop_assert_eq!(parse(&code), Ok(person(&code)));
             let last = code.as_bytes()[15];
             let wrong = char::from(b'A' + (last - b'A' + other) % 26);
             let bad = format!("{}{wrong}", &code[..15]);
