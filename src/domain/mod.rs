@@ -11,6 +11,7 @@ mod message;
 pub mod password;
 mod signed_id;
 mod ticket;
+mod token_purpose;
 mod url;
 
 pub use address::{AddressError, EmailAddress};
@@ -22,6 +23,7 @@ pub use signed_id::{OurMessageId, SignedIds};
 pub use ticket::{
     AreaSlug, Channel, TicketKind, TicketRef, TicketRefError, TicketStatus, UnknownWord,
 };
+pub use token_purpose::{TokenPurpose, UnknownPurpose};
 pub use url::escape_component;
 
 /// The mailbox name under which reports made on the web page are stored raw (as a mail

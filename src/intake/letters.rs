@@ -19,6 +19,24 @@ use crate::outbound::Transport;
 use crate::store::{now_millis, HistoryEntry, MessageTicket, Store, Tx};
 use crate::tickets::{take_link, TAKE_LINK_VALIDITY_MILLIS};
 
+/// What one staff notification says about its ticket, besides the ticket's own fields.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Notification<'a> {
+    /// The first line: what happened ("Nuova pratica", a citizen's new message, …).
+    pub headline: &'a str,
+    /// The subject and text of the message the notification is about.
+    pub subject: &'a str,
+    pub text: &'a str,
+    /// (file name, human size) of each attachment, as listed in the notification.
+    pub attachments: &'a [(String, String)],
+    /// The other offices the report was addressed to, comma-separated, or "".
+    pub also_areas: &'a str,
+    /// The ticket's kind, or "" when the notification does not name it.
+    pub kind: &'a str,
+    /// The ticket's history as text (a reassigned ticket), or "".
+    pub history: &'a str,
+}
+
 impl Pipeline {
     pub(super) async fn acknowledge(
         &self,
@@ -78,18 +96,11 @@ impl Pipeline {
 
     /// One notification per staff member of `t.area`, Reply-To the area address so that
     /// pressing Reply comes back to us.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn notify_staff(
         &self,
         tx: &mut Tx,
         t: &MessageTicket,
-        subject: &str,
-        text: &str,
-        attachments: &[(String, String)],
-        also_areas: &str,
-        headline: &str,
-        kind: &str,
-        history: &str,
+        n: &Notification<'_>,
     ) -> anyhow::Result<()> {
         let Some(area) = self.cfg.area(t.area.as_str()) else {
             return Ok(());
@@ -116,18 +127,18 @@ impl Pipeline {
                 expires,
             );
             let text = NotificationText {
-                headline,
+                headline: n.headline,
                 reference: &t.reference.to_string(),
                 area_name: &area.name,
-                also_areas,
+                also_areas: n.also_areas,
                 citizen: t.citizen.as_str(),
                 reply_to_asked: t.reply_to_asked.as_deref().unwrap_or(""),
                 received_at: &received_at,
-                kind_it: kind,
-                subject,
-                text,
-                attachments: attachments.to_vec(),
-                history,
+                kind_it: n.kind,
+                subject: n.subject,
+                text: n.text,
+                attachments: n.attachments.to_vec(),
+                history: n.history,
                 take_link: &take_link,
             }
             .render()?;
@@ -268,18 +279,17 @@ impl Pipeline {
             .map(|h| h.text.clone())
             .unwrap_or_default();
         let headline = format!("Pratica assegnata al vostro ufficio da {previous_area}:");
-        self.notify_staff(
-            tx,
-            t,
-            &t.subject,
-            &first_text,
-            &[],
-            "",
-            &headline,
-            t.kind.as_str(),
-            &render_history(&history),
-        )
-        .await
+        let history = render_history(&history);
+        let notification = Notification {
+            headline: &headline,
+            subject: &t.subject,
+            text: &first_text,
+            attachments: &[],
+            also_areas: "",
+            kind: t.kind.as_str(),
+            history: &history,
+        };
+        self.notify_staff(tx, t, &notification).await
     }
 
     /// A short notice to one staff member, from the area address of the ticket.

@@ -15,6 +15,7 @@
 //! whose processing keeps failing is quarantined with the error instead of blocking its
 //! mailbox.
 
+mod classify;
 mod letters;
 mod pec;
 pub mod pec_signature;
@@ -35,19 +36,20 @@ use crate::domain::{
     AreaSlug, Channel, Direction, EmailAddress, MessageKind, OurMessageId, SignedIds, TicketKind,
     TicketRef, TicketStatus, WEB_MAILBOX,
 };
-use crate::mail::autoreply::AutoReason;
 use crate::mail::compose::{self, OversizeText};
 use crate::mail::html::{self, ShownHtml};
 use crate::mail::parse::{self, InboundMail};
 use crate::mail::prescan;
 use crate::mail::route::{route, RoutedArea};
-use crate::mail::{auth, fingerprint, tag};
+use crate::mail::{fingerprint, tag};
 use crate::outbound::queue::{queue_mail, Queued};
 use crate::outbound::Transport;
 use crate::store::{
     now_millis, InboundPec, MessageTicket, NewAttachment, NewMessage, NewTicket, RawRow, Store, Tx,
 };
 use askama::Template;
+use classify::{classify, Arrival, Decision, Referenced, Rules};
+use letters::Notification;
 use pec::{PecFacts, ReceiptWork};
 use secrecy::ExposeSecret;
 
@@ -462,33 +464,91 @@ impl Pipeline {
                 reused_key.as_str()
             }
         };
-        // Who is writing is the From address (for PEC, daticert's `mittente`, which the
-        // unwrapping put into From). Reply-To is only a wish about where answers go: anyone
-        // can write a victim's address there, so it never decides who the citizen is.
-        // Empty when From is missing or not one valid address: a bounce is still matched to
-        // our message below (some MTAs write a bare `MAILER-DAEMON`); anything else is then
-        // quarantined, since nobody may be answered or recorded as its author.
-        let from_addr = mail
-            .from
-            .as_ref()
-            .map(|f| f.address.clone())
-            .unwrap_or_default();
+        let from_addr = classify::sender(mail);
+        let referenced = self.referenced(tx, raw, mail, pec, &from_addr).await?;
+        let ctx = Ctx {
+            raw,
+            mail,
+            dedup_key,
+            stored,
+            not_extracted,
+            fingerprint,
+            reused_of,
+            pec,
+        };
+        let arrival = Arrival {
+            mailbox: &raw.mailbox,
+            bytes: &raw.bytes,
+            pec: pec.is_some(),
+        };
+        let rules = Rules {
+            cfg: &self.cfg,
+            own_addresses: &self.own_addresses,
+        };
+        match classify(&arrival, mail, referenced, &rules) {
+            Decision::Bounce { ours, ticket } => {
+                self.bounce(tx, &ctx, &ours, &ticket, &from_addr).await
+            }
+            Decision::Automatic {
+                ticket,
+                kind,
+                reason,
+            } => {
+                let details = event::MessageReason {
+                    message: None,
+                    reason,
+                };
+                let (kind, recorded) = match kind.parse::<MessageKind>()? {
+                    MessageKind::Receipt => (MessageKind::Receipt, EventKind::Receipt(details)),
+                    _ => (MessageKind::AutoReply, EventKind::AutoReply(details)),
+                };
+                self.record(tx, &ctx, &ticket, kind, recorded, &from_addr)
+                    .await
+            }
+            Decision::StaffReply { ticket } => {
+                self.staff_reply(tx, &ctx, &ticket, &from_addr).await
+            }
+            Decision::UnverifiedStaff { ticket, reason } => {
+                self.unverified_staff(tx, &ctx, &ticket, &from_addr, &reason)
+                    .await
+            }
+            Decision::FollowUp { ticket } => {
+                self.citizen_follow_up(tx, &ctx, &ticket, &from_addr).await
+            }
+            Decision::NewTicket { no_ack, linked_to } => {
+                let linked_to = linked_to.as_deref().map(str::parse).transpose()?;
+                self.new_ticket(tx, &ctx, &from_addr, no_ack, linked_to)
+                    .await
+            }
+            Decision::Quarantine(reason) => quarantine(tx, raw, &reason).await,
+        }
+    }
 
-        // Which of our messages does it answer? A DSN names the bounced message in its
-        // returned headers; a bounce that is no DSN carries our id somewhere in its text;
-        // anything else in its reference headers (newest first).
+    /// What the store knows about the mail's references: which of our messages it answers
+    /// (a DSN names the bounced message in its returned headers; a bounce that is no DSN
+    /// carries our id somewhere in its text; anything else in its reference headers, newest
+    /// first; by PEC, the provider's id of our certified mail), else the ticket its subject's
+    /// tag names.
+    async fn referenced(
+        &self,
+        tx: &mut Tx,
+        raw: &RawRow,
+        mail: &InboundMail,
+        pec: Option<&PecFacts>,
+        from_addr: &str,
+    ) -> anyhow::Result<Referenced> {
         let dsn_ref = mail
             .dsn
             .as_ref()
             .and_then(|d| d.original_message_id.clone());
-        let non_dsn_bounce = mail.dsn.is_none() && looks_like_bounce(mail, &from_addr);
+        let bounce = classify::is_bounce(mail, from_addr);
         let ours = dsn_ref
             .iter()
             .chain(mail.in_reply_to.iter())
             .chain(mail.references.iter().rev())
             .find_map(|id| self.ids.verify(id))
             .or_else(|| {
-                (mail.dsn.is_some() || non_dsn_bounce)
+                bounce
                     .then(|| find_our_id_in(&raw.bytes, &self.ids))
                     .flatten()
             });
@@ -502,197 +562,18 @@ impl Pipeline {
             let ids = mail.in_reply_to.iter().chain(mail.references.iter().rev());
             referenced = self.our_message_by_pec_id(tx, ids).await?;
         }
-        let matched = referenced.as_ref().and_then(|m| m.ticket.clone());
-        let is_own = self.own_addresses.contains(&from_addr);
-        let ctx = Ctx {
-            raw,
-            mail,
-            dedup_key,
-            stored,
-            not_extracted,
-            fingerprint,
-            reused_of,
-            pec,
-        };
-
-        if mail.dsn.is_some() || non_dsn_bounce {
-            return match (&referenced, matched) {
-                (Some(ours), Some(t)) => self.bounce(tx, &ctx, ours, &t, &from_addr).await,
-                _ => {
-                    quarantine(
-                        tx,
-                        raw,
-                        "delivery status notification (bounce) that matches none of our messages",
-                    )
-                    .await
-                }
-            };
-        }
-        if from_addr.is_empty() {
-            return quarantine(
-                tx,
-                raw,
-                "no usable sender: From is missing or not one valid address",
-            )
-            .await;
-        }
-        let sender = from_addr.clone();
-        // X-Auto-Response-Suppress asks us not to answer, but Outlook also puts it on mail a
-        // person wrote: such a mail is handled as a person's, only without acknowledgment.
-        let suppress_only = matches!(mail.auto, Some(AutoReason::AutoResponseSuppress(_)));
-        let machine = mail.auto.is_some() && !suppress_only;
-        if machine || is_own {
-            let reason = match &mail.auto {
-                Some(a) => a.describe(),
-                None => format!("sent from our own address {from_addr}"),
-            };
-            // A multipart/report that is no DSN is a read receipt (MDN, RFC 8098).
-            let details = event::MessageReason {
-                message: None,
-                reason: reason.clone(),
-            };
-            let (kind, recorded) = if matches!(mail.auto, Some(AutoReason::Dsn)) {
-                (MessageKind::Receipt, EventKind::Receipt(details))
-            } else {
-                (MessageKind::AutoReply, EventKind::AutoReply(details))
-            };
-            return match matched {
-                Some(t) => self.record(tx, &ctx, &t, kind, recorded, &from_addr).await,
-                None if is_own => {
-                    quarantine(
-                        tx,
-                        raw,
-                        &format!("{reason}: possible mail loop, not made into a ticket"),
-                    )
-                    .await
-                }
-                None => self.new_ticket(tx, &ctx, &sender, Some(reason), None).await,
-            };
-        }
         // Not answering a message of ours: a ticket tag in the subject still names a ticket.
-        let via_reference = matched.is_some();
-        let ticket = match matched {
-            Some(t) => Some(t),
+        let tagged = match referenced.as_ref().and_then(|m| m.ticket.as_ref()) {
+            Some(_) => None,
             None => match tag::find_ticket_ref(&mail.subject, &self.cfg.tickets.tag_prefix) {
                 Some(r) => Store::ticket_by_ref_in(tx, &r).await?,
                 None => None,
             },
         };
-        let no_ack = mail
-            .auto
-            .as_ref()
-            .map(|a| a.describe())
-            .or_else(|| self.forged_from(raw, pec, &from_addr));
-        let Some(t) = ticket else {
-            return self.new_ticket(tx, &ctx, &sender, no_ack, None).await;
-        };
-        if self.cfg.is_any_staff(&from_addr) {
-            let refers_to_notification = via_reference
-                && referenced
-                    .as_ref()
-                    .is_some_and(|m| m.kind == MessageKind::Notification);
-            return match self.why_unverified(raw, &from_addr, &t, refers_to_notification) {
-                None => self.staff_reply(tx, &ctx, &t, &from_addr).await,
-                Some(reason) => {
-                    self.unverified_staff(tx, &ctx, &t, &from_addr, &reason)
-                        .await
-                }
-            };
-        }
-        if from_addr == t.citizen.as_str() {
-            if let Some(why) = self.follow_up_unproven(raw, pec, &from_addr) {
-                // Not recorded on the ticket (its citizen did not demonstrably write it) and
-                // not made a ticket of its own either: that ticket's citizen would be the
-                // forged From, who would then be mailed and see it on their page. Kept for an
-                // operator, with nothing sent to anyone.
-                let reason = format!(
-                    "follow-up on ticket {} not taken as its citizen's: {why}",
-                    t.reference
-                );
-                return quarantine(tx, raw, &reason).await;
-            }
-            return self.citizen_follow_up(tx, &ctx, &t, &from_addr).await;
-        }
-        // Somebody else writing about a ticket: their own ticket, linked, never appended
-        // to someone else's.
-        self.new_ticket(tx, &ctx, &sender, no_ack, Some(t.reference))
-            .await
-    }
-
-    /// Why a staff member's mail about `t` cannot be taken as the office's answer, if so.
-    fn why_unverified(
-        &self,
-        raw: &RawRow,
-        from_addr: &str,
-        t: &MessageTicket,
-        refers_to_notification: bool,
-    ) -> Option<String> {
-        if !self.cfg.is_staff_of(from_addr, t.area.as_str()) {
-            let area = self.area_name(t.area.as_str());
-            return Some(format!(
-                "{from_addr} is not staff of the office now handling the ticket ({area})"
-            ));
-        }
-        if !refers_to_notification {
-            return Some(
-                "the message does not answer a notification of this ticket (no signed \
-                 reference in In-Reply-To/References)"
-                    .to_owned(),
-            );
-        }
-        if let Some(authserv_id) = &self.cfg.security.authserv_id {
-            if let Some(failure) = auth::failed_authentication(&raw.bytes, authserv_id) {
-                return Some(format!(
-                    "the comune's mail server reports failed authentication: {failure}"
-                ));
-            }
-        }
-        None
-    }
-
-    /// Why a follow-up from `from_addr` cannot be taken as the citizen's, if so: with
-    /// `security.authserv_id` set, the comune's MTA must show DMARC pass for the From domain
-    /// (or that the domain publishes no DMARC policy). A PEC's sender is certified by its
-    /// provider instead, and the comune's MTA does not receive PEC; a report from the web
-    /// page is From the signed-in citizen's verified address and never passed an MTA.
-    fn follow_up_unproven(
-        &self,
-        raw: &RawRow,
-        pec: Option<&PecFacts>,
-        from_addr: &str,
-    ) -> Option<String> {
-        let authserv_id = self.cfg.security.authserv_id.as_deref()?;
-        if pec.is_some() || raw.mailbox == WEB_MAILBOX {
-            return None;
-        }
-        let domain = from_addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        match auth::dmarc(&raw.bytes, authserv_id, domain) {
-            auth::Dmarc::Pass | auth::Dmarc::NoPolicy => None,
-            auth::Dmarc::Failed(result) => Some(format!(
-                "the comune's mail server ({authserv_id}) reports {result} for {domain}"
-            )),
-            auth::Dmarc::Missing => Some(format!(
-                "the comune's mail server ({authserv_id}) reports no DMARC result for {domain}"
-            )),
-        }
-    }
-
-    /// A reason to send nothing automatic to `from_addr`: the comune's MTA reports that the
-    /// From domain's DMARC check failed, so From is likely forged and an acknowledgment would
-    /// carry a stranger's text to whoever owns that address.
-    fn forged_from(&self, raw: &RawRow, pec: Option<&PecFacts>, from_addr: &str) -> Option<String> {
-        let authserv_id = self.cfg.security.authserv_id.as_deref()?;
-        if pec.is_some() || raw.mailbox == WEB_MAILBOX {
-            return None;
-        }
-        let domain = from_addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        match auth::dmarc(&raw.bytes, authserv_id, domain) {
-            auth::Dmarc::Failed(result) => Some(format!(
-                "the comune's mail server ({authserv_id}) reports {result} for {domain}: \
-                 From may be forged"
-            )),
-            _ => None,
-        }
+        Ok(Referenced {
+            ours: referenced,
+            tagged,
+        })
     }
 
     /// An over-limit message: only its header was kept; the message itself stays on the
@@ -730,7 +611,16 @@ impl Pipeline {
             return Ok(Outcome::Quarantined { reason });
         };
         if self.own_addresses.contains(to_addr.as_str())
-            || self.forged_from(raw, None, to_addr.as_str()).is_some()
+            || classify::forged_from(
+                &self.cfg,
+                &Arrival {
+                    mailbox: &raw.mailbox,
+                    bytes: &raw.bytes,
+                    pec: false,
+                },
+                to_addr.as_str(),
+            )
+            .is_some()
         {
             return Ok(Outcome::Quarantined { reason });
         }
@@ -780,10 +670,7 @@ impl Pipeline {
     }
 
     fn area_name(&self, slug: &str) -> String {
-        self.cfg
-            .area(slug)
-            .map(|a| a.name.clone())
-            .unwrap_or_else(|| slug.to_owned())
+        classify::area_name(&self.cfg, slug)
     }
 
     /// Stores attachments as files, before the transaction that references them.
@@ -1150,18 +1037,17 @@ impl Pipeline {
                 area: AreaSlug::parse(&area.area)?,
                 ..t.clone()
             };
-            self.notify_staff(
-                tx,
-                &t_area,
-                &mail.subject,
-                &mail.text,
-                &attachment_list,
-                &others.join(", "),
-                "Nuova pratica",
-                kind.as_str(),
-                "",
-            )
-            .await?;
+            let also_areas = others.join(", ");
+            let notification = Notification {
+                headline: "Nuova pratica",
+                subject: &mail.subject,
+                text: &mail.text,
+                attachments: &attachment_list,
+                also_areas: &also_areas,
+                kind: kind.as_str(),
+                history: "",
+            };
+            self.notify_staff(tx, &t_area, &notification).await?;
         }
         Store::finish_raw(tx, raw.raw_message_id, "processed", None, Some(message_id)).await?;
         Ok(Outcome::Ticket {
@@ -1276,15 +1162,6 @@ fn report(raw: &RawRow, outcome: &Outcome) {
         }
         Outcome::AlreadyDone { .. } => {}
     }
-}
-
-/// A non-delivery report that is not a proper DSN (old MTAs, some providers): automatic,
-/// and from the mailer daemon or with an empty envelope sender.
-fn looks_like_bounce(mail: &InboundMail, from_addr: &str) -> bool {
-    let local = from_addr.split('@').next().unwrap_or("");
-    let daemon = matches!(local, "mailer-daemon" | "postmaster" | "mail-daemon");
-    let null_sender = mail.return_path.as_deref() == Some("");
-    daemon || (null_sender && mail.auto.is_some())
 }
 
 /// Our signed Message-ID anywhere in a raw message (a bounce quoting our mail).

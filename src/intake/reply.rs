@@ -2,6 +2,7 @@
 //! citizens' follow-ups, and bounces of our mail. Who may speak for whom is decided in
 //! `Pipeline::apply`; this module carries it out, inside the message's transaction.
 
+use super::letters::Notification;
 use super::{Ctx, Outcome, Pipeline};
 use crate::domain::event::{self, EventKind, Taken};
 use crate::domain::{AreaSlug, Direction, MessageKind, TicketKind};
@@ -328,18 +329,16 @@ impl Pipeline {
                 )
             })
             .collect();
-        self.notify_staff(
-            tx,
-            t,
-            &ctx.mail.subject,
-            &text,
-            &attachments,
-            "",
-            "Nuovo messaggio del cittadino sulla pratica",
-            "",
-            "",
-        )
-        .await?;
+        let notification = Notification {
+            headline: "Nuovo messaggio del cittadino sulla pratica",
+            subject: &ctx.mail.subject,
+            text: &text,
+            attachments: &attachments,
+            also_areas: "",
+            kind: "",
+            history: "",
+        };
+        self.notify_staff(tx, t, &notification).await?;
         Ok(Outcome::Recorded {
             reference: t.reference.to_string(),
             kind: "follow_up".to_owned(),

@@ -1,6 +1,7 @@
-//! Mail going out: queueing inside the caller's transaction ([`queue`]), and the outbox
-//! worker that sends the stored bytes over SMTP ([`worker`], [`smtp`]). Nothing else in the
-//! program talks to an SMTP server.
+//! Mail going out. Producers queue, the worker drains: [`queue`] is the write side every
+//! producer (intake, the web pages) uses, inside its own transaction; the outbox worker
+//! ([`worker`], [`smtp`]) claims the queued rows and sends the stored bytes over SMTP. Nothing
+//! else in the program writes outbox rows or talks to an SMTP server.
 
 pub mod queue;
 pub mod smtp;

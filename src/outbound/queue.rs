@@ -1,6 +1,12 @@
-//! Putting a mail in the outbox: compose the exact bytes with our signed Message-ID and queue
-//! them, inside the caller's transaction. Nothing here talks to an SMTP server: the worker
-//! sends later, at least once, the very bytes stored here.
+//! The outbox's write side: producers queue, the worker drains. Every mail the program sends
+//! is queued here by [`queue_mail`] — intake (acknowledgments, notifications, answers,
+//! notices) and the web pages (account links) — which composes the exact bytes with our
+//! signed Message-ID and inserts the message and its outbox row inside the caller's
+//! transaction, so a mail exists if and only if what caused it committed.
+//!
+//! Producers use only this module (and [`Transport`]); they never write outbox rows
+//! themselves nor reach into the worker. Nothing here talks to an SMTP server: the worker
+//! ([`crate::outbound::worker`]) sends later, at least once, the very bytes stored here.
 
 use crate::domain::{Direction, EmailAddress, MessageKind, SignedIds, TicketRef};
 use crate::mail::compose::{self, Envelope, OutAttachment};

@@ -6,6 +6,7 @@ use sqlx::Row;
 
 use super::read::ticket_from_row;
 use super::{nul_free, Result, Store, TicketView, Tx};
+use crate::domain::TokenPurpose;
 
 /// A citizen account as the web page uses it.
 #[derive(Debug, Clone)]
@@ -140,12 +141,12 @@ impl Store {
         Ok(row.as_ref().map(citizen_from_row))
     }
 
-    /// Stores a mailed link (its sha256) for `purpose` (`verify` | `reset`).
+    /// Stores a mailed link (its sha256) for `purpose`.
     pub async fn insert_token(
         tx: &mut Tx,
         token_hash: &str,
         citizen_id: i64,
-        purpose: &str,
+        purpose: TokenPurpose,
         at: i64,
         expires_at: i64,
     ) -> Result<()> {
@@ -155,7 +156,7 @@ impl Store {
         )
         .bind(token_hash)
         .bind(citizen_id)
-        .bind(purpose)
+        .bind(purpose.as_str())
         .bind(at)
         .bind(expires_at)
         .execute(&mut **tx)
@@ -164,13 +165,18 @@ impl Store {
     }
 
     /// Links for `purpose` sent to `citizen_id` since `since` (for the resend limit).
-    pub async fn tokens_since(&self, citizen_id: i64, purpose: &str, since: i64) -> Result<i64> {
+    pub async fn tokens_since(
+        &self,
+        citizen_id: i64,
+        purpose: TokenPurpose,
+        since: i64,
+    ) -> Result<i64> {
         let row = sqlx::query(
             "SELECT COUNT(*) FROM citizen_token WHERE citizen_id = $1 AND purpose = $2 \
              AND created_at >= $3",
         )
         .bind(citizen_id)
-        .bind(purpose)
+        .bind(purpose.as_str())
         .bind(since)
         .fetch_one(&self.pool)
         .await?;
@@ -181,7 +187,7 @@ impl Store {
     pub async fn token_citizen(
         &self,
         token_hash: &str,
-        purpose: &str,
+        purpose: TokenPurpose,
         now: i64,
     ) -> Result<Option<i64>> {
         let row = sqlx::query(
@@ -189,7 +195,7 @@ impl Store {
              AND used_at IS NULL AND expires_at > $3",
         )
         .bind(token_hash)
-        .bind(purpose)
+        .bind(purpose.as_str())
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
@@ -200,7 +206,7 @@ impl Store {
     pub async fn use_token(
         tx: &mut Tx,
         token_hash: &str,
-        purpose: &str,
+        purpose: TokenPurpose,
         now: i64,
     ) -> Result<Option<i64>> {
         let row = sqlx::query(
@@ -208,7 +214,7 @@ impl Store {
              AND used_at IS NULL AND expires_at > $3 RETURNING citizen_id",
         )
         .bind(token_hash)
-        .bind(purpose)
+        .bind(purpose.as_str())
         .bind(now)
         .fetch_optional(&mut **tx)
         .await?;

@@ -21,9 +21,9 @@ use super::password;
 use super::visitor::{
     local_path, message, random_token, render, Chrome, Errors, FieldErrors, Visitor, SESSION_MILLIS,
 };
-use super::AppState;
+use super::{AppState, Error};
 use crate::domain::password as policy;
-use crate::domain::{now_millis, EmailAddress, FiscalCode};
+use crate::domain::{now_millis, EmailAddress, FiscalCode, TokenPurpose};
 use crate::outbound::queue::{queue_mail, Queued};
 use crate::outbound::Transport;
 use crate::store::{raw_sha256_hex, CitizenRow, NewCitizen, Store};
@@ -48,43 +48,13 @@ pub fn router() -> Router<AppState> {
         .route("/password/reset", get(reset_form).post(reset))
 }
 
-fn t(v: &Visitor, it: &str, en: &str) -> String {
-    if v.en() {
-        en.to_owned()
-    } else {
-        it.to_owned()
-    }
-}
-
 fn site(state: &AppState) -> String {
     state.cfg.server.site_name.clone()
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "citizen page failed");
-    (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-}
-
-fn csrf_refused(state: &AppState, v: &Visitor) -> Response {
-    message(
-        state,
-        v,
-        StatusCode::FORBIDDEN,
-        t(v, "Modulo scaduto", "Form expired"),
-        vec![t(
-            v,
-            "Il modulo non è più valido (o i cookie sono disattivati). Torni indietro, ricarichi la pagina e riprovi.",
-            "The form is no longer valid (or cookies are off). Go back, reload the page and try again.",
-        )],
-        None,
-    )
-}
-
 /// The error of a form refused for its token, shown at the password (typed again).
 fn form_expired(v: &Visitor) -> String {
-    t(
-        v,
-        "Il modulo era scaduto (o i cookie sono disattivati): i dati sono qui sotto, scriva di nuovo la password e invii ancora.",
+    v.t("Il modulo era scaduto (o i cookie sono disattivati): i dati sono qui sotto, scriva di nuovo la password e invii ancora.",
         "The form had expired (or cookies are off): your details are below; type the password again and send once more.",
     )
 }
@@ -117,40 +87,34 @@ async fn register_form(
     State(state): State<AppState>,
     v: Visitor,
     Query(q): Query<TokenQuery>,
-) -> Response {
+) -> Result<Response, Error> {
     if q.done.is_some() {
-        return message(
+        return Ok(message(
             &state,
             &v,
             StatusCode::OK,
-            t(&v, "Controlli la posta", "Check your mail"),
+            v.t("Controlli la posta", "Check your mail"),
             vec![
-                t(
-                    &v,
-                    "Le abbiamo inviato un messaggio con un collegamento per confermare il suo indirizzo e-mail. Lo apra e prema «Conferma»: poi potrà accedere.",
+                v.t("Le abbiamo inviato un messaggio con un collegamento per confermare il suo indirizzo e-mail. Lo apra e prema «Conferma»: poi potrà accedere.",
                     "We sent you a message with a link to confirm your email address. Open it and press \"Confirm\": then you can sign in.",
                 ),
-                t(
-                    &v,
-                    "Se con questo indirizzo o con questo codice fiscale esiste già un account, non ne creiamo un altro: scriviamo al titolare come accedere o scegliere una nuova password.",
+                v.t("Se con questo indirizzo o con questo codice fiscale esiste già un account, non ne creiamo un altro: scriviamo al titolare come accedere o scegliere una nuova password.",
                     "If this address or this tax code already has an account, we do not create another: we write to its owner how to sign in or choose a new password.",
                 ),
-                t(
-                    &v,
-                    "Non è arrivato? Controlli la posta indesiderata, oppure chieda un nuovo collegamento.",
+                v.t("Non è arrivato? Controlli la posta indesiderata, oppure chieda un nuovo collegamento.",
                     "Nothing arrived? Check the spam folder, or ask for a new link.",
                 ),
             ],
-            Some(("/verify/resend".to_owned(), t(&v, "Chiedi un nuovo collegamento", "Ask for a new link"))),
-        );
+            Some(("/verify/resend".to_owned(), v.t("Chiedi un nuovo collegamento", "Ask for a new link"))),
+        ));
     }
     let page = RegisterPage {
-        c: v.chrome(&t(&v, "Registrazione", "Register")),
+        c: v.chrome(&v.t("Registrazione", "Register")),
         site: site(&state),
         form: RegisterForm::default(),
         errors: Vec::new(),
     };
-    render(&v, StatusCode::OK, &page)
+    Ok(render(&v, StatusCode::OK, &page))
 }
 
 /// Whether a name is plain: letters (any alphabet), spaces, apostrophes, hyphens and the dots
@@ -177,12 +141,10 @@ pub fn is_plain_name(name: &str) -> bool {
 fn check_name(v: &Visitor, value: &str, it: &str, en: &str) -> Option<String> {
     let value = value.trim();
     if value.is_empty() {
-        return Some(t(v, it, en));
+        return Some(v.t(it, en));
     }
     if !is_plain_name(value) {
-        return Some(t(
-            v,
-            "Usi solo lettere, spazi, apostrofi, trattini e il punto delle iniziali (al massimo 100), senza indirizzi web.",
+        return Some(v.t("Usi solo lettere, spazi, apostrofi, trattini e il punto delle iniziali (al massimo 100), senza indirizzi web.",
             "Use letters, spaces, apostrophes, hyphens and the dot of initials only (at most 100), no web addresses.",
         ));
     }
@@ -193,22 +155,18 @@ async fn register(
     State(state): State<AppState>,
     v: Visitor,
     Form(mut form): Form<RegisterForm>,
-) -> Response {
+) -> Result<Response, Error> {
     if !v.csrf_ok(&form.csrf) {
         // Shown again with what was typed (never the passwords), not a bare refusal.
         form.password.clear();
         form.password_confirm.clear();
         let page = RegisterPage {
-            c: v.chrome(&t(
-                &v,
-                "Registrazione: modulo scaduto",
-                "Register: form expired",
-            )),
+            c: v.chrome(&v.t("Registrazione: modulo scaduto", "Register: form expired")),
             site: site(&state),
             form,
             errors: vec![("password", form_expired(&v))],
         };
-        return render(&v, StatusCode::FORBIDDEN, &page);
+        return Err(Error::CsrfRefused(render(&v, StatusCode::FORBIDDEN, &page)));
     }
     let mut errors: Errors = Vec::new();
     if let Some(e) = check_name(
@@ -231,8 +189,7 @@ async fn register(
     if email.is_empty() {
         errors.push((
             "email",
-            t(
-                &v,
+            v.t(
                 "Scriva il suo indirizzo e-mail.",
                 "Enter your email address.",
             ),
@@ -240,8 +197,7 @@ async fn register(
     } else if EmailAddress::parse(&email).is_err() {
         errors.push((
             "email",
-            t(
-                &v,
+            v.t(
                 "L'indirizzo e-mail non è valido: deve essere come nome@esempio.it.",
                 "The email address is not valid: it should look like name@example.com.",
             ),
@@ -270,8 +226,7 @@ async fn register(
     if form.privacy.is_none() {
         errors.push((
             "privacy",
-            t(
-                &v,
+            v.t(
                 "Per registrarsi deve dichiarare di aver letto l'informativa sulla privacy.",
                 "To register you must confirm you have read the privacy notice.",
             ),
@@ -284,32 +239,30 @@ async fn register(
             .unwrap_or_default();
         // The limit after the form's own checks (a mistyped form costs nothing and must not
         // use up the citizen's attempts), before any lookup, hash or mail.
-        match limits::take(&state, limits::REGISTER_PER_CLIENT, &v.ip).await {
-            Err(e) => return internal(e),
-            Ok(Verdict::Wait(seconds)) => return limits::too_many(&state, &v, seconds),
-            Ok(Verdict::Allowed(_)) => {}
+        if let Verdict::Wait(seconds) =
+            limits::take(&state, limits::REGISTER_PER_CLIENT, &v.ip).await?
+        {
+            return Err(Error::Form(limits::too_many(&state, &v, seconds)));
         }
-        if let Err(e) = register_account(&state, &form, &email, &fiscal).await {
-            return internal(e);
-        }
+        register_account(&state, &form, &email, &fiscal).await?;
         state.outbox_wake.notify_one();
         // The same answer whether an account was created or one existed already.
-        return v.finish(Redirect::to("/register?done=1").into_response());
+        return Ok(v.finish(Redirect::to("/register?done=1").into_response()));
     }
     // The form comes back with what was typed, never the passwords.
     form.password.clear();
     form.password_confirm.clear();
     let page = RegisterPage {
-        c: v.chrome(&t(
-            &v,
-            "Registrazione: da correggere",
-            "Register: please correct",
-        )),
+        c: v.chrome(&v.t("Registrazione: da correggere", "Register: please correct")),
         site: site(&state),
         form,
         errors,
     };
-    render(&v, StatusCode::UNPROCESSABLE_ENTITY, &page)
+    Err(Error::Form(render(
+        &v,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &page,
+    )))
 }
 
 /// The errors of a new password and its repetition; `personal` is the account's email,
@@ -332,8 +285,7 @@ fn new_password_errors(v: &Visitor, password: &str, confirm: &str, personal: &[&
     if password != confirm {
         return vec![(
             "password_confirm",
-            t(
-                v,
+            v.t(
                 "Le due password non coincidono.",
                 "The two passwords do not match.",
             ),
@@ -395,7 +347,7 @@ async fn register_account(
         }
     };
     let name = format!("{} {}", form.first_name.trim(), form.last_name.trim());
-    mail_link(state, &mut tx, id, email, &name, "verify").await?;
+    mail_link(state, &mut tx, id, email, &name, TokenPurpose::Verify).await?;
     tx.commit().await?;
     tracing::info!("citizen account registered; verification mail queued");
     Ok(())
@@ -490,17 +442,17 @@ async fn mail_link(
     citizen_id: i64,
     email: &str,
     name: &str,
-    purpose: &str,
+    purpose: TokenPurpose,
 ) -> anyhow::Result<()> {
     let token = random_token();
     let now = now_millis();
     let (path, hours, subject) = match purpose {
-        "verify" => (
+        TokenPurpose::Verify => (
             "/verify",
             VERIFY_HOURS,
             "Conferma il tuo indirizzo / Confirm your address",
         ),
-        _ => (
+        TokenPurpose::Reset => (
             "/password/reset",
             RESET_HOURS,
             "Nuova password / New password",
@@ -518,7 +470,7 @@ async fn mail_link(
     let base = state.cfg.server.base_url.trim_end_matches('/');
     let link = format!("{base}{path}?token={token}");
     let site = site(state);
-    let text = if purpose == "verify" {
+    let text = if purpose == TokenPurpose::Verify {
         VerifyMail {
             name,
             site: &site,
@@ -597,26 +549,24 @@ async fn verify_page(
     State(state): State<AppState>,
     v: Visitor,
     Query(q): Query<TokenQuery>,
-) -> Response {
+) -> Result<Response, Error> {
     let hash = raw_sha256_hex(q.token.trim().as_bytes());
     match state
         .store
-        .token_citizen(&hash, "verify", now_millis())
-        .await
+        .token_citizen(&hash, TokenPurpose::Verify, now_millis())
+        .await?
     {
-        Err(e) => internal(e),
-        Ok(None) => expired_link(&state, &v, "/verify/resend"),
-        Ok(Some(_)) => confirm_button(
+        None => Err(expired_link(&state, &v, "/verify/resend")),
+        Some(_) => Ok(confirm_button(
             &state,
             &v,
             StatusCode::OK,
             q.token.trim(),
-            t(
-                &v,
+            v.t(
                 "Prema il pulsante per confermare il suo indirizzo e-mail e attivare l'account.",
                 "Press the button to confirm your email address and activate the account.",
             ),
-        ),
+        )),
     }
 }
 
@@ -628,8 +578,7 @@ fn confirm_button(
     token: &str,
     text: String,
 ) -> Response {
-    let heading = t(
-        v,
+    let heading = v.t(
         "Conferma dell'indirizzo e-mail",
         "Confirm your email address",
     );
@@ -640,27 +589,27 @@ fn confirm_button(
         text,
         action: "/verify",
         token: token.to_owned(),
-        button: t(v, "Conferma", "Confirm"),
+        button: v.t("Conferma", "Confirm"),
     };
     render(v, status, &page)
 }
 
-fn expired_link(state: &AppState, v: &Visitor, again: &str) -> Response {
-    message(
+/// The page of a mailed link that is expired, used or incomplete (404).
+fn expired_link(state: &AppState, v: &Visitor, again: &str) -> Error {
+    Error::NotFound(message(
         state,
         v,
         StatusCode::NOT_FOUND,
-        t(v, "Collegamento non valido", "Link not valid"),
-        vec![t(
-            v,
+        v.t("Collegamento non valido", "Link not valid"),
+        vec![v.t(
             "Il collegamento è scaduto, è già stato usato oppure è incompleto.",
             "The link has expired, was used already, or is incomplete.",
         )],
         Some((
             again.to_owned(),
-            t(v, "Chiedi un nuovo collegamento", "Ask for a new link"),
+            v.t("Chiedi un nuovo collegamento", "Ask for a new link"),
         )),
-    )
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -672,37 +621,34 @@ pub struct TokenForm {
     password_confirm: String,
 }
 
-async fn verify(State(state): State<AppState>, v: Visitor, Form(f): Form<TokenForm>) -> Response {
+async fn verify(
+    State(state): State<AppState>,
+    v: Visitor,
+    Form(f): Form<TokenForm>,
+) -> Result<Response, Error> {
     if !v.csrf_ok(&f.csrf) {
         // The button again with the link's token: one more press confirms.
-        return confirm_button(
+        return Err(Error::CsrfRefused(confirm_button(
             &state,
             &v,
             StatusCode::FORBIDDEN,
             f.token.trim(),
-            t(
-                &v,
-                "Il modulo era scaduto (o i cookie sono disattivati): prema di nuovo il pulsante per confermare il suo indirizzo e-mail.",
+            v.t("Il modulo era scaduto (o i cookie sono disattivati): prema di nuovo il pulsante per confermare il suo indirizzo e-mail.",
                 "The form had expired (or cookies are off): press the button again to confirm your email address.",
             ),
-        );
+        )));
     }
     let hash = raw_sha256_hex(f.token.trim().as_bytes());
     let now = now_millis();
-    let result: anyhow::Result<Option<i64>> = async {
-        let mut tx = state.store.begin().await?;
-        let used = Store::use_token(&mut tx, &hash, "verify", now).await?;
-        if let Some(id) = used {
-            Store::set_citizen_verified(&mut tx, id, now).await?;
-        }
-        tx.commit().await?;
-        Ok(used)
+    let mut tx = state.store.begin().await?;
+    let used = Store::use_token(&mut tx, &hash, TokenPurpose::Verify, now).await?;
+    if let Some(id) = used {
+        Store::set_citizen_verified(&mut tx, id, now).await?;
     }
-    .await;
-    match result {
-        Err(e) => internal(e),
-        Ok(None) => expired_link(&state, &v, "/verify/resend"),
-        Ok(Some(_)) => v.finish(Redirect::to("/login?verified=1").into_response()),
+    tx.commit().await?;
+    match used {
+        None => Err(expired_link(&state, &v, "/verify/resend")),
+        Some(_) => Ok(v.finish(Redirect::to("/login?verified=1").into_response())),
     }
 }
 
@@ -728,9 +674,7 @@ struct EmailFormPage {
 
 /// The error of a mailed-link form refused for its token, shown at the address (kept).
 fn link_form_expired(v: &Visitor) -> String {
-    t(
-        v,
-        "Il modulo era scaduto (o i cookie sono disattivati): l'indirizzo è qui sotto, invii di nuovo.",
+    v.t("Il modulo era scaduto (o i cookie sono disattivati): l'indirizzo è qui sotto, invii di nuovo.",
         "The form had expired (or cookies are off): your address is below; send once more.",
     )
 }
@@ -738,9 +682,7 @@ fn link_form_expired(v: &Visitor) -> String {
 /// The error of a new-password form refused for its token: the link still counts until it
 /// is used or expires, so the citizen types the password again here.
 fn reset_form_expired(v: &Visitor) -> String {
-    t(
-        v,
-        "Il modulo era scaduto (o i cookie sono disattivati): scriva di nuovo la nuova password e la salvi. Il collegamento ricevuto vale ancora.",
+    v.t("Il modulo era scaduto (o i cookie sono disattivati): scriva di nuovo la nuova password e la salvi. Il collegamento ricevuto vale ancora.",
         "The form had expired (or cookies are off): type the new password again and save it. The link you received still works.",
     )
 }
@@ -748,7 +690,7 @@ fn reset_form_expired(v: &Visitor) -> String {
 fn email_form(
     state: &AppState,
     v: &Visitor,
-    resend: bool,
+    purpose: TokenPurpose,
     email: String,
     errors: Errors,
 ) -> Response {
@@ -757,38 +699,34 @@ fn email_form(
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    email_form_with(state, v, resend, email, errors, status)
+    email_form_with(state, v, purpose, email, errors, status)
 }
 
 fn email_form_with(
     state: &AppState,
     v: &Visitor,
-    resend: bool,
+    purpose: TokenPurpose,
     email: String,
     errors: Errors,
     status: StatusCode,
 ) -> Response {
-    let (heading, text, action, button) = if resend {
+    let (heading, text, action, button) = if purpose == TokenPurpose::Verify {
         (
-            t(v, "Nuovo collegamento di conferma", "New confirmation link"),
-            t(
-                v,
-                "Scriva l'indirizzo con cui si è registrato: se l'account esiste e non è ancora confermato, le inviamo un nuovo collegamento.",
+            v.t("Nuovo collegamento di conferma", "New confirmation link"),
+            v.t("Scriva l'indirizzo con cui si è registrato: se l'account esiste e non è ancora confermato, le inviamo un nuovo collegamento.",
                 "Enter the address you registered with: if the account exists and is not confirmed yet, we send you a new link.",
             ),
             "/verify/resend",
-            t(v, "Invia il collegamento", "Send the link"),
+            v.t("Invia il collegamento", "Send the link"),
         )
     } else {
         (
-            t(v, "Password dimenticata", "Forgotten password"),
-            t(
-                v,
-                "Scriva l'indirizzo con cui si è registrato: se l'account esiste, le inviamo un collegamento per scegliere una nuova password.",
+            v.t("Password dimenticata", "Forgotten password"),
+            v.t("Scriva l'indirizzo con cui si è registrato: se l'account esiste, le inviamo un collegamento per scegliere una nuova password.",
                 "Enter the address you registered with: if the account exists, we send you a link to choose a new password.",
             ),
             "/password/forgot",
-            t(v, "Invia il collegamento", "Send the link"),
+            v.t("Invia il collegamento", "Send the link"),
         )
     };
     let page = EmailFormPage {
@@ -805,20 +743,24 @@ fn email_form_with(
 }
 
 async fn resend_form(State(state): State<AppState>, v: Visitor) -> Response {
-    email_form(&state, &v, true, String::new(), Vec::new())
+    email_form(&state, &v, TokenPurpose::Verify, String::new(), Vec::new())
 }
 
 async fn forgot_form(State(state): State<AppState>, v: Visitor) -> Response {
-    email_form(&state, &v, false, String::new(), Vec::new())
+    email_form(&state, &v, TokenPurpose::Reset, String::new(), Vec::new())
 }
 
 /// Sends a link of `purpose` to the account of `email` if there is one (and, for `verify`,
 /// if it is not confirmed yet), within the hourly limit. The answer never says which.
-async fn send_link_if_any(state: &AppState, email: &str, purpose: &str) -> anyhow::Result<()> {
+async fn send_link_if_any(
+    state: &AppState,
+    email: &str,
+    purpose: TokenPurpose,
+) -> anyhow::Result<()> {
     let Some(c) = state.store.citizen_by_email(email).await? else {
         return Ok(());
     };
-    if purpose == "verify" && c.verified_at.is_some() {
+    if purpose == TokenPurpose::Verify && c.verified_at.is_some() {
         return Ok(());
     }
     let sent = state
@@ -826,7 +768,10 @@ async fn send_link_if_any(state: &AppState, email: &str, purpose: &str) -> anyho
         .tokens_since(c.citizen_id, purpose, now_millis() - 3_600_000)
         .await?;
     if sent >= LINKS_PER_HOUR {
-        tracing::warn!(purpose, "mailed-link limit reached for an account");
+        tracing::warn!(
+            purpose = purpose.as_str(),
+            "mailed-link limit reached for an account"
+        );
         return Ok(());
     }
     let mut tx = state.store.begin().await?;
@@ -837,52 +782,70 @@ async fn send_link_if_any(state: &AppState, email: &str, purpose: &str) -> anyho
     Ok(())
 }
 
-async fn email_post(state: AppState, v: Visitor, f: EmailForm, purpose: &str) -> Response {
-    let resend = purpose == "verify";
+async fn email_post(
+    state: AppState,
+    v: Visitor,
+    f: EmailForm,
+    purpose: TokenPurpose,
+) -> Result<Response, Error> {
     if !v.csrf_ok(&f.csrf) {
         // The form again with the address typed (finding 17), not a bare refusal; nothing
         // is sent until a post with a good token.
         let errors = vec![("email", link_form_expired(&v))];
         let email = f.email.trim().to_owned();
-        return email_form_with(&state, &v, resend, email, errors, StatusCode::FORBIDDEN);
+        return Err(Error::CsrfRefused(email_form_with(
+            &state,
+            &v,
+            purpose,
+            email,
+            errors,
+            StatusCode::FORBIDDEN,
+        )));
     }
     let email = f.email.trim().to_lowercase();
     if EmailAddress::parse(&email).is_err() {
-        let e = t(
-            &v,
+        let e = v.t(
             "L'indirizzo e-mail non è valido: deve essere come nome@esempio.it.",
             "The email address is not valid: it should look like name@example.com.",
         );
-        return email_form(&state, &v, resend, f.email, vec![("email", e)]);
+        return Err(Error::Form(email_form(
+            &state,
+            &v,
+            purpose,
+            f.email,
+            vec![("email", e)],
+        )));
     }
-    match limits::take(&state, limits::LINKS_PER_CLIENT, &v.ip).await {
-        Err(e) => return internal(e),
-        Ok(Verdict::Wait(seconds)) => return limits::too_many(&state, &v, seconds),
-        Ok(Verdict::Allowed(_)) => {}
+    if let Verdict::Wait(seconds) = limits::take(&state, limits::LINKS_PER_CLIENT, &v.ip).await? {
+        return Err(Error::Form(limits::too_many(&state, &v, seconds)));
     }
-    if let Err(e) = send_link_if_any(&state, &email, purpose).await {
-        return internal(e);
-    }
-    message(
+    send_link_if_any(&state, &email, purpose).await?;
+    Ok(message(
         &state,
         &v,
         StatusCode::OK,
-        t(&v, "Controlli la posta", "Check your mail"),
-        vec![t(
-            &v,
-            "Se l'indirizzo corrisponde a un account, tra poco riceverà un messaggio con il collegamento. Controlli anche la cartella della posta indesiderata.",
+        v.t("Controlli la posta", "Check your mail"),
+        vec![v.t("Se l'indirizzo corrisponde a un account, tra poco riceverà un messaggio con il collegamento. Controlli anche la cartella della posta indesiderata.",
             "If the address belongs to an account, you will soon get a message with the link. Check the spam folder too.",
         )],
         None,
-    )
+    ))
 }
 
-async fn resend(State(state): State<AppState>, v: Visitor, Form(f): Form<EmailForm>) -> Response {
-    email_post(state, v, f, "verify").await
+async fn resend(
+    State(state): State<AppState>,
+    v: Visitor,
+    Form(f): Form<EmailForm>,
+) -> Result<Response, Error> {
+    email_post(state, v, f, TokenPurpose::Verify).await
 }
 
-async fn forgot(State(state): State<AppState>, v: Visitor, Form(f): Form<EmailForm>) -> Response {
-    email_post(state, v, f, "reset").await
+async fn forgot(
+    State(state): State<AppState>,
+    v: Visitor,
+    Form(f): Form<EmailForm>,
+) -> Result<Response, Error> {
+    email_post(state, v, f, TokenPurpose::Reset).await
 }
 
 // ------------------------------------------------------------------------- reset
@@ -900,34 +863,36 @@ async fn reset_form(
     State(state): State<AppState>,
     v: Visitor,
     Query(q): Query<TokenQuery>,
-) -> Response {
+) -> Result<Response, Error> {
     let hash = raw_sha256_hex(q.token.trim().as_bytes());
     match state
         .store
-        .token_citizen(&hash, "reset", now_millis())
-        .await
+        .token_citizen(&hash, TokenPurpose::Reset, now_millis())
+        .await?
     {
-        Err(e) => internal(e),
-        Ok(None) => expired_link(&state, &v, "/password/forgot"),
-        Ok(Some(_)) => {
+        None => Err(expired_link(&state, &v, "/password/forgot")),
+        Some(_) => {
             let page = ResetPage {
-                c: v.chrome(&t(&v, "Nuova password", "New password")),
+                c: v.chrome(&v.t("Nuova password", "New password")),
                 site: site(&state),
                 token: q.token.trim().to_owned(),
                 errors: Vec::new(),
             };
-            render(&v, StatusCode::OK, &page)
+            Ok(render(&v, StatusCode::OK, &page))
         }
     }
 }
 
-async fn reset(State(state): State<AppState>, v: Visitor, Form(f): Form<TokenForm>) -> Response {
+async fn reset(
+    State(state): State<AppState>,
+    v: Visitor,
+    Form(f): Form<TokenForm>,
+) -> Result<Response, Error> {
     if !v.csrf_ok(&f.csrf) {
         // The form again with the link's token (so the citizen can try again without a new
         // mail), never the passwords; the token is checked when the form comes back.
         let page = ResetPage {
-            c: v.chrome(&t(
-                &v,
+            c: v.chrome(&v.t(
                 "Nuova password: modulo scaduto",
                 "New password: form expired",
             )),
@@ -935,18 +900,20 @@ async fn reset(State(state): State<AppState>, v: Visitor, Form(f): Form<TokenFor
             token: f.token.trim().to_owned(),
             errors: vec![("password", reset_form_expired(&v))],
         };
-        return render(&v, StatusCode::FORBIDDEN, &page);
+        return Err(Error::CsrfRefused(render(&v, StatusCode::FORBIDDEN, &page)));
     }
     let hash = raw_sha256_hex(f.token.trim().as_bytes());
     let now = now_millis();
-    let citizen = match state.store.token_citizen(&hash, "reset", now).await {
-        Err(e) => return internal(e),
-        Ok(None) => return expired_link(&state, &v, "/password/forgot"),
-        Ok(Some(id)) => match state.store.citizen(id).await {
-            Ok(Some(c)) => c,
-            Ok(None) => return expired_link(&state, &v, "/password/forgot"),
-            Err(e) => return internal(e),
-        },
+    let citizen = match state
+        .store
+        .token_citizen(&hash, TokenPurpose::Reset, now)
+        .await?
+    {
+        None => None,
+        Some(id) => state.store.citizen(id).await?,
+    };
+    let Some(citizen) = citizen else {
+        return Err(expired_link(&state, &v, "/password/forgot"));
     };
     let errors = new_password_errors(
         &v,
@@ -956,8 +923,7 @@ async fn reset(State(state): State<AppState>, v: Visitor, Form(f): Form<TokenFor
     );
     if !errors.is_empty() {
         let page = ResetPage {
-            c: v.chrome(&t(
-                &v,
+            c: v.chrome(&v.t(
                 "Nuova password: da correggere",
                 "New password: please correct",
             )),
@@ -965,25 +931,24 @@ async fn reset(State(state): State<AppState>, v: Visitor, Form(f): Form<TokenFor
             token: f.token.trim().to_owned(),
             errors,
         };
-        return render(&v, StatusCode::UNPROCESSABLE_ENTITY, &page);
+        return Err(Error::Form(render(
+            &v,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &page,
+        )));
     }
-    let result: anyhow::Result<bool> = async {
-        let phc = password::hash(f.password.clone()).await?;
-        let mut tx = state.store.begin().await?;
-        let used = Store::use_token(&mut tx, &hash, "reset", now).await?;
-        if let Some(id) = used {
-            Store::set_citizen_password(&mut tx, id, &phc).await?;
-            // Whoever can read the mailbox could reset; they have thereby proven the address.
-            Store::set_citizen_verified(&mut tx, id, now).await?;
-        }
-        tx.commit().await?;
-        Ok(used.is_some())
+    let phc = password::hash(f.password.clone()).await?;
+    let mut tx = state.store.begin().await?;
+    let used = Store::use_token(&mut tx, &hash, TokenPurpose::Reset, now).await?;
+    if let Some(id) = used {
+        Store::set_citizen_password(&mut tx, id, &phc).await?;
+        // Whoever can read the mailbox could reset; they have thereby proven the address.
+        Store::set_citizen_verified(&mut tx, id, now).await?;
     }
-    .await;
-    match result {
-        Err(e) => internal(e),
-        Ok(false) => expired_link(&state, &v, "/password/forgot"),
-        Ok(true) => v.finish(Redirect::to("/login?reset=1").into_response()),
+    tx.commit().await?;
+    match used {
+        None => Err(expired_link(&state, &v, "/password/forgot")),
+        Some(_) => Ok(v.finish(Redirect::to("/login?reset=1").into_response())),
     }
 }
 
@@ -1029,14 +994,12 @@ async fn login_form(
     Query(q): Query<LoginQuery>,
 ) -> Response {
     let notice = if q.verified.is_some() {
-        Some(t(
-            &v,
+        Some(v.t(
             "Indirizzo confermato: ora può accedere.",
             "Address confirmed: you can sign in now.",
         ))
     } else if q.reset.is_some() {
-        Some(t(
-            &v,
+        Some(v.t(
             "Password cambiata: acceda con la nuova password.",
             "Password changed: sign in with the new password.",
         ))
@@ -1044,7 +1007,7 @@ async fn login_form(
         None
     };
     let page = LoginPage {
-        c: v.chrome(&t(&v, "Accesso", "Sign in")),
+        c: v.chrome(&v.t("Accesso", "Sign in")),
         site: site(&state),
         email: String::new(),
         next: safe_next(&q.next),
@@ -1055,10 +1018,14 @@ async fn login_form(
     render(&v, StatusCode::OK, &page)
 }
 
-async fn login(State(state): State<AppState>, v: Visitor, Form(f): Form<LoginForm>) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    v: Visitor,
+    Form(f): Form<LoginForm>,
+) -> Result<Response, Error> {
     if !v.csrf_ok(&f.csrf) {
         let page = LoginPage {
-            c: v.chrome(&t(&v, "Accesso: modulo scaduto", "Sign in: form expired")),
+            c: v.chrome(&v.t("Accesso: modulo scaduto", "Sign in: form expired")),
             site: site(&state),
             email: f.email.trim().to_owned(),
             next: safe_next(&f.next),
@@ -1066,7 +1033,7 @@ async fn login(State(state): State<AppState>, v: Visitor, Form(f): Form<LoginFor
             errors: vec![("password", form_expired(&v))],
             unverified: false,
         };
-        return render(&v, StatusCode::FORBIDDEN, &page);
+        return Err(Error::CsrfRefused(render(&v, StatusCode::FORBIDDEN, &page)));
     }
     let email = f.email.trim().to_lowercase();
     let next = safe_next(&f.next);
@@ -1076,7 +1043,7 @@ async fn login(State(state): State<AppState>, v: Visitor, Form(f): Form<LoginFor
     let account = raw_sha256_hex(email.as_bytes());
     let refuse = |errors: Errors, unverified: bool, status: StatusCode| {
         let page = LoginPage {
-            c: v.chrome(&t(&v, "Accesso: non riuscito", "Sign in: failed")),
+            c: v.chrome(&v.t("Accesso: non riuscito", "Sign in: failed")),
             site: site(&state),
             email: f.email.trim().to_owned(),
             next: next.clone(),
@@ -1084,7 +1051,7 @@ async fn login(State(state): State<AppState>, v: Visitor, Form(f): Form<LoginFor
             errors,
             unverified,
         };
-        render(&v, status, &page)
+        Error::Form(render(&v, status, &page))
     };
     let limited = |seconds: i64| {
         metrics::counter!("ticketgate_web_login_limited_total").increment(1);
@@ -1095,32 +1062,25 @@ async fn login(State(state): State<AppState>, v: Visitor, Form(f): Form<LoginFor
             format!("Troppi tentativi non riusciti. Per la sua sicurezza attenda {wait} e riprovi, oppure recuperi la password.")
         };
         let mut page = refuse(vec![("email", e)], false, StatusCode::TOO_MANY_REQUESTS);
-        if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.max(1).to_string()) {
+        if let (Error::Form(page), Ok(value)) = (
+            &mut page,
+            axum::http::HeaderValue::from_str(&seconds.max(1).to_string()),
+        ) {
             page.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, value);
         }
         page
     };
-    let client_attempt = match limits::take(&state, limits::SIGN_INS_PER_CLIENT, &v.ip).await {
-        Err(e) => return internal(e),
-        Ok(Verdict::Wait(seconds)) => return limited(seconds),
-        Ok(Verdict::Allowed(id)) => id,
+    let client_attempt = match limits::take(&state, limits::SIGN_INS_PER_CLIENT, &v.ip).await? {
+        Verdict::Wait(seconds) => return Err(limited(seconds)),
+        Verdict::Allowed(id) => id,
     };
-    match limits::take_sign_in(&state, &account, &v.ip).await {
-        Err(e) => return internal(e),
-        Ok(Verdict::Wait(seconds)) => {
-            // Not checked, so not a failure of this address either.
-            if let Err(e) = limits::forget(&state, client_attempt).await {
-                return internal(e);
-            }
-            return limited(seconds);
-        }
-        Ok(Verdict::Allowed(_)) => {}
+    if let Verdict::Wait(seconds) = limits::take_sign_in(&state, &account, &v.ip).await? {
+        // Not checked, so not a failure of this address either.
+        limits::forget(&state, client_attempt).await?;
+        return Err(limited(seconds));
     }
-    let citizen = match state.store.citizen_by_email(&email).await {
-        Ok(c) => c,
-        Err(e) => return internal(e),
-    };
+    let citizen = state.store.citizen_by_email(&email).await?;
     let ok = match &citizen {
         Some(c) => password::verify(f.password.clone(), c.password_hash.clone()).await,
         None => {
@@ -1133,53 +1093,37 @@ async fn login(State(state): State<AppState>, v: Visitor, Form(f): Form<LoginFor
     let Some(citizen) = citizen.filter(|_| ok) else {
         // The attempts written above stay: they are this failure.
         metrics::counter!("ticketgate_web_login_failed_total").increment(1);
-        let e = t(
-            &v,
+        let e = v.t(
             "Indirizzo e-mail o password non corretti.",
             "Wrong email address or password.",
         );
-        return refuse(vec![("email", e)], false, StatusCode::UNAUTHORIZED);
+        return Err(refuse(vec![("email", e)], false, StatusCode::UNAUTHORIZED));
     };
     // The right password: no failure, and the delay this address built up for the account ends.
-    let cleared = async {
-        limits::forget(&state, client_attempt).await?;
-        limits::signed_in(&state, &account, &v.ip).await
-    }
-    .await;
-    if let Err(e) = cleared {
-        return internal(e);
-    }
+    limits::forget(&state, client_attempt).await?;
+    limits::signed_in(&state, &account, &v.ip).await?;
     if citizen.verified_at.is_none() {
-        let e = t(
-            &v,
-            "Deve prima confermare il suo indirizzo e-mail con il collegamento che le abbiamo inviato.",
+        let e = v.t("Deve prima confermare il suo indirizzo e-mail con il collegamento che le abbiamo inviato.",
             "First confirm your email address with the link we sent you.",
         );
-        return refuse(vec![("email", e)], true, StatusCode::FORBIDDEN);
+        return Err(refuse(vec![("email", e)], true, StatusCode::FORBIDDEN));
     }
     let session = random_token();
     let now = now_millis();
-    let result = async {
-        if let Some(old) = &v.session_hash {
-            state.store.delete_session(old).await?;
-        }
-        state
-            .store
-            .insert_session(
-                &raw_sha256_hex(session.as_bytes()),
-                citizen.citizen_id,
-                now,
-                now + SESSION_MILLIS,
-            )
-            .await?;
-        anyhow::Ok(())
+    if let Some(old) = &v.session_hash {
+        state.store.delete_session(old).await?;
     }
-    .await;
-    if let Err(e) = result {
-        return internal(e);
-    }
+    state
+        .store
+        .insert_session(
+            &raw_sha256_hex(session.as_bytes()),
+            citizen.citizen_id,
+            now,
+            now + SESSION_MILLIS,
+        )
+        .await?;
     metrics::counter!("ticketgate_web_logins_total").increment(1);
-    v.with_session(Redirect::to(&next).into_response(), &session)
+    Ok(v.with_session(Redirect::to(&next).into_response(), &session))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1188,16 +1132,18 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(State(state): State<AppState>, v: Visitor, Form(f): Form<CsrfForm>) -> Response {
+async fn logout(
+    State(state): State<AppState>,
+    v: Visitor,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, Error> {
     if !v.csrf_ok(&f.csrf) {
-        return csrf_refused(&state, &v);
+        return Err(Error::csrf_refused(&state, &v));
     }
     if let Some(hash) = &v.session_hash {
-        if let Err(e) = state.store.delete_session(hash).await {
-            return internal(e);
-        }
+        state.store.delete_session(hash).await?;
     }
-    v.without_session(Redirect::to("/").into_response())
+    Ok(v.without_session(Redirect::to("/").into_response()))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! (`server.metrics_token`) guards it — else the citizens' port answers 404.
 
 mod account;
+mod error;
 mod home;
 mod limits;
 mod my_tickets;
@@ -36,6 +37,8 @@ use crate::config::Config;
 use crate::domain::SignedIds;
 use crate::intake::Pipeline;
 use crate::store::Store;
+
+pub use error::Error;
 
 /// What every handler may use.
 #[derive(Clone, Debug)]

@@ -16,8 +16,9 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
 
-use super::visitor::{message, render, Chrome, Errors, FieldErrors, Visitor};
-use super::AppState;
+use super::limits::{self, Verdict};
+use super::visitor::{render, Chrome, Errors, FieldErrors, Visitor};
+use super::{AppState, Error};
 use crate::domain::{
     local_time, working_days_after, AreaSlug, Channel, Direction, EventKind, MessageKind,
     TicketKind, TicketRef, TicketStatus,
@@ -57,11 +58,6 @@ pub fn router() -> Router<AppState> {
             "/tickets/{reference}/attachments/{attachment_id}",
             get(attachment),
         )
-}
-
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "citizen ticket page failed");
-    (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
 }
 
 fn iso(millis: i64) -> String {
@@ -151,14 +147,11 @@ struct ListPage {
     fiscal_code: String,
 }
 
-async fn list(State(state): State<AppState>, v: Visitor) -> Response {
+async fn list(State(state): State<AppState>, v: Visitor) -> Result<Response, Error> {
     let Some(c) = citizen(&v) else {
-        return v.to_login();
+        return Ok(v.to_login());
     };
-    let tickets = match state.store.tickets_of(&c.email).await {
-        Ok(t) => t,
-        Err(e) => return internal(e),
-    };
+    let tickets = state.store.tickets_of(&c.email).await?;
     let chrome = v.chrome(if v.en() {
         "My reports"
     } else {
@@ -198,7 +191,7 @@ async fn list(State(state): State<AppState>, v: Visitor) -> Response {
             .map(|f| f.masked())
             .unwrap_or_else(|_| "*".repeat(c.fiscal_code.chars().count())),
     };
-    render(&v, StatusCode::OK, &page)
+    Ok(render(&v, StatusCode::OK, &page))
 }
 
 // ------------------------------------------------------------------------- detail
@@ -404,20 +397,15 @@ async fn detail(
     State(state): State<AppState>,
     v: Visitor,
     Path(reference): Path<String>,
-) -> Response {
+) -> Result<Response, Error> {
     let Some(c) = citizen(&v) else {
-        return v.to_login();
+        return Ok(v.to_login());
     };
-    let (t, mut messages, files) = match owned_ticket(&state, c, &reference).await {
-        Ok(Some(x)) => x,
-        Ok(None) => return not_found(&state, &v),
-        Err(e) => return internal(e),
+    let Some((t, mut messages, files)) = owned_ticket(&state, c, &reference).await? else {
+        return Err(Error::not_found(&state, &v));
     };
     sanitise_once(&state, &mut messages).await;
-    let events = match state.store.ticket_events(t.ticket_id).await {
-        Ok(e) => e,
-        Err(e) => return internal(e),
-    };
+    let events = state.store.ticket_events(t.ticket_id).await?;
     let chrome = v.chrome(&format!(
         "{} {}",
         if v.en() { "Case" } else { "Pratica" },
@@ -511,7 +499,7 @@ async fn detail(
         timeline,
         messages: msgs,
     };
-    render(&v, StatusCode::OK, &page)
+    Ok(render(&v, StatusCode::OK, &page))
 }
 
 /// Messages stored before migration 0006 carry HTML but neither its sanitised copy nor a
@@ -544,36 +532,16 @@ async fn sanitise_once(state: &AppState, messages: &mut [MessageView]) {
     }
 }
 
-fn not_found(state: &AppState, v: &Visitor) -> Response {
-    let t = |it: &str, en: &str| if v.en() { en } else { it }.to_owned();
-    message(
-        state,
-        v,
-        StatusCode::NOT_FOUND,
-        t("Pagina non trovata", "Not found"),
-        vec![t(
-            "Tra le sue pratiche non ce n'è una con questo numero.",
-            "There is no such case among yours.",
-        )],
-        Some((
-            "/tickets".to_owned(),
-            t("Le mie segnalazioni", "My reports"),
-        )),
-    )
-}
-
 async fn attachment(
     State(state): State<AppState>,
     v: Visitor,
     Path((reference, attachment_id)): Path<(String, i64)>,
-) -> Response {
+) -> Result<Response, Error> {
     let Some(c) = citizen(&v) else {
-        return v.to_login();
+        return Ok(v.to_login());
     };
-    let (_, messages, files) = match owned_ticket(&state, c, &reference).await {
-        Ok(Some(x)) => x,
-        Ok(None) => return not_found(&state, &v),
-        Err(e) => return internal(e),
+    let Some((_, messages, files)) = owned_ticket(&state, c, &reference).await? else {
+        return Err(Error::not_found(&state, &v));
     };
     let visible_ids: HashSet<i64> = messages
         .iter()
@@ -584,12 +552,9 @@ async fn attachment(
         .iter()
         .find(|a| a.attachment_id == attachment_id && visible_ids.contains(&a.message_id))
     else {
-        return not_found(&state, &v);
+        return Err(Error::not_found(&state, &v));
     };
-    let bytes = match state.attachments.get(&a.sha256).await {
-        Ok(b) => b,
-        Err(e) => return internal(format!("{e:#}")),
-    };
+    let bytes = state.attachments.get(&a.sha256).await?;
     // Always a download, never rendered in our origin: an HTML or SVG "photo" cannot run.
     let content_type = if a.content_type.parse::<axum::http::HeaderValue>().is_ok()
         && a.content_type.contains('/')
@@ -614,7 +579,7 @@ async fn attachment(
         "attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{}",
         super::url_escape(&a.filename)
     );
-    v.finish(
+    Ok(v.finish(
         (
             [
                 (CONTENT_TYPE, content_type),
@@ -624,7 +589,7 @@ async fn attachment(
             bytes,
         )
             .into_response(),
-    )
+    ))
 }
 
 // ------------------------------------------------------------------------- new report
@@ -757,7 +722,11 @@ fn sniff(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
-async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) -> Response {
+async fn create(
+    State(state): State<AppState>,
+    v: Visitor,
+    mut form: Multipart,
+) -> Result<Response, Error> {
     // The form is read before the session and the token are checked: a report typed while
     // the session or the form expired comes back with its text, never lost.
     let (mut csrf, mut area, mut kind, mut subject, mut text) = (
@@ -771,13 +740,6 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
     let mut errors: Errors = Vec::new();
     let mut total = 0usize;
     let en = v.en();
-    let tr = |it: &str, en_text: &str| {
-        if en {
-            en_text.to_owned()
-        } else {
-            it.to_owned()
-        }
-    };
     loop {
         let field = match form.next_field().await {
             Ok(Some(f)) => f,
@@ -785,7 +747,7 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
             Err(e) => {
                 errors.push((
                     "files",
-                    tr(
+                    v.t(
                         &format!("Il modulo non è arrivato intero (file troppo grandi?): {e}"),
                         &format!("The form did not arrive whole (files too large?): {e}"),
                     ),
@@ -801,7 +763,7 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
                 Err(e) => {
                     errors.push((
                         "files",
-                        tr(
+                        v.t(
                             &format!("Un file non è arrivato intero: {e}"),
                             &format!("A file did not arrive whole: {e}"),
                         ),
@@ -856,16 +818,16 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
         }
     }
     let files_sent = !uploads.is_empty() || errors.iter().any(|(f, _)| *f == "files");
-    let again = tr(
+    let again = v.t(
         "Le foto e i documenti non vengono conservati: se ne aveva allegati, li alleghi di nuovo.",
         "Photos and documents are not kept: if you had attached any, attach them again.",
     );
     let refused = match citizen(&v).cloned() {
-        None => Err(tr(
+        None => Err(v.t(
             "La sessione è scaduta, per questo la segnalazione non è stata inviata. Il testo che ha scritto è qui sotto: acceda di nuovo (il collegamento si apre in una nuova scheda), poi torni a questa pagina e prema «Crea il ticket».",
             "Your session has expired, so the report was not sent. What you wrote is below: sign in again (the link opens in a new tab), then come back to this page and press \"Create the ticket\".",
         )),
-        Some(_) if !v.csrf_ok(&csrf) => Err(tr(
+        Some(_) if !v.csrf_ok(&csrf) => Err(v.t(
             "Il modulo era scaduto, per questo la segnalazione non è stata inviata. Il testo che ha scritto è qui sotto: lo controlli e prema di nuovo «Crea il ticket».",
             "The form had expired, so the report was not sent. What you wrote is below: check it and press \"Create the ticket\" again.",
         )),
@@ -875,7 +837,7 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
         Ok(c) => c,
         Err(why) => {
             metrics::counter!("ticketgate_web_forms_refused_total").increment(1);
-            return new_page(
+            return Err(Error::CsrfRefused(new_page(
                 &state,
                 &v,
                 &area,
@@ -884,7 +846,7 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
                 text,
                 Vec::new(),
                 vec![why, again],
-            );
+            )));
         }
     };
     let area_cfg = state.cfg.areas.iter().find(|a| a.slug == area && !a.admin);
@@ -893,7 +855,7 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
             0,
             (
                 "area",
-                tr(
+                v.t(
                     "Scelga l'ufficio a cui scrivere.",
                     "Choose the office to write to.",
                 ),
@@ -904,7 +866,7 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
     if kind_parsed.is_none() {
         errors.push((
             "kind-segnalazione",
-            tr(
+            v.t(
                 "Scelga il tipo di segnalazione.",
                 "Choose the kind of report.",
             ),
@@ -914,7 +876,7 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
     if subject.is_empty() {
         errors.push((
             "subject",
-            tr(
+            v.t(
                 "Scriva l'oggetto: di cosa si tratta, in poche parole.",
                 "Write the subject: what it is about, in a few words.",
             ),
@@ -922,7 +884,7 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
     } else if subject.chars().count() > MAX_SUBJECT {
         errors.push((
             "subject",
-            tr(
+            v.t(
                 "L'oggetto è troppo lungo (al massimo 200 caratteri).",
                 "The subject is too long (at most 200 characters).",
             ),
@@ -931,7 +893,7 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
     if text.trim().is_empty() {
         errors.push((
             "text",
-            tr(
+            v.t(
                 "Descriva la situazione: dove, cosa, da quando.",
                 "Describe the situation: where, what, since when.",
             ),
@@ -939,7 +901,7 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
     } else if text.chars().count() > MAX_TEXT {
         errors.push((
             "text",
-            tr(
+            v.t(
                 "Il testo è troppo lungo (al massimo 20.000 caratteri).",
                 "The text is too long (at most 20,000 characters).",
             ),
@@ -972,19 +934,14 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
     else {
         // The browser does not send the files again with the corrected form: say so.
         let notice = if files_sent { vec![again] } else { Vec::new() };
-        return new_page(&state, &v, &area, &kind, subject, text, errors, notice);
+        return Err(Error::Form(new_page(
+            &state, &v, &area, &kind, subject, text, errors, notice,
+        )));
     };
     // Each report mails an acknowledgment and a notification: limited per client address,
     // counted only for a form that passed its checks (a mistyped one can be sent again).
-    match super::limits::take(&state, super::limits::REPORTS_PER_CLIENT, &v.ip).await {
-        Err(e) => {
-            tracing::error!(error = %e, "reading the report limit");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
-        }
-        Ok(super::limits::Verdict::Wait(seconds)) => {
-            return super::limits::too_many(&state, &v, seconds)
-        }
-        Ok(super::limits::Verdict::Allowed(_)) => {}
+    if let Verdict::Wait(seconds) = limits::take(&state, limits::REPORTS_PER_CLIENT, &v.ip).await? {
+        return Err(Error::Form(limits::too_many(&state, &v, seconds)));
     }
     let report = WebReport {
         first_name: c.first_name,
@@ -996,12 +953,8 @@ async fn create(State(state): State<AppState>, v: Visitor, mut form: Multipart) 
         text,
         files: uploads,
     };
-    match web_report::submit(&state.pipeline, &report).await {
-        Ok(reference) => {
-            metrics::counter!("ticketgate_web_reports_total").increment(1);
-            v.finish(Redirect::to(&format!("/tickets/{reference}?new=1")).into_response())
-        }
-        // Stored already unless the store failed: intake picks it up again at the next start.
-        Err(e) => internal(e),
-    }
+    // Stored already unless the store failed: intake picks it up again at the next start.
+    let reference = web_report::submit(&state.pipeline, &report).await?;
+    metrics::counter!("ticketgate_web_reports_total").increment(1);
+    Ok(v.finish(Redirect::to(&format!("/tickets/{reference}?new=1")).into_response()))
 }

@@ -228,6 +228,12 @@ impl Visitor {
         self.lang == Lang::En
     }
 
+    /// The Italian or English text, by the page language: the one translation helper of
+    /// the citizen pages (templates use [`Chrome::t`], which answers the same).
+    pub fn t(&self, it: &str, en: &str) -> String {
+        if self.en() { en } else { it }.to_owned()
+    }
+
     /// What the CSRF token signs: the session once signed in, else the CSRF cookie. The
     /// two cannot be confused: the cookie is hex only, the session value has a `:`.
     fn csrf_subject(&self) -> String {
