@@ -665,7 +665,7 @@ fn human_size(bytes: i64) -> String {
 async fn quarantined_raw(store: &Store, id: i64) -> anyhow::Result<Option<crate::store::RawRow>> {
     let raw = store.raw(id).await.context("reading the message")?;
     match raw {
-        Some(raw) if raw.state == "quarantined" || raw.state == "dropped" => Ok(Some(raw)),
+        Some(raw) if raw.state.is_quarantine() => Ok(Some(raw)),
         _ => {
             eprintln!("no quarantined message with id {id}");
             Ok(None)

@@ -15,6 +15,7 @@ use support::gateway::*;
 use support::mail::*;
 use support::mailstack::MailStack;
 use support::postgres::PgDatabase;
+use ticketgate::domain::OutboxState;
 use ticketgate::store::{now_millis, OutboxLease, Store};
 
 const MESSAGES: usize = 1000;
@@ -314,7 +315,7 @@ fn mail_claimed_by_a_killed_instance_is_sent_by_the_survivor_within_seconds_with
         leases
             .iter()
             .filter(|l| {
-                l.state == "queued"
+                l.state == OutboxState::Queued
                     && l.lease_owner
                         .as_deref()
                         .is_some_and(|o| o.starts_with(&victim_prefix))
@@ -368,7 +369,7 @@ fn mail_claimed_by_a_killed_instance_is_sent_by_the_survivor_within_seconds_with
             let done = held.iter().all(|h| {
                 leases
                     .iter()
-                    .any(|l| l.outbox_id == h.outbox_id && l.state == "sent")
+                    .any(|l| l.outbox_id == h.outbox_id && l.state == OutboxState::Sent)
             });
             done.then_some(leases)
         },
@@ -466,7 +467,7 @@ fn two_live_instances_under_load_never_send_one_row_twice() {
     let rows_sent = Db::open(&pg.url)
         .leases()
         .iter()
-        .filter(|l| l.state == "sent")
+        .filter(|l| l.state == OutboxState::Sent)
         .count();
     let senders = [&a, &b].map(|gw| gw.log().matches("mail sent").count());
     assert!(
@@ -659,7 +660,7 @@ fn an_instance_cut_off_from_the_database_abandons_its_sends_so_the_other_never_d
             .leases()
             .into_iter()
             .filter(|l| {
-                l.state == "queued"
+                l.state == OutboxState::Queued
                     && l.lease_owner
                         .as_deref()
                         .is_some_and(|o| o.starts_with(&a_prefix))
@@ -672,7 +673,10 @@ fn an_instance_cut_off_from_the_database_abandons_its_sends_so_the_other_never_d
     let b = Gateway::start_shared(&stack, &pg.url, storage.path(), "", outbox);
     b.wait_for("B sent every row A does not hold", WAIT, || {
         let leases = db.leases();
-        let queued = leases.iter().filter(|l| l.state == "queued").count();
+        let queued = leases
+            .iter()
+            .filter(|l| l.state == OutboxState::Queued)
+            .count();
         (queued == held.len()).then_some(())
     });
 
@@ -687,7 +691,7 @@ fn an_instance_cut_off_from_the_database_abandons_its_sends_so_the_other_never_d
                 .all(|h| {
                     leases
                         .iter()
-                        .any(|l| l.outbox_id == h.outbox_id && l.state == "sent")
+                        .any(|l| l.outbox_id == h.outbox_id && l.state == OutboxState::Sent)
                 })
                 .then_some(())
         },

@@ -8,6 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::config::Mailbox;
 use support::gateway::*;
 use support::mail::*;
 use support::mailstack::MailStack;
@@ -25,34 +26,22 @@ const PROVIDER_ROBOT: &str = "posta-certificata@pec.provider.test";
 /// The test config plus a PEC mailbox, the PEC box among the area's addresses, and
 /// `[pec_smtp]` on the private Postfix (`pec_smtp_port`), then `extra` TOML.
 fn start(stack: &MailStack, smtp_port: u16, pec_smtp_port: u16, extra: &str) -> Gateway {
-    Gateway::start_edited(
-        stack,
-        "",
-        "retry_initial_seconds = 1\nretry_max_seconds = 2",
-        |text| {
-            let text = text
-                .replace(
-                    &format!("addresses = [\"{LAVORI}\","),
-                    &format!("addresses = [\"{LAVORI}\", \"{PEC_BOX}\","),
-                )
-                .replace(
-                    &format!(
-                        "port = {}\ntls = \"none\"\ntimeout_seconds",
-                        stack.smtp_port
-                    ),
-                    &format!("port = {smtp_port}\ntls = \"none\"\ntimeout_seconds"),
-                );
-            assert!(text.contains(PEC_BOX), "the area line changed shape");
-            format!(
-                "{text}\n[[mailbox]]\nname = \"pec\"\nhost = \"127.0.0.1\"\nport = {imap}\n\
-                 tls = \"none\"\nusername = \"{PEC_BOX}\"\npassword = \"{pw}\"\npoll_seconds = 1\n\
-                 pec = true\n\n[pec_smtp]\nhost = \"127.0.0.1\"\nport = {pec_smtp_port}\n\
-                 tls = \"none\"\ntimeout_seconds = 10\n{extra}\n",
-                imap = stack.imap_port,
-                pw = stack.password,
-            )
-        },
-    )
+    Gateway::start_configured(stack, |c| {
+        c.smtp_port = smtp_port;
+        c.area("lavori-pubblici")
+            .addresses
+            .insert(1, format!("{PEC_BOX:?}"));
+        c.mailboxes.push(Mailbox {
+            name: "pec".to_owned(),
+            username: PEC_BOX.to_owned(),
+            default_area: None,
+            idle: None,
+            processed_folder: None,
+            pec: true,
+        });
+        c.pec_smtp_port = Some(pec_smtp_port);
+        c.extra = format!("{extra}\n");
+    })
 }
 
 fn start_default(stack: &MailStack) -> Gateway {

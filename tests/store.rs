@@ -15,11 +15,10 @@ use mail_parser::MessageParser;
 use serde_json::json;
 use support::postgres::PgDatabase;
 use ticketgate::domain::{
-    AreaSlug, Channel, Direction, EmailAddress, EventKind, MessageKind, OurMessageId, SignedIds,
-    TicketKind, TicketRef,
+    AreaSlug, Channel, Direction, EmailAddress, EventKind, MessageKind, OurMessageId, OutboxState,
+    RawState, SignedIds, TicketKind, TicketRef, Transport,
 };
 use ticketgate::outbound::queue::{queue_mail, Queued};
-use ticketgate::outbound::Transport;
 use ticketgate::store::{
     now_millis, raw_sha256_hex, Attempt, InboundPec, NewAttachment, NewMessage, NewTicket, RawIn,
     ReceiptEffect, Store, StoreError,
@@ -266,7 +265,7 @@ async fn make_queued(store: &Store, ticket_id: Option<i64>, to: &str, raw: &[u8]
     )
     .await
     .unwrap();
-    Store::enqueue(&mut tx, id, AREA_ADDR, &[addr(to)], "smtp")
+    Store::enqueue(&mut tx, id, AREA_ADDR, &[addr(to)], Transport::Smtp)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -303,7 +302,7 @@ async fn ticket_of(
     found
 }
 
-fn sorted(mut counts: Vec<(String, i64)>) -> Vec<(String, i64)> {
+fn sorted<T: Ord>(mut counts: Vec<(T, i64)>) -> Vec<(T, i64)> {
     counts.sort();
     counts
 }
@@ -400,7 +399,7 @@ async fn a_raw_batch_is_stored_with_its_checkpoint_and_a_uid_stored_before_is_sk
     assert_eq!(row.sha256, raw_sha256_hex(&mail(2)));
     assert_eq!(row.size, mail(2).len() as i64);
     assert!(row.complete);
-    assert_eq!(row.state, "pending");
+    assert_eq!(row.state, RawState::Pending);
     assert!(
         (before..=after).contains(&row.received_at),
         "{before} <= {} <= {after}",
@@ -460,7 +459,7 @@ async fn an_ingested_message_has_no_uid_and_stays_pending_until_finished(db: Db)
     let row = s.raw(a).await.unwrap().unwrap();
     assert_eq!(row.uid, None);
     assert_eq!(row.mailbox, "lavori-pubblici");
-    assert_eq!(row.state, "pending");
+    assert_eq!(row.state, RawState::Pending);
     assert_eq!(s.pending_ingested().await.unwrap(), vec![a, b]);
     // Fetched rows of the same mailbox are not "ingested", and ingested ones are not
     // pending for the IMAP poller.
@@ -472,12 +471,12 @@ async fn an_ingested_message_has_no_uid_and_stays_pending_until_finished(db: Db)
     assert_eq!(s.pending_raw("lavori-pubblici").await.unwrap(), fetched);
 
     let mut tx = s.begin().await.unwrap();
-    Store::finish_raw(&mut tx, a, "processed", None, Some(1))
+    Store::finish_raw(&mut tx, a, RawState::Processed, None, Some(1))
         .await
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(s.pending_ingested().await.unwrap(), vec![b]);
-    assert_eq!(s.raw(a).await.unwrap().unwrap().state, "processed");
+    assert_eq!(s.raw(a).await.unwrap().unwrap().state, RawState::Processed);
 }
 
 async fn pending_and_unflagged_raw_messages_follow_their_state_and_the_server_flag(db: Db) {
@@ -506,12 +505,18 @@ async fn pending_and_unflagged_raw_messages_follow_their_state_and_the_server_fl
     assert!(s.unflagged_raw("A", 5).await.unwrap().is_empty());
 
     let mut tx = s.begin().await.unwrap();
-    Store::finish_raw(&mut tx, a[0], "processed", None, Some(7))
+    Store::finish_raw(&mut tx, a[0], RawState::Processed, None, Some(7))
         .await
         .unwrap();
-    Store::finish_raw(&mut tx, a[1], "quarantined", Some("unparsable"), None)
-        .await
-        .unwrap();
+    Store::finish_raw(
+        &mut tx,
+        a[1],
+        RawState::Quarantined,
+        Some("unparsable"),
+        None,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     assert_eq!(s.pending_raw("A").await.unwrap(), vec![a[2]]);
@@ -539,29 +544,50 @@ async fn finishing_a_raw_message_changes_only_a_pending_row(db: Db) {
 
     // A rolled-back finish leaves the row pending.
     let mut tx = s.begin().await.unwrap();
-    Store::finish_raw(&mut tx, ids[0], "processed", None, Some(1))
+    Store::finish_raw(&mut tx, ids[0], RawState::Processed, None, Some(1))
         .await
         .unwrap();
     tx.rollback().await.unwrap();
-    assert_eq!(s.raw(ids[0]).await.unwrap().unwrap().state, "pending");
+    assert_eq!(
+        s.raw(ids[0]).await.unwrap().unwrap().state,
+        RawState::Pending
+    );
 
     let mut tx = s.begin().await.unwrap();
-    Store::finish_raw(&mut tx, ids[0], "quarantined", Some("first outcome"), None)
-        .await
-        .unwrap();
+    Store::finish_raw(
+        &mut tx,
+        ids[0],
+        RawState::Quarantined,
+        Some("first outcome"),
+        None,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     // A second process racing on the same row does not overwrite the first outcome.
     let mut tx = s.begin().await.unwrap();
-    Store::finish_raw(&mut tx, ids[0], "processed", Some("second"), Some(9))
-        .await
-        .unwrap();
-    Store::finish_raw(&mut tx, ids[1], "duplicate", None, Some(3))
+    Store::finish_raw(
+        &mut tx,
+        ids[0],
+        RawState::Processed,
+        Some("second"),
+        Some(9),
+    )
+    .await
+    .unwrap();
+    Store::finish_raw(&mut tx, ids[1], RawState::Duplicate, None, Some(3))
         .await
         .unwrap();
     tx.commit().await.unwrap();
 
-    assert_eq!(s.raw(ids[0]).await.unwrap().unwrap().state, "quarantined");
-    assert_eq!(s.raw(ids[1]).await.unwrap().unwrap().state, "duplicate");
+    assert_eq!(
+        s.raw(ids[0]).await.unwrap().unwrap().state,
+        RawState::Quarantined
+    );
+    assert_eq!(
+        s.raw(ids[1]).await.unwrap().unwrap().state,
+        RawState::Duplicate
+    );
     let q = s.quarantined().await.unwrap();
     assert_eq!(q.len(), 1);
     assert_eq!(q[0].raw_message_id, ids[0]);
@@ -587,13 +613,19 @@ async fn a_quarantined_message_is_listed_and_can_be_requeued_once(db: Db) {
     assert!(s.quarantined().await.unwrap().is_empty());
 
     let mut tx = s.begin().await.unwrap();
-    Store::finish_raw(&mut tx, ids[0], "quarantined", Some("no From"), None)
+    Store::finish_raw(
+        &mut tx,
+        ids[0],
+        RawState::Quarantined,
+        Some("no From"),
+        None,
+    )
+    .await
+    .unwrap();
+    Store::finish_raw(&mut tx, ids[1], RawState::Processed, None, Some(1))
         .await
         .unwrap();
-    Store::finish_raw(&mut tx, ids[1], "processed", None, Some(1))
-        .await
-        .unwrap();
-    Store::finish_raw(&mut tx, ingested, "quarantined", None, None)
+    Store::finish_raw(&mut tx, ingested, RawState::Quarantined, None, None)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -612,7 +644,10 @@ async fn a_quarantined_message_is_listed_and_can_be_requeued_once(db: Db) {
     assert_eq!(q[1].reason, "", "a NULL reason reads as empty");
 
     assert!(s.requeue_quarantined(ids[0]).await.unwrap());
-    assert_eq!(s.raw(ids[0]).await.unwrap().unwrap().state, "pending");
+    assert_eq!(
+        s.raw(ids[0]).await.unwrap().unwrap().state,
+        RawState::Pending
+    );
     assert_eq!(s.pending_raw("INBOX").await.unwrap(), vec![ids[0]]);
     assert!(!s.requeue_quarantined(ids[0]).await.unwrap(), "not twice");
     assert!(
@@ -629,7 +664,7 @@ async fn a_quarantined_message_is_listed_and_can_be_requeued_once(db: Db) {
 
     // Requeued, it goes through finish_raw again, and the old reason is gone.
     let mut tx = s.begin().await.unwrap();
-    Store::finish_raw(&mut tx, ids[0], "quarantined", None, None)
+    Store::finish_raw(&mut tx, ids[0], RawState::Quarantined, None, None)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -649,7 +684,7 @@ async fn a_dropped_message_leaves_the_quarantine_with_its_note_and_keeps_its_byt
         .unwrap();
     let mut tx = s.begin().await.unwrap();
     for id in &ids {
-        Store::finish_raw(&mut tx, *id, "quarantined", Some("odd"), None)
+        Store::finish_raw(&mut tx, *id, RawState::Quarantined, Some("odd"), None)
             .await
             .unwrap();
     }
@@ -709,13 +744,13 @@ async fn raw_messages_are_counted_by_state(db: Db) {
         .await
         .unwrap();
     let mut tx = s.begin().await.unwrap();
-    Store::finish_raw(&mut tx, ids[0], "processed", None, Some(1))
+    Store::finish_raw(&mut tx, ids[0], RawState::Processed, None, Some(1))
         .await
         .unwrap();
-    Store::finish_raw(&mut tx, ids[1], "processed", None, Some(2))
+    Store::finish_raw(&mut tx, ids[1], RawState::Processed, None, Some(2))
         .await
         .unwrap();
-    Store::finish_raw(&mut tx, ids[2], "duplicate", None, Some(1))
+    Store::finish_raw(&mut tx, ids[2], RawState::Duplicate, None, Some(1))
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -830,9 +865,15 @@ async fn a_ticket_with_its_message_attachments_and_events_reads_back_through_the
     Store::touch_ticket(&mut tx, ticket_id, T0 + 5)
         .await
         .unwrap();
-    Store::finish_raw(&mut tx, raw_ids[0], "processed", None, Some(message_id))
-        .await
-        .unwrap();
+    Store::finish_raw(
+        &mut tx,
+        raw_ids[0],
+        RawState::Processed,
+        None,
+        Some(message_id),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     let t = s
@@ -1049,7 +1090,7 @@ async fn outbound_bytes_round_trip_exactly_including_binary_bytes(db: Db) {
         id,
         AREA_ADDR,
         &[addr("a@x.it"), addr("b@y.it")],
-        "pec",
+        Transport::Pec,
     )
     .await
     .unwrap();
@@ -1062,7 +1103,11 @@ async fn outbound_bytes_round_trip_exactly_including_binary_bytes(db: Db) {
         Vec::<u8>::new(),
         "no bytes set: empty, not an error"
     );
-    assert_eq!(item.transport, "pec", "the transport it was queued with");
+    assert_eq!(
+        item.transport,
+        Transport::Pec,
+        "the transport it was queued with"
+    );
 }
 
 async fn acknowledgments_are_counted_per_address_and_kind_since_a_time(db: Db) {
@@ -1177,16 +1222,22 @@ async fn text_with_nul_characters_from_untrusted_mail_is_stored_on_both_backends
         .await
         .unwrap()
         .unwrap();
-    Store::enqueue(&mut tx, ack, "from\0@x", &[addr(CITIZEN)], "smtp")
+    Store::enqueue(&mut tx, ack, "from\0@x", &[addr(CITIZEN)], Transport::Smtp)
         .await
         .unwrap();
     assert_eq!(
         Store::acks_to_since(&mut tx, "luca\0@x", 0).await.unwrap(),
         1
     );
-    Store::finish_raw(&mut tx, ids[0], "quarantined", Some("bad\0header"), None)
-        .await
-        .unwrap();
+    Store::finish_raw(
+        &mut tx,
+        ids[0],
+        RawState::Quarantined,
+        Some("bad\0header"),
+        None,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     const R: char = '\u{FFFD}';
@@ -1256,7 +1307,10 @@ async fn queued_mail_is_due_when_its_time_comes_oldest_first_and_up_to_the_limit
         limited.iter().map(|d| d.outbox_id).collect::<Vec<_>>(),
         all[..2]
     );
-    assert_eq!(s.outbox_counts().await.unwrap(), counts(&[("queued", 3)]));
+    assert_eq!(
+        s.outbox_counts().await.unwrap(),
+        vec![(OutboxState::Queued, 3)]
+    );
 }
 
 async fn a_claimed_row_cannot_be_claimed_again_until_its_lease_expires(db: Db) {
@@ -1368,8 +1422,8 @@ async fn a_worker_renews_only_the_leases_it_holds_and_never_revives_a_lapsed_one
     );
     let leases = s.outbox_leases().await.unwrap();
     assert_eq!(
-        (leases[0].state.as_str(), &leases[0].lease_owner),
-        ("sent", &None)
+        (leases[0].state, &leases[0].lease_owner),
+        (OutboxState::Sent, &None)
     );
 
     // A lease that ran out is not renewed (its holder must stop) and is free to claim.
@@ -1443,7 +1497,11 @@ async fn recording_attempts_moves_a_row_to_sent_queued_or_failed(db: Db) {
     assert_eq!(s.next_outbox_due().await.unwrap(), Some(now + 300_000));
     assert_eq!(
         sorted(s.outbox_counts().await.unwrap()),
-        counts(&[("failed", 1), ("queued", 1), ("sent", 1)])
+        sorted(vec![
+            (OutboxState::Failed, 1),
+            (OutboxState::Queued, 1),
+            (OutboxState::Sent, 1)
+        ])
     );
 
     let messages = s.ticket_messages(ticket_id).await.unwrap();
@@ -1530,7 +1588,11 @@ async fn a_batch_claim_takes_only_free_rows_and_batch_attempts_record_each_outco
     .unwrap();
     assert_eq!(
         sorted(s.outbox_counts().await.unwrap()),
-        counts(&[("failed", 1), ("queued", 1), ("sent", 2)])
+        sorted(vec![
+            (OutboxState::Failed, 1),
+            (OutboxState::Queued, 1),
+            (OutboxState::Sent, 2)
+        ])
     );
     assert_eq!(s.next_outbox_due().await.unwrap(), Some(now + 90_000));
     assert_eq!(due(s, now + 90_000).await, vec![ids[2]]);

@@ -8,7 +8,9 @@ mod clock;
 pub mod event;
 mod fiscal_code;
 mod message;
+mod outbox;
 pub mod password;
+mod raw;
 mod signed_id;
 mod ticket;
 mod token_purpose;
@@ -19,6 +21,8 @@ pub use clock::{local_time, now_millis, working_days_after};
 pub use event::EventKind;
 pub use fiscal_code::{FiscalCode, FiscalCodeError, FiscalCodeKind};
 pub use message::{Direction, MessageKind};
+pub use outbox::{OutboxState, Transport};
+pub use raw::RawState;
 pub use signed_id::{OurMessageId, SignedIds};
 pub use ticket::{
     AreaSlug, Channel, TicketKind, TicketRef, TicketRefError, TicketStatus, UnknownWord,

@@ -7,6 +7,7 @@ use anyhow::Context;
 use askama::Template;
 
 use super::Pipeline;
+use crate::domain::Transport;
 use crate::domain::{rfc3339, Direction, EmailAddress, MessageKind, TicketKind, TicketRef};
 use crate::mail::compose::{
     self, AckText, AnswerHeldText, BounceNoticeText, CommandErrorText, HowToReplyText,
@@ -15,7 +16,6 @@ use crate::mail::compose::{
 use crate::mail::parse::InboundMail;
 use crate::mail::route::RoutedArea;
 use crate::outbound::queue::{queue_mail, Queued};
-use crate::outbound::Transport;
 use crate::store::{now_millis, HistoryEntry, MessageTicket, Store, Tx};
 use crate::tickets::{take_link, TAKE_LINK_VALIDITY_MILLIS};
 

@@ -36,6 +36,7 @@ use crate::domain::{
     AreaSlug, Channel, Direction, EmailAddress, MessageKind, OurMessageId, SignedIds, TicketKind,
     TicketRef, TicketStatus, WEB_MAILBOX,
 };
+use crate::domain::{RawState, Transport};
 use crate::mail::compose::{self, OversizeText};
 use crate::mail::html::{self, ShownHtml};
 use crate::mail::parse::{self, InboundMail};
@@ -43,7 +44,6 @@ use crate::mail::prescan;
 use crate::mail::route::{route, RoutedArea};
 use crate::mail::{fingerprint, tag};
 use crate::outbound::queue::{queue_mail, Queued};
-use crate::outbound::Transport;
 use crate::store::{
     now_millis, InboundPec, MessageTicket, NewAttachment, NewMessage, NewTicket, RawRow, Store, Tx,
 };
@@ -164,8 +164,10 @@ impl Pipeline {
                 .raw(id)
                 .await?
                 .with_context(|| format!("raw message {id} not found"))?;
-            if raw.state != "pending" {
-                slots.push(Some(Outcome::AlreadyDone { state: raw.state }));
+            if raw.state != RawState::Pending {
+                slots.push(Some(Outcome::AlreadyDone {
+                    state: raw.state.to_string(),
+                }));
                 continue;
             }
             if raw.attempts >= MAX_CRASHED_ATTEMPTS {
@@ -406,7 +408,7 @@ impl Pipeline {
         Store::finish_raw(
             &mut tx,
             p.raw.raw_message_id,
-            "quarantined",
+            RawState::Quarantined,
             Some(&reason),
             None,
         )
@@ -590,7 +592,14 @@ impl Pipeline {
              header kept, the whole message stays on the server",
             raw.size, limit_bytes
         );
-        Store::finish_raw(tx, raw.raw_message_id, "quarantined", Some(&reason), None).await?;
+        Store::finish_raw(
+            tx,
+            raw.raw_message_id,
+            RawState::Quarantined,
+            Some(&reason),
+            None,
+        )
+        .await?;
         let Some(mail) = header.filter(|m| m.auto.is_none() && m.dsn.is_none()) else {
             return Ok(Outcome::Quarantined { reason });
         };
@@ -842,7 +851,7 @@ impl Pipeline {
         Store::finish_raw(
             tx,
             ctx.raw.raw_message_id,
-            "processed",
+            RawState::Processed,
             None,
             Some(message_id),
         )
@@ -1049,7 +1058,14 @@ impl Pipeline {
             };
             self.notify_staff(tx, &t_area, &notification).await?;
         }
-        Store::finish_raw(tx, raw.raw_message_id, "processed", None, Some(message_id)).await?;
+        Store::finish_raw(
+            tx,
+            raw.raw_message_id,
+            RawState::Processed,
+            None,
+            Some(message_id),
+        )
+        .await?;
         Ok(Outcome::Ticket {
             reference: reference.to_string(),
             acknowledged: ack_withheld.is_none(),
@@ -1109,14 +1125,28 @@ struct Ctx<'a> {
 struct Conflict;
 
 async fn quarantine(tx: &mut Tx, raw: &RawRow, reason: &str) -> anyhow::Result<Outcome> {
-    Store::finish_raw(tx, raw.raw_message_id, "quarantined", Some(reason), None).await?;
+    Store::finish_raw(
+        tx,
+        raw.raw_message_id,
+        RawState::Quarantined,
+        Some(reason),
+        None,
+    )
+    .await?;
     Ok(Outcome::Quarantined {
         reason: reason.to_owned(),
     })
 }
 
 async fn duplicate(tx: &mut Tx, raw: &RawRow, orig: i64) -> anyhow::Result<Outcome> {
-    Store::finish_raw(tx, raw.raw_message_id, "duplicate", None, Some(orig)).await?;
+    Store::finish_raw(
+        tx,
+        raw.raw_message_id,
+        RawState::Duplicate,
+        None,
+        Some(orig),
+    )
+    .await?;
     Ok(Outcome::Duplicate { of_message: orig })
 }
 

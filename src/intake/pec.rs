@@ -10,7 +10,7 @@ use serde_json::json;
 use super::pec_signature;
 use super::{duplicate, quarantine, Ctx, Outcome, Pipeline, Prepared, Work};
 use crate::domain::event::{self, EventKind};
-use crate::domain::{rfc3339, EmailAddress, MessageKind};
+use crate::domain::{rfc3339, EmailAddress, MessageKind, RawState};
 use crate::mail::compose::PecNoticeText;
 use crate::mail::parse::{self, InboundMail, Mailbox};
 use crate::mail::pec::{self, PecClass, PecMail, ReceiptType};
@@ -278,7 +278,7 @@ impl Pipeline {
             Some(_) => "pec_receipt_unverified",
         };
         let Some(t) = &ours.ticket else {
-            Store::finish_raw(tx, raw.raw_message_id, "processed", None, None).await?;
+            Store::finish_raw(tx, raw.raw_message_id, RawState::Processed, None, None).await?;
             return Ok(Outcome::Recorded {
                 reference: String::new(),
                 kind: outcome_kind.to_owned(),

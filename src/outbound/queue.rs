@@ -8,9 +8,9 @@
 //! themselves nor reach into the worker. Nothing here talks to an SMTP server: the worker
 //! ([`crate::outbound::worker`]) sends later, at least once, the very bytes stored here.
 
+use crate::domain::Transport;
 use crate::domain::{Direction, EmailAddress, MessageKind, SignedIds, TicketRef};
 use crate::mail::compose::{self, Envelope, OutAttachment};
-use crate::outbound::Transport;
 use crate::store::{now_millis, raw_sha256_hex, NewMessage, Result, Store, Tx};
 
 /// One mail to queue.
@@ -87,6 +87,6 @@ pub async fn queue_mail(tx: &mut Tx, ids: &SignedIds, q: &Queued<'_>) -> Result<
     );
     let sha = raw_sha256_hex(&bytes);
     Store::set_outbound_bytes(tx, message_id, &rfc_id, &bytes, &sha).await?;
-    Store::enqueue(tx, message_id, q.from_addr, &q.to, q.transport.as_str()).await?;
+    Store::enqueue(tx, message_id, q.from_addr, &q.to, q.transport).await?;
     Ok(message_id)
 }

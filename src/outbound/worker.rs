@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::OutboxConfig;
+use crate::domain::Transport;
 use crate::outbound::smtp::{SendResult, SmtpSender};
 use crate::store::{now_millis, Attempt, Store};
 
@@ -310,9 +311,9 @@ impl OutboxWorker {
             given_up();
             return None;
         }
-        let sender = match item.transport.as_str() {
-            "pec" => self.pec_smtp.as_ref(),
-            _ => Some(&self.smtp),
+        let sender = match item.transport {
+            Transport::Pec => self.pec_smtp.as_ref(),
+            Transport::Smtp => Some(&self.smtp),
         };
         let result = match (sender, &item.recipients) {
             // A stored list that is not a list of valid addresses is never sent to a guess.

@@ -40,7 +40,7 @@ impl Store {
                 .bind(at)
                 .fetch_one(&self.pool)
                 .await?;
-        Ok(row.get(0))
+        Ok(row.try_get("attempt_id")?)
     }
 
     /// Counts the rows of `key` since `since`, after `own` was written.
@@ -51,8 +51,8 @@ impl Store {
         own: i64,
     ) -> Result<AttemptCount> {
         let row = sqlx::query(
-            "SELECT COUNT(*), MAX(CASE WHEN attempt_id <> $3 THEN at END) FROM web_attempt \
-             WHERE key = $1 AND at >= $2",
+            "SELECT COUNT(*) AS count, MAX(CASE WHEN attempt_id <> $3 THEN at END) AS previous_at \
+             FROM web_attempt WHERE key = $1 AND at >= $2",
         )
         .bind(nul_free(key))
         .bind(since)
@@ -60,8 +60,8 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(AttemptCount {
-            count: row.get(0),
-            previous_at: row.get(1),
+            count: row.try_get("count")?,
+            previous_at: row.try_get("previous_at")?,
         })
     }
 

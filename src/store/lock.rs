@@ -32,12 +32,13 @@ impl Store {
         let conn: PoolConnection<Any> = self.pool.acquire().await?;
         // Out of the pool: the lock lives exactly as long as this connection.
         let mut conn = conn.detach();
-        let got: i64 =
-            sqlx::query("SELECT CASE WHEN pg_try_advisory_lock($1) THEN 1 ELSE 0 END::BIGINT")
-                .bind(lock_key(mailbox))
-                .fetch_one(&mut conn)
-                .await?
-                .get(0);
+        let got: i64 = sqlx::query(
+            "SELECT CASE WHEN pg_try_advisory_lock($1) THEN 1 ELSE 0 END::BIGINT AS got",
+        )
+        .bind(lock_key(mailbox))
+        .fetch_one(&mut conn)
+        .await?
+        .try_get("got")?;
         if got == 1 {
             Ok(Some(MailboxLock { conn: Some(conn) }))
         } else {

@@ -309,6 +309,24 @@ fn connection_is_clean(conn: &sqlx::AnyConnection) -> bool {
 /// The clock, where the store's callers have always found it.
 pub use crate::domain::now_millis;
 
+/// Reads the text column `column` of `r` into its domain type with `FromStr`: a stored word
+/// the type does not know is a decode error of that column, never a panic nor a guess.
+fn parsed<T>(r: &sqlx::any::AnyRow, column: &str) -> Result<T>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    use sqlx::Row;
+    let text: String = r.try_get(column)?;
+    text.parse().map_err(|e: T::Err| {
+        sqlx::Error::ColumnDecode {
+            index: column.to_owned(),
+            source: Box::new(e),
+        }
+        .into()
+    })
+}
+
 /// `s` as both backends store it: U+0000 replaced by U+FFFD.
 ///
 /// PostgreSQL refuses NUL in TEXT (`invalid byte sequence for encoding "UTF8": 0x00`, and the

@@ -7,10 +7,11 @@
 //! read from the database's clock, so instances whose clocks disagree never cut each other's
 //! leases short.
 
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{Result, Store};
-use crate::domain::EmailAddress;
+use super::{now_millis, nul_free, parsed, Result, Store, Tx};
+use crate::domain::{EmailAddress, OutboxState, Transport};
 
 /// A row due for sending.
 #[derive(Debug, Clone, Copy)]
@@ -29,8 +30,8 @@ pub struct OutboxItem {
     pub recipients: std::result::Result<Vec<EmailAddress>, String>,
     pub raw: Vec<u8>,
     pub attempts: i64,
-    /// `smtp` or `pec`: which account sends it.
-    pub transport: String,
+    /// Which account sends it.
+    pub transport: Transport,
 }
 
 /// The condition, on a candidate row `outbox`, that no earlier row of the same ticket for the
@@ -70,12 +71,13 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| DueOutbox {
-                outbox_id: r.get(0),
+        rows.iter()
+            .map(|r| {
+                Ok(DueOutbox {
+                    outbox_id: r.try_get("outbox_id")?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Earliest next attempt among queued rows, to know how long the worker may sleep.
@@ -85,12 +87,13 @@ impl Store {
         // wake the worker for nothing every few milliseconds during an outage.
         let row = sqlx::query(concat!(
             "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at \
-             THEN lease_until ELSE next_attempt_at END) FROM outbox WHERE state = 'queued'",
+             THEN lease_until ELSE next_attempt_at END) AS due FROM outbox \
+             WHERE state = 'queued'",
             no_earlier_queued_for_same_reader!()
         ))
         .fetch_one(&self.pool)
         .await?;
-        Ok(row.get::<Option<i64>, _>(0))
+        Ok(row.try_get("due")?)
     }
 
     /// Claims up to `limit` rows due at `now` for `owner`, for `lease_ms`; returns the ids
@@ -125,9 +128,7 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-            let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-            ids.sort_unstable();
-            return Ok(ids);
+            return outbox_ids(&rows);
         }
         let due: Vec<i64> = self
             .due_outbox(now, limit)
@@ -179,9 +180,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
         };
-        let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-        ids.sort_unstable();
-        Ok(ids)
+        outbox_ids(&rows)
     }
 
     /// Takes the row for `lease_until`; false if another worker holds it or it is done.
@@ -240,17 +239,18 @@ impl Store {
         .bind(outbox_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| {
-            let recipients: String = r.get(3);
-            OutboxItem {
-                outbox_id: r.get(0),
-                message_id: r.get(1),
-                envelope_from: r.get(2),
-                recipients: decode_recipients(&recipients),
-                raw: r.get::<Option<Vec<u8>>, _>(4).unwrap_or_default(),
-                attempts: r.get(5),
-                transport: r.get(6),
-            }
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let recipients: String = r.try_get("recipients")?;
+        Ok(Some(OutboxItem {
+            outbox_id: r.try_get("outbox_id")?,
+            message_id: r.try_get("message_id")?,
+            envelope_from: r.try_get("envelope_from")?,
+            recipients: decode_recipients(&recipients),
+            raw: r.try_get::<Option<Vec<u8>>, _>("raw")?.unwrap_or_default(),
+            attempts: r.try_get("attempts")?,
+            transport: parsed(&r, "transport")?,
         }))
     }
 
@@ -286,6 +286,41 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+impl Store {
+    /// Queues an outbound message for the outbox worker: due now, sent by `transport`.
+    pub async fn enqueue(
+        tx: &mut Tx,
+        message_id: i64,
+        envelope_from: &str,
+        recipients: &[EmailAddress],
+        transport: Transport,
+    ) -> Result<()> {
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO outbox (message_id, envelope_from, recipients, state, next_attempt_at, \
+             created_at, transport) VALUES ($1, $2, $3, 'queued', $4, $4, $5)",
+        )
+        .bind(message_id)
+        .bind(nul_free(envelope_from))
+        .bind(encode_recipients(recipients))
+        .bind(now)
+        .bind(transport.as_str())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The `outbox_id` column of each row, in ascending order.
+fn outbox_ids(rows: &[AnyRow]) -> Result<Vec<i64>> {
+    let mut ids = rows
+        .iter()
+        .map(|r| r.try_get("outbox_id"))
+        .collect::<Result<Vec<i64>, _>>()?;
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 /// The `recipients` column: a JSON array of addresses, one element per envelope recipient.
@@ -324,8 +359,7 @@ pub fn decode_recipients(stored: &str) -> std::result::Result<Vec<EmailAddress>,
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxLease {
     pub outbox_id: i64,
-    /// `queued`, `sent` or `failed`.
-    pub state: String,
+    pub state: OutboxState,
     /// The worker holding the row (see `OutboxWorker::owner`), if any.
     pub lease_owner: Option<String>,
     /// Unix millis when the lease runs out (PostgreSQL: on the database's clock).
@@ -347,18 +381,18 @@ pub struct Attempt {
     pub next_attempt_at: Option<i64>,
 }
 
-async fn record_in(tx: &mut super::Tx, a: &Attempt) -> Result<()> {
+async fn record_in(tx: &mut Tx, a: &Attempt) -> Result<()> {
     sqlx::query("INSERT INTO delivery_attempt (outbox_id, at, ok, reply) VALUES ($1, $2, $3, $4)")
         .bind(a.outbox_id)
         .bind(a.at)
         .bind(i64::from(a.ok))
-        .bind(super::nul_free(&a.reply))
+        .bind(nul_free(&a.reply))
         .execute(&mut **tx)
         .await?;
     let state = match (a.ok, a.next_attempt_at) {
-        (true, _) => "sent",
-        (false, Some(_)) => "queued",
-        (false, None) => "failed",
+        (true, _) => OutboxState::Sent,
+        (false, Some(_)) => OutboxState::Queued,
+        (false, None) => OutboxState::Failed,
     };
     let sent_at = a.ok.then_some(a.at);
     sqlx::query(
@@ -366,8 +400,8 @@ async fn record_in(tx: &mut super::Tx, a: &Attempt) -> Result<()> {
          lease_until = NULL, lease_owner = NULL, next_attempt_at = $3, \
          sent_at = COALESCE($4, sent_at) WHERE outbox_id = $5",
     )
-    .bind(state)
-    .bind(super::nul_free(&a.reply))
+    .bind(state.as_str())
+    .bind(nul_free(&a.reply))
     .bind(a.next_attempt_at.unwrap_or(a.at))
     .bind(sent_at)
     .bind(a.outbox_id)
@@ -400,25 +434,28 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| OutboxLease {
-                outbox_id: r.get(0),
-                state: r.get(1),
-                lease_owner: r.get(2),
-                lease_until: r.get(3),
-                sent_at: r.get(4),
-                rfc_message_id: r.get(5),
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxLease {
+                    outbox_id: r.try_get("outbox_id")?,
+                    state: parsed(r, "state")?,
+                    lease_owner: r.try_get("lease_owner")?,
+                    lease_until: r.try_get("lease_until")?,
+                    sent_at: r.try_get("sent_at")?,
+                    rfc_message_id: r.try_get("rfc_message_id")?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Counts of outbox rows by state, for `/metrics` and tests.
-    pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+    pub async fn outbox_counts(&self) -> Result<Vec<(OutboxState, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        rows.iter()
+            .map(|r| Ok((parsed(r, "state")?, r.try_get("n")?)))
+            .collect()
     }
 }
 
@@ -434,13 +471,15 @@ pub struct OutboxBacklog {
 impl Store {
     /// How many rows are queued and since when the oldest waits.
     pub async fn outbox_backlog(&self) -> Result<OutboxBacklog> {
-        let row =
-            sqlx::query("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'queued'")
-                .fetch_one(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS queued, MIN(created_at) AS oldest_queued_at FROM outbox \
+             WHERE state = 'queued'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok(OutboxBacklog {
-            queued: row.get(0),
-            oldest_queued_at: row.get(1),
+            queued: row.try_get("queued")?,
+            oldest_queued_at: row.try_get("oldest_queued_at")?,
         })
     }
 }

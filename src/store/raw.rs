@@ -2,7 +2,8 @@
 
 use sqlx::Row;
 
-use super::{now_millis, nul_free, Result, Store, Tx};
+use super::{now_millis, nul_free, parsed, Result, Store, Tx};
+use crate::domain::RawState;
 
 /// One message as fetched, ready to be stored.
 #[derive(Debug, Clone)]
@@ -26,7 +27,7 @@ pub struct RawRow {
     pub complete: bool,
     pub bytes: Vec<u8>,
     pub received_at: i64,
-    pub state: String,
+    pub state: RawState,
     /// Processing attempts started (see [`Store::count_attempts`]).
     pub attempts: i64,
 }
@@ -44,11 +45,12 @@ impl Store {
             .bind(nul_free(mailbox))
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| {
-            let v: i64 = r.get(0);
-            let u: i64 = r.get(1);
-            (v as u32, u as u32)
-        }))
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let uidvalidity: i64 = r.try_get("uidvalidity")?;
+        let last_uid: i64 = r.try_get("last_uid")?;
+        Ok(Some((uidvalidity as u32, last_uid as u32)))
     }
 
     /// Sets the checkpoint (used on a UIDVALIDITY change, to resync from the start).
@@ -105,17 +107,20 @@ impl Store {
         .bind(raw_message_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| RawRow {
-            raw_message_id: r.get(0),
-            mailbox: r.get(1),
-            uid: r.get(2),
-            sha256: r.get(3),
-            size: r.get(4),
-            complete: r.get::<i64, _>(5) != 0,
-            bytes: r.get(6),
-            received_at: r.get(7),
-            state: r.get(8),
-            attempts: r.get(9),
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        Ok(Some(RawRow {
+            raw_message_id: r.try_get("raw_message_id")?,
+            mailbox: r.try_get("mailbox")?,
+            uid: r.try_get("uid")?,
+            sha256: r.try_get("sha256")?,
+            size: r.try_get("size")?,
+            complete: r.try_get::<i64, _>("complete")? != 0,
+            bytes: r.try_get("bytes")?,
+            received_at: r.try_get("received_at")?,
+            state: parsed(&r, "state")?,
+            attempts: r.try_get("attempts")?,
         }))
     }
 
@@ -128,7 +133,7 @@ impl Store {
         .bind(nul_free(mailbox))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        raw_ids(&rows)
     }
 
     /// Ingested (UID-less) raw messages still pending: an `ingest` died before processing.
@@ -139,7 +144,7 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        raw_ids(&rows)
     }
 
     /// An ingested (UID-less) raw message of `mailbox` with these bytes still pending: one an
@@ -153,7 +158,7 @@ impl Store {
         .bind(nul_free(mailbox))
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(row.map(|r| r.try_get("raw_message_id")).transpose()?)
     }
 
     /// Handled messages of this mailbox generation not yet flagged on the server.
@@ -167,10 +172,12 @@ impl Store {
         .bind(i64::from(uidvalidity))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1) as u32))
-            .collect())
+        rows.iter()
+            .map(|r| {
+                let uid: i64 = r.try_get("uid")?;
+                Ok((r.try_get("raw_message_id")?, uid as u32))
+            })
+            .collect()
     }
 
     /// Records that these raw messages were flagged (and moved) on the server.
@@ -189,13 +196,14 @@ impl Store {
         Ok(())
     }
 
-    /// Closes a raw message: `processed`, `duplicate` or `quarantined`, with the reason and
+    /// Closes a raw message: [`RawState::Processed`], [`RawState::Duplicate`] or
+    /// [`RawState::Quarantined`], with the reason and
     /// the message row it became (or duplicates). Only a `pending` row changes: whoever
     /// closed it first (another process racing on the same row) keeps its outcome.
     pub async fn finish_raw(
         tx: &mut Tx,
         raw_message_id: i64,
-        state: &str,
+        state: RawState,
         reason: Option<&str>,
         message_id: Option<i64>,
     ) -> Result<()> {
@@ -203,7 +211,7 @@ impl Store {
             "UPDATE raw_message SET state = $1, reason = $2, message_id = $3, processed_at = $4 \
              WHERE raw_message_id = $5 AND state = 'pending'",
         )
-        .bind(nul_free(state))
+        .bind(state.as_str())
         .bind(reason.map(nul_free))
         .bind(message_id)
         .bind(now_millis())
@@ -326,7 +334,15 @@ async fn insert_raw(
     .bind(now)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(row.map(|r| r.try_get("raw_message_id")).transpose()?)
+}
+
+/// The `raw_message_id` column of each row.
+fn raw_ids(rows: &[sqlx::any::AnyRow]) -> Result<Vec<i64>> {
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get("raw_message_id"))
+        .collect::<Result<_, _>>()?)
 }
 
 async fn upsert_checkpoint(

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::read::parsed;
-use super::{now_millis, nul_free, Result, Store, Tx};
+use super::{nul_free, Result, Store, Tx};
 use crate::domain::{
     AreaSlug, Direction, EmailAddress, EventKind, MessageKind, TicketKind, TicketRef, TicketStatus,
 };
@@ -580,28 +580,5 @@ impl Store {
         .fetch_one(&mut **tx)
         .await?;
         Ok(row.try_get("n")?)
-    }
-
-    /// Queues an outbound message for the outbox worker.
-    pub async fn enqueue(
-        tx: &mut Tx,
-        message_id: i64,
-        envelope_from: &str,
-        recipients: &[EmailAddress],
-        transport: &str,
-    ) -> Result<()> {
-        let now = now_millis();
-        sqlx::query(
-            "INSERT INTO outbox (message_id, envelope_from, recipients, state, next_attempt_at, \
-             created_at, transport) VALUES ($1, $2, $3, 'queued', $4, $4, $5)",
-        )
-        .bind(message_id)
-        .bind(nul_free(envelope_from))
-        .bind(super::outbox::encode_recipients(recipients))
-        .bind(now)
-        .bind(nul_free(transport))
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
     }
 }

@@ -23,9 +23,8 @@ use super::visitor::{
 };
 use super::{AppState, Error};
 use crate::domain::password as policy;
-use crate::domain::{now_millis, EmailAddress, FiscalCode, TokenPurpose};
+use crate::domain::{now_millis, EmailAddress, FiscalCode, TokenPurpose, Transport};
 use crate::outbound::queue::{queue_mail, Queued};
-use crate::outbound::Transport;
 use crate::store::{raw_sha256_hex, CitizenRow, NewCitizen, Store};
 
 /// A verification link is valid this long.
@@ -789,8 +788,8 @@ async fn email_post(
     purpose: TokenPurpose,
 ) -> Result<Response, Error> {
     if !v.csrf_ok(&f.csrf) {
-        // The form again with the address typed (finding 17), not a bare refusal; nothing
-        // is sent until a post with a good token.
+        // The form again with the address typed, not a bare refusal; nothing is sent until
+        // a post with a good token (docs/design-notes.md, "Web server hardening").
         let errors = vec![("email", link_form_expired(&v))];
         let email = f.email.trim().to_owned();
         return Err(Error::CsrfRefused(email_form_with(
@@ -1038,8 +1037,9 @@ async fn login(
     let email = f.email.trim().to_lowercase();
     let next = safe_next(&f.next);
     // Attempts are written before the password is checked, so parallel guesses cannot slip
-    // past the limits (finding 6). The account's part of the key is hashed: no plain
-    // addresses of failed sign-ins in the database, and a bounded key.
+    // past the limits (docs/design-notes.md, "Web accounts under attack"). The account's
+    // part of the key is hashed: no plain addresses of failed sign-ins in the database,
+    // and a bounded key.
     let account = raw_sha256_hex(email.as_bytes());
     let refuse = |errors: Errors, unverified: bool, status: StatusCode| {
         let page = LoginPage {

@@ -23,6 +23,20 @@ pub struct Mailbox {
     /// `idle = false`: poll only (the gateway's default is IDLE on).
     pub idle: Option<bool>,
     pub processed_folder: Option<String>,
+    /// `pec = true`: a certified-mail (PEC) box.
+    pub pec: bool,
+}
+
+/// One `[[area]]` table.
+#[derive(Debug, Clone)]
+pub struct Area {
+    pub slug: String,
+    pub name: String,
+    /// Written as they are into `addresses = [...]`: a quoted address, or an inline table
+    /// (`{ address = "…", kind = "reclamo" }`).
+    pub addresses: Vec<String>,
+    pub staff: Vec<String>,
+    pub response_days: u32,
 }
 
 /// A test gateway's configuration: the private mail stack's ports, two areas
@@ -54,6 +68,11 @@ pub struct TestConfig {
     /// The body of `[outbox]` (TOML lines).
     pub outbox: String,
     pub mailboxes: Vec<Mailbox>,
+    pub areas: Vec<Area>,
+    /// `[pec_smtp]` on the private Postfix at this port (certified mail out).
+    pub pec_smtp_port: Option<u16>,
+    /// More TOML appended at the end (tables the builder does not know).
+    pub extra: String,
 }
 
 impl TestConfig {
@@ -72,6 +91,14 @@ impl TestConfig {
             default_area: default_area.map(str::to_owned),
             idle: None,
             processed_folder: None,
+            pec: false,
+        };
+        let area = |slug: &str, name: &str, addresses: &[String], staff: &str, days: u32| Area {
+            slug: slug.to_owned(),
+            name: name.to_owned(),
+            addresses: addresses.to_vec(),
+            staff: vec![staff.to_owned()],
+            response_days: days,
         };
         TestConfig {
             web_port,
@@ -93,6 +120,27 @@ impl TestConfig {
                 mailbox("lavori-pubblici", LAVORI, Some("lavori-pubblici")),
                 mailbox("ambiente", AMBIENTE, None),
             ],
+            areas: vec![
+                area(
+                    "lavori-pubblici",
+                    "Lavori pubblici",
+                    &[
+                        format!("{LAVORI:?}"),
+                        r#"{ address = "reclami@comune.test", kind = "reclamo" }"#.to_owned(),
+                    ],
+                    STAFF_LAVORI,
+                    30,
+                ),
+                area(
+                    "ambiente",
+                    "Ambiente",
+                    &[format!("{AMBIENTE:?}")],
+                    STAFF_AMBIENTE,
+                    20,
+                ),
+            ],
+            pec_smtp_port: None,
+            extra: String::new(),
         }
     }
 
@@ -102,6 +150,14 @@ impl TestConfig {
             .iter_mut()
             .find(|m| m.name == name)
             .unwrap_or_else(|| panic!("no mailbox {name:?} in the test configuration"))
+    }
+
+    /// The area called `slug`; panics when there is none.
+    pub fn area(&mut self, slug: &str) -> &mut Area {
+        self.areas
+            .iter_mut()
+            .find(|a| a.slug == slug)
+            .unwrap_or_else(|| panic!("no area {slug:?} in the test configuration"))
     }
 
     /// IDLE off on every mailbox: each is polled every second.
@@ -181,27 +237,32 @@ timeout_seconds = 10
             if let Some(folder) = &m.processed_folder {
                 text.push_str(&format!("processed_folder = {folder:?}\n"));
             }
+            if m.pec {
+                text.push_str("pec = true\n");
+            }
             if let Some(area) = &m.default_area {
                 text.push_str(&format!("default_area = {area:?}\n"));
             }
         }
-        text.push_str(&format!(
-            r#"
-[[area]]
-slug = "lavori-pubblici"
-name = "Lavori pubblici"
-addresses = ["{LAVORI}", {{ address = "reclami@comune.test", kind = "reclamo" }}]
-staff = ["{STAFF_LAVORI}"]
-response_days = 30
-
-[[area]]
-slug = "ambiente"
-name = "Ambiente"
-addresses = ["{AMBIENTE}"]
-staff = ["{STAFF_AMBIENTE}"]
-response_days = 20
-"#
-        ));
+        for a in &self.areas {
+            let staff: Vec<String> = a.staff.iter().map(|s| format!("{s:?}")).collect();
+            text.push_str(&format!(
+                "\n[[area]]\nslug = {:?}\nname = {:?}\naddresses = [{}]\nstaff = [{}]\n\
+                 response_days = {}\n",
+                a.slug,
+                a.name,
+                a.addresses.join(", "),
+                staff.join(", "),
+                a.response_days
+            ));
+        }
+        if let Some(port) = self.pec_smtp_port {
+            text.push_str(&format!(
+                "\n[pec_smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+                 timeout_seconds = 10\n"
+            ));
+        }
+        text.push_str(&self.extra);
         text
     }
 }
