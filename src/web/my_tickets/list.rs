@@ -1,0 +1,81 @@
+//! The list of a citizen's tickets.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::super::visitor::{render, Chrome, Visitor};
+use super::super::{AppState, Error};
+use super::*;
+use crate::domain::{local_time, working_days_after};
+
+struct Row {
+    reference: String,
+    subject: String,
+    kind: String,
+    status: String,
+    area: String,
+    last_activity: String,
+    last_activity_iso: String,
+    expected: String,
+}
+
+#[derive(Template)]
+#[template(path = "web/tickets.html")]
+struct ListPage {
+    c: Chrome,
+    site: String,
+    rows: Vec<Row>,
+    email: String,
+    name: String,
+    /// Masked: the full codice fiscale is never shown after registration.
+    fiscal_code: String,
+}
+
+pub(super) async fn list(State(state): State<AppState>, v: Visitor) -> Result<Response, Error> {
+    let Some(c) = citizen(&v) else {
+        return Ok(v.to_login());
+    };
+    let tickets = state.store.tickets_of(&c.email).await?;
+    let chrome = v.chrome(if v.en() {
+        "My reports"
+    } else {
+        "Le mie segnalazioni"
+    });
+    let rows = tickets
+        .iter()
+        .map(|t| {
+            let days = state
+                .cfg
+                .area(t.area.as_str())
+                .map(|a| a.response_days)
+                .unwrap_or(30);
+            Row {
+                reference: t.reference.to_string(),
+                subject: t.subject.clone(),
+                kind: kind_label(&chrome, t.kind),
+                status: status_label(&chrome, t.status),
+                area: area_name(&state, t.area.as_str()),
+                last_activity: local_time(t.updated_at),
+                last_activity_iso: iso(t.updated_at),
+                expected: if t.status == TicketStatus::Resolved {
+                    "—".to_owned()
+                } else {
+                    working_days_after(t.created_at, days)
+                },
+            }
+        })
+        .collect();
+    let page = ListPage {
+        c: chrome,
+        site: state.cfg.server.site_name.clone(),
+        rows,
+        email: c.email.clone(),
+        name: format!("{} {}", c.first_name, c.last_name),
+        fiscal_code: crate::domain::FiscalCode::parse(&c.fiscal_code)
+            .map(|f| f.masked())
+            .unwrap_or_else(|_| "*".repeat(c.fiscal_code.chars().count())),
+    };
+    Ok(render(&v, StatusCode::OK, &page))
+}
