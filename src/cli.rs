@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app;
 use crate::config::{Config, ConfigError, Severity};
-use crate::domain::rfc3339;
+use crate::domain::{rfc3339, EventKind, TicketRef};
 use crate::inbound::ingest::ingest_stdin;
 use crate::intake::{Outcome, Pipeline};
 use crate::mail::summary;
@@ -460,26 +460,6 @@ fn describe(outcome: &Outcome) -> String {
     }
 }
 
-/// Who or what a message is, in the words of the ticket's timeline.
-fn role(direction: &str, kind: &str) -> &'static str {
-    match (direction, kind) {
-        ("in", "report" | "follow_up") => "citizen",
-        ("in", "staff_reply") => "staff verified",
-        ("in", "staff_unverified") => "staff unverified",
-        ("in", "note") => "note",
-        ("in", "bounce") => "bounce",
-        ("in", "receipt") => "receipt",
-        ("in", "pec_receipt") => "PEC receipt",
-        ("in", "auto_reply") => "auto-reply",
-        ("out", "ack") => "ack",
-        ("out", "notification") => "notification",
-        ("out", "answer") => "forwarded answer",
-        ("out", "status") => "status",
-        ("out", "notice" | "oversize") => "notice",
-        _ => "other",
-    }
-}
-
 async fn ticket_list(store: &Store, format: Format, limit: i64) -> anyhow::Result<u8> {
     let tickets = store.list_tickets(limit).await?;
     match format {
@@ -509,7 +489,11 @@ async fn ticket_list(store: &Store, format: Format, limit: i64) -> anyhow::Resul
 }
 
 async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::Result<u8> {
-    let Some(t) = store.ticket_by_ref(reference.trim()).await? else {
+    let found = match reference.trim().parse::<TicketRef>() {
+        Ok(r) => store.ticket_by_ref(&r).await?,
+        Err(_) => None,
+    };
+    let Some(t) = found else {
         eprintln!("no ticket {reference}");
         return Ok(1);
     };
@@ -517,11 +501,10 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
     let messages = store.ticket_messages(t.ticket_id).await?;
     let attachments = store.ticket_attachments(t.ticket_id).await?;
     // Why a PEC ticket is not certified: said by its `received` event (issue 10, finding 13).
-    let not_certified = events
-        .iter()
-        .filter(|e| e.kind == "received")
-        .filter_map(|e| serde_json::from_str::<serde_json::Value>(&e.details).ok())
-        .find_map(|d| d["pec"]["not_certified"].as_str().map(str::to_owned));
+    let not_certified = events.iter().find_map(|e| match &e.event {
+        EventKind::Received(r) => r.pec.as_ref()?["not_certified"].as_str().map(str::to_owned),
+        _ => None,
+    });
     match format {
         Format::Json => {
             let doc = json::TicketShow {
@@ -529,7 +512,7 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                 events: events.iter().map(json::Event::from).collect(),
                 messages: messages
                     .iter()
-                    .map(|m| json::Message::new(m, role(&m.direction, &m.kind)))
+                    .map(|m| json::Message::new(m, m.kind.role(m.direction)))
                     .collect(),
                 ticket: json::Ticket {
                     not_certified_because: Some(not_certified.clone()),
@@ -566,7 +549,7 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                 println!(
                     "  {}  {:<14} {:<32} {}",
                     rfc3339(e.at),
-                    e.kind,
+                    e.event.kind(),
                     e.actor,
                     e.details
                 );

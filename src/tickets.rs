@@ -1,10 +1,10 @@
-//! Changes of a ticket's life shared by the mail commands and the web page: each writes
-//! the ticket's new state and its event inside the caller's transaction.
+//! Every change of a ticket's life, shared by the mail commands and the web page: each writes
+//! the ticket's new state and its event together, inside the caller's transaction, and keeps
+//! the caller's [`MessageTicket`] in step. Nothing else writes a ticket's status.
 
-use serde_json::Value;
-
-use crate::domain::{escape_component, SignedIds};
-use crate::store::{MessageTicket, Store, Tx};
+use crate::domain::event::{self, EventKind, Taken};
+use crate::domain::{escape_component, AreaSlug, SignedIds, TicketKind, TicketStatus};
+use crate::store::{MessageTicket, Result, Store, Tx};
 
 /// The office takes the ticket ("presa in carico"). Only a `received` ticket changes;
 /// returns whether it did, so taking twice records one event.
@@ -12,16 +12,143 @@ pub async fn take(
     tx: &mut Tx,
     t: &mut MessageTicket,
     actor: &str,
-    details: &Value,
+    details: Taken,
     at: i64,
-) -> crate::store::Result<bool> {
-    if t.status != "received" {
+) -> Result<bool> {
+    if t.status != TicketStatus::Received {
         return Ok(false);
     }
-    Store::set_ticket_status(tx, t.ticket_id, "taken", at).await?;
-    Store::insert_event(tx, t.ticket_id, "taken", actor, details, at).await?;
-    t.status = "taken".to_owned();
+    set_status(tx, t, TicketStatus::Taken, at).await?;
+    Store::insert_event(tx, t.ticket_id, &EventKind::Taken(details), actor, at).await?;
     Ok(true)
+}
+
+/// The office's answer went to the citizen: the `answered` event, and the status
+/// `answered` unless the same reply also closes the ticket (see [`resolve`]).
+pub async fn answer(
+    tx: &mut Tx,
+    t: &mut MessageTicket,
+    actor: &str,
+    details: event::Answered,
+    closing: bool,
+    at: i64,
+) -> Result<()> {
+    Store::insert_event(tx, t.ticket_id, &EventKind::Answered(details), actor, at).await?;
+    if !closing {
+        set_status(tx, t, TicketStatus::Answered, at).await?;
+    }
+    Ok(())
+}
+
+/// Staff closed the ticket with their reply `message_id` (taking it first if nobody had).
+pub async fn resolve(
+    tx: &mut Tx,
+    t: &mut MessageTicket,
+    actor: &str,
+    message_id: i64,
+    at: i64,
+) -> Result<()> {
+    let implied = Taken::implied(&t.area);
+    take(tx, t, actor, implied, at).await?;
+    set_status(tx, t, TicketStatus::Resolved, at).await?;
+    let details = event::OfMessage {
+        message: Some(message_id),
+    };
+    Store::insert_event(tx, t.ticket_id, &EventKind::Resolved(details), actor, at).await
+}
+
+/// The citizen wrote again: a resolved ticket goes back to `taken`. Returns whether it did.
+pub async fn reopen(tx: &mut Tx, t: &mut MessageTicket, actor: &str, at: i64) -> Result<bool> {
+    if t.status != TicketStatus::Resolved {
+        return Ok(false);
+    }
+    set_status(tx, t, TicketStatus::Taken, at).await?;
+    let reopened = EventKind::Reopened(event::Nothing {});
+    Store::insert_event(tx, t.ticket_id, &reopened, actor, at).await?;
+    Ok(true)
+}
+
+/// The ticket moves to the office `to` (named `to_name`). Returns whether it moved: the
+/// office it is in already is no move.
+pub async fn reassign(
+    tx: &mut Tx,
+    t: &mut MessageTicket,
+    actor: &str,
+    to: &AreaSlug,
+    to_name: &str,
+    at: i64,
+) -> Result<bool> {
+    if &t.area == to {
+        return Ok(false);
+    }
+    let from = std::mem::replace(&mut t.area, to.clone());
+    Store::set_ticket_area(tx, t.ticket_id, to, at).await?;
+    let details = event::Reassigned {
+        from: Some(from),
+        to: Some(to.clone()),
+        to_name: to_name.to_owned(),
+    };
+    Store::insert_event(tx, t.ticket_id, &EventKind::Reassigned(details), actor, at).await?;
+    Ok(true)
+}
+
+/// Staff changed the ticket's kind. Returns whether it changed.
+pub async fn change_kind(
+    tx: &mut Tx,
+    t: &mut MessageTicket,
+    actor: &str,
+    kind: TicketKind,
+    at: i64,
+) -> Result<bool> {
+    if t.kind == kind {
+        return Ok(false);
+    }
+    Store::set_ticket_kind(tx, t.ticket_id, kind, at).await?;
+    let details = event::KindChanged {
+        from: t.kind.as_str().to_owned(),
+        to: kind.as_str().to_owned(),
+    };
+    Store::insert_event(tx, t.ticket_id, &EventKind::KindChanged(details), actor, at).await?;
+    t.kind = kind;
+    Ok(true)
+}
+
+/// Staff chose the address the citizen asked for (`#rispondi-a`): mail to the citizen goes
+/// there from now on. Returns whether there was one to choose.
+pub async fn choose_reply_to(
+    tx: &mut Tx,
+    t: &mut MessageTicket,
+    actor: &str,
+    at: i64,
+) -> Result<bool> {
+    let Some(asked) = t.reply_to_asked.clone() else {
+        return Ok(false);
+    };
+    Store::set_ticket_reply_to(tx, t.ticket_id, &asked, at).await?;
+    let details = event::ReplyToChosen {
+        reply_to: asked.clone(),
+    };
+    Store::insert_event(
+        tx,
+        t.ticket_id,
+        &EventKind::ReplyToChosen(details),
+        actor,
+        at,
+    )
+    .await?;
+    t.reply_to = Some(asked);
+    Ok(true)
+}
+
+async fn set_status(
+    tx: &mut Tx,
+    t: &mut MessageTicket,
+    status: TicketStatus,
+    at: i64,
+) -> Result<()> {
+    Store::set_ticket_status(tx, t.ticket_id, status, at).await?;
+    t.status = status;
+    Ok(())
 }
 
 /// What a take link signs: the ticket and the staff member it was sent to, and until when

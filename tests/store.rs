@@ -15,7 +15,8 @@ use mail_parser::MessageParser;
 use serde_json::json;
 use support::postgres::PgDatabase;
 use ticketgate::domain::{
-    EmailAddress, FiscalCode, OurMessageId, OutboxState, RawState, SignedIds, TicketRef, Transport,
+    AreaSlug, Channel, Direction, EmailAddress, EventKind, FiscalCode, MessageKind, OurMessageId,
+    OutboxState, RawState, SignedIds, TicketKind, TicketRef, Transport,
 };
 use ticketgate::outbound::queue::{queue_mail, Queued};
 use ticketgate::store::{
@@ -172,17 +173,27 @@ fn addr(a: &str) -> EmailAddress {
     EmailAddress::parse(a).expect("a valid test address")
 }
 
+/// A ticket reference written in a test.
+fn r(reference: &str) -> TicketRef {
+    reference.parse().expect("a valid test reference")
+}
+
+/// A value that lives as long as the test process, for the borrowed fields of `NewTicket`.
+fn leak<T>(value: T) -> &'static T {
+    Box::leak(Box::new(value))
+}
+
 fn ticket<'a>(reference: &'a str, subject: &'a str, at: i64) -> NewTicket<'a> {
     NewTicket {
-        reference,
-        kind: "segnalazione",
-        area: "lavori-pubblici",
-        citizen: CITIZEN,
+        reference: r(reference),
+        kind: TicketKind::Segnalazione,
+        area: leak(AreaSlug::parse("lavori-pubblici").expect("a valid slug")),
+        citizen: leak(addr(CITIZEN)),
         citizen_name: Some("Anna Verdi"),
         subject,
         text: "C'è una buca in via Roma.",
         html: Some("<p>C'è una buca</p>"),
-        channel: "email",
+        channel: Channel::Email,
         at,
         certified: None,
         pec_address: None,
@@ -194,8 +205,8 @@ fn ticket<'a>(reference: &'a str, subject: &'a str, at: i64) -> NewTicket<'a> {
 fn inbound<'a>(ticket_id: Option<i64>, dedup_key: Option<&'a str>, at: i64) -> NewMessage<'a> {
     NewMessage {
         ticket_id,
-        direction: "in",
-        kind: "report",
+        direction: Direction::In,
+        kind: MessageKind::Report,
         rfc_message_id: dedup_key,
         in_reply_to: None,
         dedup_key,
@@ -213,8 +224,8 @@ fn inbound<'a>(ticket_id: Option<i64>, dedup_key: Option<&'a str>, at: i64) -> N
 fn outbound<'a>(ticket_id: Option<i64>, kind: &'a str, to: &'a str, at: i64) -> NewMessage<'a> {
     NewMessage {
         ticket_id,
-        direction: "out",
-        kind,
+        direction: Direction::Out,
+        kind: kind.parse().expect("a message kind"),
         rfc_message_id: None,
         in_reply_to: Some("<m1@citizen.test>"),
         dedup_key: None,
@@ -827,13 +838,31 @@ async fn a_ticket_with_its_message_attachments_and_events_reads_back_through_the
         .await
         .unwrap();
     let received = json!({"message": message_id, "area": "lavori-pubblici", "also": ["ambiente"]});
-    Store::insert_event(&mut tx, ticket_id, "received", CITIZEN, &received, T0)
-        .await
-        .unwrap();
+    Store::insert_event(
+        &mut tx,
+        ticket_id,
+        &EventKind::Other {
+            kind: "received".into(),
+            details: received.clone(),
+        },
+        CITIZEN,
+        T0,
+    )
+    .await
+    .unwrap();
     let noted = json!({"note": "sopralluogo \"domani\" — è urgente"});
-    Store::insert_event(&mut tx, ticket_id, "note", "mario.rossi", &noted, T0 + 5)
-        .await
-        .unwrap();
+    Store::insert_event(
+        &mut tx,
+        ticket_id,
+        &EventKind::Other {
+            kind: "note".into(),
+            details: noted.clone(),
+        },
+        "mario.rossi",
+        T0 + 5,
+    )
+    .await
+    .unwrap();
     Store::touch_ticket(&mut tx, ticket_id, T0 + 5)
         .await
         .unwrap();
@@ -849,31 +878,31 @@ async fn a_ticket_with_its_message_attachments_and_events_reads_back_through_the
     tx.commit().await.unwrap();
 
     let t = s
-        .ticket_by_ref("2026-000001")
+        .ticket_by_ref(&r("2026-000001"))
         .await
         .unwrap()
         .expect("ticket");
     assert_eq!(t.ticket_id, ticket_id);
-    assert_eq!(t.reference, "2026-000001");
-    assert_eq!(t.kind, "segnalazione");
-    assert_eq!(t.area, "lavori-pubblici");
-    assert_eq!(t.status, "received");
-    assert_eq!(t.citizen, CITIZEN);
+    assert_eq!(t.reference.to_string(), "2026-000001");
+    assert_eq!(t.kind.as_str(), "segnalazione");
+    assert_eq!(t.area.as_str(), "lavori-pubblici");
+    assert_eq!(t.status.as_str(), "received");
+    assert_eq!(t.citizen.as_str(), CITIZEN);
     assert_eq!(t.subject, "Buca in via Roma");
     assert_eq!(t.text, "C'è una buca in via Roma.");
-    assert_eq!(t.channel, "email");
+    assert_eq!(t.channel.as_str(), "email");
     assert_eq!(t.created_at, T0);
     assert_eq!(t.updated_at, T0 + 5);
-    assert!(s.ticket_by_ref("2026-000002").await.unwrap().is_none());
+    assert!(s.ticket_by_ref(&r("2026-000002")).await.unwrap().is_none());
 
     let events = s.ticket_events(ticket_id).await.unwrap();
     assert_eq!(events.len(), 2);
-    assert_eq!(events[0].kind, "received");
+    assert_eq!(events[0].event.kind(), "received");
     assert_eq!(events[0].at, T0);
     assert_eq!(events[0].actor, CITIZEN);
     let details: serde_json::Value = serde_json::from_str(&events[0].details).unwrap();
     assert_eq!(details, received);
-    assert_eq!(events[1].kind, "note");
+    assert_eq!(events[1].event.kind(), "note");
     assert_eq!(events[1].actor, "mario.rossi");
     let details: serde_json::Value = serde_json::from_str(&events[1].details).unwrap();
     assert_eq!(details, noted);
@@ -891,8 +920,8 @@ async fn a_ticket_with_its_message_attachments_and_events_reads_back_through_the
     assert_eq!(messages.len(), 1);
     let v = &messages[0];
     assert_eq!(v.message_id, message_id);
-    assert_eq!(v.direction, "in");
-    assert_eq!(v.kind, "report");
+    assert_eq!(v.direction.as_str(), "in");
+    assert_eq!(v.kind.as_str(), "report");
     assert_eq!(v.rfc_message_id.as_deref(), Some("m1@citizen.test"));
     assert_eq!(v.in_reply_to, None);
     assert_eq!(v.from_addr, CITIZEN);
@@ -909,9 +938,9 @@ async fn a_ticket_with_its_message_attachments_and_events_reads_back_through_the
 
     let of = ticket_of(s, message_id).await.unwrap().expect("ticket");
     assert_eq!(of.ticket_id, ticket_id);
-    assert_eq!(of.reference, "2026-000001");
-    assert_eq!(of.area, "lavori-pubblici");
-    assert_eq!(of.citizen, CITIZEN);
+    assert_eq!(of.reference.to_string(), "2026-000001");
+    assert_eq!(of.area.as_str(), "lavori-pubblici");
+    assert_eq!(of.citizen.as_str(), CITIZEN);
     assert_eq!(of.subject, "Buca in via Roma");
     assert!(ticket_of(s, message_id + 1000).await.unwrap().is_none());
 
@@ -996,7 +1025,7 @@ async fn a_duplicate_ticket_reference_is_refused(db: Db) {
     tx.rollback().await.unwrap();
     assert_eq!(s.list_tickets(10).await.unwrap().len(), 1);
     assert_eq!(
-        s.ticket_by_ref("2026-000001")
+        s.ticket_by_ref(&r("2026-000001"))
             .await
             .unwrap()
             .unwrap()
@@ -1071,7 +1100,7 @@ async fn outbound_bytes_round_trip_exactly_including_binary_bytes(db: Db) {
         Some(format!("m{message_id}@comune.test").as_str())
     );
     assert_eq!(v.sha256, raw_sha256_hex(&bytes));
-    assert_eq!(v.direction, "out");
+    assert_eq!(v.direction.as_str(), "out");
     assert_eq!(v.in_reply_to.as_deref(), Some("<m1@citizen.test>"));
 
     // Bytes set again (a re-render) replace the old ones exactly.
@@ -1168,12 +1197,14 @@ async fn tickets_are_listed_newest_first_up_to_the_limit(db: Db) {
         two.iter().map(|t| t.ticket_id).collect::<Vec<_>>(),
         vec![c, b]
     );
-    assert_eq!(two[0].reference, "2026-000003");
+    assert_eq!(two[0].reference.to_string(), "2026-000003");
     assert_eq!(two[0].created_at, T0 + 2);
     assert_eq!(two[0].updated_at, T0 + 2);
     let all = s.list_tickets(100).await.unwrap();
     assert_eq!(
-        all.iter().map(|t| t.reference.as_str()).collect::<Vec<_>>(),
+        all.iter()
+            .map(|t| t.reference.to_string())
+            .collect::<Vec<_>>(),
         vec!["2026-000003", "2026-000002", "2026-000001"]
     );
     assert_eq!(all[2].ticket_id, a);
@@ -1219,9 +1250,11 @@ async fn text_with_nul_characters_from_untrusted_mail_is_stored_on_both_backends
     Store::insert_event(
         &mut tx,
         ticket_id,
-        "note",
+        &EventKind::Other {
+            kind: "note".into(),
+            details: json!({"n": "a\0b"}),
+        },
         "x\0y",
-        &json!({"n": "a\0b"}),
         T0,
     )
     .await
@@ -1249,7 +1282,7 @@ async fn text_with_nul_characters_from_untrusted_mail_is_stored_on_both_backends
     tx.commit().await.unwrap();
 
     const R: char = '\u{FFFD}';
-    let v = s.ticket_by_ref("2026-000001").await.unwrap().unwrap();
+    let v = s.ticket_by_ref(&r("2026-000001")).await.unwrap().unwrap();
     assert_eq!(v.subject, format!("buca{R}nascosta"));
     assert_eq!(v.text, format!("testo{R}con NUL"));
     let v = &s.ticket_messages(ticket_id).await.unwrap()[0];
@@ -1285,7 +1318,7 @@ async fn text_with_nul_characters_from_untrusted_mail_is_stored_on_both_backends
         s.raw(ids[0]).await.unwrap().unwrap().bytes,
         b"Subject: a\0b\r\n\r\n\0"
     );
-    assert!(s.ticket_by_ref("2026-\0").await.unwrap().is_none());
+    assert!("2026-\0".parse::<TicketRef>().is_err(), "never looked up");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1694,7 +1727,7 @@ async fn queued_mail_is_stored_as_bytes_that_parse_and_carry_a_verifiable_signed
         &ids,
         &Queued {
             ticket: Some((ticket_id, reference)),
-            kind: "ack",
+            kind: MessageKind::Ack,
             from_name: "Comune di Prova — Lavori pubblici",
             from_addr: AREA_ADDR,
             to: vec![addr(CITIZEN), addr("luca.neri@citizen.test")],
@@ -1762,13 +1795,13 @@ async fn queued_mail_is_stored_as_bytes_that_parse_and_carry_a_verifiable_signed
     assert_eq!(v.message_id, message_id);
     assert_eq!(v.rfc_message_id.as_deref(), Some(rfc_id.as_str()));
     assert_eq!(v.sha256, raw_sha256_hex(&item.raw));
-    assert_eq!(v.kind, "ack");
-    assert_eq!(v.direction, "out");
+    assert_eq!(v.kind.as_str(), "ack");
+    assert_eq!(v.direction.as_str(), "out");
     assert_eq!(v.to_addrs, format!("{CITIZEN}, luca.neri@citizen.test"));
     assert_eq!(v.delivery_state.as_deref(), Some("queued"));
     assert_eq!(v.delivery_attempts, Some(0));
     let of = ticket_of(s, message_id).await.unwrap().unwrap();
-    assert_eq!(of.reference, "2026-000042");
+    assert_eq!(of.reference.to_string(), "2026-000042");
     // Counted for the per-sender acknowledgment limit.
     let mut tx = s.begin().await.unwrap();
     assert_eq!(
@@ -1787,7 +1820,7 @@ async fn queued_mail_outside_any_ticket_carries_a_verifiable_id_without_a_ticket
         &ids,
         &Queued {
             ticket: None,
-            kind: "notice",
+            kind: MessageKind::Notice,
             from_name: "Comune di Prova",
             from_addr: AREA_ADDR,
             to: vec![addr(CITIZEN)],
@@ -1830,7 +1863,7 @@ async fn pec_facts_and_receipts_are_recorded_and_a_late_acceptance_never_undoes_
     let ticket_id = Store::insert_ticket(
         &mut tx,
         &NewTicket {
-            channel: "pec",
+            channel: Channel::Pec,
             certified: Some(true),
             pec_address: Some("protocollo@pec.comune.test"),
             reply_to: Some("ufficio.legale@pec.citizen.test"),
@@ -1903,8 +1936,12 @@ async fn pec_facts_and_receipts_are_recorded_and_a_late_acceptance_never_undoes_
     );
     tx.commit().await.unwrap();
 
-    let t = store.ticket_by_ref("2026-000077").await.unwrap().unwrap();
-    assert_eq!(t.channel, "pec");
+    let t = store
+        .ticket_by_ref(&r("2026-000077"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.channel.as_str(), "pec");
     assert_eq!(t.certified, Some(true));
     assert_eq!(t.pec_address.as_deref(), Some("protocollo@pec.comune.test"));
     assert_eq!(

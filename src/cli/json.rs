@@ -163,18 +163,18 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 impl From<&TicketView> for Ticket {
     fn from(t: &TicketView) -> Ticket {
         Ticket {
-            area: t.area.clone(),
+            area: t.area.to_string(),
             certified: t.certified,
-            channel: t.channel.clone(),
-            citizen: t.citizen.clone(),
+            channel: t.channel.to_string(),
+            citizen: t.citizen.to_string(),
             created_at: rfc3339(t.created_at),
-            kind: t.kind.clone(),
+            kind: t.kind.to_string(),
             not_certified_because: None,
             pec_address: t.pec_address.clone(),
-            reference: t.reference.clone(),
+            reference: t.reference.to_string(),
             reply_to: t.reply_to.clone(),
             reply_to_asked: t.reply_to_asked.clone(),
-            status: t.status.clone(),
+            status: t.status.to_string(),
             subject: t.subject.clone(),
             text: t.text.clone(),
             updated_at: rfc3339(t.updated_at),
@@ -188,7 +188,7 @@ impl From<&EventView> for Event {
             actor: e.actor.clone(),
             at: rfc3339(e.at),
             details: serde_json::from_str(&e.details).unwrap_or(Value::Null),
-            kind: e.kind.clone(),
+            kind: e.event.kind().to_owned(),
         }
     }
 }
@@ -229,10 +229,10 @@ impl Message {
         Message {
             at: rfc3339(m.at),
             delivery,
-            direction: m.direction.clone(),
+            direction: m.direction.to_string(),
             from: m.from_addr.clone(),
             in_reply_to: m.in_reply_to.clone(),
-            kind: m.kind.clone(),
+            kind: m.kind.to_string(),
             message_id: m.rfc_message_id.clone(),
             pec,
             role: role.to_owned(),

@@ -207,6 +207,38 @@ pub struct Taken {
     pub via: String,
 }
 
+impl Taken {
+    /// A `#presa` command in a staff reply.
+    pub fn by_command(area: &AreaSlug, area_name: &str) -> Taken {
+        Taken {
+            area: Some(area.clone()),
+            area_name: Some(area_name.to_owned()),
+            implied: None,
+            via: "mail".to_owned(),
+        }
+    }
+
+    /// Implied by an answer or a closing sent by mail.
+    pub fn implied(area: &AreaSlug) -> Taken {
+        Taken {
+            area: Some(area.clone()),
+            area_name: None,
+            implied: Some(true),
+            via: "mail".to_owned(),
+        }
+    }
+
+    /// The take link of a notification, followed on the web.
+    pub fn via_web(area: &AreaSlug) -> Taken {
+        Taken {
+            area: Some(area.clone()),
+            area_name: None,
+            implied: None,
+            via: "web".to_owned(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Reassigned {

@@ -42,7 +42,7 @@ macro_rules! stored_word {
         }
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
         impl serde::Serialize for $ty {
@@ -95,7 +95,14 @@ impl FromStr for TicketRef {
 
 impl fmt::Display for TicketRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:06}", self.year, self.seq)
+        // `pad`, so that widths in operators' tables (`{:<12}`) apply as to a string.
+        f.pad(&format!("{:04}-{:06}", self.year, self.seq))
+    }
+}
+
+impl serde::Serialize for TicketRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -229,7 +236,7 @@ impl FromStr for AreaSlug {
 
 impl fmt::Display for AreaSlug {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 

@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 
 use crate::config::Config;
-use crate::domain::WEB_MAILBOX;
+use crate::domain::{MessageKind, WEB_MAILBOX};
 use crate::mail::auth;
 use crate::mail::autoreply::AutoReason;
 use crate::mail::parse::InboundMail;
@@ -172,8 +172,10 @@ pub(super) fn classify(
         };
     };
     if rules.cfg.is_any_staff(&from_addr) {
-        let refers_to_notification =
-            via_reference && ours.as_ref().is_some_and(|m| m.kind == "notification");
+        let refers_to_notification = via_reference
+            && ours
+                .as_ref()
+                .is_some_and(|m| m.kind == MessageKind::Notification);
         return match why_unverified(rules.cfg, arrival, &from_addr, &t, refers_to_notification) {
             None => Decision::StaffReply {
                 ticket: Box::new(t),
@@ -184,7 +186,7 @@ pub(super) fn classify(
             },
         };
     }
-    if from_addr == t.citizen {
+    if from_addr == t.citizen.as_str() {
         if let Some(why) = follow_up_unproven(rules.cfg, arrival, &from_addr) {
             // Not recorded on the ticket (its citizen did not demonstrably write it) and
             // not made a ticket of its own either: that ticket's citizen would be the
@@ -222,8 +224,8 @@ fn why_unverified(
     t: &MessageTicket,
     refers_to_notification: bool,
 ) -> Option<String> {
-    if !cfg.is_staff_of(from_addr, &t.area) {
-        let area = area_name(cfg, &t.area);
+    if !cfg.is_staff_of(from_addr, t.area.as_str()) {
+        let area = area_name(cfg, t.area.as_str());
         return Some(format!(
             "{from_addr} is not staff of the office now handling the ticket ({area})"
         ));

@@ -8,7 +8,7 @@ use askama::Template;
 
 use super::Pipeline;
 use crate::domain::Transport;
-use crate::domain::{rfc3339, EmailAddress, TicketKind, TicketRef};
+use crate::domain::{rfc3339, Direction, EmailAddress, MessageKind, TicketKind, TicketRef};
 use crate::mail::compose::{
     self, AckText, AnswerHeldText, BounceNoticeText, CommandErrorText, HowToReplyText,
     NotificationText, OutAttachment, ReassignedText,
@@ -60,14 +60,14 @@ impl Pipeline {
             kind_it: kind.as_str(),
             kind_en: kind.english(),
             subject: &mail.subject,
-            reference: &t.reference,
+            reference: &t.reference.to_string(),
             area_name: &area_name,
             response_days: area.map(|a| a.response_days).unwrap_or(30),
             tag_prefix: prefix,
             base_url: &self.cfg.server.base_url,
         }
         .render()?;
-        let subject = compose::tagged_subject(prefix, &t.reference, &mail.subject);
+        let subject = compose::tagged_subject(prefix, &t.reference.to_string(), &mail.subject);
         // Thread under the citizen's message: their id ends our References (RFC 5322 §3.6.4).
         let mut references = mail.references.clone();
         references.extend(mail.message_id.iter().cloned());
@@ -76,7 +76,7 @@ impl Pipeline {
             &self.ids,
             &Queued {
                 ticket: Some((t.ticket_id, reference)),
-                kind: "ack",
+                kind: MessageKind::Ack,
                 from_name: &area_name,
                 from_addr: t.pec_address.as_deref().unwrap_or(&owner.address),
                 to: vec![recipient(t.citizen_mail_to())?],
@@ -102,7 +102,7 @@ impl Pipeline {
         t: &MessageTicket,
         n: &Notification<'_>,
     ) -> anyhow::Result<()> {
-        let Some(area) = self.cfg.area(&t.area) else {
+        let Some(area) = self.cfg.area(t.area.as_str()) else {
             return Ok(());
         };
         if area.staff.is_empty() {
@@ -111,9 +111,9 @@ impl Pipeline {
         let Some(area_addr) = area.addresses.first().map(|a| a.address().to_lowercase()) else {
             return Ok(());
         };
-        let reference: TicketRef = t.reference.parse()?;
+        let reference: TicketRef = t.reference;
         let prefix = &self.cfg.tickets.tag_prefix;
-        let mail_subject = compose::tagged_subject(prefix, &t.reference, &t.subject);
+        let mail_subject = compose::tagged_subject(prefix, &t.reference.to_string(), &t.subject);
         let received_at = rfc3339(now_millis());
         let expires = now_millis() + TAKE_LINK_VALIDITY_MILLIS;
         for staff in &area.staff {
@@ -122,16 +122,16 @@ impl Pipeline {
             let take_link = take_link(
                 &self.ids,
                 &self.cfg.server.base_url,
-                &t.reference,
+                &t.reference.to_string(),
                 &staff,
                 expires,
             );
             let text = NotificationText {
                 headline: n.headline,
-                reference: &t.reference,
+                reference: &t.reference.to_string(),
                 area_name: &area.name,
                 also_areas: n.also_areas,
-                citizen: &t.citizen,
+                citizen: t.citizen.as_str(),
                 reply_to_asked: t.reply_to_asked.as_deref().unwrap_or(""),
                 received_at: &received_at,
                 kind_it: n.kind,
@@ -147,7 +147,7 @@ impl Pipeline {
                 &self.ids,
                 &Queued {
                     ticket: Some((t.ticket_id, reference)),
-                    kind: "notification",
+                    kind: MessageKind::Notification,
                     from_name: &area.name,
                     from_addr: &area_addr,
                     to: vec![recipient(&staff)?],
@@ -193,7 +193,8 @@ impl Pipeline {
         text: &str,
         attachments: &[OutAttachment<'_>],
     ) -> anyhow::Result<i64> {
-        self.mail_citizen(tx, t, "answer", text, attachments).await
+        self.mail_citizen(tx, t, MessageKind::Answer, text, attachments)
+            .await
     }
 
     /// Tells the citizen which office now handles the ticket.
@@ -203,15 +204,16 @@ impl Pipeline {
         t: &MessageTicket,
         previous_area: &str,
     ) -> anyhow::Result<()> {
-        let area_name = self.area_name(&t.area);
+        let area_name = self.area_name(t.area.as_str());
         let text = ReassignedText {
-            reference: &t.reference,
+            reference: &t.reference.to_string(),
             subject: &t.subject,
             area_name: &area_name,
             previous_area,
         }
         .render()?;
-        self.mail_citizen(tx, t, "status", &text, &[]).await?;
+        self.mail_citizen(tx, t, MessageKind::Status, &text, &[])
+            .await?;
         Ok(())
     }
 
@@ -221,22 +223,25 @@ impl Pipeline {
         &self,
         tx: &mut Tx,
         t: &MessageTicket,
-        kind: &str,
+        kind: MessageKind,
         text: &str,
         attachments: &[OutAttachment<'_>],
     ) -> anyhow::Result<i64> {
         let (area_name, mut area_addr) = self
-            .area_sender(&t.area)
-            .unwrap_or_else(|| (t.area.clone(), String::new()));
+            .area_sender(t.area.as_str())
+            .unwrap_or_else(|| (t.area.to_string(), String::new()));
         if let Some(pec) = &t.pec_address {
             // A PEC ticket is answered by PEC, from the PEC box it came to, whichever office
             // now handles it: the answer must be certified like the report.
             area_addr = pec.clone();
         }
         let (in_reply_to, references) = self.citizen_thread(tx, t).await?;
-        let subject =
-            compose::tagged_subject(&self.cfg.tickets.tag_prefix, &t.reference, &t.subject);
-        let reference: TicketRef = t.reference.parse()?;
+        let subject = compose::tagged_subject(
+            &self.cfg.tickets.tag_prefix,
+            &t.reference.to_string(),
+            &t.subject,
+        );
+        let reference: TicketRef = t.reference;
         let id = queue_mail(
             tx,
             &self.ids,
@@ -270,7 +275,7 @@ impl Pipeline {
         let history = Store::ticket_history(tx, t.ticket_id).await?;
         let first_text = history
             .iter()
-            .find(|h| h.direction == "in")
+            .find(|h| h.direction == Direction::In)
             .map(|h| h.text.clone())
             .unwrap_or_default();
         let headline = format!("Pratica assegnata al vostro ufficio da {previous_area}:");
@@ -281,7 +286,7 @@ impl Pipeline {
             text: &first_text,
             attachments: &[],
             also_areas: "",
-            kind: &t.kind,
+            kind: t.kind.as_str(),
             history: &history,
         };
         self.notify_staff(tx, t, &notification).await
@@ -297,16 +302,16 @@ impl Pipeline {
         text: &str,
         in_reply_to: Option<&str>,
     ) -> anyhow::Result<()> {
-        let Some((area_name, area_addr)) = self.area_sender(&t.area) else {
+        let Some((area_name, area_addr)) = self.area_sender(t.area.as_str()) else {
             return Ok(());
         };
-        let reference: TicketRef = t.reference.parse()?;
+        let reference: TicketRef = t.reference;
         queue_mail(
             tx,
             &self.ids,
             &Queued {
                 ticket: Some((t.ticket_id, reference)),
-                kind: "notice",
+                kind: MessageKind::Notice,
                 from_name: &area_name,
                 from_addr: &area_addr,
                 to: vec![recipient(to)?],
@@ -334,7 +339,7 @@ impl Pipeline {
         reason: &str,
     ) -> anyhow::Result<()> {
         let text = HowToReplyText {
-            reference: &t.reference,
+            reference: &t.reference.to_string(),
             subject: &mail.subject,
             reason,
             tag_prefix: &self.cfg.tickets.tag_prefix,
@@ -354,7 +359,7 @@ impl Pipeline {
         mail: &InboundMail,
     ) -> anyhow::Result<()> {
         let text = AnswerHeldText {
-            reference: &t.reference,
+            reference: &t.reference.to_string(),
             subject: &mail.subject,
         }
         .render()?;
@@ -374,7 +379,7 @@ impl Pipeline {
     ) -> anyhow::Result<()> {
         let areas: Vec<&str> = self.cfg.areas.iter().map(|a| a.slug.as_str()).collect();
         let text = CommandErrorText {
-            reference: &t.reference,
+            reference: &t.reference.to_string(),
             problem,
             areas: &areas.join(", "),
         }
@@ -395,11 +400,11 @@ impl Pipeline {
         recipient: &str,
         reason: &str,
     ) -> anyhow::Result<()> {
-        let Some(area) = self.cfg.area(&t.area) else {
+        let Some(area) = self.cfg.area(t.area.as_str()) else {
             return Ok(());
         };
         let text = BounceNoticeText {
-            reference: &t.reference,
+            reference: &t.reference.to_string(),
             recipient,
             bounced_subject: &t.subject,
             reason,
@@ -407,7 +412,7 @@ impl Pipeline {
         .render()?;
         let subject = compose::tagged_subject(
             &self.cfg.tickets.tag_prefix,
-            &t.reference,
+            &t.reference.to_string(),
             &format!("Mancata consegna / Undelivered: {recipient}"),
         );
         for staff in &area.staff {
@@ -438,13 +443,8 @@ fn citizen_transport(t: &MessageTicket) -> Transport {
 fn render_history(history: &[HistoryEntry]) -> String {
     let mut out = String::new();
     for h in history {
-        let who = match (h.direction.as_str(), h.kind.as_str()) {
-            ("in", "report" | "follow_up") => "cittadino",
-            ("in", "staff_reply") => "ufficio",
-            ("in", "note") => "nota interna",
-            ("out", "answer") => "risposta inviata",
-            ("out", _) => continue,
-            _ => "messaggio",
+        let Some(who) = h.kind.history_label(h.direction) else {
+            continue;
         };
         out.push_str(&format!(
             "\n--- {} · {} · {}\n{}\n",

@@ -27,13 +27,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
-use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::attachments::AttachmentStore;
 use crate::config::{AddressRoute, Config};
+use crate::domain::event::{self, EventKind};
 use crate::domain::{
-    Channel, EmailAddress, OurMessageId, SignedIds, TicketKind, TicketRef, WEB_MAILBOX,
+    AreaSlug, Channel, Direction, EmailAddress, MessageKind, OurMessageId, SignedIds, TicketKind,
+    TicketRef, TicketStatus, WEB_MAILBOX,
 };
 use crate::domain::{RawState, Transport};
 use crate::mail::compose::{self, OversizeText};
@@ -495,8 +496,15 @@ impl Pipeline {
                 kind,
                 reason,
             } => {
-                let details = json!({ "reason": reason });
-                self.record(tx, &ctx, &ticket, kind, details, &from_addr)
+                let details = event::MessageReason {
+                    message: None,
+                    reason,
+                };
+                let (kind, recorded) = match kind.parse::<MessageKind>()? {
+                    MessageKind::Receipt => (MessageKind::Receipt, EventKind::Receipt(details)),
+                    _ => (MessageKind::AutoReply, EventKind::AutoReply(details)),
+                };
+                self.record(tx, &ctx, &ticket, kind, recorded, &from_addr)
                     .await
             }
             Decision::StaffReply { ticket } => {
@@ -510,7 +518,8 @@ impl Pipeline {
                 self.citizen_follow_up(tx, &ctx, &ticket, &from_addr).await
             }
             Decision::NewTicket { no_ack, linked_to } => {
-                self.new_ticket(tx, &ctx, &from_addr, no_ack, linked_to.as_deref())
+                let linked_to = linked_to.as_deref().map(str::parse).transpose()?;
+                self.new_ticket(tx, &ctx, &from_addr, no_ack, linked_to)
                     .await
             }
             Decision::Quarantine(reason) => quarantine(tx, raw, &reason).await,
@@ -559,7 +568,7 @@ impl Pipeline {
         let tagged = match referenced.as_ref().and_then(|m| m.ticket.as_ref()) {
             Some(_) => None,
             None => match tag::find_ticket_ref(&mail.subject, &self.cfg.tickets.tag_prefix) {
-                Some(r) => Store::ticket_by_ref_in(tx, &r.to_string()).await?,
+                Some(r) => Store::ticket_by_ref_in(tx, &r).await?,
                 None => None,
             },
         };
@@ -651,7 +660,7 @@ impl Pipeline {
             &self.ids,
             &Queued {
                 ticket: None,
-                kind: "oversize",
+                kind: MessageKind::Oversize,
                 from_name: &area_name,
                 from_addr: &area.address,
                 to: vec![to_addr],
@@ -696,7 +705,7 @@ impl Pipeline {
         tx: &mut Tx,
         ctx: &Ctx<'_>,
         ticket_id: i64,
-        kind: &str,
+        kind: MessageKind,
         from_addr: &str,
     ) -> anyhow::Result<i64> {
         let mail = ctx.mail;
@@ -712,7 +721,7 @@ impl Pipeline {
             tx,
             &NewMessage {
                 ticket_id: Some(ticket_id),
-                direction: "in",
+                direction: Direction::In,
                 kind,
                 rfc_message_id: mail.message_id.as_deref(),
                 in_reply_to,
@@ -774,41 +783,30 @@ impl Pipeline {
                 earlier_message = earlier,
                 "same Message-ID as an earlier message, other content: kept as a new message"
             );
-            Store::insert_event(
-                tx,
-                ticket_id,
-                "message_id_reused",
-                "system",
-                &json!({
-                    "message": message_id,
-                    "earlier_message": earlier,
-                    "message_id": mail.message_id,
-                    "reason": "an earlier message carried the same Message-ID with other \
-                               content (one of the two may be forged): both are kept",
-                }),
-                now_millis(),
-            )
-            .await?;
+            let details = event::MessageIdReused {
+                message: Some(message_id),
+                earlier_message: Some(earlier),
+                message_id: mail.message_id.clone(),
+                reason: "an earlier message carried the same Message-ID with other content \
+                         (one of the two may be forged): both are kept"
+                    .to_owned(),
+            };
+            let reused = EventKind::MessageIdReused(details);
+            Store::insert_event(tx, ticket_id, &reused, "system", now_millis()).await?;
         }
         if ctx.not_extracted > 0 {
-            Store::insert_event(
-                tx,
-                ticket_id,
-                "attachments_not_extracted",
-                "system",
-                &json!({
-                    "message": message_id,
-                    "extracted": ctx.stored.len(),
-                    "not_extracted": ctx.not_extracted,
-                    "reason": format!(
-                        "more than tickets.max_attachments = {}: the rest are kept in the \
-                         original message",
-                        self.cfg.tickets.max_attachments
-                    ),
-                }),
-                now_millis(),
-            )
-            .await?;
+            let details = event::AttachmentsNotExtracted {
+                message: Some(message_id),
+                extracted: ctx.stored.len() as u64,
+                not_extracted: ctx.not_extracted as u64,
+                reason: format!(
+                    "more than tickets.max_attachments = {}: the rest are kept in the original \
+                     message",
+                    self.cfg.tickets.max_attachments
+                ),
+            };
+            let not_extracted = EventKind::AttachmentsNotExtracted(details);
+            Store::insert_event(tx, ticket_id, &not_extracted, "system", now_millis()).await?;
         }
         Ok(message_id)
     }
@@ -820,39 +818,35 @@ impl Pipeline {
         tx: &mut Tx,
         ctx: &Ctx<'_>,
         t: &MessageTicket,
-        kind: &str,
-        details: serde_json::Value,
+        kind: MessageKind,
+        event: EventKind,
         from_addr: &str,
     ) -> anyhow::Result<Outcome> {
-        self.record_message(tx, ctx, t, kind, kind, details, from_addr)
+        self.record_message(tx, ctx, t, kind, event, from_addr)
             .await?;
         Ok(Outcome::Recorded {
-            reference: t.reference.clone(),
-            kind: kind.to_owned(),
+            reference: t.reference.to_string(),
+            kind: kind.as_str().to_owned(),
         })
     }
 
-    /// Stores the inbound message on `t` as `kind`, adds the event, closes the raw message.
-    #[allow(clippy::too_many_arguments)]
+    /// Stores the inbound message on `t` as `kind`, adds the event (naming the message),
+    /// closes the raw message.
     async fn record_message(
         &self,
         tx: &mut Tx,
         ctx: &Ctx<'_>,
         t: &MessageTicket,
-        kind: &str,
-        event: &str,
-        details: serde_json::Value,
+        kind: MessageKind,
+        mut event: EventKind,
         from_addr: &str,
     ) -> anyhow::Result<i64> {
         let message_id = self
             .insert_inbound(tx, ctx, t.ticket_id, kind, from_addr)
             .await?;
         let now = now_millis();
-        let mut details = details;
-        if let Some(obj) = details.as_object_mut() {
-            obj.insert("message".into(), json!(message_id));
-        }
-        Store::insert_event(tx, t.ticket_id, event, from_addr, &details, now).await?;
+        event.set_message(message_id);
+        Store::insert_event(tx, t.ticket_id, &event, from_addr, now).await?;
         Store::touch_ticket(tx, t.ticket_id, now).await?;
         Store::finish_raw(
             tx,
@@ -871,7 +865,7 @@ impl Pipeline {
         ctx: &Ctx<'_>,
         sender: &str,
         no_ack_reason: Option<String>,
-        linked_to: Option<&str>,
+        linked_to: Option<TicketRef>,
     ) -> anyhow::Result<Outcome> {
         let (raw, mail) = (ctx.raw, ctx.mail);
         let mut areas = route(mail, &self.routes);
@@ -928,30 +922,36 @@ impl Pipeline {
             .as_ref()
             .map(|m| m.address.clone())
             .filter(|a| a != sender);
+        // Senders come from a parsed From (always one valid address) or the account of the
+        // web form: this refuses nothing those let through.
+        let Ok(citizen) = EmailAddress::parse(sender) else {
+            let reason = format!("the sender {sender:?} is not one valid address");
+            return quarantine(tx, raw, &reason).await;
+        };
+        let area = AreaSlug::parse(&owner.area)?;
         let now = now_millis();
         let year = current_year();
 
         let seq = Store::next_ticket_seq(tx, i64::from(year)).await?;
         let reference = TicketRef::new(year, u32::try_from(seq).unwrap_or(u32::MAX))
             .context("ticket sequence exhausted for this year")?;
-        let ref_str = reference.to_string();
         let ticket_id = Store::insert_ticket(
             tx,
             &NewTicket {
-                reference: &ref_str,
-                kind: kind.as_str(),
-                area: &owner.area,
-                citizen: sender,
+                reference,
+                kind,
+                area: &area,
+                citizen: &citizen,
                 citizen_name: citizen_name.as_deref(),
                 subject: &mail.subject,
                 text: &mail.text,
                 html: mail.html.as_deref(),
                 channel: if ctx.pec.is_some() {
-                    Channel::Pec.as_str()
+                    Channel::Pec
                 } else if web {
-                    Channel::Web.as_str()
+                    Channel::Web
                 } else {
-                    Channel::Email.as_str()
+                    Channel::Email
                 },
                 at: now,
                 certified: ctx.pec.map(|p| p.certified),
@@ -962,37 +962,25 @@ impl Pipeline {
         )
         .await?;
         let message_id = self
-            .insert_inbound(tx, ctx, ticket_id, "report", &from_addr)
+            .insert_inbound(tx, ctx, ticket_id, MessageKind::Report, &from_addr)
             .await?;
-        let also: Vec<&str> = areas[1..].iter().map(|a| a.area.as_str()).collect();
-        Store::insert_event(
-            tx,
-            ticket_id,
-            "received",
-            sender,
-            &json!({
-                "message": message_id,
-                "area": owner.area,
-                "address": owner.address,
-                "kind": kind.as_str(),
-                "mailbox": raw.mailbox,
-                "also_addressed": also,
-                "reply_to_asked": reply_to_asked,
-                "pec": ctx.pec.map(|p| &p.details),
-            }),
-            now,
-        )
-        .await?;
+        let received = EventKind::Received(event::Received {
+            message: Some(message_id),
+            area: Some(area.clone()),
+            address: owner.address.clone(),
+            kind: kind.as_str().to_owned(),
+            mailbox: raw.mailbox.clone(),
+            also_addressed: areas[1..].iter().map(|a| a.area.clone()).collect(),
+            reply_to_asked: reply_to_asked.clone(),
+            pec: ctx.pec.map(|p| p.details.clone()),
+        });
+        Store::insert_event(tx, ticket_id, &received, sender, now).await?;
         if let Some(other) = linked_to {
-            Store::insert_event(
-                tx,
-                ticket_id,
-                "linked",
-                sender,
-                &json!({ "ticket": other, "reason": "the message carries the other ticket's tag" }),
-                now,
-            )
-            .await?;
+            let linked = EventKind::Linked(event::Linked {
+                ticket: other.to_string(),
+                reason: "the message carries the other ticket's tag".to_owned(),
+            });
+            Store::insert_event(tx, ticket_id, &linked, sender, now).await?;
         }
 
         let mut ack_withheld = no_ack_reason;
@@ -1008,12 +996,12 @@ impl Pipeline {
         }
         let t = MessageTicket {
             ticket_id,
-            reference: ref_str.clone(),
-            area: owner.area.clone(),
-            citizen: sender.to_owned(),
+            reference,
+            area,
+            citizen,
             subject: mail.subject.clone(),
-            status: "received".to_owned(),
-            kind: kind.as_str().to_owned(),
+            status: TicketStatus::Received,
+            kind,
             pec_address: ctx.pec.map(|_| owner.address.clone()),
             reply_to: None,
             reply_to_asked: reply_to_asked.clone(),
@@ -1024,15 +1012,10 @@ impl Pipeline {
                     .await?
             }
             Some(reason) => {
-                Store::insert_event(
-                    tx,
-                    ticket_id,
-                    "ack_withheld",
-                    "system",
-                    &json!({ "reason": reason }),
-                    now,
-                )
-                .await?
+                let withheld = EventKind::AckWithheld(event::Reason {
+                    reason: reason.clone(),
+                });
+                Store::insert_event(tx, ticket_id, &withheld, "system", now).await?
             }
         }
         let mut attachment_list: Vec<(String, String)> = mail
@@ -1060,7 +1043,7 @@ impl Pipeline {
                 .map(|(_, a)| self.area_name(&a.area))
                 .collect();
             let t_area = MessageTicket {
-                area: area.area.clone(),
+                area: AreaSlug::parse(&area.area)?,
                 ..t.clone()
             };
             let also_areas = others.join(", ");
@@ -1084,7 +1067,7 @@ impl Pipeline {
         )
         .await?;
         Ok(Outcome::Ticket {
-            reference: ref_str,
+            reference: reference.to_string(),
             acknowledged: ack_withheld.is_none(),
         })
     }

@@ -9,7 +9,8 @@ use serde_json::json;
 
 use super::pec_signature;
 use super::{duplicate, quarantine, Ctx, Outcome, Pipeline, Prepared, Work};
-use crate::domain::{rfc3339, EmailAddress, RawState};
+use crate::domain::event::{self, EventKind};
+use crate::domain::{rfc3339, EmailAddress, MessageKind, RawState};
 use crate::mail::compose::PecNoticeText;
 use crate::mail::parse::{self, InboundMail, Mailbox};
 use crate::mail::pec::{self, PecClass, PecMail, ReceiptType};
@@ -299,22 +300,24 @@ impl Pipeline {
             reused_of: None,
             pec: Some(&r.facts),
         };
-        let mut details = json!({
-            "receipt": kind,
-            "state": state,
-            "for_message": ours.message_id,
-            "pec_id": identificativo,
-            "delivered_to": delivered_to,
-            "reason": reason,
-            "certified_at": certified_at.map(rfc3339),
-            "signature": r.facts.signature.as_str(),
-            "problem": r.pec.problem,
-        });
-        if let (Some(why), Some(obj)) = (&r.not_certified, details.as_object_mut()) {
+        let mut details = event::PecReceipt {
+            message: None,
+            receipt: kind.clone(),
+            state: state.map(str::to_owned),
+            for_message: Some(ours.message_id),
+            pec_id: identificativo,
+            delivered_to,
+            reason: reason.clone(),
+            certified_at: certified_at.map(rfc3339),
+            signature: r.facts.signature.as_str().to_owned(),
+            problem: r.pec.problem.clone(),
+            ..event::PecReceipt::default()
+        };
+        if let Some(why) = &r.not_certified {
             // What it claims, kept apart from `state`: nothing was applied.
-            obj.insert("not_certified".into(), json!(why));
-            obj.insert("claimed_state".into(), json!(claimed_state));
-            obj.insert("applied".into(), json!(false));
+            details.not_certified = Some(why.clone());
+            details.claimed_state = Some(claimed_state.map(str::to_owned));
+            details.applied = Some(false);
         }
         // A separate event kind, so no reader of `pec_receipt` events (the citizen's
         // timeline says "risposta consegnata" for one) takes it for a certified fact.
@@ -322,9 +325,11 @@ impl Pipeline {
             tx,
             &ctx,
             t,
-            "pec_receipt",
-            outcome_kind,
-            details,
+            MessageKind::PecReceipt,
+            match r.not_certified {
+                None => EventKind::PecReceipt(details),
+                Some(_) => EventKind::PecReceiptUnverified(details),
+            },
             &from_addr,
         )
         .await?;
@@ -333,7 +338,7 @@ impl Pipeline {
                 .await?;
         }
         Ok(Outcome::Recorded {
-            reference: t.reference.clone(),
+            reference: t.reference.to_string(),
             kind: outcome_kind.to_owned(),
         })
     }
@@ -390,7 +395,7 @@ impl Pipeline {
         reason: Option<&str>,
         certified_at: Option<i64>,
     ) -> anyhow::Result<()> {
-        let Some(area) = self.cfg.area(&t.area) else {
+        let Some(area) = self.cfg.area(t.area.as_str()) else {
             return Ok(());
         };
         let (receipt_it, advice_it, advice_en) = match receipt {
@@ -421,7 +426,7 @@ impl Pipeline {
         };
         let at = certified_at.map(rfc3339).unwrap_or_else(|| "-".to_owned());
         let text = PecNoticeText {
-            reference: &t.reference,
+            reference: &t.reference.to_string(),
             receipt: receipt.as_str(),
             receipt_it,
             recipient: &ours.to_addrs,
@@ -434,7 +439,7 @@ impl Pipeline {
         .render()?;
         let subject = crate::mail::compose::tagged_subject(
             &self.cfg.tickets.tag_prefix,
-            &t.reference,
+            &t.reference.to_string(),
             &format!("PEC {receipt_it}: {}", ours.to_addrs),
         );
         for staff in &area.staff {

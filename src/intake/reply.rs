@@ -2,11 +2,10 @@
 //! citizens' follow-ups, and bounces of our mail. Who may speak for whom is decided in
 //! `Pipeline::apply`; this module carries it out, inside the message's transaction.
 
-use serde_json::json;
-
 use super::letters::Notification;
 use super::{Ctx, Outcome, Pipeline};
-use crate::domain::TicketKind;
+use crate::domain::event::{self, EventKind, Taken};
+use crate::domain::{AreaSlug, Direction, MessageKind, TicketKind};
 use crate::mail::command::{parse_staff_reply, Command};
 use crate::mail::compose::OutAttachment;
 use crate::mail::own_text::{guard_answer, strip_staff_reply, OwnText};
@@ -33,23 +32,24 @@ impl Pipeline {
             .map(|d| d.failed_recipients.clone())
             .filter(|r| !r.is_empty())
             .unwrap_or_else(|| vec![ours.to_addrs.clone()]);
-        let details = json!({
-            "status": dsn.and_then(|d| d.status.clone()),
-            "diagnostic": dsn.and_then(|d| d.diagnostic.clone()),
-            "recipients": recipients,
-            "bounced_message": ours.message_id,
-            "bounced_kind": ours.kind,
-        });
-        self.record_message(tx, ctx, t, "bounce", "bounce", details, from_addr)
+        let details = event::Bounce {
+            message: None,
+            status: dsn.and_then(|d| d.status.clone()),
+            diagnostic: dsn.and_then(|d| d.diagnostic.clone()),
+            recipients: recipients.clone(),
+            bounced_message: Some(ours.message_id),
+            bounced_kind: ours.kind.as_str().to_owned(),
+        };
+        let bounce = EventKind::Bounce(details);
+        self.record_message(tx, ctx, t, MessageKind::Bounce, bounce, from_addr)
             .await?;
         Store::mark_bounced(tx, ours.message_id, &format!("bounced: {reason}")).await?;
-        let to_citizen = matches!(ours.kind.as_str(), "ack" | "answer" | "status");
-        if to_citizen {
+        if ours.kind.to_citizen(Direction::Out) {
             self.tell_staff_bounce(tx, t, &recipients.join(", "), &reason)
                 .await?;
         }
         Ok(Outcome::Recorded {
-            reference: t.reference.clone(),
+            reference: t.reference.to_string(),
             kind: "bounce".to_owned(),
         })
     }
@@ -64,14 +64,16 @@ impl Pipeline {
         from_addr: &str,
         reason: &str,
     ) -> anyhow::Result<Outcome> {
-        let details = json!({ "reason": reason });
+        let details = event::MessageReason {
+            message: None,
+            reason: reason.to_owned(),
+        };
         self.record_message(
             tx,
             ctx,
             t,
-            "staff_unverified",
-            "staff_unverified",
-            details,
+            MessageKind::StaffUnverified,
+            EventKind::StaffUnverified(details),
             from_addr,
         )
         .await?;
@@ -79,7 +81,7 @@ impl Pipeline {
         self.tell_staff_how_to_reply(tx, t, from_addr, ctx.mail, reason)
             .await?;
         Ok(Outcome::Recorded {
-            reference: t.reference.clone(),
+            reference: t.reference.to_string(),
             kind: "staff_unverified".to_owned(),
         })
     }
@@ -121,20 +123,23 @@ impl Pipeline {
         }
         if !problems.is_empty() {
             let problem = problems.join("\n");
+            let details = event::CommandError {
+                message: None,
+                problem: problem.clone(),
+            };
             self.record_message(
                 tx,
                 ctx,
                 t,
-                "staff_reply",
-                "command_error",
-                json!({ "problem": problem }),
+                MessageKind::StaffReply,
+                EventKind::CommandError(details),
                 from_addr,
             )
             .await?;
             self.tell_staff_command_error(tx, t, from_addr, ctx.mail, &problem)
                 .await?;
             return Ok(Outcome::Recorded {
-                reference: t.reference.clone(),
+                reference: t.reference.to_string(),
                 kind: "command_error".to_owned(),
             });
         }
@@ -147,86 +152,46 @@ impl Pipeline {
             Command::Close(inline) => Some(reply.text_with(inline)),
             _ => None,
         });
-        let message_kind = if note.is_some() {
-            "note"
+        let details = event::StaffText {
+            message: None,
+            text: note.clone().unwrap_or_default(),
+        };
+        let (message_kind, recorded) = if note.is_some() {
+            (MessageKind::Note, EventKind::Note(details))
         } else {
-            "staff_reply"
+            (MessageKind::StaffReply, EventKind::StaffReply(details))
         };
         let message_id = self
-            .record_message(
-                tx,
-                ctx,
-                t,
-                message_kind,
-                message_kind,
-                json!({ "text": note.clone().unwrap_or_default() }),
-                from_addr,
-            )
+            .record_message(tx, ctx, t, message_kind, recorded, from_addr)
             .await?;
 
         let mut t = t.clone();
         for c in &reply.commands {
             match c {
                 Command::Take => {
-                    let area = self.area_name(&t.area);
-                    let details = json!({ "area": t.area, "area_name": area, "via": "mail" });
-                    tickets::take(tx, &mut t, from_addr, &details, now).await?;
+                    let details = Taken::by_command(&t.area, &self.area_name(t.area.as_str()));
+                    tickets::take(tx, &mut t, from_addr, details, now).await?;
                 }
                 Command::Assign(a) => {
                     let Some(new_area) = self.cfg.find_area(a) else {
                         continue;
                     };
-                    if new_area.slug == t.area {
+                    let to = AreaSlug::parse(&new_area.slug)?;
+                    let previous_name = self.area_name(t.area.as_str());
+                    if !tickets::reassign(tx, &mut t, from_addr, &to, &new_area.name, now).await? {
                         continue;
                     }
-                    let previous = t.area.clone();
-                    let previous_name = self.area_name(&previous);
-                    t.area = new_area.slug.clone();
-                    Store::set_ticket_area(tx, t.ticket_id, &t.area, now).await?;
-                    Store::insert_event(
-                        tx,
-                        t.ticket_id,
-                        "reassigned",
-                        from_addr,
-                        &json!({ "from": previous, "to": t.area, "to_name": new_area.name }),
-                        now,
-                    )
-                    .await?;
                     self.notify_reassigned(tx, &t, &previous_name).await?;
                     self.tell_citizen_reassigned(tx, &t, &previous_name).await?;
                 }
                 Command::Kind(k) => {
                     if let Some(kind) = TicketKind::parse(k) {
-                        if kind.as_str() != t.kind {
-                            Store::set_ticket_kind(tx, t.ticket_id, kind.as_str(), now).await?;
-                            Store::insert_event(
-                                tx,
-                                t.ticket_id,
-                                "kind_changed",
-                                from_addr,
-                                &json!({ "from": t.kind, "to": kind.as_str() }),
-                                now,
-                            )
-                            .await?;
-                            t.kind = kind.as_str().to_owned();
-                        }
+                        tickets::change_kind(tx, &mut t, from_addr, kind, now).await?;
                     }
                 }
                 Command::AnswerAtReplyTo => {
                     // Staff chose it: only now does mail to the citizen go to the Reply-To.
-                    if let Some(asked) = t.reply_to_asked.clone() {
-                        Store::set_ticket_reply_to(tx, t.ticket_id, &asked, now).await?;
-                        Store::insert_event(
-                            tx,
-                            t.ticket_id,
-                            "reply_to_chosen",
-                            from_addr,
-                            &json!({ "reply_to": asked }),
-                            now,
-                        )
-                        .await?;
-                        t.reply_to = Some(asked);
-                    }
+                    tickets::choose_reply_to(tx, &mut t, from_addr, now).await?;
                 }
                 Command::Note(_) | Command::Close(_) | Command::Unknown(_) => {}
             }
@@ -247,15 +212,17 @@ impl Pipeline {
         let held = answer.trim().is_empty() && (guarded || only_ours);
         if held {
             tracing::warn!(ticket = %t.reference, from = from_addr, "a staff reply held: it was only our own quoted text");
+            let details = event::MessageReason {
+                message: Some(message_id),
+                reason: "the reply contained only the quoted notification; nothing was sent to \
+                         the citizen"
+                    .to_owned(),
+            };
             Store::insert_event(
                 tx,
                 t.ticket_id,
-                "answer_held",
+                &EventKind::AnswerHeld(details),
                 from_addr,
-                &json!({
-                    "message": message_id,
-                    "reason": "the reply contained only the quoted notification; nothing was sent to the citizen",
-                }),
                 now,
             )
             .await?;
@@ -264,8 +231,8 @@ impl Pipeline {
         }
         if !answer.trim().is_empty() {
             // A plain answer implies the office took the ticket.
-            let details = json!({ "area": t.area, "implied": true, "via": "mail" });
-            tickets::take(tx, &mut t, from_addr, &details, now).await?;
+            let details = Taken::implied(&t.area);
+            tickets::take(tx, &mut t, from_addr, details, now).await?;
             let attachments: Vec<OutAttachment<'_>> = ctx
                 .mail
                 .attachments
@@ -295,38 +262,24 @@ impl Pipeline {
                     .await?;
                 }
             }
-            Store::insert_event(
-                tx,
-                t.ticket_id,
-                "answered",
-                from_addr,
-                &json!({ "message": message_id, "answer": answer_id, "own_text_cut": guarded || stripped.cut_ours }),
-                now,
-            )
-            .await?;
-            if close.is_none() {
-                Store::set_ticket_status(tx, t.ticket_id, "answered", now).await?;
-                t.status = "answered".to_owned();
-            }
+            let details = event::Answered {
+                message: Some(message_id),
+                answer: Some(answer_id),
+                own_text_cut: guarded || stripped.cut_ours,
+            };
+            tickets::answer(tx, &mut t, from_addr, details, close.is_some(), now).await?;
         }
         if close.is_some() {
-            let details = json!({ "area": t.area, "implied": true, "via": "mail" });
-            tickets::take(tx, &mut t, from_addr, &details, now).await?;
-            Store::set_ticket_status(tx, t.ticket_id, "resolved", now).await?;
-            t.status = "resolved".to_owned();
-            Store::insert_event(
-                tx,
-                t.ticket_id,
-                "resolved",
-                from_addr,
-                &json!({ "message": message_id }),
-                now,
-            )
-            .await?;
+            tickets::resolve(tx, &mut t, from_addr, message_id, now).await?;
         }
         Ok(Outcome::Recorded {
-            reference: t.reference.clone(),
-            kind: if held { "answer_held" } else { message_kind }.to_owned(),
+            reference: t.reference.to_string(),
+            kind: if held {
+                "answer_held"
+            } else {
+                message_kind.as_str()
+            }
+            .to_owned(),
         })
     }
 
@@ -334,22 +287,18 @@ impl Pipeline {
     /// citizen wrote or got from us (their words are no secret to them).
     async fn own_text(&self, tx: &mut Tx, ticket_id: i64) -> anyhow::Result<OwnText> {
         let texts = Store::ticket_texts(tx, ticket_id).await?;
-        let to_citizen = |kind: &str| matches!(kind, "ack" | "answer" | "status");
         let ours = texts
             .iter()
-            .filter(|(d, k, _)| d == "out" && !to_citizen(k))
-            .map(|(_, _, text)| text.as_str());
+            .filter(|m| m.direction == Direction::Out && !m.kind.to_citizen(m.direction))
+            .map(|m| m.text.as_str());
         let notes = texts
             .iter()
-            .filter(|(d, k, _)| d == "in" && k == "note")
-            .map(|(_, _, text)| text.as_str());
+            .filter(|m| m.direction == Direction::In && m.kind == MessageKind::Note)
+            .map(|m| m.text.as_str());
         let citizens = texts
             .iter()
-            .filter(|(d, k, _)| match d.as_str() {
-                "in" => matches!(k.as_str(), "report" | "follow_up"),
-                _ => to_citizen(k),
-            })
-            .map(|(_, _, text)| text.as_str());
+            .filter(|m| m.kind.citizen_may_see(m.direction))
+            .map(|m| m.text.as_str());
         Ok(OwnText::new(ours, notes, citizens))
     }
 
@@ -362,13 +311,12 @@ impl Pipeline {
         t: &MessageTicket,
         from_addr: &str,
     ) -> anyhow::Result<Outcome> {
-        self.record_message(tx, ctx, t, "follow_up", "follow_up", json!({}), from_addr)
+        let follow_up = EventKind::FollowUp(event::OfMessage::default());
+        self.record_message(tx, ctx, t, MessageKind::FollowUp, follow_up, from_addr)
             .await?;
         let now = now_millis();
-        if t.status == "resolved" {
-            Store::set_ticket_status(tx, t.ticket_id, "taken", now).await?;
-            Store::insert_event(tx, t.ticket_id, "reopened", from_addr, &json!({}), now).await?;
-        }
+        // The office is told about the ticket as it was when the citizen wrote.
+        tickets::reopen(tx, &mut t.clone(), from_addr, now).await?;
         let text = strip_reply(&ctx.mail.text);
         let attachments: Vec<(String, String)> = ctx
             .mail
@@ -392,7 +340,7 @@ impl Pipeline {
         };
         self.notify_staff(tx, t, &notification).await?;
         Ok(Outcome::Recorded {
-            reference: t.reference.clone(),
+            reference: t.reference.to_string(),
             kind: "follow_up".to_owned(),
         })
     }

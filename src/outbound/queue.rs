@@ -9,7 +9,7 @@
 //! ([`crate::outbound::worker`]) sends later, at least once, the very bytes stored here.
 
 use crate::domain::Transport;
-use crate::domain::{EmailAddress, SignedIds, TicketRef};
+use crate::domain::{Direction, EmailAddress, MessageKind, SignedIds, TicketRef};
 use crate::mail::compose::{self, Envelope, OutAttachment};
 use crate::store::{now_millis, raw_sha256_hex, NewMessage, Result, Store, Tx};
 
@@ -17,8 +17,7 @@ use crate::store::{now_millis, raw_sha256_hex, NewMessage, Result, Store, Tx};
 #[derive(Debug, Clone)]
 pub struct Queued<'a> {
     pub ticket: Option<(i64, TicketRef)>,
-    /// `ack`, `notification`, `notice`, …
-    pub kind: &'a str,
+    pub kind: MessageKind,
     pub from_name: &'a str,
     pub from_addr: &'a str,
     /// The recipients, each one valid address; stored and handed to SMTP as this list.
@@ -46,7 +45,7 @@ pub async fn queue_mail(tx: &mut Tx, ids: &SignedIds, q: &Queued<'_>) -> Result<
         tx,
         &NewMessage {
             ticket_id: q.ticket.map(|t| t.0),
-            direction: "out",
+            direction: Direction::Out,
             kind: q.kind,
             rfc_message_id: None,
             in_reply_to: q.in_reply_to,

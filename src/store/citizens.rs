@@ -324,6 +324,6 @@ impl Store {
         .bind(email.as_str())
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(ticket_from_row).collect())
+        rows.iter().map(ticket_from_row).collect()
     }
 }

@@ -31,7 +31,9 @@ pub use read::{
     AttachmentView, EventView, MessageView, QuarantineDrop, QuarantineView, TicketView,
     QUARANTINE_HEAD_BYTES,
 };
-pub use tickets::{HistoryEntry, MessageTicket, NewAttachment, NewMessage, NewTicket, OurMessage};
+pub use tickets::{
+    HistoryEntry, MessageTicket, NewAttachment, NewMessage, NewTicket, OurMessage, TicketText,
+};
 
 /// A transaction on the store.
 pub type Tx = Transaction<'static, Any>;

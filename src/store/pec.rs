@@ -56,7 +56,7 @@ impl Store {
         .bind(nul_free(pec_id))
         .fetch_optional(&mut **tx)
         .await?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(row.map(|r| r.try_get("message_id")).transpose()?)
     }
 
     /// Records a receipt's effect on our outbound message `message_id`.

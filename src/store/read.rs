@@ -1,20 +1,44 @@
 //! Read models for operators (`ticketgate ticket …`, `quarantine list`) and the web page.
 
+use std::str::FromStr;
+
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{nul_free, Result, Store};
+use super::{Result, Store};
+use crate::domain::{
+    AreaSlug, Channel, Direction, EmailAddress, EventKind, MessageKind, TicketKind, TicketRef,
+    TicketStatus,
+};
+
+/// Reads the text column `column` into its domain type: a value the type refuses is a
+/// decode error of that column, never a panic.
+pub(super) fn parsed<T>(r: &AnyRow, column: &str) -> Result<T>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = r.try_get(column)?;
+    text.parse().map_err(|e: T::Err| {
+        sqlx::Error::ColumnDecode {
+            index: column.to_owned(),
+            source: Box::new(e),
+        }
+        .into()
+    })
+}
 
 #[derive(Debug, Clone)]
 pub struct TicketView {
     pub ticket_id: i64,
-    pub reference: String,
-    pub kind: String,
-    pub area: String,
-    pub status: String,
-    pub citizen: String,
+    pub reference: TicketRef,
+    pub kind: TicketKind,
+    pub area: AreaSlug,
+    pub status: TicketStatus,
+    pub citizen: EmailAddress,
     pub subject: String,
     pub text: String,
-    pub channel: String,
+    pub channel: Channel,
     pub created_at: i64,
     pub updated_at: i64,
     /// PEC tickets: true for a certified PEC, false for an anomaly; `None` otherwise.
@@ -27,17 +51,19 @@ pub struct TicketView {
 
 #[derive(Debug, Clone)]
 pub struct EventView {
-    pub kind: String,
+    /// The event, typed; a kind this code does not know is [`EventKind::Other`].
+    pub event: EventKind,
     pub at: i64,
     pub actor: String,
+    /// The details JSON exactly as stored, for operators' output.
     pub details: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct MessageView {
     pub message_id: i64,
-    pub direction: String,
-    pub kind: String,
+    pub direction: Direction,
+    pub kind: MessageKind,
     pub rfc_message_id: Option<String>,
     pub in_reply_to: Option<String>,
     pub from_addr: String,
@@ -118,32 +144,42 @@ macro_rules! quarantine_query {
     ($where:literal) => {
         concat!(
             "SELECT r.raw_message_id, r.mailbox, r.uid, r.size, r.sha256, r.received_at, \
-             r.reason, substr(r.bytes, 1, 65536), r.state, r.complete, d.dropped_at, \
-             d.dropped_by, d.reason FROM raw_message r \
+             r.reason, substr(r.bytes, 1, 65536) AS head, r.state, r.complete, d.dropped_at, \
+             d.dropped_by, d.reason AS drop_reason FROM raw_message r \
              LEFT JOIN quarantine_drop d ON d.raw_message_id = r.raw_message_id WHERE ",
             $where
         )
     };
 }
 
-fn quarantine_from_row(r: &sqlx::any::AnyRow) -> QuarantineView {
-    QuarantineView {
-        raw_message_id: r.get(0),
-        mailbox: r.get(1),
-        uid: r.get(2),
-        size: r.get(3),
-        sha256: r.get(4),
-        received_at: r.get(5),
-        reason: r.get::<Option<String>, _>(6).unwrap_or_default(),
-        head: r.get(7),
-        state: r.get(8),
-        complete: r.get::<i64, _>(9) != 0,
-        dropped: r.get::<Option<i64>, _>(10).map(|at| QuarantineDrop {
+fn quarantine_from_row(r: &AnyRow) -> Result<QuarantineView> {
+    let dropped = match r.try_get::<Option<i64>, _>("dropped_at")? {
+        Some(at) => Some(QuarantineDrop {
             at,
-            by: r.get::<Option<String>, _>(11).unwrap_or_default(),
-            reason: r.get::<Option<String>, _>(12).unwrap_or_default(),
+            by: r
+                .try_get::<Option<String>, _>("dropped_by")?
+                .unwrap_or_default(),
+            reason: r
+                .try_get::<Option<String>, _>("drop_reason")?
+                .unwrap_or_default(),
         }),
-    }
+        None => None,
+    };
+    Ok(QuarantineView {
+        raw_message_id: r.try_get("raw_message_id")?,
+        mailbox: r.try_get("mailbox")?,
+        uid: r.try_get("uid")?,
+        size: r.try_get("size")?,
+        sha256: r.try_get("sha256")?,
+        received_at: r.try_get("received_at")?,
+        reason: r
+            .try_get::<Option<String>, _>("reason")?
+            .unwrap_or_default(),
+        head: r.try_get("head")?,
+        state: r.try_get("state")?,
+        complete: r.try_get::<i64, _>("complete")? != 0,
+        dropped,
+    })
 }
 
 /// The columns [`ticket_from_row`] reads (a macro, so queries stay `&'static str`).
@@ -160,24 +196,24 @@ const TICKET_COLUMNS_LIST: &str = concat!(
     " FROM ticket ORDER BY ticket_id DESC LIMIT $1"
 );
 
-pub(super) fn ticket_from_row(r: &sqlx::any::AnyRow) -> TicketView {
-    TicketView {
-        ticket_id: r.get(0),
-        reference: r.get(1),
-        kind: r.get(2),
-        area: r.get(3),
-        status: r.get(4),
-        citizen: r.get(5),
-        subject: r.get(6),
-        text: r.get(7),
-        channel: r.get(8),
-        created_at: r.get(9),
-        updated_at: r.get(10),
-        certified: r.get::<Option<i64>, _>(11).map(|c| c != 0),
-        pec_address: r.get(12),
-        reply_to: r.get(13),
-        reply_to_asked: r.get(14),
-    }
+pub(super) fn ticket_from_row(r: &AnyRow) -> Result<TicketView> {
+    Ok(TicketView {
+        ticket_id: r.try_get("ticket_id")?,
+        reference: parsed(r, "ref")?,
+        kind: parsed(r, "kind")?,
+        area: parsed(r, "area")?,
+        status: parsed(r, "status")?,
+        citizen: parsed(r, "citizen")?,
+        subject: r.try_get("subject")?,
+        text: r.try_get("text")?,
+        channel: parsed(r, "channel")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        certified: r.try_get::<Option<i64>, _>("certified")?.map(|c| c != 0),
+        pec_address: r.try_get("pec_address")?,
+        reply_to: r.try_get("reply_to")?,
+        reply_to_asked: r.try_get("reply_to_asked")?,
+    })
 }
 
 impl Store {
@@ -190,19 +226,19 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(ticket_from_row).collect())
+        rows.iter().map(ticket_from_row).collect()
     }
 
-    pub async fn ticket_by_ref(&self, reference: &str) -> Result<Option<TicketView>> {
+    pub async fn ticket_by_ref(&self, reference: &TicketRef) -> Result<Option<TicketView>> {
         let row = sqlx::query(concat!(
             "SELECT ",
             ticket_view_columns!(),
             " FROM ticket WHERE ref = $1"
         ))
-        .bind(nul_free(reference))
+        .bind(reference.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(ticket_from_row))
+        row.as_ref().map(ticket_from_row).transpose()
     }
 
     pub async fn ticket_events(&self, ticket_id: i64) -> Result<Vec<EventView>> {
@@ -212,22 +248,25 @@ impl Store {
         .bind(ticket_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| EventView {
-                kind: r.get(0),
-                at: r.get(1),
-                actor: r.get(2),
-                details: r.get(3),
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind")?;
+                let details: String = r.try_get("details")?;
+                Ok(EventView {
+                    event: EventKind::from_stored(&kind, &details),
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    details,
+                })
             })
-            .collect())
+            .collect()
     }
 
     pub async fn ticket_messages(&self, ticket_id: i64) -> Result<Vec<MessageView>> {
         let rows = sqlx::query(
             "SELECT m.message_id, m.direction, m.kind, m.rfc_message_id, m.in_reply_to, \
              m.from_addr, m.to_addrs, m.subject, m.text, m.at, m.sha256, \
-             o.state, o.last_reply, o.attempts, o.sent_at, \
+             o.state AS delivery_state, o.last_reply, o.attempts, o.sent_at, \
              m.pec_id, m.pec_state, m.pec_detail, m.certified_at, m.signature, \
              m.signature_detail, o.transport, m.html, m.html_safe, m.html_withheld \
              FROM message m LEFT JOIN outbox o ON o.message_id = m.message_id \
@@ -236,36 +275,37 @@ impl Store {
         .bind(ticket_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| MessageView {
-                message_id: r.get(0),
-                direction: r.get(1),
-                kind: r.get(2),
-                rfc_message_id: r.get(3),
-                in_reply_to: r.get(4),
-                from_addr: r.get(5),
-                to_addrs: r.get(6),
-                subject: r.get(7),
-                text: r.get(8),
-                at: r.get(9),
-                sha256: r.get(10),
-                delivery_state: r.get(11),
-                delivery_reply: r.get(12),
-                delivery_attempts: r.get(13),
-                sent_at: r.get(14),
-                pec_id: r.get(15),
-                pec_state: r.get(16),
-                pec_detail: r.get(17),
-                certified_at: r.get(18),
-                signature: r.get(19),
-                signature_detail: r.get(20),
-                transport: r.get(21),
-                html: r.get(22),
-                html_safe: r.get(23),
-                html_withheld: r.get(24),
+        rows.iter()
+            .map(|r| {
+                Ok(MessageView {
+                    message_id: r.try_get("message_id")?,
+                    direction: parsed(r, "direction")?,
+                    kind: parsed(r, "kind")?,
+                    rfc_message_id: r.try_get("rfc_message_id")?,
+                    in_reply_to: r.try_get("in_reply_to")?,
+                    from_addr: r.try_get("from_addr")?,
+                    to_addrs: r.try_get("to_addrs")?,
+                    subject: r.try_get("subject")?,
+                    text: r.try_get("text")?,
+                    at: r.try_get("at")?,
+                    sha256: r.try_get("sha256")?,
+                    delivery_state: r.try_get("delivery_state")?,
+                    delivery_reply: r.try_get("last_reply")?,
+                    delivery_attempts: r.try_get("attempts")?,
+                    sent_at: r.try_get("sent_at")?,
+                    pec_id: r.try_get("pec_id")?,
+                    pec_state: r.try_get("pec_state")?,
+                    pec_detail: r.try_get("pec_detail")?,
+                    certified_at: r.try_get("certified_at")?,
+                    signature: r.try_get("signature")?,
+                    signature_detail: r.try_get("signature_detail")?,
+                    transport: r.try_get("transport")?,
+                    html: r.try_get("html")?,
+                    html_safe: r.try_get("html_safe")?,
+                    html_withheld: r.try_get("html_withheld")?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     pub async fn ticket_attachments(&self, ticket_id: i64) -> Result<Vec<AttachmentView>> {
@@ -276,17 +316,18 @@ impl Store {
         .bind(ticket_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AttachmentView {
-                attachment_id: r.get(0),
-                message_id: r.get(1),
-                filename: r.get(2),
-                content_type: r.get(3),
-                size: r.get(4),
-                sha256: r.get(5),
+        rows.iter()
+            .map(|r| {
+                Ok(AttachmentView {
+                    attachment_id: r.try_get("attachment_id")?,
+                    message_id: r.try_get("message_id")?,
+                    filename: r.try_get("filename")?,
+                    content_type: r.try_get("content_type")?,
+                    size: r.try_get("size")?,
+                    sha256: r.try_get("sha256")?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// [`Store::quarantined`] (or, with `all`, [`Store::quarantined_with_dropped`]) one row
@@ -304,8 +345,8 @@ impl Store {
         };
         sqlx::query(query)
             .fetch(&self.pool)
-            .map_ok(|r| quarantine_from_row(&r))
             .map_err(super::StoreError::from)
+            .and_then(|r| futures::future::ready(quarantine_from_row(&r)))
     }
 
     /// One message in quarantine or dropped from it.
@@ -316,7 +357,7 @@ impl Store {
         .bind(raw_message_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(quarantine_from_row))
+        row.as_ref().map(quarantine_from_row).transpose()
     }
 
     /// Messages in quarantine (not those dealt with), oldest first.
@@ -326,7 +367,7 @@ impl Store {
         ))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(quarantine_from_row).collect())
+        rows.iter().map(quarantine_from_row).collect()
     }
 
     /// Messages in quarantine and those dropped from it (with who, when and why).
@@ -336,14 +377,16 @@ impl Store {
         ))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(quarantine_from_row).collect())
+        rows.iter().map(quarantine_from_row).collect()
     }
 
     /// Raw-message counts by state, for `/metrics` and tests.
     pub async fn raw_counts(&self) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT state, COUNT(*) FROM raw_message GROUP BY state")
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM raw_message GROUP BY state")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        rows.iter()
+            .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+            .collect()
     }
 }

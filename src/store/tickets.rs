@@ -3,22 +3,27 @@
 //! These take a [`Tx`]: the inbound pipeline opens one transaction per message and puts the
 //! ticket, its events, messages, attachments and outbox rows in it together.
 
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::read::parsed;
 use super::{nul_free, Result, Store, Tx};
+use crate::domain::{
+    AreaSlug, Direction, EmailAddress, EventKind, MessageKind, TicketKind, TicketRef, TicketStatus,
+};
 
-/// A ticket about to be created.
+/// A ticket about to be created (always `received`).
 #[derive(Debug, Clone)]
 pub struct NewTicket<'a> {
-    pub reference: &'a str,
-    pub kind: &'a str,
-    pub area: &'a str,
-    pub citizen: &'a str,
+    pub reference: TicketRef,
+    pub kind: TicketKind,
+    pub area: &'a AreaSlug,
+    pub citizen: &'a EmailAddress,
     pub citizen_name: Option<&'a str>,
     pub subject: &'a str,
     pub text: &'a str,
     pub html: Option<&'a str>,
-    pub channel: &'a str,
+    pub channel: crate::domain::Channel,
     pub at: i64,
     /// PEC tickets only: whether the report was certified (see migration 0002).
     pub certified: Option<bool>,
@@ -35,8 +40,8 @@ pub struct NewTicket<'a> {
 #[derive(Debug, Clone)]
 pub struct NewMessage<'a> {
     pub ticket_id: Option<i64>,
-    pub direction: &'a str,
-    pub kind: &'a str,
+    pub direction: Direction,
+    pub kind: MessageKind,
     pub rfc_message_id: Option<&'a str>,
     pub in_reply_to: Option<&'a str>,
     pub dedup_key: Option<&'a str>,
@@ -63,12 +68,12 @@ pub struct NewAttachment<'a> {
 #[derive(Debug, Clone)]
 pub struct MessageTicket {
     pub ticket_id: i64,
-    pub reference: String,
-    pub area: String,
-    pub citizen: String,
+    pub reference: TicketRef,
+    pub area: AreaSlug,
+    pub citizen: EmailAddress,
     pub subject: String,
-    pub status: String,
-    pub kind: String,
+    pub status: TicketStatus,
+    pub kind: TicketKind,
     /// The PEC address the ticket came to: mail to the citizen leaves from it, through PEC.
     pub pec_address: Option<String>,
     /// Where mail to the citizen goes when not to `citizen`: set only when staff chose the
@@ -82,7 +87,7 @@ pub struct MessageTicket {
 impl MessageTicket {
     /// The address mail to the citizen goes to.
     pub fn citizen_mail_to(&self) -> &str {
-        self.reply_to.as_deref().unwrap_or(&self.citizen)
+        self.reply_to.as_deref().unwrap_or(self.citizen.as_str())
     }
 }
 
@@ -90,8 +95,7 @@ impl MessageTicket {
 #[derive(Debug, Clone)]
 pub struct OurMessage {
     pub message_id: i64,
-    /// `ack`, `notification`, `answer`, …
-    pub kind: String,
+    pub kind: MessageKind,
     pub to_addrs: String,
     pub ticket: Option<MessageTicket>,
 }
@@ -100,9 +104,18 @@ pub struct OurMessage {
 #[derive(Debug, Clone)]
 pub struct HistoryEntry {
     pub at: i64,
-    pub direction: String,
-    pub kind: String,
+    pub direction: Direction,
+    pub kind: MessageKind,
     pub from_addr: String,
+    pub text: String,
+}
+
+/// The text of a message of a ticket, with what it is: what the guard against forwarding
+/// our own text to a citizen compares an answer with.
+#[derive(Debug, Clone)]
+pub struct TicketText {
+    pub direction: Direction,
+    pub kind: MessageKind,
     pub text: String,
 }
 
@@ -115,20 +128,20 @@ macro_rules! ticket_columns {
     };
 }
 
-/// Reads the columns of [`ticket_columns!`] from `offset`.
-fn message_ticket(r: &sqlx::any::AnyRow, offset: usize) -> MessageTicket {
-    MessageTicket {
-        ticket_id: r.get(offset),
-        reference: r.get(offset + 1),
-        area: r.get(offset + 2),
-        citizen: r.get(offset + 3),
-        subject: r.get(offset + 4),
-        status: r.get(offset + 5),
-        kind: r.get(offset + 6),
-        pec_address: r.get(offset + 7),
-        reply_to: r.get(offset + 8),
-        reply_to_asked: r.get(offset + 9),
-    }
+/// Reads the columns of [`ticket_columns!`].
+fn message_ticket(r: &AnyRow) -> Result<MessageTicket> {
+    Ok(MessageTicket {
+        ticket_id: r.try_get("ticket_id")?,
+        reference: parsed(r, "ref")?,
+        area: parsed(r, "area")?,
+        citizen: parsed(r, "citizen")?,
+        subject: r.try_get("subject")?,
+        status: parsed(r, "status")?,
+        kind: parsed(r, "kind")?,
+        pec_address: r.try_get("pec_address")?,
+        reply_to: r.try_get("reply_to")?,
+        reply_to_asked: r.try_get("reply_to_asked")?,
+    })
 }
 
 const SET_SHOWN_HTML: &str =
@@ -145,7 +158,7 @@ impl Store {
         .bind(year)
         .fetch_one(&mut **tx)
         .await?;
-        Ok(row.get(0))
+        Ok(row.try_get("last_seq")?)
     }
 
     pub async fn insert_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
@@ -153,27 +166,28 @@ impl Store {
             "INSERT INTO ticket (ref, kind, area, status, citizen, citizen_name, subject, text, \
              html, channel, created_at, updated_at, certified, pec_address, reply_to, \
              reply_to_asked) \
-             VALUES ($1, $2, $3, 'received', $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, \
+             VALUES ($1, $2, $3, $15, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, \
              $14) \
              RETURNING ticket_id",
         )
-        .bind(nul_free(t.reference))
-        .bind(nul_free(t.kind))
-        .bind(nul_free(t.area))
-        .bind(nul_free(t.citizen))
+        .bind(t.reference.to_string())
+        .bind(t.kind.as_str())
+        .bind(t.area.as_str())
+        .bind(t.citizen.as_str())
         .bind(t.citizen_name.map(nul_free))
         .bind(nul_free(t.subject))
         .bind(nul_free(t.text))
         .bind(t.html.map(nul_free))
-        .bind(nul_free(t.channel))
+        .bind(t.channel.as_str())
         .bind(t.at)
         .bind(t.certified.map(i64::from))
         .bind(t.pec_address.map(nul_free))
         .bind(t.reply_to.map(nul_free))
         .bind(t.reply_to_asked.map(nul_free))
+        .bind(TicketStatus::Received.as_str())
         .fetch_one(&mut **tx)
         .await?;
-        Ok(row.get(0))
+        Ok(row.try_get("ticket_id")?)
     }
 
     /// Inserts a message; `None` when an inbound message with the same de-duplication key
@@ -186,8 +200,8 @@ impl Store {
              ON CONFLICT DO NOTHING RETURNING message_id",
         )
         .bind(m.ticket_id)
-        .bind(nul_free(m.direction))
-        .bind(nul_free(m.kind))
+        .bind(m.direction.as_str())
+        .bind(m.kind.as_str())
         .bind(m.rfc_message_id.map(nul_free))
         .bind(m.in_reply_to.map(nul_free))
         .bind(m.dedup_key.map(nul_free))
@@ -201,7 +215,7 @@ impl Store {
         .bind(m.raw_message_id)
         .fetch_optional(&mut **tx)
         .await?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(row.map(|r| r.try_get("message_id")).transpose()?)
     }
 
     /// Stores what the citizen's page may show of an inbound message's HTML body: the
@@ -238,22 +252,23 @@ impl Store {
         Ok(())
     }
 
-    /// Every message of a ticket as (direction, kind, text), oldest first: what the guard
-    /// against forwarding our own text to a citizen compares an answer with.
-    pub async fn ticket_texts(
-        tx: &mut Tx,
-        ticket_id: i64,
-    ) -> Result<Vec<(String, String, String)>> {
+    /// Every message of a ticket with its text, oldest first.
+    pub async fn ticket_texts(tx: &mut Tx, ticket_id: i64) -> Result<Vec<TicketText>> {
         let rows = sqlx::query(
             "SELECT direction, kind, text FROM message WHERE ticket_id = $1 ORDER BY message_id",
         )
         .bind(ticket_id)
         .fetch_all(&mut **tx)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
+        rows.iter()
+            .map(|r| {
+                Ok(TicketText {
+                    direction: parsed(r, "direction")?,
+                    kind: parsed(r, "kind")?,
+                    text: r.try_get("text")?,
+                })
+            })
+            .collect()
     }
 
     /// Completes an outbound message with its Message-ID and the exact bytes to send.
@@ -297,23 +312,22 @@ impl Store {
         Ok(())
     }
 
-    /// Appends an event to a ticket's timeline; `details` is a JSON object.
+    /// Appends an event to a ticket's timeline: its kind word and its details as JSON.
     pub async fn insert_event(
         tx: &mut Tx,
         ticket_id: i64,
-        kind: &str,
+        event: &EventKind,
         actor: &str,
-        details: &serde_json::Value,
         at: i64,
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO event (ticket_id, kind, at, actor, details) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(ticket_id)
-        .bind(nul_free(kind))
+        .bind(nul_free(event.kind()))
         .bind(at)
         .bind(nul_free(actor))
-        .bind(details.to_string())
+        .bind(event.details().to_string())
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -334,7 +348,7 @@ impl Store {
             .bind(nul_free(key))
             .fetch_optional(&mut **tx)
             .await?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(row.map(|r| r.try_get("message_id")).transpose()?)
     }
 
     /// The content fingerprint of an inbound message (see `mail::fingerprint`), and when it
@@ -352,8 +366,8 @@ impl Store {
         let Some(row) = row else {
             return Ok((None, None));
         };
-        let fingerprint: Option<String> = row.get(0);
-        let raw_id: Option<i64> = row.get(1);
+        let fingerprint: Option<String> = row.try_get("content_sha256")?;
+        let raw_id: Option<i64> = row.try_get("raw_message_id")?;
         if fingerprint.is_some() {
             return Ok((fingerprint, None));
         }
@@ -364,7 +378,8 @@ impl Store {
             .bind(raw_id)
             .fetch_optional(&mut **tx)
             .await?
-            .map(|r| r.get(0));
+            .map(|r| r.try_get("bytes"))
+            .transpose()?;
         Ok((None, bytes))
     }
 
@@ -389,13 +404,13 @@ impl Store {
         .bind(message_id)
         .fetch_optional(&mut **tx)
         .await?;
-        Ok(row.map(|r| message_ticket(&r, 0)))
+        row.as_ref().map(message_ticket).transpose()
     }
 
     /// The outbound message `message_id` and its ticket, if it is one of ours.
     pub async fn our_message(tx: &mut Tx, message_id: i64) -> Result<Option<OurMessage>> {
         let row = sqlx::query(concat!(
-            "SELECT m.message_id, m.kind, m.to_addrs, ",
+            "SELECT m.message_id, m.kind AS message_kind, m.to_addrs, ",
             ticket_columns!(),
             " FROM message m LEFT JOIN ticket t ON t.ticket_id = m.ticket_id \
                  WHERE m.message_id = $1 AND m.direction = 'out'"
@@ -403,38 +418,48 @@ impl Store {
         .bind(message_id)
         .fetch_optional(&mut **tx)
         .await?;
-        Ok(row.map(|r| {
-            let has_ticket = r.get::<Option<i64>, _>(3).is_some();
-            OurMessage {
-                message_id: r.get(0),
-                kind: r.get(1),
-                to_addrs: r.get(2),
-                ticket: has_ticket.then(|| message_ticket(&r, 3)),
-            }
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let has_ticket = r.try_get::<Option<i64>, _>("ticket_id")?.is_some();
+        Ok(Some(OurMessage {
+            message_id: r.try_get("message_id")?,
+            kind: parsed(&r, "message_kind")?,
+            to_addrs: r.try_get("to_addrs")?,
+            ticket: if has_ticket {
+                Some(message_ticket(&r)?)
+            } else {
+                None
+            },
         }))
     }
 
     /// A ticket by its reference, inside a transaction.
-    pub async fn ticket_by_ref_in(tx: &mut Tx, reference: &str) -> Result<Option<MessageTicket>> {
+    pub async fn ticket_by_ref_in(
+        tx: &mut Tx,
+        reference: &TicketRef,
+    ) -> Result<Option<MessageTicket>> {
         let row = sqlx::query(concat!(
             "SELECT ",
             ticket_columns!(),
             " FROM ticket t WHERE t.ref = $1"
         ))
-        .bind(nul_free(reference))
+        .bind(reference.to_string())
         .fetch_optional(&mut **tx)
         .await?;
-        Ok(row.map(|r| message_ticket(&r, 0)))
+        row.as_ref().map(message_ticket).transpose()
     }
 
+    /// Writes a ticket's status; only `crate::tickets` calls it, beside the event that says
+    /// why.
     pub async fn set_ticket_status(
         tx: &mut Tx,
         ticket_id: i64,
-        status: &str,
+        status: TicketStatus,
         at: i64,
     ) -> Result<()> {
         sqlx::query("UPDATE ticket SET status = $1, updated_at = $2 WHERE ticket_id = $3")
-            .bind(status)
+            .bind(status.as_str())
             .bind(at)
             .bind(ticket_id)
             .execute(&mut **tx)
@@ -442,9 +467,14 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_ticket_area(tx: &mut Tx, ticket_id: i64, area: &str, at: i64) -> Result<()> {
+    pub async fn set_ticket_area(
+        tx: &mut Tx,
+        ticket_id: i64,
+        area: &AreaSlug,
+        at: i64,
+    ) -> Result<()> {
         sqlx::query("UPDATE ticket SET area = $1, updated_at = $2 WHERE ticket_id = $3")
-            .bind(nul_free(area))
+            .bind(area.as_str())
             .bind(at)
             .bind(ticket_id)
             .execute(&mut **tx)
@@ -452,9 +482,14 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_ticket_kind(tx: &mut Tx, ticket_id: i64, kind: &str, at: i64) -> Result<()> {
+    pub async fn set_ticket_kind(
+        tx: &mut Tx,
+        ticket_id: i64,
+        kind: TicketKind,
+        at: i64,
+    ) -> Result<()> {
         sqlx::query("UPDATE ticket SET kind = $1, updated_at = $2 WHERE ticket_id = $3")
-            .bind(nul_free(kind))
+            .bind(kind.as_str())
             .bind(at)
             .bind(ticket_id)
             .execute(&mut **tx)
@@ -482,13 +517,17 @@ impl Store {
     /// citizen threads under it.
     pub async fn first_report_id(tx: &mut Tx, ticket_id: i64) -> Result<Option<String>> {
         let row = sqlx::query(
-            "SELECT rfc_message_id FROM message WHERE ticket_id = $1 AND direction = 'in' \
+            "SELECT rfc_message_id FROM message WHERE ticket_id = $1 AND direction = $2 \
              ORDER BY message_id LIMIT 1",
         )
         .bind(ticket_id)
+        .bind(Direction::In.as_str())
         .fetch_optional(&mut **tx)
         .await?;
-        Ok(row.and_then(|r| r.get::<Option<String>, _>(0)))
+        Ok(row
+            .map(|r| r.try_get::<Option<String>, _>("rfc_message_id"))
+            .transpose()?
+            .flatten())
     }
 
     /// Every message of a ticket, oldest first, without bytes.
@@ -500,16 +539,17 @@ impl Store {
         .bind(ticket_id)
         .fetch_all(&mut **tx)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| HistoryEntry {
-                at: r.get(0),
-                direction: r.get(1),
-                kind: r.get(2),
-                from_addr: r.get(3),
-                text: r.get(4),
+        rows.iter()
+            .map(|r| {
+                Ok(HistoryEntry {
+                    at: r.try_get("at")?,
+                    direction: parsed(r, "direction")?,
+                    kind: parsed(r, "kind")?,
+                    from_addr: r.try_get("from_addr")?,
+                    text: r.try_get("text")?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Marks an outbound message as bounced: its delivery becomes failed with the reason.
@@ -530,13 +570,15 @@ impl Store {
     /// recipient, so `to_addrs` is that address.
     pub async fn acks_to_since(tx: &mut Tx, address: &str, since: i64) -> Result<i64> {
         let row = sqlx::query(
-            "SELECT COUNT(*) FROM message WHERE to_addrs = $1 AND kind IN ('ack', 'oversize') \
+            "SELECT COUNT(*) AS n FROM message WHERE to_addrs = $1 AND kind IN ($3, $4) \
              AND at >= $2",
         )
         .bind(nul_free(address))
         .bind(since)
+        .bind(MessageKind::Ack.as_str())
+        .bind(MessageKind::Oversize.as_str())
         .fetch_one(&mut **tx)
         .await?;
-        Ok(row.get(0))
+        Ok(row.try_get("n")?)
     }
 }

@@ -507,7 +507,7 @@ async fn queue_account_mail(
         &state.ids,
         &Queued {
             ticket: None,
-            kind: "account",
+            kind: crate::domain::MessageKind::Account,
             from_name: &site,
             from_addr: &from,
             to: vec![to],

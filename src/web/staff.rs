@@ -17,10 +17,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Router};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::AppState;
-use crate::domain::{local_time, now_millis};
+use crate::domain::event::{EventKind, Taken};
+use crate::domain::{local_time, now_millis, TicketRef};
 use crate::store::Store;
 use crate::tickets::{self, take_link_data, TAKE_LINK};
 
@@ -51,19 +51,17 @@ async fn held_replies(state: &AppState, ticket_id: i64) -> anyhow::Result<Vec<He
     let events = state.store.ticket_events(ticket_id).await?;
     Ok(events
         .iter()
-        .filter(|e| e.kind == "answer_held")
-        .map(|e| {
-            let details = serde_json::from_str::<serde_json::Value>(&e.details).ok();
-            let reason = details
-                .as_ref()
-                .and_then(|d| d["reason"].as_str())
-                .unwrap_or("the reply contained only our own text")
-                .to_owned();
-            HeldReply {
+        .filter_map(|e| match &e.event {
+            EventKind::AnswerHeld(held) => Some(HeldReply {
                 at: local_time(e.at),
                 by: e.actor.clone(),
-                reason,
-            }
+                reason: if held.reason.is_empty() {
+                    "the reply contained only our own text".to_owned()
+                } else {
+                    held.reason.clone()
+                },
+            }),
+            _ => None,
         })
         .collect())
 }
@@ -141,7 +139,11 @@ async fn show(
     if let Err(r) = check(&state, &reference, &link) {
         return *r;
     }
-    let ticket = match state.store.ticket_by_ref(&reference).await {
+    let found = match reference.parse::<TicketRef>() {
+        Ok(r) => state.store.ticket_by_ref(&r).await,
+        Err(_) => Ok(None),
+    };
+    let ticket = match found {
         Ok(Some(t)) => t,
         Ok(None) => {
             return error_page(
@@ -161,9 +163,9 @@ async fn show(
     };
     let area_name = state
         .cfg
-        .area(&ticket.area)
+        .area(ticket.area.as_str())
         .map(|a| a.name.as_str())
-        .unwrap_or(&ticket.area);
+        .unwrap_or(ticket.area.as_str());
     let held = match held_replies(&state, ticket.ticket_id).await {
         Ok(held) => held,
         Err(e) => {
@@ -185,7 +187,7 @@ async fn show(
             reference: &reference,
             subject: &ticket.subject,
             area_name,
-            status: &ticket.status,
+            status: ticket.status.as_str(),
             staff: &link.staff,
             exp: link.exp,
             sig: &link.sig,
@@ -207,14 +209,17 @@ async fn take(
     }
     let result: anyhow::Result<Option<(crate::store::MessageTicket, bool)>> = async {
         let mut tx = state.store.begin().await?;
+        let Ok(reference) = reference.parse::<TicketRef>() else {
+            return Ok(None);
+        };
         let Some(mut t) = Store::ticket_by_ref_in(&mut tx, &reference).await? else {
             return Ok(None);
         };
-        if !state.cfg.is_staff_of(&link.staff, &t.area) {
+        if !state.cfg.is_staff_of(&link.staff, t.area.as_str()) {
             return Ok(Some((t, false)));
         }
-        let details = json!({ "area": t.area, "via": "web" });
-        tickets::take(&mut tx, &mut t, &link.staff, &details, now_millis()).await?;
+        let details = Taken::via_web(&t.area);
+        tickets::take(&mut tx, &mut t, &link.staff, details, now_millis()).await?;
         tx.commit().await?;
         Ok(Some((t, true)))
     }
@@ -231,16 +236,16 @@ async fn take(
         Ok(Some((t, true, held))) => {
             let area_name = state
                 .cfg
-                .area(&t.area)
+                .area(t.area.as_str())
                 .map(|a| a.name.as_str())
-                .unwrap_or(&t.area);
+                .unwrap_or(t.area.as_str());
             page(
                 StatusCode::OK,
                 &TakePage {
                     reference: &reference,
                     subject: &t.subject,
                     area_name,
-                    status: &t.status,
+                    status: t.status.as_str(),
                     staff: &link.staff,
                     exp: link.exp,
                     sig: &link.sig,

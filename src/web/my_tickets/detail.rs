@@ -59,17 +59,9 @@ struct DetailPage {
     messages: Vec<Msg>,
 }
 
-/// Messages a citizen sees: theirs, and ours to them. Staff notifications, staff mail, notes
-/// and provider receipts stay internal (receipts appear as certified events).
+/// Messages a citizen sees: theirs, and ours to them (see [`MessageKind::citizen_may_see`]).
 fn visible(m: &MessageView) -> bool {
-    matches!(
-        (m.direction.as_str(), m.kind.as_str()),
-        ("in", "report" | "follow_up") | ("out", "ack" | "answer" | "status")
-    )
-}
-
-fn details(e: &crate::store::EventView) -> Value {
-    serde_json::from_str(&e.details).unwrap_or(Value::Null)
+    m.kind.citizen_may_see(m.direction)
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -77,17 +69,12 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 /// The timeline line of an event, or None for internal events.
-fn event_text(
-    state: &AppState,
-    c: &Chrome,
-    e: &crate::store::EventView,
-    v: &Value,
-) -> Option<String> {
-    let office = |slug: &str| area_name(state, slug);
-    Some(match e.kind.as_str() {
-        "received" => {
-            let area = office(str_of(v, "area"));
-            let pec = v.get("pec").filter(|p| !p.is_null());
+fn event_text(state: &AppState, c: &Chrome, e: &EventKind) -> Option<String> {
+    let office = |slug: Option<&AreaSlug>| area_name(state, slug.map_or("", AreaSlug::as_str));
+    Some(match e {
+        EventKind::Received(r) => {
+            let area = office(r.area.as_ref());
+            let pec = r.pec.as_ref().filter(|p| !p.is_null());
             match pec {
                 Some(p) if p["certified"] == true => format!(
                     "{} {area}{}",
@@ -127,46 +114,46 @@ fn event_text(
                 ),
             }
         }
-        "taken" => format!(
+        EventKind::Taken(d) => format!(
             "{} {}",
             c.t("Presa in carico dall'ufficio", "Taken by the office"),
-            office(str_of(v, "area"))
+            office(d.area.as_ref())
         ),
-        "reassigned" => format!(
+        EventKind::Reassigned(d) => format!(
             "{} {} {} {}",
             c.t("Trasferita dall'ufficio", "Moved from"),
-            office(str_of(v, "from")),
+            office(d.from.as_ref()),
             c.t("all'ufficio", "to"),
-            office(str_of(v, "to"))
+            office(d.to.as_ref())
         ),
-        "answered" => c
+        EventKind::Answered(_) => c
             .t("L'ufficio ha risposto", "The office answered")
             .to_owned(),
-        "resolved" => c.t("Pratica risolta", "Case resolved").to_owned(),
-        "reopened" => c
+        EventKind::Resolved(_) => c.t("Pratica risolta", "Case resolved").to_owned(),
+        EventKind::Reopened(_) => c
             .t(
                 "Pratica riaperta dopo un suo messaggio",
                 "Case reopened after your message",
             )
             .to_owned(),
-        "follow_up" => c
+        EventKind::FollowUp(_) => c
             .t(
                 "Ricevuto un suo nuovo messaggio",
                 "Your new message was received",
             )
             .to_owned(),
-        "kind_changed" => c
+        EventKind::KindChanged(_) => c
             .t("Tipo di pratica aggiornato", "Case type updated")
             .to_owned(),
-        "bounce" => c
+        EventKind::Bounce(_) => c
             .t(
                 "Un nostro messaggio non le è stato consegnato",
                 "A message of ours could not be delivered to you",
             )
             .to_owned(),
-        "pec_receipt" => {
-            let when = str_of(v, "certified_at");
-            let state_text = match str_of(v, "receipt") {
+        EventKind::PecReceipt(d) => {
+            let when = d.certified_at.as_deref().unwrap_or("");
+            let state_text = match d.receipt.as_str() {
                 "accettazione" => c
                     .t(
                         "PEC: il gestore ha accettato la nostra risposta",
@@ -176,12 +163,12 @@ fn event_text(
                 "avvenuta-consegna" => format!(
                     "{} {}",
                     c.t("PEC: risposta consegnata a", "PEC: answer delivered to"),
-                    str_of(v, "delivered_to")
+                    d.delivered_to.as_deref().unwrap_or("")
                 ),
                 "errore-consegna" | "non-accettazione" | "rilevazione-virus" => format!(
                     "{} ({})",
                     c.t("PEC: risposta non consegnata", "PEC: answer not delivered"),
-                    str_of(v, "reason")
+                    d.reason.as_deref().unwrap_or("")
                 ),
                 "preavviso-errore-consegna" => c
                     .t("PEC: consegna in ritardo", "PEC: delivery delayed")
@@ -248,8 +235,7 @@ pub(super) async fn detail(
     let timeline = events
         .iter()
         .filter_map(|e| {
-            let d = details(e);
-            event_text(&state, &chrome, e, &d).map(|text| Entry {
+            event_text(&state, &chrome, &e.event).map(|text| Entry {
                 at: local_time(e.at),
                 iso: iso(e.at),
                 text,
@@ -261,12 +247,12 @@ pub(super) async fn detail(
     let msgs = shown
         .iter()
         .map(|m| Msg {
-            heading: if m.direction == "in" {
+            heading: if m.direction == Direction::In {
                 chrome.t("Lei ha scritto", "You wrote").to_owned()
             } else {
-                match m.kind.as_str() {
-                    "ack" => chrome.t("Conferma di ricezione", "Acknowledgment"),
-                    "answer" => chrome.t("Risposta dell'ufficio", "The office's answer"),
+                match m.kind {
+                    MessageKind::Ack => chrome.t("Conferma di ricezione", "Acknowledgment"),
+                    MessageKind::Answer => chrome.t("Risposta dell'ufficio", "The office's answer"),
                     _ => chrome.t("Aggiornamento", "Update"),
                 }
                 .to_owned()
@@ -301,30 +287,32 @@ pub(super) async fn detail(
         .collect();
     let days = state
         .cfg
-        .area(&t.area)
+        .area(t.area.as_str())
         .map(|a| a.response_days)
         .unwrap_or(30);
-    let channel = match t.channel.as_str() {
-        "pec" if t.certified == Some(true) => chrome.t("PEC (certificata)", "PEC (certified)"),
-        "pec" => chrome.t(
+    let channel = match t.channel {
+        Channel::Pec if t.certified == Some(true) => {
+            chrome.t("PEC (certificata)", "PEC (certified)")
+        }
+        Channel::Pec => chrome.t(
             "Casella PEC (messaggio non certificato)",
             "PEC box (message not certified)",
         ),
-        "web" => chrome.t("Sito web", "Web site"),
-        _ => chrome.t("E-mail", "Email"),
+        Channel::Web => chrome.t("Sito web", "Web site"),
+        Channel::Email => chrome.t("E-mail", "Email"),
     }
     .to_owned();
     let page = DetailPage {
-        status: status_label(&chrome, &t.status),
-        kind: kind_label(&chrome, &t.kind),
+        status: status_label(&chrome, t.status),
+        kind: kind_label(&chrome, t.kind),
         c: chrome,
         site: state.cfg.server.site_name.clone(),
-        reference: t.reference.clone(),
+        reference: t.reference.to_string(),
         subject: t.subject.clone(),
-        area: area_name(&state, &t.area),
+        area: area_name(&state, t.area.as_str()),
         channel,
         created: local_time(t.created_at),
-        expected: if t.status == "resolved" {
+        expected: if t.status == TicketStatus::Resolved {
             "—".to_owned()
         } else {
             working_days_after(t.created_at, days)

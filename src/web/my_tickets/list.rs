@@ -48,18 +48,18 @@ pub(super) async fn list(State(state): State<AppState>, v: Visitor) -> Result<Re
         .map(|t| {
             let days = state
                 .cfg
-                .area(&t.area)
+                .area(t.area.as_str())
                 .map(|a| a.response_days)
                 .unwrap_or(30);
             Row {
-                reference: t.reference.clone(),
+                reference: t.reference.to_string(),
                 subject: t.subject.clone(),
-                kind: kind_label(&chrome, &t.kind),
-                status: status_label(&chrome, &t.status),
-                area: area_name(&state, &t.area),
+                kind: kind_label(&chrome, t.kind),
+                status: status_label(&chrome, t.status),
+                area: area_name(&state, t.area.as_str()),
                 last_activity: local_time(t.updated_at),
                 last_activity_iso: iso(t.updated_at),
-                expected: if t.status == "resolved" {
+                expected: if t.status == TicketStatus::Resolved {
                     "—".to_owned()
                 } else {
                     working_days_after(t.created_at, days)

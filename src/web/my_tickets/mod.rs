@@ -15,7 +15,9 @@ use axum::Router;
 
 use super::visitor::{Chrome, Visitor};
 use super::AppState;
-use crate::domain::TicketKind;
+use crate::domain::{
+    AreaSlug, Channel, Direction, EventKind, MessageKind, TicketKind, TicketRef, TicketStatus,
+};
 use crate::store::{AttachmentView, CitizenRow, MessageView, TicketView};
 
 pub fn router() -> Router<AppState> {
@@ -39,22 +41,21 @@ fn iso(millis: i64) -> String {
     crate::domain::rfc3339(millis)
 }
 
-fn status_label(c: &Chrome, status: &str) -> String {
+fn status_label(c: &Chrome, status: TicketStatus) -> String {
     match status {
-        "received" => c.t("Ricevuta", "Received"),
-        "taken" => c.t("Presa in carico", "Being handled"),
-        "answered" => c.t("Risposta inviata", "Answered"),
-        "resolved" => c.t("Risolta", "Resolved"),
-        other => other,
+        TicketStatus::Received => c.t("Ricevuta", "Received"),
+        TicketStatus::Taken => c.t("Presa in carico", "Being handled"),
+        TicketStatus::Answered => c.t("Risposta inviata", "Answered"),
+        TicketStatus::Resolved => c.t("Risolta", "Resolved"),
     }
     .to_owned()
 }
 
-fn kind_label(c: &Chrome, kind: &str) -> String {
-    match TicketKind::parse(kind) {
-        Some(k) if c.en => k.english().to_owned(),
-        Some(k) => k.as_str().to_owned(),
-        None => kind.to_owned(),
+fn kind_label(c: &Chrome, kind: TicketKind) -> String {
+    if c.en {
+        kind.english().to_owned()
+    } else {
+        kind.as_str().to_owned()
     }
 }
 
@@ -72,7 +73,7 @@ fn citizen(v: &Visitor) -> Option<&CitizenRow> {
 }
 
 fn owns(c: &CitizenRow, t: &TicketView) -> bool {
-    t.citizen == c.email.as_str() || t.reply_to.as_deref() == Some(c.email.as_str())
+    t.citizen.as_str() == c.email.as_str() || t.reply_to.as_deref() == Some(c.email.as_str())
 }
 
 /// The ticket `reference` with its messages and attachments, if it is `c`'s (`None` for
@@ -82,9 +83,12 @@ async fn owned_ticket(
     c: &CitizenRow,
     reference: &str,
 ) -> anyhow::Result<Option<(TicketView, Vec<MessageView>, Vec<AttachmentView>)>> {
+    let Ok(reference) = reference.trim().parse::<TicketRef>() else {
+        return Ok(None);
+    };
     let Some(t) = state
         .store
-        .ticket_by_ref(reference.trim())
+        .ticket_by_ref(&reference)
         .await?
         .filter(|t| owns(c, t))
     else {
