@@ -1039,7 +1039,7 @@ async fn a_second_account_with_a_taken_email_or_fiscal_code_is_refused_by_the_co
     let (anna, other) = (addr(CITIZEN), addr("other@citizen.test"));
     let (code, other_code) = (
         FiscalCode::parse("RSSMRA85T10A562S").unwrap(),
-        FiscalCode::parse("VRDNNA80A41H501Z").unwrap(),
+        FiscalCode::parse("BNCLRA90A41F205I").unwrap(),
     );
     let new = |email, fiscal_code| NewCitizen {
         email,
