@@ -500,7 +500,8 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
     let events = store.ticket_events(t.ticket_id).await?;
     let messages = store.ticket_messages(t.ticket_id).await?;
     let attachments = store.ticket_attachments(t.ticket_id).await?;
-    // Why a PEC ticket is not certified: said by its `received` event (issue 10, finding 13).
+    // Why a PEC ticket is not certified: said by its `received` event (docs/design-notes.md,
+    // "Fuzzing, PEC certification, plaintext transports").
     let not_certified = events.iter().find_map(|e| match &e.event {
         EventKind::Received(r) => r.pec.as_ref()?["not_certified"].as_str().map(str::to_owned),
         _ => None,

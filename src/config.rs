@@ -990,11 +990,10 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The area slug rule is the domain's ([`crate::domain::AreaSlug`]): the config names a bad
+/// slug with its own message.
 fn valid_slug(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    crate::domain::AreaSlug::parse(s).is_ok()
 }
 
 #[cfg(test)]

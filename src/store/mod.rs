@@ -311,7 +311,7 @@ pub use crate::domain::now_millis;
 
 /// Reads the text column `column` of `r` into its domain type with `FromStr`: a stored word
 /// the type does not know is a decode error of that column, never a panic nor a guess.
-fn parsed<T>(r: &sqlx::any::AnyRow, column: &str) -> Result<T>
+pub(super) fn parsed<T>(r: &sqlx::any::AnyRow, column: &str) -> Result<T>
 where
     T: FromStr,
     T::Err: std::error::Error + Send + Sync + 'static,

@@ -1,32 +1,12 @@
 //! Read models for operators (`ticketgate ticket …`, `quarantine list`) and the web page.
-
-use std::str::FromStr;
-
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{Result, Store};
+use super::{parsed, Result, Store};
 use crate::domain::{
     AreaSlug, Channel, Direction, EmailAddress, EventKind, MessageKind, TicketKind, TicketRef,
     TicketStatus,
 };
-
-/// Reads the text column `column` into its domain type: a value the type refuses is a
-/// decode error of that column, never a panic.
-pub(super) fn parsed<T>(r: &AnyRow, column: &str) -> Result<T>
-where
-    T: FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    let text: String = r.try_get(column)?;
-    text.parse().map_err(|e: T::Err| {
-        sqlx::Error::ColumnDecode {
-            index: column.to_owned(),
-            source: Box::new(e),
-        }
-        .into()
-    })
-}
 
 #[derive(Debug, Clone)]
 pub struct TicketView {

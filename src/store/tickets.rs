@@ -6,8 +6,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::read::parsed;
-use super::{nul_free, Result, Store, Tx};
+use super::{nul_free, parsed, Result, Store, Tx};
 use crate::domain::{
     AreaSlug, Direction, EmailAddress, EventKind, MessageKind, TicketKind, TicketRef, TicketStatus,
 };

@@ -87,8 +87,9 @@ fn event_text(state: &AppState, c: &Chrome, e: &EventKind) -> Option<String> {
                         .map(|t| format!(" — {} {}", c.t("data certificata", "certified time"), t))
                         .unwrap_or_default()
                 ),
-                // A PEC envelope whose provider signature did not verify (finding 13 of issue
-                // 10): the citizen is told why, in words, not with openssl's reason.
+                // A PEC envelope whose provider signature did not verify: the citizen is told
+                // why, in words, not with openssl's reason (docs/design-notes.md, "Fuzzing,
+                // PEC certification, plaintext transports").
                 Some(p) if p["envelope"] == "transport" => format!(
                     "{} {area}",
                     c.t(
@@ -261,7 +262,8 @@ pub(super) async fn detail(
             iso: iso(m.at),
             subject: m.subject.clone(),
             text: m.text.clone(),
-            // Sanitised at intake: a view never runs the sanitiser (issue 10, finding 4).
+            // Sanitised at intake: a view never runs the sanitiser (docs/design-notes.md,
+            // "HTML bodies sanitised once, at intake").
             html: m.html_safe.clone().filter(|h| !h.trim().is_empty()),
             html_withheld: m.html_withheld.is_some().then(|| {
                 chrome
