@@ -9,13 +9,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::super::visitor::{render, Chrome, Visitor};
-use super::super::{AppState, Error};
-use super::*;
-use crate::domain::{local_time, working_days_after};
+use super::{area_name, citizen, iso, kind_label, owned_ticket, status_label};
+use crate::domain::{
+    local_time, working_days_after, AreaSlug, Channel, Direction, EventKind, MessageKind,
+    TicketStatus,
+};
 use crate::mail::compose::human_size;
 use crate::mail::html::{self, ShownHtml};
 use crate::store::{AttachmentView, MessageView};
+use crate::web::visitor::{render, Chrome, Visitor};
+use crate::web::{AppState, Error};
 
 struct Entry {
     at: String,
@@ -400,7 +403,7 @@ pub(super) async fn attachment(
         .collect();
     let disposition = format!(
         "attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{}",
-        super::super::url_escape(&a.filename)
+        crate::web::url_escape(&a.filename)
     );
     Ok(v.finish(
         (

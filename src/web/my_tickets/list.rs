@@ -5,10 +5,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::super::visitor::{render, Chrome, Visitor};
-use super::super::{AppState, Error};
-use super::*;
-use crate::domain::{local_time, working_days_after};
+use super::{area_name, citizen, iso, kind_label, status_label};
+use crate::domain::{local_time, working_days_after, TicketStatus};
+use crate::web::visitor::{render, Chrome, Visitor};
+use crate::web::{AppState, Error};
 
 struct Row {
     reference: String,

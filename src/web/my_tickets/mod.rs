@@ -15,9 +15,7 @@ use axum::Router;
 
 use super::visitor::{Chrome, Visitor};
 use super::AppState;
-use crate::domain::{
-    AreaSlug, Channel, Direction, EventKind, MessageKind, TicketKind, TicketRef, TicketStatus,
-};
+use crate::domain::{TicketKind, TicketRef, TicketStatus};
 use crate::store::{AttachmentView, CitizenRow, MessageView, TicketView};
 
 pub fn router() -> Router<AppState> {

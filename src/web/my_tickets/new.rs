@@ -5,12 +5,12 @@ use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::super::limits::{self, Verdict};
-use super::super::visitor::{render, Chrome, Errors, FieldErrors, Visitor};
-use super::super::{AppState, Error};
-use super::*;
+use super::citizen;
 use crate::domain::TicketKind;
 use crate::intake::web_report::{self, ReportFile, WebReport};
+use crate::web::limits::{self, Verdict};
+use crate::web::visitor::{render, Chrome, Errors, FieldErrors, Visitor};
+use crate::web::{AppState, Error};
 
 /// Files a web report may carry, each at most [`MAX_FILE_BYTES`], together [`MAX_TOTAL_BYTES`].
 const MAX_FILES: usize = 5;
