@@ -18,7 +18,7 @@ use crate::domain::{rfc3339, EventKind, TicketRef};
 use crate::inbound::ingest::ingest_stdin;
 use crate::intake::{Outcome, Pipeline};
 use crate::mail::summary;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, TicketTimeline};
 
 /// sysexits.h EX_TEMPFAIL: the MTA keeps the message and retries.
 pub const EX_TEMPFAIL: u8 = 75;
@@ -497,9 +497,11 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
         eprintln!("no ticket {reference}");
         return Ok(1);
     };
-    let events = store.ticket_events(t.ticket_id).await?;
-    let messages = store.ticket_messages(t.ticket_id).await?;
-    let attachments = store.ticket_attachments(t.ticket_id).await?;
+    let TicketTimeline {
+        events,
+        messages,
+        attachments,
+    } = store.ticket_timeline(t.ticket_id).await?;
     // Why a PEC ticket is not certified: said by its `received` event (docs/design-notes.md,
     // "Fuzzing, PEC certification, plaintext transports").
     let not_certified = events.iter().find_map(|e| match &e.event {

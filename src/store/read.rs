@@ -1,5 +1,6 @@
 //! Read models for operators (`ticketgate ticket …`, `quarantine list`) and the web page.
 use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 use sqlx::Row;
 
 use super::{parsed, Result, Store};
@@ -221,95 +222,139 @@ impl Store {
         row.as_ref().map(ticket_from_row).transpose()
     }
 
+    /// A ticket's events, messages and attachments as of one instant: read in one read-only
+    /// snapshot, so that a message committed between two of the reads never shows with its
+    /// new state but without its event (a `ticket show` taken during a PEC receipt once
+    /// printed the certified state and no `pec_receipt` event).
+    pub async fn ticket_timeline(&self, ticket_id: i64) -> Result<TicketTimeline> {
+        // SQLite (WAL): a deferred transaction reads one snapshot from its first SELECT to its
+        // end. PostgreSQL's default READ COMMITTED takes a new snapshot per statement.
+        let stmt = if self.sqlite {
+            "BEGIN"
+        } else {
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+        };
+        let mut tx = self.pool.begin_with(stmt).await?;
+        let history = TicketTimeline {
+            events: events_of(&mut tx, ticket_id).await?,
+            messages: messages_of(&mut tx, ticket_id).await?,
+            attachments: attachments_of(&mut tx, ticket_id).await?,
+        };
+        tx.commit().await?;
+        Ok(history)
+    }
+
     pub async fn ticket_events(&self, ticket_id: i64) -> Result<Vec<EventView>> {
-        let rows = sqlx::query(
-            "SELECT kind, at, actor, details FROM event WHERE ticket_id = $1 ORDER BY event_id",
-        )
-        .bind(ticket_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let kind: String = r.try_get("kind")?;
-                let details: String = r.try_get("details")?;
-                Ok(EventView {
-                    event: EventKind::from_stored(&kind, &details),
-                    at: r.try_get("at")?,
-                    actor: r.try_get("actor")?,
-                    details,
-                })
-            })
-            .collect()
+        events_of(&mut *self.pool.acquire().await?, ticket_id).await
     }
 
     pub async fn ticket_messages(&self, ticket_id: i64) -> Result<Vec<MessageView>> {
-        let rows = sqlx::query(
-            "SELECT m.message_id, m.direction, m.kind, m.rfc_message_id, m.in_reply_to, \
+        messages_of(&mut *self.pool.acquire().await?, ticket_id).await
+    }
+
+    pub async fn ticket_attachments(&self, ticket_id: i64) -> Result<Vec<AttachmentView>> {
+        attachments_of(&mut *self.pool.acquire().await?, ticket_id).await
+    }
+}
+
+/// What [`Store::ticket_timeline`] reads, oldest first in each list.
+#[derive(Debug, Clone)]
+pub struct TicketTimeline {
+    pub events: Vec<EventView>,
+    pub messages: Vec<MessageView>,
+    pub attachments: Vec<AttachmentView>,
+}
+
+async fn events_of(conn: &mut AnyConnection, ticket_id: i64) -> Result<Vec<EventView>> {
+    let rows = sqlx::query(
+        "SELECT kind, at, actor, details FROM event WHERE ticket_id = $1 ORDER BY event_id",
+    )
+    .bind(ticket_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let kind: String = r.try_get("kind")?;
+            let details: String = r.try_get("details")?;
+            Ok(EventView {
+                event: EventKind::from_stored(&kind, &details),
+                at: r.try_get("at")?,
+                actor: r.try_get("actor")?,
+                details,
+            })
+        })
+        .collect()
+}
+
+async fn messages_of(conn: &mut AnyConnection, ticket_id: i64) -> Result<Vec<MessageView>> {
+    let rows = sqlx::query(
+        "SELECT m.message_id, m.direction, m.kind, m.rfc_message_id, m.in_reply_to, \
              m.from_addr, m.to_addrs, m.subject, m.text, m.at, m.sha256, \
              o.state AS delivery_state, o.last_reply, o.attempts, o.sent_at, \
              m.pec_id, m.pec_state, m.pec_detail, m.certified_at, m.signature, \
              m.signature_detail, o.transport, m.html, m.html_safe, m.html_withheld \
              FROM message m LEFT JOIN outbox o ON o.message_id = m.message_id \
              WHERE m.ticket_id = $1 ORDER BY m.message_id",
-        )
-        .bind(ticket_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(MessageView {
-                    message_id: r.try_get("message_id")?,
-                    direction: parsed(r, "direction")?,
-                    kind: parsed(r, "kind")?,
-                    rfc_message_id: r.try_get("rfc_message_id")?,
-                    in_reply_to: r.try_get("in_reply_to")?,
-                    from_addr: r.try_get("from_addr")?,
-                    to_addrs: r.try_get("to_addrs")?,
-                    subject: r.try_get("subject")?,
-                    text: r.try_get("text")?,
-                    at: r.try_get("at")?,
-                    sha256: r.try_get("sha256")?,
-                    delivery_state: r.try_get("delivery_state")?,
-                    delivery_reply: r.try_get("last_reply")?,
-                    delivery_attempts: r.try_get("attempts")?,
-                    sent_at: r.try_get("sent_at")?,
-                    pec_id: r.try_get("pec_id")?,
-                    pec_state: r.try_get("pec_state")?,
-                    pec_detail: r.try_get("pec_detail")?,
-                    certified_at: r.try_get("certified_at")?,
-                    signature: r.try_get("signature")?,
-                    signature_detail: r.try_get("signature_detail")?,
-                    transport: r.try_get("transport")?,
-                    html: r.try_get("html")?,
-                    html_safe: r.try_get("html_safe")?,
-                    html_withheld: r.try_get("html_withheld")?,
-                })
+    )
+    .bind(ticket_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(MessageView {
+                message_id: r.try_get("message_id")?,
+                direction: parsed(r, "direction")?,
+                kind: parsed(r, "kind")?,
+                rfc_message_id: r.try_get("rfc_message_id")?,
+                in_reply_to: r.try_get("in_reply_to")?,
+                from_addr: r.try_get("from_addr")?,
+                to_addrs: r.try_get("to_addrs")?,
+                subject: r.try_get("subject")?,
+                text: r.try_get("text")?,
+                at: r.try_get("at")?,
+                sha256: r.try_get("sha256")?,
+                delivery_state: r.try_get("delivery_state")?,
+                delivery_reply: r.try_get("last_reply")?,
+                delivery_attempts: r.try_get("attempts")?,
+                sent_at: r.try_get("sent_at")?,
+                pec_id: r.try_get("pec_id")?,
+                pec_state: r.try_get("pec_state")?,
+                pec_detail: r.try_get("pec_detail")?,
+                certified_at: r.try_get("certified_at")?,
+                signature: r.try_get("signature")?,
+                signature_detail: r.try_get("signature_detail")?,
+                transport: r.try_get("transport")?,
+                html: r.try_get("html")?,
+                html_safe: r.try_get("html_safe")?,
+                html_withheld: r.try_get("html_withheld")?,
             })
-            .collect()
-    }
+        })
+        .collect()
+}
 
-    pub async fn ticket_attachments(&self, ticket_id: i64) -> Result<Vec<AttachmentView>> {
-        let rows = sqlx::query(
-            "SELECT attachment_id, message_id, filename, content_type, size, sha256 \
+async fn attachments_of(conn: &mut AnyConnection, ticket_id: i64) -> Result<Vec<AttachmentView>> {
+    let rows = sqlx::query(
+        "SELECT attachment_id, message_id, filename, content_type, size, sha256 \
              FROM attachment WHERE ticket_id = $1 ORDER BY attachment_id",
-        )
-        .bind(ticket_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AttachmentView {
-                    attachment_id: r.try_get("attachment_id")?,
-                    message_id: r.try_get("message_id")?,
-                    filename: r.try_get("filename")?,
-                    content_type: r.try_get("content_type")?,
-                    size: r.try_get("size")?,
-                    sha256: r.try_get("sha256")?,
-                })
+    )
+    .bind(ticket_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AttachmentView {
+                attachment_id: r.try_get("attachment_id")?,
+                message_id: r.try_get("message_id")?,
+                filename: r.try_get("filename")?,
+                content_type: r.try_get("content_type")?,
+                size: r.try_get("size")?,
+                sha256: r.try_get("sha256")?,
             })
-            .collect()
-    }
+        })
+        .collect()
+}
 
+impl Store {
     /// [`Store::quarantined`] (or, with `all`, [`Store::quarantined_with_dropped`]) one row
     /// at a time: each row carries up to [`QUARANTINE_HEAD_BYTES`], so a long quarantine is
     /// read without holding all of it in memory.

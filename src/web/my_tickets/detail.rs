@@ -16,7 +16,7 @@ use crate::domain::{
 };
 use crate::mail::compose::human_size;
 use crate::mail::html::{self, ShownHtml};
-use crate::store::{AttachmentView, MessageView};
+use crate::store::{AttachmentView, MessageView, TicketTimeline};
 use crate::web::visitor::{render, Chrome, Visitor};
 use crate::web::{AppState, Error};
 
@@ -226,11 +226,15 @@ pub(super) async fn detail(
     let Some(c) = citizen(&v) else {
         return Ok(v.to_login());
     };
-    let Some((t, mut messages, files)) = owned_ticket(&state, c, &reference).await? else {
+    let Some((t, history)) = owned_ticket(&state, c, &reference).await? else {
         return Err(Error::not_found(&state, &v));
     };
+    let TicketTimeline {
+        events,
+        mut messages,
+        attachments: files,
+    } = history;
     sanitise_once(&state, &mut messages).await;
-    let events = state.store.ticket_events(t.ticket_id).await?;
     let chrome = v.chrome(&format!(
         "{} {}",
         if v.en() { "Case" } else { "Pratica" },
@@ -366,7 +370,15 @@ pub(super) async fn attachment(
     let Some(c) = citizen(&v) else {
         return Ok(v.to_login());
     };
-    let Some((_, messages, files)) = owned_ticket(&state, c, &reference).await? else {
+    let Some((
+        _,
+        TicketTimeline {
+            messages,
+            attachments: files,
+            ..
+        },
+    )) = owned_ticket(&state, c, &reference).await?
+    else {
         return Err(Error::not_found(&state, &v));
     };
     let visible_ids: HashSet<i64> = messages

@@ -16,7 +16,7 @@ use axum::Router;
 use super::visitor::{Chrome, Visitor};
 use super::AppState;
 use crate::domain::{TicketKind, TicketRef, TicketStatus};
-use crate::store::{AttachmentView, CitizenRow, MessageView, TicketView};
+use crate::store::{CitizenRow, TicketTimeline, TicketView};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -80,7 +80,7 @@ async fn owned_ticket(
     state: &AppState,
     c: &CitizenRow,
     reference: &str,
-) -> anyhow::Result<Option<(TicketView, Vec<MessageView>, Vec<AttachmentView>)>> {
+) -> anyhow::Result<Option<(TicketView, TicketTimeline)>> {
     let Ok(reference) = reference.trim().parse::<TicketRef>() else {
         return Ok(None);
     };
@@ -92,7 +92,6 @@ async fn owned_ticket(
     else {
         return Ok(None);
     };
-    let messages = state.store.ticket_messages(t.ticket_id).await?;
-    let files = state.store.ticket_attachments(t.ticket_id).await?;
-    Ok(Some((t, messages, files)))
+    let history = state.store.ticket_timeline(t.ticket_id).await?;
+    Ok(Some((t, history)))
 }
