@@ -23,7 +23,7 @@ pub mod pec_signature;
 mod reply;
 pub mod web_report;
 
-pub use answer::{AnswerAttachment, AnswerOptions};
+pub use answer::{AnswerAttachment, AnswerAuthor, AnswerOptions};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -510,8 +510,9 @@ impl Pipeline {
                 self.record(tx, &ctx, &ticket, kind, recorded, &from_addr)
                     .await
             }
-            Decision::StaffReply { ticket } => {
-                self.staff_reply(tx, &ctx, &ticket, &from_addr).await
+            Decision::StaffReply { ticket, answers } => {
+                self.staff_reply(tx, &ctx, &ticket, &answers, &from_addr)
+                    .await
             }
             Decision::UnverifiedStaff { ticket, reason } => {
                 self.unverified_staff(tx, &ctx, &ticket, &from_addr, &reason)
