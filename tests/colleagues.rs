@@ -128,6 +128,10 @@ fn two_colleagues_answering_one_notification_give_the_citizen_one_answer_until_t
         !copy_text.contains(STAFF_LAVORI),
         "the display name is shown, not the address: {copy_text}"
     );
+    assert!(
+        copy_text.contains("/staff/tickets/") && copy_text.contains("staff=lucia"),
+        "Lucia's own staff page link: {copy_text}"
+    );
 
     // Mario answers his notification again: his own answer does not hold his next one.
     send(
@@ -163,6 +167,7 @@ fn two_colleagues_answering_one_notification_give_the_citizen_one_answer_until_t
         "{notice_text}"
     );
     assert!(notice_text.contains("#invia"), "{notice_text}");
+    assert!(notice_text.contains("/staff/tickets/"), "{notice_text}");
     outbox_has_run(&stack);
     assert_eq!(
         count_text(&stack, CITIZEN, lucia_answer),

@@ -443,6 +443,8 @@ struct ColleagueCopyText<'a> {
     citizen: &'a str,
     text: &'a str,
     attachments: &'a [String],
+    /// The recipient's signed link to the staff ticket page.
+    staff_link: &'a str,
 }
 
 /// To a staff member whose answer was held because a colleague had answered first.
@@ -455,6 +457,8 @@ struct ColleagueAnsweredFirstText<'a> {
     answered_at: &'a str,
     first_answer: &'a str,
     close: bool,
+    /// The recipient's signed link to the staff ticket page.
+    staff_link: &'a str,
 }
 
 /// To a staff member whose `#invia` came after their held answer had already been sent.
@@ -528,18 +532,27 @@ impl Pipeline {
             Some(name) if !name.is_empty() => name.to_owned(),
             _ => author.clone(),
         };
-        let text = ColleagueCopyText {
-            author: &author_shown,
-            reference: &t.reference.to_string(),
-            area_name: &area.name,
-            subject: &t.subject,
-            citizen: t.citizen_mail_to(),
-            text: sent.text,
-            attachments: sent.attachments,
-        }
-        .render()?;
+        let page_expires = now_millis() + self.cfg.security.staff_link_millis();
         let mut copies = Vec::new();
         for staff in &colleagues {
+            let staff_link = staff_page_link(
+                &self.ids,
+                &self.cfg.server.base_url,
+                &t.reference.to_string(),
+                staff,
+                page_expires,
+            );
+            let text = ColleagueCopyText {
+                author: &author_shown,
+                reference: &t.reference.to_string(),
+                area_name: &area.name,
+                subject: &t.subject,
+                citizen: t.citizen_mail_to(),
+                text: sent.text,
+                attachments: sent.attachments,
+                staff_link: &staff_link,
+            }
+            .render()?;
             let theirs = messages
                 .iter()
                 .filter(staff_side)
@@ -609,6 +622,13 @@ impl Pipeline {
         let Some((area_name, area_addr)) = self.area_sender(t.area.as_str()) else {
             return Ok(None);
         };
+        let staff_link = staff_page_link(
+            &self.ids,
+            &self.cfg.server.base_url,
+            &t.reference.to_string(),
+            &to.trim().to_lowercase(),
+            now_millis() + self.cfg.security.staff_link_millis(),
+        );
         let text = ColleagueAnsweredFirstText {
             subject: &mail.subject,
             reference: &t.reference.to_string(),
@@ -616,6 +636,7 @@ impl Pipeline {
             answered_at: &crate::domain::local_time(answered_at),
             first_answer,
             close,
+            staff_link: &staff_link,
         }
         .render()?;
         let subject = compose::tagged_subject(
