@@ -15,6 +15,7 @@
 //! whose processing keeps failing is quarantined with the error instead of blocking its
 //! mailbox.
 
+mod answer;
 mod classify;
 mod letters;
 mod pec;
@@ -22,6 +23,8 @@ pub mod pec_signature;
 mod registration;
 mod reply;
 pub mod web_report;
+
+pub use answer::{AnswerAttachment, AnswerOptions};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
