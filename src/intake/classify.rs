@@ -255,6 +255,18 @@ fn registration_by_staff(
         }
     }
     Some(match registration::find(&mail.text)? {
+        // The acknowledgment would go to our own mailbox: never a citizen.
+        Ok(r)
+            if r.citizen
+                .as_ref()
+                .is_some_and(|c| rules.own_addresses.contains(c.as_str())) =>
+        {
+            Decision::RegistrationRefused {
+                problem: "l'indirizzo del cittadino è un indirizzo dell'ufficio / the \
+                          citizen's address is one of the offices' addresses"
+                    .to_owned(),
+            }
+        }
         Ok(r) => Decision::Register {
             registration: Box::new(r),
         },
@@ -649,6 +661,10 @@ mod tests {
             ("#registra fax anna@example.test Anna", "fax"),
             ("#registra telefono anna@ Anna", "anna@"),
             ("#record counter -", "name"),
+            (
+                "#registra telefono ambiente@comune.test Anna",
+                "offices' addresses",
+            ),
         ] {
             let raw = registering("mario@comune.test", STAFF_PASS, line);
             let Decision::RegistrationRefused { problem } = decide(&raw, Referenced::default())
