@@ -17,7 +17,7 @@ use crate::mail::parse::InboundMail;
 use crate::mail::route::RoutedArea;
 use crate::outbound::queue::{queue_mail, Queued};
 use crate::store::{now_millis, HistoryEntry, MessageTicket, NewMessage, Store, Tx};
-use crate::tickets::{take_link, TAKE_LINK_VALIDITY_MILLIS};
+use crate::tickets::{staff_page_link, take_link, TAKE_LINK_VALIDITY_MILLIS};
 
 /// What one staff notification says about its ticket, besides the ticket's own fields.
 #[derive(Debug, Clone, Copy)]
@@ -132,6 +132,7 @@ impl Pipeline {
         let mail_subject = compose::tagged_subject(prefix, &t.reference.to_string(), &t.subject);
         let received_at = rfc3339(now_millis());
         let expires = now_millis() + TAKE_LINK_VALIDITY_MILLIS;
+        let page_expires = now_millis() + self.cfg.security.staff_link_millis();
         for staff in &area.staff {
             let staff = staff.trim().to_lowercase();
             // Each staff member gets a link in their own name, signed with an expiry.
@@ -141,6 +142,13 @@ impl Pipeline {
                 &t.reference.to_string(),
                 &staff,
                 expires,
+            );
+            let staff_link = staff_page_link(
+                &self.ids,
+                &self.cfg.server.base_url,
+                &t.reference.to_string(),
+                &staff,
+                page_expires,
             );
             let text = NotificationText {
                 headline: n.headline,
@@ -160,6 +168,7 @@ impl Pipeline {
                 attachments: n.attachments.to_vec(),
                 history: n.history,
                 take_link: &take_link,
+                staff_link: &staff_link,
             }
             .render()?;
             queue_mail(
