@@ -11,8 +11,50 @@ use serde_json::Value;
 use support::gateway::*;
 use support::mail::*;
 use support::mailstack::MailStack;
+use support::web::{cf, link_in, Client};
 
 const WAIT: Duration = Duration::from_secs(30);
+const PASSWORD: &str = "una-password-lunga-42";
+
+/// The citizen makes a web account for `email`, confirms it from the mailed link and signs
+/// in, as tests/web.rs does.
+fn signed_in(stack: &MailStack, gw: &Gateway, email: &str) -> Client {
+    let client = Client::new(gw);
+    let form = client.get("/register");
+    let fiscal = cf("VRDNNA85T50A562");
+    let done = client.post(
+        "/register",
+        &[
+            ("csrf", &form.csrf()),
+            ("first_name", "Anna"),
+            ("last_name", "Verdi"),
+            ("email", email),
+            ("fiscal_code", &fiscal),
+            ("password", PASSWORD),
+            ("password_confirm", PASSWORD),
+            ("privacy", "yes"),
+        ],
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+    let mail = wait_for_mail(stack, email, WAIT, |m| m.contains("/verify?token="));
+    let link = link_in(&mail, "/verify?token=");
+    let page = client.get(&link);
+    let token = link.split("token=").nth(1).unwrap_or("").to_owned();
+    let confirmed = client.post("/verify", &[("csrf", &page.csrf()), ("token", &token)]);
+    assert_eq!(confirmed.status, 303, "{}", confirmed.body);
+    let form = client.get("/login");
+    let signed = client.post(
+        "/login",
+        &[
+            ("csrf", &form.csrf()),
+            ("email", email),
+            ("password", PASSWORD),
+            ("next", "/tickets"),
+        ],
+    );
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    client
+}
 
 /// A new mail (not a reply) from `from` to the office, its body as given.
 fn new_mail(from: &str, subject: &str, body: &str) -> Vec<u8> {
@@ -138,6 +180,22 @@ fn a_report_registered_by_phone_or_letter_is_the_citizens_ticket_acknowledged_to
     wait_for_mail(&stack, STAFF_LAVORI, WAIT, |m| {
         says(m, &["Pratica registrata", &letter])
     });
+
+    // The citizen's later web account sees the phone report like any ticket of theirs, and
+    // how it reached the office; not the letter of someone else.
+    let client = signed_in(&stack, &gw, CITIZEN);
+    let list = client.get("/tickets");
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains(&reference), "{}", list.body);
+    assert!(!list.body.contains(&letter), "{}", list.body);
+    let detail = client.get(&format!("/tickets/{reference}"));
+    assert_eq!(detail.status, 200);
+    assert!(detail.body.contains("Telefono"), "{}", detail.body);
+    assert!(
+        detail.body.contains("Buca profonda davanti al civico 3."),
+        "{}",
+        detail.body
+    );
 }
 
 #[test]
