@@ -21,9 +21,11 @@ mod letters;
 mod pec;
 pub mod pec_signature;
 mod reply;
+mod staff_page;
 pub mod web_report;
 
 pub use answer::{AnswerAttachment, AnswerOptions};
+pub use staff_page::{StaffAction, StaffOutcome};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
