@@ -302,6 +302,18 @@ fn channel_label(c: &Chrome, t: &TicketView) -> String {
         Channel::Pec => c.t("Casella PEC, non certificata", "PEC box, not certified"),
         Channel::Web => c.t("Sito web", "Web site"),
         Channel::Email => c.t("E-mail", "Email"),
+        Channel::Phone => c.t(
+            "Telefono (registrata dall'ufficio)",
+            "Phone (registered by the office)",
+        ),
+        Channel::Counter => c.t(
+            "Sportello (registrata dall'ufficio)",
+            "Counter (registered by the office)",
+        ),
+        Channel::Letter => c.t(
+            "Lettera (registrata dall'ufficio)",
+            "Letter (registered by the office)",
+        ),
     }
     .to_owned()
 }
