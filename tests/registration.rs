@@ -56,11 +56,27 @@ fn signed_in(stack: &MailStack, gw: &Gateway, email: &str) -> Client {
     client
 }
 
-/// A new mail (not a reply) from `from` to the office, its body as given.
+/// The comune's MTA, as the gateway knows it: registrations need its `dmarc=pass`.
+const AUTHSERV_ID: &str = "mx.comune.test";
+
+/// A gateway that trusts the Authentication-Results of [`AUTHSERV_ID`].
+fn start(stack: &MailStack) -> Gateway {
+    Gateway::start_configured(stack, |c| c.authserv_id = Some(AUTHSERV_ID.to_owned()))
+}
+
+/// What the comune's MTA prepends to a mail whose From domain passed DMARC.
+fn dmarc_pass(from: &str) -> String {
+    let domain = from.rsplit_once('@').map_or("", |(_, d)| d);
+    format!("Authentication-Results: {AUTHSERV_ID}; dkim=pass header.d={domain}; dmarc=pass header.from={domain}\r\n")
+}
+
+/// A new mail (not a reply) from `from` to the office, its body as given, with the comune's
+/// MTA's DMARC pass for the From domain on top.
 fn new_mail(from: &str, subject: &str, body: &str) -> Vec<u8> {
     let id = unique_id();
+    let pass = dmarc_pass(from);
     format!(
-        "From: <{from}>\r\nTo: <{LAVORI}>\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n\
+        "{pass}From: <{from}>\r\nTo: <{LAVORI}>\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n\
          Date: Thu, 26 Nov 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n\
          Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n"
     )
@@ -93,7 +109,7 @@ fn received(shown: &Value) -> Value {
 fn a_report_registered_by_phone_or_letter_is_the_citizens_ticket_acknowledged_to_them_and_confirmed_to_staff(
 ) {
     let stack = MailStack::start();
-    let gw = Gateway::start(&stack);
+    let gw = start(&stack);
 
     // By phone, with the citizen's address.
     let raw = new_mail(
@@ -155,8 +171,9 @@ fn a_report_registered_by_phone_or_letter_is_the_citizens_ticket_acknowledged_to
     };
     let id = unique_id();
     let b64 = support::base64::encode_lines(&pdf);
+    let pass = dmarc_pass(STAFF_LAVORI);
     let raw = format!(
-        "From: <{STAFF_LAVORI}>\r\nTo: <{LAVORI}>\r\nSubject: Lettera sul parco\r\n\
+        "{pass}From: <{STAFF_LAVORI}>\r\nTo: <{LAVORI}>\r\nSubject: Lettera sul parco\r\n\
          Message-ID: <{id}>\r\nMIME-Version: 1.0\r\n\
          Content-Type: multipart/mixed; boundary=\"XYZ\"\r\n\r\n\
          --XYZ\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
@@ -202,7 +219,7 @@ fn a_report_registered_by_phone_or_letter_is_the_citizens_ticket_acknowledged_to
 fn a_counter_report_without_an_address_mails_no_citizen_and_anyone_elses_registra_is_an_ordinary_report(
 ) {
     let stack = MailStack::start();
-    let gw = Gateway::start(&stack);
+    let gw = start(&stack);
 
     // At the counter, no address: the name is kept, nothing is ever queued for the citizen.
     let raw = new_mail(
@@ -284,6 +301,30 @@ fn a_counter_report_without_an_address_mails_no_citizen_and_anyone_elses_registr
     wait_for_mail(&stack, CITIZEN, WAIT, |m| says(m, &["Anche io registro"]));
     let shown = gw.show(t["ref"].as_str().expect("ref"));
     assert_eq!(received(&shown).get("registered_by"), None, "{shown}");
+
+    // The office's own staff without the comune's MTA vouching for their From (no DMARC
+    // result: a forged From looks exactly so): no registration, an ordinary report.
+    let unproven = String::from_utf8(new_mail(
+        STAFF_LAVORI,
+        "Registrazione senza prova",
+        &format!("#registra telefono {CITIZEN2} Luca Neri\r\n\r\nUn ramo caduto."),
+    ))
+    .expect("utf-8");
+    let unproven = unproven
+        .split_once("\r\n")
+        .map(|(_, rest)| rest.to_owned())
+        .expect("the pass header");
+    send(&stack, STAFF_LAVORI, &[LAVORI], unproven.as_bytes());
+    let t = ticket_with_subject(&gw, "Registrazione senza prova");
+    assert_eq!(t["citizen"], STAFF_LAVORI, "{t}");
+    assert_eq!(t["channel"], "email", "{t}");
+    assert!(
+        t["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("#registra telefono"),
+        "{t}"
+    );
 
     // A staff member's line written wrong: no ticket, the mail kept, the problem named.
     let raw = new_mail(

@@ -240,10 +240,9 @@ pub(super) fn classify(
 
 /// A new mail (it answers none of our messages and names no ticket) whose first line is
 /// `#registra` / `#record`, written by someone who may register for the office it is
-/// addressed to: staff of that area or of an admin area, proven as a staff answer is —
-/// with `security.authserv_id`, the comune's MTA reports no DKIM/SPF/DMARC failure. There
-/// is no signed reference to lean on here, so the sender and the MTA's verdict are the
-/// whole proof. Anyone else's `#registra` is `None`: an ordinary report, line included. By
+/// addressed to: staff of that area or of an admin area, and `security.authserv_id` set with
+/// the comune's MTA reporting `dmarc=pass` for the sender's domain. There is no signed
+/// reference to lean on here, so the sender and the MTA's verdict are the whole proof. Anyone else's `#registra` is `None`: an ordinary report, line included. By
 /// PEC or from the web form it is ordinary too: staff register by writing to the area's
 /// address from their own mailbox.
 fn registration_by_staff(
@@ -265,10 +264,14 @@ fn registration_by_staff(
     if !cfg.is_staff_of(from_addr, &area) {
         return None;
     }
-    if let Some(authserv_id) = &cfg.security.authserv_id {
-        if auth::failed_authentication(arrival.bytes, authserv_id).is_some() {
-            return None;
-        }
+    // A positive proof, never the mere absence of a failure: a registration names the
+    // address that gets our acknowledgment (with the subject the sender chose), and no signed
+    // Message-ID backs it. Without `authserv_id` nothing can prove the sender, so a staff
+    // From alone registers nothing (a forged one would make us mail anyone).
+    let authserv_id = cfg.security.authserv_id.as_deref()?;
+    let domain = from_addr.rsplit_once('@').map(|(_, d)| d)?;
+    if auth::dmarc(arrival.bytes, authserv_id, domain) != auth::Dmarc::Pass {
+        return None;
     }
     Some(match registration::find(&mail.text)? {
         // The acknowledgment would go to our own mailbox: never a citizen.
@@ -660,6 +663,17 @@ mod tests {
             registering(
                 "mario@comune.test",
                 "dkim=fail header.d=comune.test; dmarc=fail header.from=comune.test",
+                line,
+            ),
+            // No failure is not a proof: no DMARC result, or a domain without a policy.
+            registering(
+                "mario@comune.test",
+                "spf=pass smtp.mailfrom=comune.test",
+                line,
+            ),
+            registering(
+                "mario@comune.test",
+                "dmarc=none header.from=comune.test",
                 line,
             ),
         ] {

@@ -22,9 +22,11 @@ mod pec;
 pub mod pec_signature;
 mod registration;
 mod reply;
+mod staff_page;
 pub mod web_report;
 
 pub use answer::{AnswerAttachment, AnswerAuthor, AnswerOptions};
+pub use staff_page::{StaffAction, StaffOutcome};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -484,7 +484,7 @@ impl Pipeline {
 
     /// What we wrote for staff about the ticket (notifications, notices, notes), and what the
     /// citizen wrote or got from us (their words are no secret to them).
-    async fn own_text(&self, tx: &mut Tx, ticket_id: i64) -> anyhow::Result<OwnText> {
+    pub(super) async fn own_text(&self, tx: &mut Tx, ticket_id: i64) -> anyhow::Result<OwnText> {
         let texts = Store::ticket_texts(tx, ticket_id).await?;
         let ours = texts
             .iter()
