@@ -515,7 +515,10 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                 events: events.iter().map(json::Event::from).collect(),
                 messages: messages
                     .iter()
-                    .map(|m| json::Message::new(m, m.kind.role(m.direction)))
+                    .map(|m| {
+                        json::Message::new(m, m.kind.role(m.direction))
+                            .with_held(&events, m.message_id)
+                    })
                     .collect(),
                 ticket: json::Ticket {
                     not_certified_because: Some(not_certified.clone()),
