@@ -210,6 +210,7 @@ fn staff_open_the_ticket_from_the_notification_take_it_and_close_it_with_an_answ
         b.source()
     );
     b.assert_no_axe_violations("staff page after closing");
+    b.screenshot_to_target("staff-page-desktop");
     let shown = gw.show(&reference);
     assert_eq!(shown["ticket"]["status"], "resolved");
     let kinds = events(&shown);
