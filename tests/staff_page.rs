@@ -3,7 +3,8 @@
 //! staff mailbox opens the whole timeline; a tampered or expired link is a 404; a GET changes
 //! nothing; take and close with a final answer from the page reach the citizen by mail and
 //! their web page says the case is resolved; axe-core finds nothing on the page (also with a
-//! refused form); a staff member removed from the area's staff list is refused.
+//! refused form); a note and a reassignment from the page; notices carry the link only to
+//! staff of the ticket's office; a staff member removed from the area's staff list is refused.
 
 mod support;
 
@@ -188,6 +189,16 @@ fn staff_open_the_ticket_from_the_notification_take_it_and_close_it_with_an_answ
     assert!(b.try_find("#note-error").is_some());
     b.assert_no_axe_violations("staff page with a refused note");
 
+    let note = b.find("#note");
+    note.clear();
+    note.send_keys("Sopralluogo fatto, squadra avvisata.");
+    submit(&b, "/note");
+    assert!(b
+        .find("#confirmation")
+        .text()
+        .contains("Nota interna registrata"));
+    assert!(b.source().contains("Sopralluogo fatto, squadra avvisata."));
+
     let answer = b.find("#answer");
     answer.clear();
     answer.send_keys(ANSWER);
@@ -199,10 +210,11 @@ fn staff_open_the_ticket_from_the_notification_take_it_and_close_it_with_an_answ
         b.source()
     );
     b.assert_no_axe_violations("staff page after closing");
+    b.screenshot_to_target("staff-page-desktop");
     let shown = gw.show(&reference);
     assert_eq!(shown["ticket"]["status"], "resolved");
     let kinds = events(&shown);
-    for kind in ["taken", "staff_reply", "answered", "resolved"] {
+    for kind in ["taken", "note", "staff_reply", "answered", "resolved"] {
         assert!(kinds.contains(&kind.to_owned()), "{kind}: {kinds:?}");
     }
 
@@ -220,6 +232,52 @@ fn staff_open_the_ticket_from_the_notification_take_it_and_close_it_with_an_answ
     let their_page = citizen.get(&format!("/tickets/{reference}"));
     assert_eq!(their_page.status, 200);
     assert!(their_page.body.contains("Risolta"), "{}", their_page.body);
+
+    // A second ticket moved to another office from the page: the new office is notified (with
+    // its own link), the citizen told, and the link of the old office no longer opens it.
+    let (_, raw) = citizen_mail(CITIZEN2, LAVORI, "Rifiuti abbandonati", "Sacchi in via Po.");
+    send(&stack, CITIZEN2, &[LAVORI], &raw);
+    let second = gw.wait_for("the second ticket", WAIT, || {
+        gw.tickets()
+            .into_iter()
+            .find(|t| t["subject"] == "Rifiuti abbandonati")
+            .and_then(|t| t["ref"].as_str().map(str::to_owned))
+    });
+    let second_link = staff_page_link(&ids, &base, &second, STAFF_LAVORI, far);
+    b.goto(&second_link);
+    b.find("#area option[value=\"ambiente\"]").click();
+    submit(&b, "/reassign");
+    assert!(b.source().contains("Ambiente"), "{}", b.source());
+    b.assert_no_axe_violations("staff page after a reassignment");
+    let moved = gw.show(&second);
+    assert_eq!(moved["ticket"]["area"], "ambiente");
+    assert!(events(&moved).contains(&"reassigned".to_owned()));
+    let theirs = wait_for_mail(&stack, STAFF_AMBIENTE, WAIT, |m| {
+        let text = subject_and_text(m).1;
+        text.contains(&second) && text.contains("/staff/tickets/")
+    });
+    assert!(link_in(&theirs, "/staff/tickets/").contains("giulia.bianchi%40comune.test"));
+    wait_for_mail(&stack, CITIZEN2, WAIT, |m| {
+        let (subject, text) = subject_and_text(m);
+        subject.contains(&second) && text.contains("ora seguita") && text.contains("Ambiente")
+    });
+    assert_eq!(http.get(&second_link).status, 403);
+
+    // Notices to staff carry the link too, but only to staff of the ticket's office: mail with
+    // the tag and no signed reference gets each sender a "not forwarded" notice.
+    for (from, to) in [(STAFF_AMBIENTE, AMBIENTE), (STAFF_LAVORI, LAVORI)] {
+        let raw = format!(
+            "From: <{from}>\r\nTo: <{to}>\r\nSubject: Re: [Ticket #{second}] Rifiuti abbandonati\r\n\
+             Message-ID: <{}>\r\n\r\nVisto.\r\n",
+            unique_id()
+        );
+        send(&stack, from, &[to], raw.as_bytes());
+    }
+    let not_forwarded = |m: &str| subject_and_text(m).0.contains("Not forwarded");
+    let theirs = wait_for_mail(&stack, STAFF_AMBIENTE, WAIT, not_forwarded);
+    assert!(subject_and_text(&theirs).1.contains("/staff/tickets/"));
+    let former = wait_for_mail(&stack, STAFF_LAVORI, WAIT, not_forwarded);
+    assert!(!subject_and_text(&former).1.contains("/staff/tickets/"));
 
     // The staff member leaves the area: restarted with another staff list, the link is refused.
     gw.config.area("lavori-pubblici").staff = vec!["altro@comune.test".to_owned()];
