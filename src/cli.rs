@@ -501,6 +501,7 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
         events,
         messages,
         attachments,
+        notification_attachments,
     } = store.ticket_timeline(t.ticket_id).await?;
     // Why a PEC ticket is not certified: said by its `received` event (docs/design-notes.md,
     // "Fuzzing, PEC certification, plaintext transports").
@@ -515,7 +516,13 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                 events: events.iter().map(json::Event::from).collect(),
                 messages: messages
                     .iter()
-                    .map(|m| json::Message::new(m, m.kind.role(m.direction)))
+                    .map(|m| {
+                        json::Message::new(m, m.kind.role(m.direction)).with_attachments(
+                            m,
+                            &attachments,
+                            &notification_attachments,
+                        )
+                    })
                     .collect(),
                 ticket: json::Ticket {
                     not_certified_because: Some(not_certified.clone()),
