@@ -18,7 +18,9 @@ use crate::mail::compose::{
 use crate::mail::parse::InboundMail;
 use crate::mail::route::RoutedArea;
 use crate::outbound::queue::{queue_mail, Queued};
-use crate::store::{now_millis, AttachmentView, HistoryEntry, MessageTicket, Store, Tx};
+use crate::store::{
+    now_millis, raw_sha256_hex, AttachmentView, HistoryEntry, MessageTicket, Store, Tx,
+};
 use crate::tickets::{take_link, TAKE_LINK_VALIDITY_MILLIS};
 
 /// What one staff notification says about its ticket, besides the ticket's own fields.
@@ -97,7 +99,17 @@ impl Pipeline {
                 Some(Cow::Borrowed(*b))
             } else {
                 match self.attachments.get(&file.sha256).await {
-                    Ok(b) => Some(Cow::Owned(b)),
+                    // The notification's part must be the stored file: a damaged copy in
+                    // storage.dir is listed, never sent under the stored name and hash.
+                    Ok(b) if raw_sha256_hex(&b) == file.sha256 => Some(Cow::Owned(b)),
+                    Ok(_) => {
+                        tracing::warn!(
+                            attachment_id = file.attachment_id,
+                            sha256 = %file.sha256,
+                            "an attachment in storage no longer has its sha256: listed, not carried"
+                        );
+                        None
+                    }
                     Err(e) => {
                         tracing::warn!(
                             attachment_id = file.attachment_id,
