@@ -204,6 +204,21 @@ pub struct SecurityConfig {
     /// staff reply whose DKIM, SPF or DMARC result from that server is `fail` is not
     /// trusted as the office's answer (a second proof besides our signed Message-IDs).
     pub authserv_id: Option<String>,
+    /// Days a signed link to the staff ticket page stays valid after the mail that carries it
+    /// was written (1 to 366).
+    #[serde(default = "default_staff_link_days")]
+    pub staff_link_days: u32,
+}
+
+fn default_staff_link_days() -> u32 {
+    30
+}
+
+impl SecurityConfig {
+    /// How long a staff page link stays valid, in milliseconds.
+    pub fn staff_link_millis(&self) -> i64 {
+        i64::from(self.staff_link_days) * 24 * 3_600_000
+    }
 }
 
 fn empty_secret() -> SecretString {
@@ -620,6 +635,13 @@ impl Config {
         }
         if self.server.max_connections == 0 {
             err("server.max_connections".into(), "must be at least 1".into());
+        }
+        let link_days = self.security.staff_link_days;
+        if link_days == 0 || link_days > 366 {
+            err(
+                "security.staff_link_days".into(),
+                format!("{link_days}: use 1 to 366 days"),
+            );
         }
         for (key, value) in [
             (
@@ -1418,6 +1440,23 @@ mod tests {
             Config::from_toml_str(GOOD).unwrap().outbox.lease_seconds,
             10
         );
+    }
+
+    #[test]
+    fn the_staff_link_validity_defaults_to_thirty_days_and_a_bad_value_is_named() {
+        let cfg = Config::from_toml_str(GOOD).expect("parses");
+        assert_eq!(cfg.security.staff_link_days, 30);
+        assert_eq!(cfg.security.staff_link_millis(), 30 * 24 * 3_600_000);
+        for bad in ["0", "367"] {
+            let text = GOOD.replace("[smtp]", &format!("staff_link_days = {bad}\n[smtp]"));
+            let cfg = Config::from_toml_str(&text).expect("parses");
+            let keys: Vec<String> = cfg.problems().into_iter().map(|p| p.key).collect();
+            assert_eq!(keys, ["security.staff_link_days"], "{bad}");
+        }
+        let text = GOOD.replace("[smtp]", "staff_link_days = \"a month\"\n[smtp]");
+        let checked = Config::check_toml_str(&text);
+        let keys: Vec<&str> = checked.problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"security.staff_link_days"), "{keys:?}");
     }
 
     #[test]

@@ -181,6 +181,66 @@ pub fn take_link(
     )
 }
 
+/// Purpose label of staff-page link signatures: distinct from [`TAKE_LINK`], so a take link's
+/// signature never opens the page (or the reverse).
+pub const STAFF_PAGE_LINK: &str = "staff-page-link";
+
+/// What a staff page link signs: ticket, staff member and expiry (unix millis). The purpose
+/// label ([`STAFF_PAGE_LINK`]) is added by [`SignedIds::sign`].
+pub fn staff_page_link_data(reference: &str, staff: &str, expires: i64) -> String {
+    format!("{reference} {staff} {expires}")
+}
+
+/// The signed link to the staff ticket page `/staff/tickets/{reference}` for `staff`
+/// (lowercase address), valid until `expires` (unix millis; mailers use now +
+/// `cfg.security.staff_link_millis()`). Every mail of the office side carries one.
+pub fn staff_page_link(
+    ids: &SignedIds,
+    base_url: &str,
+    reference: &str,
+    staff: &str,
+    expires: i64,
+) -> String {
+    let sig = ids.sign(
+        STAFF_PAGE_LINK,
+        &staff_page_link_data(reference, staff, expires),
+    );
+    format!(
+        "{}/staff/tickets/{reference}?staff={}&exp={expires}&sig={sig}",
+        base_url.trim_end_matches('/'),
+        escape_component(staff),
+    )
+}
+
+/// Why a staff page link is not accepted. Both answer 404: a stranger learns nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaffLinkError {
+    /// The signature does not match ticket, staff member and expiry.
+    Forged,
+    /// Signed, but past its expiry.
+    Expired,
+}
+
+/// Checks a staff page link's signature (first: an expiry the link could have changed is
+/// never trusted before it) and then its expiry against `now` (unix millis).
+pub fn verify_staff_page_link(
+    ids: &SignedIds,
+    reference: &str,
+    staff: &str,
+    expires: i64,
+    sig: &str,
+    now: i64,
+) -> std::result::Result<(), StaffLinkError> {
+    let data = staff_page_link_data(reference, staff, expires);
+    if !ids.verify_sig(STAFF_PAGE_LINK, &data, sig) {
+        return Err(StaffLinkError::Forged);
+    }
+    if expires < now {
+        return Err(StaffLinkError::Expired);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +260,93 @@ mod tests {
         let sig = link.strip_prefix(prefix).expect(&link);
         let data = take_link_data("2026-000001", "mario+uff@comune.example", 1_800_000_000_000);
         assert!(ids.verify_sig(TAKE_LINK, &data, sig));
+    }
+
+    fn query_of(link: &str) -> (String, i64, String) {
+        let query = link.split_once('?').expect(link).1;
+        let mut staff = String::new();
+        let mut exp = 0;
+        let mut sig = String::new();
+        for pair in query.split('&') {
+            let (k, v) = pair.split_once('=').expect(pair);
+            let v = percent_encoding::percent_decode_str(v)
+                .decode_utf8()
+                .expect("utf-8")
+                .into_owned();
+            match k {
+                "staff" => staff = v,
+                "exp" => exp = v.parse().expect("exp is a number"),
+                "sig" => sig = v,
+                other => panic!("unexpected field {other}"),
+            }
+        }
+        (staff, exp, sig)
+    }
+
+    #[test]
+    fn a_staff_page_link_verifies_until_it_expires_and_not_after() {
+        let ids = SignedIds::new(b"a test secret of enough length");
+        let exp = 1_800_000_000_000;
+        let link = staff_page_link(
+            &ids,
+            "https://comune.example/",
+            "2026-000001",
+            "mario+uff@comune.example",
+            exp,
+        );
+        assert!(
+            link.starts_with(
+                "https://comune.example/staff/tickets/2026-000001?\
+                 staff=mario%2Buff%40comune.example&exp=1800000000000&sig="
+            ),
+            "{link}"
+        );
+        let (staff, exp_back, sig) = query_of(&link);
+        assert_eq!(
+            (staff.as_str(), exp_back),
+            ("mario+uff@comune.example", exp)
+        );
+        let check = |r: &str, s: &str, e: i64, sig: &str, now: i64| {
+            verify_staff_page_link(&ids, r, s, e, sig, now)
+        };
+        assert_eq!(check("2026-000001", &staff, exp, &sig, exp - 1), Ok(()));
+        assert_eq!(check("2026-000001", &staff, exp, &sig, exp), Ok(()));
+        assert_eq!(
+            check("2026-000001", &staff, exp, &sig, exp + 1),
+            Err(StaffLinkError::Expired)
+        );
+        // Each signed field is bound: another ticket, staff member or a later expiry fails.
+        assert_eq!(
+            check("2026-000002", &staff, exp, &sig, 0),
+            Err(StaffLinkError::Forged)
+        );
+        assert_eq!(
+            check("2026-000001", "lucia@comune.example", exp, &sig, 0),
+            Err(StaffLinkError::Forged)
+        );
+        assert_eq!(
+            check("2026-000001", &staff, exp + 1, &sig, 0),
+            Err(StaffLinkError::Forged)
+        );
+        assert_eq!(
+            check("2026-000001", &staff, exp, "", 0),
+            Err(StaffLinkError::Forged)
+        );
+    }
+
+    #[test]
+    fn a_take_link_signature_never_opens_the_staff_page_nor_the_reverse() {
+        let ids = SignedIds::new(b"a test secret of enough length");
+        let exp = 1_800_000_000_000;
+        let take = take_link(&ids, "https://c.example", "2026-000001", "m@c.example", exp);
+        let (_, _, take_sig) = query_of(&take);
+        assert_eq!(
+            verify_staff_page_link(&ids, "2026-000001", "m@c.example", exp, &take_sig, 0),
+            Err(StaffLinkError::Forged)
+        );
+        let page = staff_page_link(&ids, "https://c.example", "2026-000001", "m@c.example", exp);
+        let (_, _, page_sig) = query_of(&page);
+        let data = take_link_data("2026-000001", "m@c.example", exp);
+        assert!(!ids.verify_sig(TAKE_LINK, &data, &page_sig));
     }
 }

@@ -21,7 +21,7 @@ use crate::outbound::queue::{queue_mail, Queued};
 use crate::store::{
     now_millis, raw_sha256_hex, AttachmentView, HistoryEntry, MessageTicket, Store, Tx,
 };
-use crate::tickets::{take_link, TAKE_LINK_VALIDITY_MILLIS};
+use crate::tickets::{staff_page_link, take_link, TAKE_LINK_VALIDITY_MILLIS};
 
 /// What one staff notification says about its ticket, besides the ticket's own fields.
 #[derive(Debug, Clone, Copy)]
@@ -232,6 +232,7 @@ impl Pipeline {
             })
             .collect();
         let limit = compose::human_size(self.cfg.notifications.max_attachment_bytes);
+        let page_expires = now_millis() + self.cfg.security.staff_link_millis();
         for staff in &area.staff {
             let staff = staff.trim().to_lowercase();
             // Each staff member gets a link in their own name, signed with an expiry.
@@ -241,6 +242,13 @@ impl Pipeline {
                 &t.reference.to_string(),
                 &staff,
                 expires,
+            );
+            let staff_link = staff_page_link(
+                &self.ids,
+                &self.cfg.server.base_url,
+                &t.reference.to_string(),
+                &staff,
+                page_expires,
             );
             let text = NotificationText {
                 headline: n.headline,
@@ -256,11 +264,12 @@ impl Pipeline {
                 attachments: carried_list.clone(),
                 not_carried: not_carried_list.clone(),
                 attachment_limit: &limit,
-                // Until the staff ticket page exists, the take page is where the files are.
-                files_link: &take_link,
+                // The staff ticket page lists every file for download.
+                files_link: &staff_link,
                 not_extracted: n.not_extracted,
                 history: n.history,
                 take_link: &take_link,
+                staff_link: &staff_link,
             }
             .render()?;
             let notification_id = queue_mail(

@@ -15,12 +15,15 @@
 //! whose processing keeps failing is quarantined with the error instead of blocking its
 //! mailbox.
 
+mod answer;
 mod classify;
 mod letters;
 mod pec;
 pub mod pec_signature;
 mod reply;
 pub mod web_report;
+
+pub use answer::{AnswerAttachment, AnswerOptions};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

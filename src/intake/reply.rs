@@ -2,12 +2,12 @@
 //! citizens' follow-ups, and bounces of our mail. Who may speak for whom is decided in
 //! `Pipeline::apply`; this module carries it out, inside the message's transaction.
 
+use super::answer::{AnswerAttachment, AnswerOptions};
 use super::letters::{Notification, Offered};
 use super::{Ctx, Outcome, Pipeline};
 use crate::domain::event::{self, EventKind, Taken};
 use crate::domain::{AreaSlug, Direction, MessageKind, TicketKind};
 use crate::mail::command::{parse_staff_reply, Command};
-use crate::mail::compose::OutAttachment;
 use crate::mail::own_text::{guard_answer, strip_staff_reply, OwnText};
 use crate::mail::quote::strip_reply;
 use crate::store::{now_millis, MessageTicket, OurMessage, Store, Tx};
@@ -230,51 +230,38 @@ impl Pipeline {
                 .await?;
         }
         if !answer.trim().is_empty() {
-            // A plain answer implies the office took the ticket.
-            let details = Taken::implied(&t.area);
-            tickets::take(tx, &mut t, from_addr, details, now).await?;
-            let attachments: Vec<OutAttachment<'_>> = ctx
+            // ctx.stored pairs an attachment's index with the sha256 it is kept under.
+            let attachments: Vec<AnswerAttachment<'_>> = ctx
                 .mail
                 .attachments
                 .iter()
-                .map(|a| OutAttachment {
+                .enumerate()
+                .map(|(i, a)| AnswerAttachment {
                     filename: &a.filename,
                     content_type: &a.content_type,
                     bytes: &a.bytes,
-                    // The answer to the citizen is text only: every file goes as a file.
-                    content_id: None,
-                    inline: false,
+                    sha256: ctx
+                        .stored
+                        .iter()
+                        .find(|(j, _)| *j == i)
+                        .map(|(_, sha)| sha.as_str()),
                 })
                 .collect();
-            let answer_id = self
-                .answer_citizen(tx, &t, answer.trim(), &attachments)
-                .await?;
-            for (i, sha) in ctx.stored {
-                if let Some(a) = ctx.mail.attachments.get(*i) {
-                    Store::insert_attachment(
-                        tx,
-                        answer_id,
-                        Some(t.ticket_id),
-                        &crate::store::NewAttachment {
-                            filename: &a.filename,
-                            content_type: &a.content_type,
-                            size: a.bytes.len() as u64,
-                            sha256: sha,
-                            content_id: None,
-                            inline: false,
-                        },
-                    )
-                    .await?;
-                }
-            }
-            let details = event::Answered {
-                message: Some(message_id),
-                answer: Some(answer_id),
+            let options = AnswerOptions {
+                close: close.is_some(),
                 own_text_cut: guarded || stripped.cut_ours,
             };
-            tickets::answer(tx, &mut t, from_addr, details, close.is_some(), now).await?;
-        }
-        if close.is_some() {
+            self.send_answer(
+                tx,
+                &mut t,
+                from_addr,
+                message_id,
+                &answer,
+                &attachments,
+                options,
+            )
+            .await?;
+        } else if close.is_some() {
             tickets::resolve(tx, &mut t, from_addr, message_id, now).await?;
         }
         Ok(Outcome::Recorded {

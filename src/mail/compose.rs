@@ -272,6 +272,8 @@ pub struct NotificationText<'a> {
     pub history: &'a str,
     /// Signed link to take the ticket from the web page, or empty.
     pub take_link: &'a str,
+    /// Signed link to this staff member's ticket page (timeline, files, actions), or empty.
+    pub staff_link: &'a str,
 }
 
 /// To the citizen: another office now handles the ticket.
