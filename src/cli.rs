@@ -534,7 +534,12 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
         Format::Text => {
             println!("Ticket   {}", t.reference);
             println!("Subject  {}", t.subject);
-            println!("Citizen  {}", t.citizen);
+            if t.citizen.is_none() {
+                let name = t.citizen_name.as_deref().unwrap_or("");
+                println!("Citizen  {name} (no email address: registered by staff)");
+            } else {
+                println!("Citizen  {}", t.citizen);
+            }
             println!(
                 "Area     {}   Kind {}   Status {}   Channel {}",
                 t.area, t.kind, t.status, t.channel

@@ -320,6 +320,7 @@ fn ticket_list_and_show_print_the_documented_json_with_its_keys_in_sorted_order(
             "certified",
             "channel",
             "citizen",
+            "citizen_name",
             "created_at",
             "kind",
             "not_certified_because",

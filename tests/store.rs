@@ -128,6 +128,7 @@ on_both_backends!(
     queued_mail_outside_any_ticket_carries_a_verifiable_id_without_a_ticket,
     pec_facts_and_receipts_are_recorded_and_a_late_acceptance_never_undoes_a_delivery,
     mail_of_a_ticket_to_one_reader_is_due_only_after_the_earlier_one_is_done,
+    a_ticket_without_the_citizens_address_reads_back_as_none_and_no_mail_is_queued_to_it,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1725,6 +1726,62 @@ async fn concurrent_transactions_get_distinct_ticket_numbers_without_gaps(db: Db
 
 // ---------------------------------------------------------------------------------------
 // outbound::queue on top of the store
+
+/// A report staff registered without the citizen's address (`#registra … -`): the reserved
+/// value is stored, read back as the no-address, and `queue_mail` refuses it as a recipient.
+async fn a_ticket_without_the_citizens_address_reads_back_as_none_and_no_mail_is_queued_to_it(
+    db: Db,
+) {
+    let s = &db.store;
+    let none = EmailAddress::none();
+    let reference = r("2026-000043");
+    let mut tx = s.begin().await.unwrap();
+    let ticket_id = Store::insert_ticket(
+        &mut tx,
+        &NewTicket {
+            citizen: &none,
+            citizen_name: Some("Mario Bianchi"),
+            channel: Channel::Counter,
+            ..ticket("2026-000043", "lampione", T0)
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let t = s
+        .ticket_by_ref(&reference)
+        .await
+        .unwrap()
+        .expect("the ticket");
+    assert!(t.citizen.is_none(), "{}", t.citizen);
+    assert_eq!(t.citizen_name.as_deref(), Some("Mario Bianchi"));
+    assert_eq!(t.channel, Channel::Counter);
+
+    let mut tx = s.begin().await.unwrap();
+    let refused = queue_mail(
+        &mut tx,
+        &SignedIds::new(SECRET),
+        &Queued {
+            ticket: Some((ticket_id, reference)),
+            kind: MessageKind::Answer,
+            from_name: "Lavori pubblici",
+            from_addr: AREA_ADDR,
+            to: vec![t.citizen.clone()],
+            reply_to: None,
+            subject: "[Ticket #2026-000043] lampione",
+            in_reply_to: None,
+            references: Vec::new(),
+            auto_replied: false,
+            text: "Sostituito.",
+            attachments: Vec::new(),
+            transport: Transport::Smtp,
+        },
+    )
+    .await;
+    assert!(matches!(refused, Err(StoreError::NoAddress)), "{refused:?}");
+    tx.rollback().await.unwrap();
+    assert!(s.due_outbox(now_millis() + 1, 10).await.unwrap().is_empty());
+}
 
 async fn queued_mail_is_stored_as_bytes_that_parse_and_carry_a_verifiable_signed_message_id(
     db: Db,

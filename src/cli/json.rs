@@ -26,7 +26,12 @@ pub struct Ticket {
     /// PEC tickets: true for a certified PEC, false for an anomaly; null otherwise.
     pub certified: Option<bool>,
     pub channel: String,
+    /// The stored address; `domain::NO_ADDRESS` when the citizen gave none (a report staff
+    /// registered with `#registra … -`).
     pub citizen: String,
+    /// The citizen's name when known (added in issue 13; absent in older output).
+    #[serde(default)]
+    pub citizen_name: Option<String>,
     /// RFC 3339, UTC.
     pub created_at: String,
     pub kind: String,
@@ -197,6 +202,7 @@ impl From<&TicketView> for Ticket {
             certified: t.certified,
             channel: t.channel.to_string(),
             citizen: t.citizen.to_string(),
+            citizen_name: t.citizen_name.clone(),
             created_at: rfc3339(t.created_at),
             kind: t.kind.to_string(),
             not_certified_because: None,
@@ -365,6 +371,7 @@ mod tests {
             certified: Some(false),
             channel: "pec".into(),
             citizen: "anna@citizen.test".into(),
+            citizen_name: Some("Anna".into()),
             created_at: rfc3339(0),
             kind: "segnalazione".into(),
             not_certified_because,

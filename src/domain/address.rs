@@ -22,6 +22,13 @@ const MAX_LOCAL_PART_BYTES: usize = 64;
 /// RFC 1035 §2.3.4.
 const MAX_LABEL_BYTES: usize = 63;
 
+/// The value a ticket's `citizen` column holds when the citizen gave no address (a report
+/// registered by staff with `#registra … -`). `.invalid` is reserved by RFC 6761 §6.4 and
+/// never resolves, and [`EmailAddress::parse`] refuses every `.invalid` domain, so no mail
+/// header, form or configuration can produce it: only [`EmailAddress::none`] and the store
+/// reading it back. `outbound::queue::queue_mail` refuses it as a recipient.
+pub const NO_ADDRESS: &str = "nessun-indirizzo@nessun-indirizzo.invalid";
+
 /// A normalised (trimmed, lowercased) e-mail address; it can only hold a valid one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EmailAddress(String);
@@ -34,6 +41,8 @@ pub enum AddressError {
     Malformed,
     #[error("address longer than 254 characters")]
     TooLong,
+    #[error("a reserved domain (.invalid, RFC 6761) that receives no mail")]
+    Reserved,
 }
 
 impl EmailAddress {
@@ -58,7 +67,21 @@ impl EmailAddress {
         if !valid_local(local) || !valid_domain(domain) {
             return Err(AddressError::Malformed);
         }
-        Ok(EmailAddress(s.to_lowercase()))
+        let lower = s.to_lowercase();
+        if lower.ends_with(".invalid") {
+            return Err(AddressError::Reserved);
+        }
+        Ok(EmailAddress(lower))
+    }
+
+    /// The citizen without an address ([`NO_ADDRESS`]): never a recipient, never a sender.
+    pub fn none() -> EmailAddress {
+        EmailAddress(NO_ADDRESS.to_owned())
+    }
+
+    /// True for [`NO_ADDRESS`]: the citizen gave no address; nothing may be mailed to it.
+    pub fn is_none(&self) -> bool {
+        self.0 == NO_ADDRESS
     }
 
     pub fn as_str(&self) -> &str {
@@ -121,10 +144,15 @@ impl AsRef<str> for EmailAddress {
     }
 }
 
+/// The stored form: what [`EmailAddress::parse`] accepts, and [`NO_ADDRESS`] (the store
+/// reads a ticket's `citizen` column back through this).
 impl std::str::FromStr for EmailAddress {
     type Err = AddressError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == NO_ADDRESS {
+            return Ok(EmailAddress::none());
+        }
         EmailAddress::parse(s)
     }
 }
@@ -168,6 +196,18 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_reserved_no_address_is_never_parsed_from_input_only_read_back_from_the_store() {
+        assert_eq!(EmailAddress::parse(NO_ADDRESS), Err(AddressError::Reserved));
+        assert_eq!(
+            EmailAddress::parse("Anna@Example.INVALID"),
+            Err(AddressError::Reserved)
+        );
+        let stored: EmailAddress = NO_ADDRESS.parse().unwrap();
+        assert!(stored.is_none());
+        assert!(!EmailAddress::parse("anna@example.it").unwrap().is_none());
     }
 
     #[test]

@@ -183,6 +183,10 @@ pub struct Received {
     pub reply_to_asked: Option<String>,
     /// PEC reports: the certification facts (see the intake's PEC step); `null` otherwise.
     pub pec: Option<Value>,
+    /// The staff member who registered a report received by phone, at the counter or by
+    /// letter (`#registra`); absent otherwise, so other reports keep their stored text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registered_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

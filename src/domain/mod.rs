@@ -16,7 +16,7 @@ mod ticket;
 mod token_purpose;
 mod url;
 
-pub use address::{AddressError, EmailAddress};
+pub use address::{AddressError, EmailAddress, NO_ADDRESS};
 pub use clock::{local_time, now_millis, working_days_after};
 pub use event::EventKind;
 pub use fiscal_code::{FiscalCode, FiscalCodeError, FiscalCodeKind};

@@ -181,28 +181,61 @@ stored_word!(
     ]
 );
 
-/// How the report reached us.
+/// How the report reached us. `Phone`, `Counter` and `Letter` are reports a staff member
+/// registered on the citizen's behalf (`#registra`, docs/design-notes.md "Reports by phone,
+/// counter and letter").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
     Email,
     Pec,
     Web,
+    Phone,
+    Counter,
+    Letter,
 }
 
 impl Channel {
+    /// The stored word, also the word in the CLI's JSON (English).
     pub fn as_str(&self) -> &'static str {
         match self {
             Channel::Email => "email",
             Channel::Pec => "pec",
             Channel::Web => "web",
+            Channel::Phone => "phone",
+            Channel::Counter => "counter",
+            Channel::Letter => "letter",
         }
+    }
+
+    /// The Italian word, as staff write it after `#registra` and the pages show it.
+    pub fn italian(&self) -> &'static str {
+        match self {
+            Channel::Email => "e-mail",
+            Channel::Pec => "PEC",
+            Channel::Web => "sito web",
+            Channel::Phone => "telefono",
+            Channel::Counter => "sportello",
+            Channel::Letter => "lettera",
+        }
+    }
+
+    /// True for the channels a staff member registers on the citizen's behalf.
+    pub fn is_registered(&self) -> bool {
+        matches!(self, Channel::Phone | Channel::Counter | Channel::Letter)
     }
 }
 
 stored_word!(
     Channel,
     "channel",
-    [Channel::Email, Channel::Pec, Channel::Web]
+    [
+        Channel::Email,
+        Channel::Pec,
+        Channel::Web,
+        Channel::Phone,
+        Channel::Counter,
+        Channel::Letter
+    ]
 );
 
 /// The slug of an office (`[[area]] slug` in the configuration): lowercase ASCII letters,

@@ -61,6 +61,11 @@ impl Pipeline {
             })
             .collect();
         let answer_id = self.answer_citizen(tx, t, text.trim(), &out).await?;
+        if t.reply_to.is_none() && t.citizen.is_none() {
+            // Registered without the citizen's address: recorded, not mailed; the author
+            // must know (docs/design-notes.md, "Reports by phone, counter and letter").
+            self.tell_staff_no_address(tx, t, author, None).await?;
+        }
         for a in attachments {
             let Some(sha) = a.sha256 else { continue };
             Store::insert_attachment(

@@ -15,6 +15,8 @@ use crate::domain::{MessageKind, WEB_MAILBOX};
 use crate::mail::auth;
 use crate::mail::autoreply::AutoReason;
 use crate::mail::parse::InboundMail;
+use crate::mail::registration::{self, Registration};
+use crate::mail::route::route;
 use crate::store::{MessageTicket, OurMessage};
 
 /// Where a mail came from, as far as the decision needs it.
@@ -76,6 +78,12 @@ pub(super) enum Decision {
         no_ack: Option<String>,
         linked_to: Option<String>,
     },
+    /// A staff member of the addressed office registering a report received by phone, at
+    /// the counter or by letter (`#registra`): a new ticket whose citizen is the person named.
+    Register { registration: Box<Registration> },
+    /// A staff member's `#registra` line written wrong: no ticket, the mail kept aside and
+    /// its sender told the problem.
+    RegistrationRefused { problem: String },
     /// Kept aside for an operator, with the reason.
     Quarantine(String),
 }
@@ -157,6 +165,11 @@ pub(super) fn classify(
             },
         };
     }
+    if ours.is_none() && tagged.is_none() {
+        if let Some(decision) = registration_by_staff(arrival, mail, rules, &from_addr) {
+            return decision;
+        }
+    }
     // Not answering a message of ours: a ticket tag in the subject still names a ticket.
     let via_reference = matched.is_some();
     let ticket = matched.or(tagged);
@@ -207,6 +220,63 @@ pub(super) fn classify(
         no_ack,
         linked_to: Some(t.reference.to_string()),
     }
+}
+
+/// A new mail (it answers none of our messages and names no ticket) whose first line is
+/// `#registra` / `#record`, written by someone who may register for the office it is
+/// addressed to: staff of that area or of an admin area, and `security.authserv_id` set with
+/// the comune's MTA reporting `dmarc=pass` for the sender's domain. There is no signed
+/// reference to lean on here, so the sender and the MTA's verdict are the whole proof. Anyone else's `#registra` is `None`: an ordinary report, line included. By
+/// PEC or from the web form it is ordinary too: staff register by writing to the area's
+/// address from their own mailbox.
+fn registration_by_staff(
+    arrival: &Arrival<'_>,
+    mail: &InboundMail,
+    rules: &Rules<'_>,
+    from_addr: &str,
+) -> Option<Decision> {
+    if arrival.pec || arrival.mailbox == WEB_MAILBOX || !registration::is_registration(&mail.text) {
+        return None;
+    }
+    let cfg = rules.cfg;
+    // The office it is written to, as a new ticket would be routed.
+    let area = route(mail, &cfg.address_routes())
+        .into_iter()
+        .next()
+        .map(|a| a.area)
+        .or_else(|| cfg.mailbox(arrival.mailbox)?.default_area.clone())?;
+    if !cfg.is_staff_of(from_addr, &area) {
+        return None;
+    }
+    // A positive proof, never the mere absence of a failure: a registration names the
+    // address that gets our acknowledgment (with the subject the sender chose), and no signed
+    // Message-ID backs it. Without `authserv_id` nothing can prove the sender, so a staff
+    // From alone registers nothing (a forged one would make us mail anyone).
+    let authserv_id = cfg.security.authserv_id.as_deref()?;
+    let domain = from_addr.rsplit_once('@').map(|(_, d)| d)?;
+    if auth::dmarc(arrival.bytes, authserv_id, domain) != auth::Dmarc::Pass {
+        return None;
+    }
+    Some(match registration::find(&mail.text)? {
+        // The acknowledgment would go to our own mailbox: never a citizen.
+        Ok(r)
+            if r.citizen
+                .as_ref()
+                .is_some_and(|c| rules.own_addresses.contains(c.as_str())) =>
+        {
+            Decision::RegistrationRefused {
+                problem: "l'indirizzo del cittadino è un indirizzo dell'ufficio / the \
+                          citizen's address is one of the offices' addresses"
+                    .to_owned(),
+            }
+        }
+        Ok(r) => Decision::Register {
+            registration: Box::new(r),
+        },
+        Err(problem) => Decision::RegistrationRefused {
+            problem: problem.to_string(),
+        },
+    })
 }
 
 /// The display name of the area `slug` (the slug itself when unknown).
@@ -330,6 +400,12 @@ mod tests {
         name = "Ambiente"
         addresses = ["ambiente@comune.test"]
         staff = ["lucia@comune.test"]
+        [[area]]
+        slug = "segreteria"
+        name = "Segreteria"
+        addresses = ["segreteria@comune.test"]
+        staff = ["capo@comune.test"]
+        admin = true
     "#;
 
     /// Passing DMARC for the sender's domain, as the comune's MTA writes it.
@@ -504,5 +580,112 @@ mod tests {
         };
         assert_eq!(no_ack, None);
         assert_eq!(linked_to.as_deref(), Some("2026-000007"));
+    }
+
+    /// A staff member's new mail to the office's address, the MTA's verdict on top.
+    fn registering(from: &str, auth: &str, first_line: &str) -> String {
+        format!(
+            "Authentication-Results: mx.comune.test; {auth}\r\nFrom: {from}\r\n\
+             To: lavori@comune.test\r\nSubject: Buca in via Roma\r\n\r\n\
+             {first_line}\r\n\r\nBuca profonda davanti al civico 3.\r\n"
+        )
+    }
+
+    const STAFF_PASS: &str = "dkim=pass header.d=comune.test; dmarc=pass header.from=comune.test";
+
+    #[test]
+    fn staff_of_the_office_or_of_an_admin_area_register_a_report_for_the_citizen() {
+        for staff in ["mario@comune.test", "capo@comune.test"] {
+            let raw = registering(
+                staff,
+                STAFF_PASS,
+                "#registra telefono anna@example.test Anna Bianchi",
+            );
+            let Decision::Register { registration } = decide(&raw, Referenced::default()) else {
+                panic!("{staff}: not taken as a registration");
+            };
+            assert_eq!(registration.channel, crate::domain::Channel::Phone);
+            assert_eq!(
+                registration.citizen.as_ref().map(|c| c.as_str()),
+                Some("anna@example.test")
+            );
+            assert_eq!(registration.name.as_deref(), Some("Anna Bianchi"));
+            assert_eq!(registration.body, "Buca profonda davanti al civico 3.");
+        }
+    }
+
+    #[test]
+    fn anyone_elses_registration_line_is_an_ordinary_report() {
+        let line = "#registra sportello - Mario Rossi";
+        // Staff of another office, a citizen, and the office's own staff whose mail the
+        // comune's MTA found forged.
+        for raw in [
+            registering("lucia@comune.test", STAFF_PASS, line),
+            registering(
+                "anna@example.test",
+                "dmarc=pass header.from=example.test",
+                line,
+            ),
+            registering(
+                "mario@comune.test",
+                "dkim=fail header.d=comune.test; dmarc=fail header.from=comune.test",
+                line,
+            ),
+            // No failure is not a proof: no DMARC result, or a domain without a policy.
+            registering(
+                "mario@comune.test",
+                "spf=pass smtp.mailfrom=comune.test",
+                line,
+            ),
+            registering(
+                "mario@comune.test",
+                "dmarc=none header.from=comune.test",
+                line,
+            ),
+        ] {
+            assert!(
+                matches!(
+                    decide(&raw, Referenced::default()),
+                    Decision::NewTicket {
+                        linked_to: None,
+                        ..
+                    }
+                ),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_registration_line_in_a_reply_about_a_ticket_is_no_registration() {
+        let raw = registering("mario@comune.test", STAFF_PASS, "#registra telefono - Anna");
+        assert!(matches!(
+            decide(&raw, ours("notification")),
+            Decision::StaffReply { .. }
+        ));
+        assert!(matches!(
+            decide(&raw, tagged()),
+            Decision::UnverifiedStaff { .. }
+        ));
+    }
+
+    #[test]
+    fn a_bad_registration_line_from_staff_is_refused_with_its_problem() {
+        for (line, expected) in [
+            ("#registra fax anna@example.test Anna", "fax"),
+            ("#registra telefono anna@ Anna", "anna@"),
+            ("#record counter -", "name"),
+            (
+                "#registra telefono ambiente@comune.test Anna",
+                "offices' addresses",
+            ),
+        ] {
+            let raw = registering("mario@comune.test", STAFF_PASS, line);
+            let Decision::RegistrationRefused { problem } = decide(&raw, Referenced::default())
+            else {
+                panic!("{line}: not refused");
+            };
+            assert!(problem.contains(expected), "{line}: {problem}");
+        }
     }
 }

@@ -19,7 +19,7 @@ use crate::mail::parse::InboundMail;
 use crate::mail::route::RoutedArea;
 use crate::outbound::queue::{queue_mail, Queued};
 use crate::store::{
-    now_millis, raw_sha256_hex, AttachmentView, HistoryEntry, MessageTicket, Store, Tx,
+    now_millis, raw_sha256_hex, AttachmentView, HistoryEntry, MessageTicket, NewMessage, Store, Tx,
 };
 use crate::tickets::{staff_page_link, take_link, TAKE_LINK_VALIDITY_MILLIS};
 
@@ -78,6 +78,16 @@ struct Offer<'a> {
     bytes: Option<Cow<'a, [u8]>>,
 }
 
+/// Whom an acknowledgment greets and how it threads.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AckFor<'a> {
+    /// The citizen's name: From's display name, or the name a `#registra` line gave.
+    pub citizen_name: Option<&'a str>,
+    /// Thread under the report's Message-ID: the citizen's own mail. Not for a report staff
+    /// registered: the citizen never saw that mail.
+    pub thread_under_report: bool,
+}
+
 impl Pipeline {
     /// The offered files, the ones that fit with their bytes: read once for all the staff
     /// members (never once each), borrowed from the parsed mail when it is at hand. A file
@@ -126,6 +136,7 @@ impl Pipeline {
         offers
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn acknowledge(
         &self,
         tx: &mut Tx,
@@ -134,13 +145,13 @@ impl Pipeline {
         owner: &RoutedArea,
         kind: TicketKind,
         mail: &InboundMail,
+        to: &AckFor<'_>,
     ) -> anyhow::Result<()> {
         let area = self.cfg.area(&owner.area);
         let area_name = self.area_name(&owner.area);
-        let citizen_name = mail
-            .from
-            .as_ref()
-            .and_then(|m| m.name.clone())
+        let citizen_name = to
+            .citizen_name
+            .map(str::to_owned)
             .unwrap_or_else(|| "cittadina, gentile cittadino".to_owned());
         let prefix = &self.cfg.tickets.tag_prefix;
         let text = AckText {
@@ -157,8 +168,13 @@ impl Pipeline {
         .render()?;
         let subject = compose::tagged_subject(prefix, &t.reference.to_string(), &mail.subject);
         // Thread under the citizen's message: their id ends our References (RFC 5322 §3.6.4).
-        let mut references = mail.references.clone();
-        references.extend(mail.message_id.iter().cloned());
+        let (in_reply_to, references) = if to.thread_under_report {
+            let mut references = mail.references.clone();
+            references.extend(mail.message_id.iter().cloned());
+            (mail.message_id.as_deref(), references)
+        } else {
+            (None, Vec::new())
+        };
         queue_mail(
             tx,
             &self.ids,
@@ -170,7 +186,7 @@ impl Pipeline {
                 to: vec![recipient(t.citizen_mail_to())?],
                 reply_to: None,
                 subject: &subject,
-                in_reply_to: mail.message_id.as_deref(),
+                in_reply_to,
                 references,
                 auto_replied: true,
                 text: &text,
@@ -255,7 +271,11 @@ impl Pipeline {
                 reference: &t.reference.to_string(),
                 area_name: &area.name,
                 also_areas: n.also_areas,
-                citizen: t.citizen.as_str(),
+                citizen: if t.citizen.is_none() {
+                    "(nessun indirizzo e-mail / no email address)"
+                } else {
+                    t.citizen.as_str()
+                },
                 reply_to_asked: t.reply_to_asked.as_deref().unwrap_or(""),
                 received_at: &received_at,
                 kind_it: n.kind,
@@ -373,6 +393,11 @@ impl Pipeline {
             // A PEC ticket is answered by PEC, from the PEC box it came to, whichever office
             // now handles it: the answer must be certified like the report.
             area_addr = pec.clone();
+        }
+        if t.reply_to.is_none() && t.citizen.is_none() {
+            // The citizen gave no address (a report registered by staff): the text is kept
+            // on the ticket as an outbound message that never reaches the outbox.
+            return record_unsent(tx, t, kind, &area_addr, text).await;
         }
         let (in_reply_to, references) = self.citizen_thread(tx, t).await?;
         let subject = compose::tagged_subject(
@@ -573,6 +598,39 @@ impl Pipeline {
 fn recipient(address: &str) -> anyhow::Result<EmailAddress> {
     EmailAddress::parse(address)
         .with_context(|| format!("recipient {address:?} is not one valid address"))
+}
+
+/// What would have been mailed to a citizen who gave no address, kept on the ticket as an
+/// outbound message with no recipient and no outbox row: nothing is ever sent to it.
+async fn record_unsent(
+    tx: &mut Tx,
+    t: &MessageTicket,
+    kind: MessageKind,
+    from_addr: &str,
+    text: &str,
+) -> anyhow::Result<i64> {
+    let id = Store::insert_message(
+        tx,
+        &NewMessage {
+            ticket_id: Some(t.ticket_id),
+            direction: Direction::Out,
+            kind,
+            rfc_message_id: None,
+            in_reply_to: None,
+            dedup_key: None,
+            from_addr,
+            to_addrs: "",
+            subject: &t.subject,
+            text,
+            html: None,
+            at: now_millis(),
+            sha256: "",
+            raw_message_id: None,
+        },
+    )
+    .await?
+    .context("recording a message for a citizen without an address")?;
+    Ok(id)
 }
 
 /// Mail to the citizen of a PEC ticket leaves through the PEC provider.

@@ -20,6 +20,7 @@ mod classify;
 mod letters;
 mod pec;
 pub mod pec_signature;
+mod registration;
 mod reply;
 pub mod web_report;
 
@@ -44,6 +45,7 @@ use crate::mail::compose::{self, OversizeText};
 use crate::mail::html::{self, ShownHtml};
 use crate::mail::parse::{self, InboundMail};
 use crate::mail::prescan;
+use crate::mail::registration::Registration;
 use crate::mail::route::{route, RoutedArea};
 use crate::mail::{fingerprint, tag};
 use crate::outbound::queue::{queue_mail, Queued};
@@ -522,7 +524,19 @@ impl Pipeline {
             }
             Decision::NewTicket { no_ack, linked_to } => {
                 let linked_to = linked_to.as_deref().map(str::parse).transpose()?;
-                self.new_ticket(tx, &ctx, &from_addr, no_ack, linked_to)
+                self.new_ticket(tx, &ctx, &from_addr, no_ack, linked_to, None)
+                    .await
+            }
+            Decision::Register { registration } => {
+                let on_behalf = OnBehalf {
+                    registration: &registration,
+                    staff: &from_addr,
+                };
+                self.new_ticket(tx, &ctx, &from_addr, None, None, Some(on_behalf))
+                    .await
+            }
+            Decision::RegistrationRefused { problem } => {
+                self.refuse_registration(tx, &ctx, &from_addr, &problem)
                     .await
             }
             Decision::Quarantine(reason) => quarantine(tx, raw, &reason).await,
@@ -864,6 +878,8 @@ impl Pipeline {
         Ok(message_id)
     }
 
+    /// A new ticket from the mail in `ctx`: its citizen is `sender` (the From), or — for a
+    /// report a staff member registers (`on_behalf`) — the person the `#registra` line names.
     async fn new_ticket(
         &self,
         tx: &mut Tx,
@@ -871,6 +887,7 @@ impl Pipeline {
         sender: &str,
         no_ack_reason: Option<String>,
         linked_to: Option<TicketRef>,
+        on_behalf: Option<OnBehalf<'_>>,
     ) -> anyhow::Result<Outcome> {
         let (raw, mail) = (ctx.raw, ctx.mail);
         let mut areas = route(mail, &self.routes);
@@ -920,18 +937,36 @@ impl Pipeline {
             .as_ref()
             .map(|f| f.address.clone())
             .unwrap_or_else(|| sender.to_owned());
-        let citizen_name = mail.from.as_ref().and_then(|m| m.name.clone());
+        let registered = on_behalf.as_ref().map(|b| b.registration);
+        let citizen_name = match registered {
+            Some(r) => r.name.clone(),
+            None => mail.from.as_ref().and_then(|m| m.name.clone()),
+        };
         // Kept and shown to staff; answers go there only when staff choose it (`#rispondi-a`).
+        // A registering staff member's Reply-To is no wish of the citizen's.
         let reply_to_asked = mail
             .reply_to
             .as_ref()
             .map(|m| m.address.clone())
-            .filter(|a| a != sender);
-        // Senders come from a parsed From (always one valid address) or the account of the
-        // web form: this refuses nothing those let through.
-        let Ok(citizen) = EmailAddress::parse(sender) else {
-            let reason = format!("the sender {sender:?} is not one valid address");
-            return quarantine(tx, raw, &reason).await;
+            .filter(|a| a != sender && registered.is_none());
+        let citizen = match registered {
+            // No address given: the reserved no-address, which nothing is ever mailed to.
+            Some(r) => r.citizen.clone().unwrap_or_else(EmailAddress::none),
+            // Senders come from a parsed From (always one valid address) or the account of
+            // the web form: this refuses nothing those let through.
+            None => match EmailAddress::parse(sender) {
+                Ok(c) => c,
+                Err(_) => {
+                    let reason = format!("the sender {sender:?} is not one valid address");
+                    return quarantine(tx, raw, &reason).await;
+                }
+            },
+        };
+        // A registered report is what follows the `#registra` line; the HTML form of the
+        // staff member's mail (line included) stays on the message.
+        let (report_text, report_html) = match registered {
+            Some(r) => (r.body.as_str(), None),
+            None => (mail.text.as_str(), mail.html.as_deref()),
         };
         let area = AreaSlug::parse(&owner.area)?;
         let now = now_millis();
@@ -949,9 +984,11 @@ impl Pipeline {
                 citizen: &citizen,
                 citizen_name: citizen_name.as_deref(),
                 subject: &mail.subject,
-                text: &mail.text,
-                html: mail.html.as_deref(),
-                channel: if ctx.pec.is_some() {
+                text: report_text,
+                html: report_html,
+                channel: if let Some(r) = registered {
+                    r.channel
+                } else if ctx.pec.is_some() {
                     Channel::Pec
                 } else if web {
                     Channel::Web
@@ -978,6 +1015,7 @@ impl Pipeline {
             also_addressed: areas[1..].iter().map(|a| a.area.clone()).collect(),
             reply_to_asked: reply_to_asked.clone(),
             pec: ctx.pec.map(|p| p.details.clone()),
+            registered_by: on_behalf.as_ref().map(|b| b.staff.to_owned()),
         });
         Store::insert_event(tx, ticket_id, &received, sender, now).await?;
         if let Some(other) = linked_to {
@@ -989,12 +1027,16 @@ impl Pipeline {
         }
 
         let mut ack_withheld = no_ack_reason;
+        if ack_withheld.is_none() && citizen.is_none() {
+            ack_withheld = Some("the citizen gave no email address".to_owned());
+        }
         if ack_withheld.is_none() {
             let limit = i64::from(self.cfg.tickets.acks_per_sender_per_hour);
-            let sent = Store::acks_to_since(tx, sender, now - ACK_WINDOW_MILLIS).await?;
+            let to = citizen.as_str();
+            let sent = Store::acks_to_since(tx, to, now - ACK_WINDOW_MILLIS).await?;
             if sent >= limit {
                 ack_withheld = Some(format!(
-                    "{sent} acknowledgments sent to {sender} in the last hour \
+                    "{sent} acknowledgments sent to {to} in the last hour \
                      (tickets.acks_per_sender_per_hour = {limit})"
                 ));
             }
@@ -1013,7 +1055,11 @@ impl Pipeline {
         };
         match &ack_withheld {
             None => {
-                self.acknowledge(tx, &t, reference, owner, kind, mail)
+                let ack = letters::AckFor {
+                    citizen_name: citizen_name.as_deref(),
+                    thread_under_report: registered.is_none(),
+                };
+                self.acknowledge(tx, &t, reference, owner, kind, mail, &ack)
                     .await?
             }
             Some(reason) => {
@@ -1024,6 +1070,18 @@ impl Pipeline {
             }
         }
         let files = Offered::of_message(tx, message_id, mail, ctx.stored).await?;
+        let headline = match (&on_behalf, registered) {
+            (Some(b), Some(r)) => format!(
+                "Nuova pratica ({}, registrata da {}{}):",
+                r.channel.italian(),
+                b.staff,
+                r.name
+                    .as_deref()
+                    .map(|n| format!(", per {n}"))
+                    .unwrap_or_default()
+            ),
+            _ => "Nuova pratica".to_owned(),
+        };
         for (i, area) in areas.iter().enumerate() {
             let others: Vec<String> = areas
                 .iter()
@@ -1037,9 +1095,9 @@ impl Pipeline {
             };
             let also_areas = others.join(", ");
             let notification = Notification {
-                headline: "Nuova pratica",
+                headline: &headline,
                 subject: &mail.subject,
-                text: &mail.text,
+                text: report_text,
                 files: &files,
                 not_extracted: ctx.not_extracted,
                 also_areas: &also_areas,
@@ -1047,6 +1105,15 @@ impl Pipeline {
                 history: "",
             };
             self.notify_staff(tx, &t_area, &notification).await?;
+        }
+        if let (Some(b), Some(r)) = (&on_behalf, registered) {
+            let confirmation = registration::Confirmation {
+                registration: r,
+                staff: b.staff,
+                ack_withheld: ack_withheld.as_deref(),
+            };
+            self.confirm_registration(tx, ctx, &t, &confirmation)
+                .await?;
         }
         Store::finish_raw(
             tx,
@@ -1091,6 +1158,15 @@ enum Work {
     },
     /// A PEC provider's receipt for one of our messages.
     PecReceipt(Box<ReceiptWork>),
+}
+
+/// A report a staff member registers on the citizen's behalf (`#registra`): who they are
+/// and what the line said.
+#[derive(Debug, Clone, Copy)]
+struct OnBehalf<'a> {
+    registration: &'a Registration,
+    /// The registering staff member (the mail's From).
+    staff: &'a str,
 }
 
 /// What the writing steps of one message share.

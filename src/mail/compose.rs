@@ -575,3 +575,30 @@ mod tests {
         assert!(text.contains("112"), "{text}");
     }
 }
+
+/// To the staff member who registered a report (`#registra`): the ticket's reference and
+/// whether the citizen was mailed (Italian, then English).
+#[derive(Template)]
+#[template(path = "mail/registered.txt")]
+pub struct RegisteredText<'a> {
+    pub reference: &'a str,
+    pub area_name: &'a str,
+    pub channel_it: &'a str,
+    pub channel_en: &'a str,
+    /// The name as the staff member wrote it, else the address.
+    pub citizen_name: &'a str,
+    pub citizen: &'a str,
+    pub has_address: bool,
+    pub acknowledged: bool,
+    /// Why the acknowledgment was withheld (when `has_address` and not `acknowledged`).
+    pub ack_withheld: &'a str,
+    pub subject: &'a str,
+}
+
+/// To a staff member whose `#registra` line could not be read: what is wrong, and the form.
+#[derive(Template)]
+#[template(path = "mail/registration_refused.txt")]
+pub struct RegistrationRefusedText<'a> {
+    pub subject: &'a str,
+    pub problem: &'a str,
+}

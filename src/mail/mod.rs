@@ -18,6 +18,7 @@ pub mod parse;
 pub mod pec;
 pub mod prescan;
 pub mod quote;
+pub mod registration;
 pub mod route;
 pub mod smime;
 pub mod summary;

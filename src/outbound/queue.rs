@@ -34,6 +34,12 @@ pub struct Queued<'a> {
 
 /// Composes and queues `q`; returns our message row id.
 pub async fn queue_mail(tx: &mut Tx, ids: &SignedIds, q: &Queued<'_>) -> Result<i64> {
+    // The last guard for tickets registered without the citizen's address: every producer
+    // checks first (and records instead), this makes a forgotten check an error that rolls
+    // the change back, never a mail to a made-up address.
+    if q.to.iter().any(EmailAddress::is_none) {
+        return Err(crate::store::StoreError::NoAddress);
+    }
     let at = now_millis();
     // For display and the per-recipient limits only; the envelope uses the list itself.
     let to_addrs =

@@ -55,6 +55,10 @@ pub enum StoreError {
     /// [`Store::open_existing`]: the database is older than this binary's migrations.
     #[error("the database is not migrated to this version ({0})")]
     NotMigrated(String),
+    /// `outbound::queue::queue_mail`: a recipient is the reserved no-address of a citizen who
+    /// gave none (`domain::NO_ADDRESS`); the caller should have recorded instead of mailing.
+    #[error("refusing to queue mail to a citizen who gave no address")]
+    NoAddress,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -17,6 +17,8 @@ pub struct TicketView {
     pub area: AreaSlug,
     pub status: TicketStatus,
     pub citizen: EmailAddress,
+    /// The citizen's name: From's display name, or the name a `#registra` line gave.
+    pub citizen_name: Option<String>,
     pub subject: String,
     pub text: String,
     pub channel: Channel,
@@ -194,8 +196,8 @@ fn quarantine_from_row(r: &AnyRow) -> Result<QuarantineView> {
 /// The columns [`ticket_from_row`] reads (a macro, so queries stay `&'static str`).
 macro_rules! ticket_view_columns {
     () => {
-        "ticket_id, ref, kind, area, status, citizen, subject, text, channel, created_at, \
-         updated_at, certified, pec_address, reply_to, reply_to_asked"
+        "ticket_id, ref, kind, area, status, citizen, citizen_name, subject, text, channel, \
+         created_at, updated_at, certified, pec_address, reply_to, reply_to_asked"
     };
 }
 
@@ -213,6 +215,7 @@ pub(super) fn ticket_from_row(r: &AnyRow) -> Result<TicketView> {
         area: parsed(r, "area")?,
         status: parsed(r, "status")?,
         citizen: parsed(r, "citizen")?,
+        citizen_name: r.try_get("citizen_name")?,
         subject: r.try_get("subject")?,
         text: r.try_get("text")?,
         channel: parsed(r, "channel")?,

@@ -310,6 +310,18 @@ pub(super) async fn detail(
         ),
         Channel::Web => chrome.t("Sito web", "Web site"),
         Channel::Email => chrome.t("E-mail", "Email"),
+        Channel::Phone => chrome.t(
+            "Telefono (registrata dall'ufficio)",
+            "Phone (registered by the office)",
+        ),
+        Channel::Counter => chrome.t(
+            "Sportello (registrata dall'ufficio)",
+            "Counter (registered by the office)",
+        ),
+        Channel::Letter => chrome.t(
+            "Lettera (registrata dall'ufficio)",
+            "Letter (registered by the office)",
+        ),
     }
     .to_owned();
     let page = DetailPage {
