@@ -402,7 +402,7 @@ pub fn staff_command(data: &[u8]) {
                 assert!(!a.contains('\n'), "inline text spans lines")
             }
             Command::Unknown(line) => assert!(line.starts_with('#'), "unknown {line:?}"),
-            Command::Take | Command::AnswerAtReplyTo => {}
+            Command::Take | Command::AnswerAtReplyTo | Command::Send => {}
         }
     }
 }

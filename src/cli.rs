@@ -517,11 +517,9 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                 messages: messages
                     .iter()
                     .map(|m| {
-                        json::Message::new(m, m.kind.role(m.direction)).with_attachments(
-                            m,
-                            &attachments,
-                            &notification_attachments,
-                        )
+                        json::Message::new(m, m.kind.role(m.direction))
+                            .with_held(&events, m.message_id)
+                            .with_attachments(m, &attachments, &notification_attachments)
                     })
                     .collect(),
                 ticket: json::Ticket {

@@ -350,13 +350,16 @@ fn what_does_not_fit_is_listed_with_a_link_and_inline_images_follow_the_ticket_t
         .and_then(|(_, rest)| rest.split_once('/'))
         .map(|(_, path)| format!("/{path}"))
         .unwrap_or_else(|| panic!("not a link to this gateway: {link}"));
-    // The staff ticket page, signed for this staff member (its own suite opens it).
+    // The staff ticket page, signed for this staff member, where the video downloads.
     let staff = STAFF_LAVORI.replace('@', "%40");
     assert!(
         path.starts_with(&format!("/staff/tickets/{reference}?staff={staff}&exp=")),
         "{link}"
     );
-    assert!(path.contains("&sig="), "{link}");
+    let (status, page) = gw.http("GET", &path, None);
+    assert_eq!(status, 200, "{link}: {page:.500}");
+    assert!(page.contains(&reference), "{page:.500}");
+    assert!(page.contains("video.mp4"), "{page:.2000}");
     let notification = notifications_to(&shown, STAFF_LAVORI)
         .next()
         .expect("notification on record");

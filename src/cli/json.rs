@@ -12,8 +12,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::domain::rfc3339;
-use crate::domain::MessageKind;
+use crate::domain::{rfc3339, EventKind, MessageKind};
 use crate::mail::summary::HeaderSummary;
 use crate::store::{
     AttachmentView, EventView, MessageView, NotificationAttachment, QuarantineView, TicketView,
@@ -97,6 +96,13 @@ pub struct Message {
     /// `in` or `out`.
     pub direction: String,
     pub from: String,
+    /// A staff reply kept on the ticket and not sent to the citizen (event `answer_held`),
+    /// and not sent since by `#invia` (issue 13).
+    #[serde(default)]
+    pub held: bool,
+    /// Why it was held, as its `answer_held` event says; null when not held.
+    #[serde(default)]
+    pub held_reason: Option<String>,
     pub in_reply_to: Option<String>,
     pub kind: String,
     /// The Message-ID header.
@@ -270,6 +276,8 @@ impl Message {
             delivery,
             direction: m.direction.to_string(),
             from: m.from_addr.clone(),
+            held: false,
+            held_reason: None,
             in_reply_to: m.in_reply_to.clone(),
             kind: m.kind.to_string(),
             message_id: m.rfc_message_id.clone(),
@@ -317,6 +325,23 @@ impl Message {
             }
             self.carried_attachments = Some(carried);
             self.attachments_not_carried = Some(not_carried);
+        }
+        self
+    }
+
+    /// Marks the message held when `events` hold it (`answer_held` naming it) and no
+    /// `held_answer_sent` sent it after all.
+    pub fn with_held(mut self, events: &[EventView], message_id: i64) -> Message {
+        let reason = events.iter().find_map(|e| match &e.event {
+            EventKind::AnswerHeld(h) if h.message == Some(message_id) => Some(h.reason.clone()),
+            _ => None,
+        });
+        let sent = events.iter().any(
+            |e| matches!(&e.event, EventKind::HeldAnswerSent(s) if s.held == Some(message_id)),
+        );
+        if let (Some(reason), false) = (reason, sent) {
+            self.held = true;
+            self.held_reason = Some(reason);
         }
         self
     }
@@ -420,6 +445,8 @@ mod tests {
                 }),
                 direction: "out".into(),
                 from: "lavori@comune.test".into(),
+                held: false,
+                held_reason: None,
                 in_reply_to: None,
                 kind: "ack".into(),
                 message_id: Some("<x@comune.test>".into()),

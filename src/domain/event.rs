@@ -31,8 +31,13 @@ pub enum EventKind {
     KindChanged(KindChanged),
     /// Staff chose the Reply-To the citizen asked for.
     ReplyToChosen(ReplyToChosen),
-    /// A staff reply that was only our own quoted text: nothing sent.
-    AnswerHeld(MessageReason),
+    /// A staff reply not sent to the citizen: it was only our own quoted text, or a colleague
+    /// had answered first (issue 13).
+    AnswerHeld(AnswerHeld),
+    /// The area's other staff got a copy of the answer sent to the citizen (issue 13).
+    ColleagueCopy(ColleagueCopy),
+    /// A held answer was sent after all, by its author's `#invia` (issue 13).
+    HeldAnswerSent(HeldAnswerSent),
     /// The office's answer was forwarded to the citizen.
     Answered(Answered),
     /// Staff closed the ticket.
@@ -80,6 +85,8 @@ impl EventKind {
             EventKind::KindChanged(_) => "kind_changed",
             EventKind::ReplyToChosen(_) => "reply_to_chosen",
             EventKind::AnswerHeld(_) => "answer_held",
+            EventKind::ColleagueCopy(_) => "colleague_copy",
+            EventKind::HeldAnswerSent(_) => "held_answer_sent",
             EventKind::Answered(_) => "answered",
             EventKind::Resolved(_) => "resolved",
             EventKind::Reopened(_) => "reopened",
@@ -127,13 +134,14 @@ impl EventKind {
     pub fn set_message(&mut self, message_id: i64) {
         let slot = match self {
             EventKind::Bounce(d) => &mut d.message,
-            EventKind::StaffUnverified(d)
-            | EventKind::Receipt(d)
-            | EventKind::AutoReply(d)
-            | EventKind::AnswerHeld(d) => &mut d.message,
+            EventKind::StaffUnverified(d) | EventKind::Receipt(d) | EventKind::AutoReply(d) => {
+                &mut d.message
+            }
+            EventKind::AnswerHeld(d) => &mut d.message,
             EventKind::CommandError(d) => &mut d.message,
             EventKind::StaffReply(d) | EventKind::Note(d) => &mut d.message,
             EventKind::FollowUp(d) | EventKind::Resolved(d) => &mut d.message,
+            EventKind::HeldAnswerSent(d) => &mut d.message,
             EventKind::PecReceipt(d) | EventKind::PecReceiptUnverified(d) => &mut d.message,
             _ => return,
         };
@@ -273,6 +281,57 @@ pub struct Answered {
     pub answer: Option<i64>,
     /// Whether our own quoted text was cut from it.
     pub own_text_cut: bool,
+}
+
+/// Details of `answer_held`. The fields after `reason` are set only when a colleague had
+/// answered first; an answer held for being only our quoted text stores what it always did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AnswerHeld {
+    /// The staff reply held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<i64>,
+    pub reason: String,
+    /// The colleague's answer to the citizen (our outbound message) that came first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_first: Option<i64>,
+    /// The notice sent to the reply's author; `#invia` answers it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<i64>,
+    /// The answer as it would have gone to the citizen (stripped and guarded): what `#invia`
+    /// sends, exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The reply also closed the ticket (`#chiudi`): the close waits for `#invia` too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close: Option<bool>,
+    /// Whether our own quoted text was cut from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub own_text_cut: Option<bool>,
+}
+
+/// Details of `colleague_copy`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ColleagueCopy {
+    /// Our answer to the citizen that was copied.
+    pub answer: Option<i64>,
+    /// The copies (our outbound messages), one per colleague, in the order of `to`.
+    pub copies: Vec<i64>,
+    pub to: Vec<String>,
+}
+
+/// Details of `held_answer_sent`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HeldAnswerSent {
+    /// The `#invia` reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<i64>,
+    /// The held staff reply now sent.
+    pub held: Option<i64>,
+    /// Our answer to the citizen.
+    pub answer: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

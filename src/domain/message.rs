@@ -64,6 +64,11 @@ pub enum MessageKind {
     Oversize,
     /// Mail about a citizen's web account (verification, password reset).
     Account,
+    /// The copy of a colleague's answer to the area's other staff (issue 13).
+    ColleagueCopy,
+    /// The notice to a staff member that their answer was held because a colleague had
+    /// answered first, carrying that answer (issue 13); `#invia` in a reply to it sends theirs.
+    HeldNotice,
 }
 
 impl MessageKind {
@@ -85,6 +90,8 @@ impl MessageKind {
             MessageKind::Notice => "notice",
             MessageKind::Oversize => "oversize",
             MessageKind::Account => "account",
+            MessageKind::ColleagueCopy => "colleague_copy",
+            MessageKind::HeldNotice => "held_notice",
         }
     }
 
@@ -106,7 +113,9 @@ impl MessageKind {
             | MessageKind::Status
             | MessageKind::Notice
             | MessageKind::Oversize
-            | MessageKind::Account => Direction::Out,
+            | MessageKind::Account
+            | MessageKind::ColleagueCopy
+            | MessageKind::HeldNotice => Direction::Out,
         }
     }
 
@@ -122,6 +131,17 @@ impl MessageKind {
             && matches!(
                 self,
                 MessageKind::Ack | MessageKind::Answer | MessageKind::Status
+            )
+    }
+
+    /// Mail of ours to staff about the ticket that a staff reply may answer as the office:
+    /// a notification, a colleague's answer copied, a held-answer notice. Each went to staff
+    /// only, under a signed Message-ID; the citizen's ack and answer never count.
+    pub fn answerable_by_staff(&self, direction: Direction) -> bool {
+        direction == Direction::Out
+            && matches!(
+                self,
+                MessageKind::Notification | MessageKind::ColleagueCopy | MessageKind::HeldNotice
             )
     }
 
@@ -150,7 +170,8 @@ impl MessageKind {
             MessageKind::Notification => "notification",
             MessageKind::Answer => "forwarded answer",
             MessageKind::Status => "status",
-            MessageKind::Notice | MessageKind::Oversize => "notice",
+            MessageKind::Notice | MessageKind::Oversize | MessageKind::HeldNotice => "notice",
+            MessageKind::ColleagueCopy => "colleague copy",
             MessageKind::Account => "other",
         }
     }
@@ -189,6 +210,8 @@ stored_word!(
         MessageKind::Notice,
         MessageKind::Oversize,
         MessageKind::Account,
+        MessageKind::ColleagueCopy,
+        MessageKind::HeldNotice,
     ]
 );
 
@@ -218,10 +241,28 @@ mod tests {
     }
 
     #[test]
+    fn staff_may_answer_our_staff_side_mail_and_never_the_citizen_s() {
+        let answerable: Vec<&str> = MessageKind::ALL
+            .iter()
+            .filter(|k| k.answerable_by_staff(k.direction()))
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(
+            answerable,
+            ["notification", "colleague_copy", "held_notice"]
+        );
+    }
+
+    #[test]
     fn roles_name_a_kind_only_in_its_own_direction() {
         assert_eq!(MessageKind::Answer.role(Direction::Out), "forwarded answer");
         assert_eq!(MessageKind::Answer.role(Direction::In), "other");
         assert_eq!(MessageKind::Oversize.role(Direction::Out), "notice");
+        assert_eq!(
+            MessageKind::ColleagueCopy.role(Direction::Out),
+            "colleague copy"
+        );
+        assert_eq!(MessageKind::HeldNotice.history_label(Direction::Out), None);
         assert_eq!(MessageKind::Notice.history_label(Direction::Out), None);
         assert_eq!(
             MessageKind::Bounce.history_label(Direction::In),

@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 
 use crate::config::Config;
-use crate::domain::{MessageKind, WEB_MAILBOX};
+use crate::domain::{Direction, WEB_MAILBOX};
 use crate::mail::auth;
 use crate::mail::autoreply::AutoReason;
 use crate::mail::parse::InboundMail;
@@ -63,8 +63,13 @@ pub(super) enum Decision {
         kind: &'static str,
         reason: String,
     },
-    /// Staff answering a notification of the ticket: the office's answer.
-    StaffReply { ticket: Box<MessageTicket> },
+    /// Staff answering a notification of the ticket (or a colleague's answer copied to them,
+    /// or the notice of their held answer): the office's answer. `answers` is that mail of
+    /// ours: whether the reply came after a colleague's answer is judged against it.
+    StaffReply {
+        ticket: Box<MessageTicket>,
+        answers: Box<OurMessage>,
+    },
     /// Staff writing about the ticket, not taken as the office's answer, and why.
     UnverifiedStaff {
         ticket: Box<MessageTicket>,
@@ -185,17 +190,28 @@ pub(super) fn classify(
         };
     };
     if rules.cfg.is_any_staff(&from_addr) {
-        let refers_to_notification = via_reference
-            && ours
-                .as_ref()
-                .is_some_and(|m| m.kind == MessageKind::Notification);
-        return match why_unverified(rules.cfg, arrival, &from_addr, &t, refers_to_notification) {
-            None => Decision::StaffReply {
+        // Our staff-side mail only: the citizen's ack or answer, forwarded by the citizen
+        // or quoted, proves nothing about who is writing.
+        let answers = ours
+            .filter(|m| via_reference && m.kind.answerable_by_staff(Direction::Out))
+            .map(Box::new);
+        let refers_to_notification = answers.is_some();
+        return match (
+            why_unverified(rules.cfg, arrival, &from_addr, &t, refers_to_notification),
+            answers,
+        ) {
+            (None, Some(answers)) => Decision::StaffReply {
                 ticket: Box::new(t),
+                answers,
             },
-            Some(reason) => Decision::UnverifiedStaff {
+            (Some(reason), _) => Decision::UnverifiedStaff {
                 ticket: Box::new(t),
                 reason,
+            },
+            // why_unverified names the missing reference; kept for the type's sake.
+            (None, None) => Decision::UnverifiedStaff {
+                ticket: Box::new(t),
+                reason: "the message does not answer a notification of this ticket".to_owned(),
             },
         };
     }
@@ -554,6 +570,24 @@ mod tests {
             panic!("taken from staff of another office");
         };
         assert!(reason.contains("(Lavori pubblici)"), "{reason}");
+    }
+
+    #[test]
+    fn staff_answering_a_colleague_copy_or_a_held_notice_is_the_offices_answer_never_the_ack() {
+        let raw = "From: mario@comune.test\r\nTo: lavori@comune.test\r\n\
+                   Subject: Re: Buca\r\n\r\nRisolto.\r\n";
+        for kind in ["colleague_copy", "held_notice"] {
+            let Decision::StaffReply { answers, .. } = decide(raw, ours(kind)) else {
+                panic!("a reply to our {kind} not taken as the office's answer");
+            };
+            assert_eq!(answers.kind.as_str(), kind);
+        }
+        for kind in ["ack", "answer", "status", "notice"] {
+            assert!(
+                matches!(decide(raw, ours(kind)), Decision::UnverifiedStaff { .. }),
+                "a reply to the {kind} taken as the office's answer"
+            );
+        }
     }
 
     #[test]

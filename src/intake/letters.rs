@@ -593,6 +593,270 @@ impl Pipeline {
     }
 }
 
+/// The copy of an answer to the area's other staff (issue 13).
+#[derive(Template)]
+#[template(path = "mail/colleague_copy.txt")]
+struct ColleagueCopyText<'a> {
+    author: &'a str,
+    reference: &'a str,
+    area_name: &'a str,
+    subject: &'a str,
+    citizen: &'a str,
+    text: &'a str,
+    attachments: &'a [String],
+    /// The recipient's signed link to the staff ticket page.
+    staff_link: &'a str,
+}
+
+/// To a staff member whose answer was held because a colleague had answered first.
+#[derive(Template)]
+#[template(path = "mail/colleague_answered_first.txt")]
+struct ColleagueAnsweredFirstText<'a> {
+    subject: &'a str,
+    reference: &'a str,
+    colleague: &'a str,
+    answered_at: &'a str,
+    first_answer: &'a str,
+    close: bool,
+    /// The recipient's signed link to the staff ticket page.
+    staff_link: &'a str,
+}
+
+/// To a staff member whose `#invia` came after their held answer had already been sent.
+#[derive(Template)]
+#[template(path = "mail/held_already_sent.txt")]
+struct HeldAlreadySentText<'a> {
+    reference: &'a str,
+    sent_at: &'a str,
+}
+
+/// What the area's other staff are told of an answer sent to the citizen.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SentCopy<'a> {
+    /// The answering staff member's address, and their display name where known.
+    pub author: &'a str,
+    pub author_name: Option<&'a str>,
+    /// Our answer to the citizen (outbound message id) and its text, as sent.
+    pub answer: i64,
+    pub text: &'a str,
+    /// File names of the attachments sent with it.
+    pub attachments: &'a [String],
+}
+
+impl Pipeline {
+    /// A copy of the answer just sent to the citizen for each staff member of the ticket's
+    /// area but its author, threaded under the last notification or copy that staff member
+    /// got for the ticket (else the ticket's first notification), so that it lands in the
+    /// ticket's thread in their mail client; Reply-To the area, so that answering the copy
+    /// is an answer of the office. Recorded as one `colleague_copy` event.
+    pub(super) async fn copy_answer_to_colleagues(
+        &self,
+        tx: &mut Tx,
+        t: &MessageTicket,
+        sent: &SentCopy<'_>,
+    ) -> anyhow::Result<()> {
+        let Some(area) = self.cfg.area(t.area.as_str()) else {
+            return Ok(());
+        };
+        let Some(area_addr) = area.addresses.first().map(|a| a.address().to_lowercase()) else {
+            return Ok(());
+        };
+        let author = sent.author.trim().to_lowercase();
+        let colleagues: Vec<String> = area
+            .staff
+            .iter()
+            .map(|s| s.trim().to_lowercase())
+            .filter(|s| *s != author)
+            .collect();
+        if colleagues.is_empty() {
+            return Ok(());
+        }
+        let messages = Store::ticket_timeline_in(tx, t.ticket_id).await?.messages;
+        let staff_side = |m: &&crate::store::MessageView| {
+            m.direction == Direction::Out
+                && matches!(
+                    m.kind,
+                    MessageKind::Notification | MessageKind::ColleagueCopy
+                )
+        };
+        let first_notification = messages
+            .iter()
+            .filter(staff_side)
+            .find_map(|m| m.rfc_message_id.clone());
+        let reference: TicketRef = t.reference;
+        let subject = compose::tagged_subject(
+            &self.cfg.tickets.tag_prefix,
+            &t.reference.to_string(),
+            &t.subject,
+        );
+        let author_shown = match sent.author_name.map(str::trim) {
+            Some(name) if !name.is_empty() => name.to_owned(),
+            _ => author.clone(),
+        };
+        // A ticket registered without the citizen's address: the answer was only recorded.
+        let citizen = if t.reply_to.is_none() && t.citizen.is_none() {
+            "nessun indirizzo email: risposta solo registrata / no email address: only recorded"
+                .to_owned()
+        } else {
+            t.citizen_mail_to().to_owned()
+        };
+        let page_expires = now_millis() + self.cfg.security.staff_link_millis();
+        let mut copies = Vec::new();
+        for staff in &colleagues {
+            let staff_link = staff_page_link(
+                &self.ids,
+                &self.cfg.server.base_url,
+                &t.reference.to_string(),
+                staff,
+                page_expires,
+            );
+            let text = ColleagueCopyText {
+                author: &author_shown,
+                reference: &t.reference.to_string(),
+                area_name: &area.name,
+                subject: &t.subject,
+                citizen: &citizen,
+                text: sent.text,
+                attachments: sent.attachments,
+                staff_link: &staff_link,
+            }
+            .render()?;
+            let theirs = messages
+                .iter()
+                .filter(staff_side)
+                .filter(|m| m.to_addrs.eq_ignore_ascii_case(staff))
+                .filter_map(|m| m.rfc_message_id.clone())
+                .next_back();
+            let parent = theirs.or_else(|| first_notification.clone());
+            let mut references: Vec<String> = first_notification.iter().cloned().collect();
+            if let Some(p) = &parent {
+                if !references.contains(p) {
+                    references.push(p.clone());
+                }
+            }
+            let id = queue_mail(
+                tx,
+                &self.ids,
+                &Queued {
+                    ticket: Some((t.ticket_id, reference)),
+                    kind: MessageKind::ColleagueCopy,
+                    from_name: &area.name,
+                    from_addr: &area_addr,
+                    to: vec![recipient(staff)?],
+                    reply_to: Some((&area.name, &area_addr)),
+                    subject: &subject,
+                    in_reply_to: parent.as_deref(),
+                    references,
+                    auto_replied: false,
+                    text: &text,
+                    attachments: Vec::new(),
+                    transport: Transport::Smtp,
+                },
+            )
+            .await?;
+            copies.push(id);
+        }
+        let details = crate::domain::event::ColleagueCopy {
+            answer: Some(sent.answer),
+            copies,
+            to: colleagues,
+        };
+        Store::insert_event(
+            tx,
+            t.ticket_id,
+            &crate::domain::EventKind::ColleagueCopy(details),
+            &author,
+            now_millis(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Tells a staff member their answer was held because `colleague` answered first, with
+    /// that answer, and how to send theirs anyway. Returns the notice's message id: a reply
+    /// to it with `#invia` finds the held answer by it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn tell_staff_colleague_answered(
+        &self,
+        tx: &mut Tx,
+        t: &MessageTicket,
+        to: &str,
+        mail: &InboundMail,
+        colleague: &str,
+        first_answer: &str,
+        answered_at: i64,
+        close: bool,
+    ) -> anyhow::Result<Option<i64>> {
+        let Some((area_name, area_addr)) = self.area_sender(t.area.as_str()) else {
+            return Ok(None);
+        };
+        let staff_link = staff_page_link(
+            &self.ids,
+            &self.cfg.server.base_url,
+            &t.reference.to_string(),
+            &to.trim().to_lowercase(),
+            now_millis() + self.cfg.security.staff_link_millis(),
+        );
+        let text = ColleagueAnsweredFirstText {
+            subject: &mail.subject,
+            reference: &t.reference.to_string(),
+            colleague,
+            answered_at: &crate::domain::local_time(answered_at),
+            first_answer,
+            close,
+            staff_link: &staff_link,
+        }
+        .render()?;
+        let subject = compose::tagged_subject(
+            &self.cfg.tickets.tag_prefix,
+            &t.reference.to_string(),
+            &format!("Risposta non inviata / Answer not sent: {}", t.subject),
+        );
+        let in_reply_to = mail.message_id.as_deref();
+        let reference: TicketRef = t.reference;
+        let id = queue_mail(
+            tx,
+            &self.ids,
+            &Queued {
+                ticket: Some((t.ticket_id, reference)),
+                kind: MessageKind::HeldNotice,
+                from_name: &area_name,
+                from_addr: &area_addr,
+                to: vec![recipient(to)?],
+                reply_to: Some((&area_name, &area_addr)),
+                subject: &subject,
+                in_reply_to,
+                references: in_reply_to.iter().map(|s| s.to_string()).collect(),
+                auto_replied: true,
+                text: &text,
+                attachments: Vec::new(),
+                transport: Transport::Smtp,
+            },
+        )
+        .await?;
+        Ok(Some(id))
+    }
+
+    /// Tells a staff member that the held answer their `#invia` names was sent already.
+    pub(super) async fn tell_staff_held_already_sent(
+        &self,
+        tx: &mut Tx,
+        t: &MessageTicket,
+        to: &str,
+        mail: &InboundMail,
+        sent_at: i64,
+    ) -> anyhow::Result<()> {
+        let text = HeldAlreadySentText {
+            reference: &t.reference.to_string(),
+            sent_at: &crate::domain::local_time(sent_at),
+        }
+        .render()?;
+        let subject = format!("Già inviata / Already sent: {}", mail.subject);
+        self.notice_to_staff(tx, t, to, &subject, &text, mail.message_id.as_deref())
+            .await
+    }
+}
+
 /// One recipient, checked again here: a ticket stored before addresses were validated may
 /// hold a string that is not one address, and it must never reach SMTP as a list.
 fn recipient(address: &str) -> anyhow::Result<EmailAddress> {

@@ -22,9 +22,11 @@ mod pec;
 pub mod pec_signature;
 mod registration;
 mod reply;
+mod staff_page;
 pub mod web_report;
 
-pub use answer::{AnswerAttachment, AnswerOptions};
+pub use answer::{AnswerAttachment, AnswerAuthor, AnswerOptions};
+pub use staff_page::{StaffAction, StaffOutcome};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -512,8 +514,9 @@ impl Pipeline {
                 self.record(tx, &ctx, &ticket, kind, recorded, &from_addr)
                     .await
             }
-            Decision::StaffReply { ticket } => {
-                self.staff_reply(tx, &ctx, &ticket, &from_addr).await
+            Decision::StaffReply { ticket, answers } => {
+                self.staff_reply(tx, &ctx, &ticket, &answers, &from_addr)
+                    .await
             }
             Decision::UnverifiedStaff { ticket, reason } => {
                 self.unverified_staff(tx, &ctx, &ticket, &from_addr, &reason)

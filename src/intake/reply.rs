@@ -2,7 +2,10 @@
 //! citizens' follow-ups, and bounces of our mail. Who may speak for whom is decided in
 //! `Pipeline::apply`; this module carries it out, inside the message's transaction.
 
-use super::answer::{AnswerAttachment, AnswerOptions};
+use super::answer::{
+    answered_first, held_for_notice, held_sent_at, sent_answers, AnswerAttachment, AnswerAuthor,
+    AnswerOptions, SentAnswer,
+};
 use super::letters::{Notification, Offered};
 use super::{Ctx, Outcome, Pipeline};
 use crate::domain::event::{self, EventKind, Taken};
@@ -86,14 +89,21 @@ impl Pipeline {
         })
     }
 
-    /// A verified reply of the office: commands first, then the answer to the citizen.
+    /// A verified reply of the office to our mail `answers`: commands first, then the answer
+    /// to the citizen — held instead when a colleague answered after `answers` was sent.
     pub(super) async fn staff_reply(
         &self,
         tx: &mut Tx,
         ctx: &Ctx<'_>,
         t: &MessageTicket,
+        answers: &OurMessage,
         from_addr: &str,
     ) -> anyhow::Result<Outcome> {
+        // One staff reply of a ticket at a time, across instances: whether a colleague has
+        // answered is read after the lock, and the ticket as it is now.
+        Store::lock_ticket(tx, t.ticket_id).await?;
+        let current = Store::ticket_by_ref_in(tx, &t.reference).await?;
+        let t = current.as_ref().unwrap_or(t);
         // Our own text — the notification it answers with its take link, history and notes —
         // is cut away before anything is read from the reply (docs/design-notes.md, "Our own
         // text never reaches a citizen").
@@ -116,6 +126,16 @@ impl Pipeline {
                 }
                 Command::AnswerAtReplyTo if t.reply_to_asked.is_none() => problems.push(
                     "#rispondi-a: il cittadino non ha chiesto risposta a un altro indirizzo"
+                        .to_owned(),
+                ),
+                Command::Send if answers.kind != MessageKind::HeldNotice => problems.push(
+                    "#invia: vale solo in risposta all'avviso di una risposta trattenuta \
+                     (only in a reply to the notice of a held answer)"
+                        .to_owned(),
+                ),
+                Command::Send if reply.commands.len() > 1 => problems.push(
+                    "#invia va scritto da solo: invia la risposta trattenuta così com'era \
+                     (#send stands alone: it sends the held answer as it was)"
                         .to_owned(),
                 ),
                 _ => {}
@@ -142,6 +162,10 @@ impl Pipeline {
                 reference: t.reference.to_string(),
                 kind: "command_error".to_owned(),
             });
+        }
+
+        if reply.has(|c| *c == Command::Send) {
+            return self.send_held(tx, ctx, t, answers, from_addr).await;
         }
 
         let note = reply.commands.iter().find_map(|c| match c {
@@ -193,7 +217,8 @@ impl Pipeline {
                     // Staff chose it: only now does mail to the citizen go to the Reply-To.
                     tickets::choose_reply_to(tx, &mut t, from_addr, now).await?;
                 }
-                Command::Note(_) | Command::Close(_) | Command::Unknown(_) => {}
+                // #chiudi goes with the answer (held with it); #invia was handled above.
+                Command::Note(_) | Command::Close(_) | Command::Send | Command::Unknown(_) => {}
             }
         }
 
@@ -209,14 +234,15 @@ impl Pipeline {
             None => (answer, false),
         };
         let only_ours = stripped.cut_ours && reply.commands.is_empty();
-        let held = answer.trim().is_empty() && (guarded || only_ours);
+        let mut held = answer.trim().is_empty() && (guarded || only_ours);
         if held {
             tracing::warn!(ticket = %t.reference, from = from_addr, "a staff reply held: it was only our own quoted text");
-            let details = event::MessageReason {
+            let details = event::AnswerHeld {
                 message: Some(message_id),
                 reason: "the reply contained only the quoted notification; nothing was sent to \
                          the citizen"
                     .to_owned(),
+                ..event::AnswerHeld::default()
             };
             Store::insert_event(
                 tx,
@@ -229,7 +255,25 @@ impl Pipeline {
             self.tell_staff_answer_held(tx, &t, from_addr, ctx.mail)
                 .await?;
         }
-        if !answer.trim().is_empty() {
+        let own_text_cut = guarded || stripped.cut_ours;
+        let first = if answer.trim().is_empty() {
+            None
+        } else {
+            let events = Store::ticket_timeline_in(tx, t.ticket_id).await?.events;
+            let sent = sent_answers(&events);
+            answered_first(answers.message_id, from_addr, &sent).cloned()
+        };
+        if let Some(first) = first {
+            held = true;
+            let hold = Hold {
+                message_id,
+                text: answer.trim(),
+                close: close.is_some(),
+                own_text_cut,
+            };
+            self.hold_double_answer(tx, ctx, &t, from_addr, &first, &hold)
+                .await?;
+        } else if !answer.trim().is_empty() {
             // ctx.stored pairs an attachment's index with the sha256 it is kept under.
             let attachments: Vec<AnswerAttachment<'_>> = ctx
                 .mail
@@ -249,12 +293,16 @@ impl Pipeline {
                 .collect();
             let options = AnswerOptions {
                 close: close.is_some(),
-                own_text_cut: guarded || stripped.cut_ours,
+                own_text_cut,
             };
-            self.send_answer(
+            let author = AnswerAuthor {
+                address: from_addr,
+                name: ctx.mail.from.as_ref().and_then(|f| f.name.as_deref()),
+            };
+            self.send_answer_as(
                 tx,
                 &mut t,
-                from_addr,
+                author,
                 message_id,
                 &answer,
                 &attachments,
@@ -275,9 +323,168 @@ impl Pipeline {
         })
     }
 
+    /// A staff answer written without knowing of `first`, a colleague's answer sent after the
+    /// mail it replies to: kept on the ticket as held (`answer_held`, with the text to send
+    /// and whether it closes), never queued; its author gets the colleague's answer and how
+    /// to send theirs anyway.
+    async fn hold_double_answer(
+        &self,
+        tx: &mut Tx,
+        ctx: &Ctx<'_>,
+        t: &MessageTicket,
+        from_addr: &str,
+        first: &SentAnswer,
+        hold: &Hold<'_>,
+    ) -> anyhow::Result<()> {
+        let messages = Store::ticket_timeline_in(tx, t.ticket_id).await?.messages;
+        let theirs = messages.iter().find(|m| m.message_id == first.answer);
+        let first_text = theirs.map(|m| m.text.as_str()).unwrap_or_default();
+        let answered_at = theirs.map(|m| m.at).unwrap_or_else(now_millis);
+        tracing::info!(ticket = %t.reference, from = from_addr, colleague = %first.author, "a staff answer held: a colleague answered first");
+        let notice = self
+            .tell_staff_colleague_answered(
+                tx,
+                t,
+                from_addr,
+                ctx.mail,
+                &first.author,
+                first_text,
+                answered_at,
+                hold.close,
+            )
+            .await?;
+        let details = event::AnswerHeld {
+            message: Some(hold.message_id),
+            reason: format!(
+                "{} had already answered the citizen (message {}) after the mail this reply \
+                 answers; it is sent only if its author replies #invia to the notice",
+                first.author, first.answer
+            ),
+            answered_first: Some(first.answer),
+            notice,
+            text: Some(hold.text.to_owned()),
+            close: Some(hold.close),
+            own_text_cut: Some(hold.own_text_cut),
+        };
+        Store::insert_event(
+            tx,
+            t.ticket_id,
+            &EventKind::AnswerHeld(details),
+            from_addr,
+            now_millis(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `#invia` in a reply to the held notice `notice`: the held answer goes to the citizen
+    /// exactly as it was held, with its attachments and its close — once; a second `#invia`
+    /// only tells its author it was sent already.
+    async fn send_held(
+        &self,
+        tx: &mut Tx,
+        ctx: &Ctx<'_>,
+        t: &MessageTicket,
+        notice: &OurMessage,
+        from_addr: &str,
+    ) -> anyhow::Result<Outcome> {
+        let details = event::StaffText {
+            message: None,
+            text: String::new(),
+        };
+        let message_id = self
+            .record_message(
+                tx,
+                ctx,
+                t,
+                MessageKind::StaffReply,
+                EventKind::StaffReply(details),
+                from_addr,
+            )
+            .await?;
+        let timeline = Store::ticket_timeline_in(tx, t.ticket_id).await?;
+        let held = held_for_notice(&timeline.events, notice.message_id)
+            .filter(|(author, _)| author.eq_ignore_ascii_case(from_addr));
+        let Some((_, held)) = held else {
+            // The notice was not about an answer of this sender (a forwarded notice).
+            let problem = "#invia: questo avviso non riguarda una sua risposta trattenuta \
+                           (this notice is not about a held answer of yours)";
+            self.tell_staff_command_error(tx, t, from_addr, ctx.mail, problem)
+                .await?;
+            return Ok(Outcome::Recorded {
+                reference: t.reference.to_string(),
+                kind: "command_error".to_owned(),
+            });
+        };
+        let held_message = held.message.unwrap_or(message_id);
+        if let Some(at) = held_sent_at(&timeline.events, held_message) {
+            self.tell_staff_held_already_sent(tx, t, from_addr, ctx.mail, at)
+                .await?;
+            return Ok(Outcome::Recorded {
+                reference: t.reference.to_string(),
+                kind: "held_already_sent".to_owned(),
+            });
+        }
+        // The held reply's own attachments, as stored when it arrived.
+        let mut files = Vec::new();
+        for a in timeline
+            .attachments
+            .iter()
+            .filter(|a| a.message_id == held_message)
+        {
+            files.push((a, self.attachments.get(&a.sha256).await?));
+        }
+        let attachments: Vec<AnswerAttachment<'_>> = files
+            .iter()
+            .map(|(a, bytes)| AnswerAttachment {
+                filename: &a.filename,
+                content_type: &a.content_type,
+                bytes,
+                sha256: Some(&a.sha256),
+            })
+            .collect();
+        let options = AnswerOptions {
+            close: held.close.unwrap_or(false),
+            own_text_cut: held.own_text_cut.unwrap_or(false),
+        };
+        let author = AnswerAuthor {
+            address: from_addr,
+            name: ctx.mail.from.as_ref().and_then(|f| f.name.as_deref()),
+        };
+        let mut t = t.clone();
+        let answer = self
+            .send_answer_as(
+                tx,
+                &mut t,
+                author,
+                held_message,
+                held.text.as_deref().unwrap_or_default(),
+                &attachments,
+                options,
+            )
+            .await?;
+        let details = event::HeldAnswerSent {
+            message: Some(message_id),
+            held: Some(held_message),
+            answer: Some(answer),
+        };
+        Store::insert_event(
+            tx,
+            t.ticket_id,
+            &EventKind::HeldAnswerSent(details),
+            from_addr,
+            now_millis(),
+        )
+        .await?;
+        Ok(Outcome::Recorded {
+            reference: t.reference.to_string(),
+            kind: "held_answer_sent".to_owned(),
+        })
+    }
+
     /// What we wrote for staff about the ticket (notifications, notices, notes), and what the
     /// citizen wrote or got from us (their words are no secret to them).
-    async fn own_text(&self, tx: &mut Tx, ticket_id: i64) -> anyhow::Result<OwnText> {
+    pub(super) async fn own_text(&self, tx: &mut Tx, ticket_id: i64) -> anyhow::Result<OwnText> {
         let texts = Store::ticket_texts(tx, ticket_id).await?;
         let ours = texts
             .iter()
@@ -328,4 +535,12 @@ impl Pipeline {
             kind: "follow_up".to_owned(),
         })
     }
+}
+
+/// A staff answer being held: its reply, the text that would have gone, and its close.
+struct Hold<'a> {
+    message_id: i64,
+    text: &'a str,
+    close: bool,
+    own_text_cut: bool,
 }

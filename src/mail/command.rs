@@ -1,5 +1,5 @@
 //! Commands at the top of a staff reply: `#presa`, `#assegna AREA`, `#tipo KIND`, `#nota`,
-//! `#chiudi`, `#rispondi-a` (and their English words). Pure parsing; what they do is the pipeline's business.
+//! `#chiudi`, `#rispondi-a`, `#invia` (and their English words). Pure parsing; what they do is the pipeline's business.
 //!
 //! Commands are the lines that start with `#` before any other text (blank lines between
 //! them are fine); the first line that is not a command starts the body. Words are
@@ -23,6 +23,9 @@ pub enum Command {
     /// address their report asked for. Takes no address: staff can only confirm the one
     /// the citizen gave, never type in a new recipient.
     AnswerAtReplyTo,
+    /// `#invia` / `#send`: in a reply to the notice of an answer held because a colleague
+    /// answered first, send the held answer anyway (exactly as it was written, once).
+    Send,
     /// A `#word` we do not know: the whole line, to quote back to the sender.
     Unknown(String),
 }
@@ -97,6 +100,7 @@ fn parse_command(rest: &str, whole: &str) -> Command {
         "nota" | "note" => Command::Note(arg),
         "chiudi" | "close" => Command::Close(arg),
         "rispondi-a" | "reply-to" if arg.is_empty() => Command::AnswerAtReplyTo,
+        "invia" | "send" => Command::Send,
         _ => Command::Unknown(whole.to_owned()),
     }
 }
@@ -163,6 +167,19 @@ mod tests {
         assert_eq!(
             parse_staff_reply("#reply-to other@x.it").commands,
             vec![Command::Unknown("#reply-to other@x.it".into())]
+        );
+    }
+
+    #[test]
+    fn send_is_read_in_both_languages_whatever_follows_it() {
+        assert_eq!(parse_staff_reply("#invia").commands, vec![Command::Send]);
+        assert_eq!(
+            parse_staff_reply("#Send.\n\nthanks").commands,
+            vec![Command::Send]
+        );
+        assert_eq!(
+            parse_staff_reply("#INVIA ora").commands,
+            vec![Command::Send]
         );
     }
 

@@ -276,6 +276,18 @@ impl Store {
         Ok(history)
     }
 
+    /// [`Store::ticket_timeline`] inside a writing transaction: what intake reads about the
+    /// ticket it is changing (which answers were sent, to whom we wrote), after
+    /// [`Store::lock_ticket`].
+    pub async fn ticket_timeline_in(tx: &mut super::Tx, ticket_id: i64) -> Result<TicketTimeline> {
+        Ok(TicketTimeline {
+            events: events_of(tx, ticket_id).await?,
+            messages: messages_of(tx, ticket_id).await?,
+            attachments: attachments_of(tx, ticket_id).await?,
+            notification_attachments: notification_attachments_of(tx, ticket_id).await?,
+        })
+    }
+
     pub async fn ticket_events(&self, ticket_id: i64) -> Result<Vec<EventView>> {
         events_of(&mut *self.pool.acquire().await?, ticket_id).await
     }

@@ -488,6 +488,20 @@ impl Store {
         }))
     }
 
+    /// Holds the ticket's row until `tx` ends, so that two changes of one ticket on two
+    /// instances are serialised: the second waits here, then reads what the first committed
+    /// (PostgreSQL, READ COMMITTED: each statement sees the latest commit). An UPDATE that
+    /// changes nothing takes the row lock on PostgreSQL the way SELECT … FOR UPDATE does and is
+    /// also valid SQLite, where the transaction already holds the write lock (BEGIN
+    /// IMMEDIATE).
+    pub async fn lock_ticket(tx: &mut Tx, ticket_id: i64) -> Result<()> {
+        sqlx::query("UPDATE ticket SET updated_at = updated_at WHERE ticket_id = $1")
+            .bind(ticket_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     /// A ticket by its reference, inside a transaction.
     pub async fn ticket_by_ref_in(
         tx: &mut Tx,

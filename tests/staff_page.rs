@@ -1,0 +1,239 @@
+//! The staff ticket page (issue 13) against a real `ticketgate serve` with its private
+//! Dovecot and Postfix, in headless Chromium: the signed link read from a real notification in the
+//! staff mailbox opens the whole timeline; a tampered or expired link is a 404; a GET changes
+//! nothing; take and close with a final answer from the page reach the citizen by mail and
+//! their web page says the case is resolved; axe-core finds nothing on the page (also with a
+//! refused form); a staff member removed from the area's staff list is refused.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::browser::Browser;
+use support::gateway::*;
+use support::mail::*;
+use support::mailstack::MailStack;
+use support::web::{cf, link_in, mail_with_photo_and_html, photo, Client};
+use ticketgate::domain::SignedIds;
+use ticketgate::tickets::{staff_page_link, take_link};
+
+const WAIT: Duration = Duration::from_secs(30);
+const PASSWORD: &str = "una-password-lunga-42";
+const ANSWER: &str = "Gentile signora, la buca di via Roma è stata chiusa stamattina.";
+
+/// Submits the form whose action ends with `action` and waits for the next page.
+fn submit(b: &Browser, action: &str) {
+    b.execute("window.__tgOldPage = true;", &[]);
+    b.find(&format!("form[action$=\"{action}\"] button[type=submit]"))
+        .click();
+    let loaded = b.wait_until(WAIT, || {
+        b.execute(
+            "return window.__tgOldPage === undefined && document.readyState === 'complete';",
+            &[],
+        ) == json!(true)
+    });
+    assert!(loaded, "no new page after submitting {action}");
+}
+
+/// Registers the citizen, confirms from the mailed link and signs in (HTTP level).
+fn citizen_signed_in(stack: &MailStack, gw: &Gateway) -> Client {
+    let client = Client::new(gw);
+    let form = client.get("/register");
+    let done = client.post(
+        "/register",
+        &[
+            ("csrf", &form.csrf()),
+            ("first_name", "Anna"),
+            ("last_name", "Verdi"),
+            ("email", CITIZEN),
+            ("fiscal_code", &cf("RSSMRA85T10A562")),
+            ("password", PASSWORD),
+            ("password_confirm", PASSWORD),
+            ("privacy", "yes"),
+        ],
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+    let mail = wait_for_mail(stack, CITIZEN, WAIT, |m| m.contains("/verify?token="));
+    let link = link_in(&mail, "/verify?token=");
+    let page = client.get(&link);
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let confirmed = client.post("/verify", &[("csrf", &page.csrf()), ("token", &token)]);
+    assert_eq!(confirmed.status, 303, "{}", confirmed.body);
+    let form = client.get("/login");
+    let signed = client.post(
+        "/login",
+        &[
+            ("csrf", &form.csrf()),
+            ("email", CITIZEN),
+            ("password", PASSWORD),
+            ("next", "/tickets"),
+        ],
+    );
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    client
+}
+
+#[test]
+fn staff_open_the_ticket_from_the_notification_take_it_and_close_it_with_an_answer_the_citizen_receives(
+) {
+    let stack = MailStack::start();
+    let mut gw = Gateway::start(&stack);
+    let base = format!("http://127.0.0.1:{}", gw.web_port);
+    let jpeg = photo();
+    send(
+        &stack,
+        CITIZEN,
+        &[LAVORI],
+        &mail_with_photo_and_html(CITIZEN, LAVORI, "Buca in via Roma", &jpeg),
+    );
+    let reference = gw.wait_for("the ticket", WAIT, || {
+        gw.tickets()
+            .first()
+            .and_then(|t| t["ref"].as_str().map(str::to_owned))
+    });
+
+    // The link, from the real notification in the staff member's mailbox.
+    let notification = wait_for_mail(&stack, STAFF_LAVORI, WAIT, |m| {
+        subject_and_text(m).1.contains("/staff/tickets/")
+    });
+    let link = link_in(&notification, "/staff/tickets/");
+    assert!(
+        link.starts_with(&format!("{base}/staff/tickets/{reference}?staff=")),
+        "{link}"
+    );
+
+    // Only GETs so far: the ticket is unchanged, however often the page is opened.
+    let http = Client::new(&gw);
+    let page = http.get(&link);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert_eq!(gw.show(&reference)["ticket"]["status"], "received");
+
+    // Every attachment downloads with the citizen page's safe headers, the stored bytes.
+    let href = page
+        .body
+        .split("href=\"")
+        .find(|s| s.starts_with(&format!("/staff/tickets/{reference}/attachments/")))
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no attachment link:\n{}", page.body))
+        .replace("&amp;", "&")
+        .replace("&#38;", "&");
+    let file = http.get(&href);
+    assert_eq!(file.status, 200, "{href}: {}", file.body);
+    assert_eq!(file.bytes, jpeg);
+    assert!(file
+        .header("content-disposition")
+        .is_some_and(|d| d.starts_with("attachment;") && d.contains("buca.jpg")));
+    assert_eq!(file.header("x-content-type-options"), Some("nosniff"));
+
+    // A tampered link, an expired one and a take link's signature: 404, like no ticket.
+    let tampered = with_last_digit_changed(&link);
+    assert_eq!(http.get(&tampered).status, 404);
+    let ids = SignedIds::new(SECRET.as_bytes());
+    let expired = staff_page_link(&ids, &base, &reference, STAFF_LAVORI, 1_000);
+    assert_eq!(http.get(&expired).status, 404);
+    let far = 4_000_000_000_000;
+    let take = take_link(&ids, &base, &reference, STAFF_LAVORI, far);
+    let take_sig = take.split("sig=").nth(1).unwrap();
+    let page_with_take_sig = format!(
+        "{}sig={take_sig}",
+        staff_page_link(&ids, &base, &reference, STAFF_LAVORI, far)
+            .split("sig=")
+            .next()
+            .unwrap()
+    );
+    assert_eq!(http.get(&page_with_take_sig).status, 404);
+    let other_staff = staff_page_link(&ids, &base, &reference, STAFF_AMBIENTE, far);
+    assert_eq!(http.get(&other_staff).status, 403, "not staff of the area");
+    // A form without the CSRF token changes nothing.
+    let (path, query) = link.split_once('?').unwrap();
+    let mut fields: Vec<(String, String)> = query
+        .split('&')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_owned(), v.replace("%40", "@"))
+        })
+        .collect();
+    fields.push(("text".into(), "senza token".into()));
+    let borrowed: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let refused = http.post(&format!("{path}/note"), &borrowed);
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("senza token"), "text kept");
+    assert!(!gw.show(&reference).to_string().contains("senza token"));
+
+    // In the browser: the timeline, then take, a refused note, and the final answer.
+    let b = Browser::start();
+    b.goto(&link);
+    let source = b.source();
+    assert!(source.contains(&reference), "{source}");
+    assert!(source.contains("Buca profonda, vedi foto."), "{source}");
+    assert!(source.contains("Notifica all'ufficio"), "{source}");
+    assert!(
+        b.try_find("main script").is_none(),
+        "the mail's HTML runs nothing"
+    );
+    b.assert_no_axe_violations("staff page");
+
+    submit(&b, "/take");
+    assert!(b.find("#confirmation").text().contains("presa in carico"));
+    assert!(b.current_url().contains("done=take"), "{}", b.current_url());
+    assert_eq!(gw.show(&reference)["ticket"]["status"], "taken");
+
+    submit(&b, "/note");
+    assert!(b.try_find(".error-summary").is_some(), "{}", b.source());
+    assert!(b.try_find("#note-error").is_some());
+    b.assert_no_axe_violations("staff page with a refused note");
+
+    let answer = b.find("#answer");
+    answer.clear();
+    answer.send_keys(ANSWER);
+    assert_eq!(b.find("#close").property("checked"), json!(true));
+    submit(&b, "/answer");
+    assert!(
+        b.find("#confirmation").text().contains("risolta"),
+        "{}",
+        b.source()
+    );
+    b.assert_no_axe_violations("staff page after closing");
+    let shown = gw.show(&reference);
+    assert_eq!(shown["ticket"]["status"], "resolved");
+    let kinds = events(&shown);
+    for kind in ["taken", "staff_reply", "answered", "resolved"] {
+        assert!(kinds.contains(&kind.to_owned()), "{kind}: {kinds:?}");
+    }
+
+    // The citizen gets the answer by mail, and their web page says resolved.
+    let mail = wait_for_mail(&stack, CITIZEN, WAIT, |m| {
+        subject_and_text(m)
+            .1
+            .contains("la buca di via Roma è stata chiusa")
+    });
+    assert!(
+        !mail.contains("/staff/"),
+        "no staff link reaches the citizen"
+    );
+    let citizen = citizen_signed_in(&stack, &gw);
+    let their_page = citizen.get(&format!("/tickets/{reference}"));
+    assert_eq!(their_page.status, 200);
+    assert!(their_page.body.contains("Risolta"), "{}", their_page.body);
+
+    // The staff member leaves the area: restarted with another staff list, the link is refused.
+    gw.config.area("lavori-pubblici").staff = vec!["altro@comune.test".to_owned()];
+    std::fs::write(&gw.config_path, gw.config.to_toml()).expect("write config");
+    gw.restart();
+    let after = Client::new(&gw).get(&link);
+    assert_eq!(after.status, 403, "{}", after.body);
+    assert!(!after.body.contains("Buca profonda"));
+}
+
+/// The link with the last hex digit of its signature changed.
+fn with_last_digit_changed(link: &str) -> String {
+    let mut s = link.to_owned();
+    let last = s.pop().expect("a link");
+    s.push(if last == '0' { '1' } else { '0' });
+    s
+}
