@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use mail_parser::MimeHeaders;
 use serde_json::Value;
 use support::gateway::*;
 use support::mail::*;
@@ -33,6 +34,32 @@ fn reply_as(original: &str, name: &str, from: &str, body: &str) -> Vec<u8> {
          Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
          {body}\r\n\r\nIl giorno gio 26 nov 2026 alle ore 10:00 Comune <{to}> ha scritto:\r\n\r\n{quoted}",
         unique_id()
+    )
+    .into_bytes()
+}
+
+/// A 1×1 PNG, base64, 70 bytes decoded.
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+
+/// [`reply_as`] with the PNG attached as `filename`.
+fn reply_as_with_png(
+    original: &str,
+    name: &str,
+    from: &str,
+    body: &str,
+    filename: &str,
+) -> Vec<u8> {
+    let plain = String::from_utf8(reply_as(original, name, from, body)).expect("utf-8");
+    let (head, text) = plain.split_once("\r\n\r\n").expect("header and body");
+    let head = head.replace(
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit",
+        "Content-Type: multipart/mixed; boundary=\"S\"",
+    );
+    format!(
+        "{head}\r\n\r\n--S\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\n{text}\r\n--S\r\nContent-Type: image/png\r\n\
+         Content-Disposition: attachment; filename=\"{filename}\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{PNG}\r\n--S--\r\n"
     )
     .into_bytes()
 }
@@ -153,11 +180,12 @@ fn two_colleagues_answering_one_notification_give_the_citizen_one_answer_until_t
         &stack,
         LUCIA,
         &[LAVORI],
-        &reply_as(
+        &reply_as_with_png(
             &lucia_note,
             "Lucia Ferri",
             LUCIA,
             &format!("#chiudi\n{lucia_answer}"),
+            "chiusura.png",
         ),
     );
     let notice = wait_text(&stack, LUCIA, &["Answer not sent", &reference]);
@@ -211,6 +239,15 @@ fn two_colleagues_answering_one_notification_give_the_citizen_one_answer_until_t
         &reply_as(&notice, "Lucia Ferri", LUCIA, "#invia"),
     );
     let sent = wait_text(&stack, CITIZEN, &[lucia_answer]);
+    let parsed = mail_parser::MessageParser::default()
+        .parse(sent.as_bytes())
+        .expect("answer parses");
+    let att = parsed
+        .attachments()
+        .next()
+        .expect("the held reply's attachment");
+    assert_eq!(att.attachment_name(), Some("chiusura.png"));
+    assert_eq!(att.contents().len(), 70);
     assert_eq!(
         subject_and_text(&sent).1.replace("\r\n", "\n").trim(),
         lucia_answer

@@ -188,6 +188,16 @@ fn staff_open_the_ticket_from_the_notification_take_it_and_close_it_with_an_answ
     assert!(b.try_find("#note-error").is_some());
     b.assert_no_axe_violations("staff page with a refused note");
 
+    let note = b.find("#note");
+    note.clear();
+    note.send_keys("Sopralluogo fatto, squadra avvisata.");
+    submit(&b, "/note");
+    assert!(b
+        .find("#confirmation")
+        .text()
+        .contains("Nota interna registrata"));
+    assert!(b.source().contains("Sopralluogo fatto, squadra avvisata."));
+
     let answer = b.find("#answer");
     answer.clear();
     answer.send_keys(ANSWER);
@@ -202,7 +212,7 @@ fn staff_open_the_ticket_from_the_notification_take_it_and_close_it_with_an_answ
     let shown = gw.show(&reference);
     assert_eq!(shown["ticket"]["status"], "resolved");
     let kinds = events(&shown);
-    for kind in ["taken", "staff_reply", "answered", "resolved"] {
+    for kind in ["taken", "note", "staff_reply", "answered", "resolved"] {
         assert!(kinds.contains(&kind.to_owned()), "{kind}: {kinds:?}");
     }
 
@@ -220,6 +230,36 @@ fn staff_open_the_ticket_from_the_notification_take_it_and_close_it_with_an_answ
     let their_page = citizen.get(&format!("/tickets/{reference}"));
     assert_eq!(their_page.status, 200);
     assert!(their_page.body.contains("Risolta"), "{}", their_page.body);
+
+    // A second ticket moved to another office from the page: the new office is notified (with
+    // its own link), the citizen told, and the link of the old office no longer opens it.
+    let (_, raw) = citizen_mail(CITIZEN2, LAVORI, "Rifiuti abbandonati", "Sacchi in via Po.");
+    send(&stack, CITIZEN2, &[LAVORI], &raw);
+    let second = gw.wait_for("the second ticket", WAIT, || {
+        gw.tickets()
+            .into_iter()
+            .find(|t| t["subject"] == "Rifiuti abbandonati")
+            .and_then(|t| t["ref"].as_str().map(str::to_owned))
+    });
+    let second_link = staff_page_link(&ids, &base, &second, STAFF_LAVORI, far);
+    b.goto(&second_link);
+    b.find("#area option[value=\"ambiente\"]").click();
+    submit(&b, "/reassign");
+    assert!(b.source().contains("Ambiente"), "{}", b.source());
+    b.assert_no_axe_violations("staff page after a reassignment");
+    let moved = gw.show(&second);
+    assert_eq!(moved["ticket"]["area"], "ambiente");
+    assert!(events(&moved).contains(&"reassigned".to_owned()));
+    let theirs = wait_for_mail(&stack, STAFF_AMBIENTE, WAIT, |m| {
+        let text = subject_and_text(m).1;
+        text.contains(&second) && text.contains("/staff/tickets/")
+    });
+    assert!(link_in(&theirs, "/staff/tickets/").contains("giulia.bianchi%40comune.test"));
+    wait_for_mail(&stack, CITIZEN2, WAIT, |m| {
+        let (subject, text) = subject_and_text(m);
+        subject.contains(&second) && text.contains("ora seguita") && text.contains("Ambiente")
+    });
+    assert_eq!(http.get(&second_link).status, 403);
 
     // The staff member leaves the area: restarted with another staff list, the link is refused.
     gw.config.area("lavori-pubblici").staff = vec!["altro@comune.test".to_owned()];

@@ -87,6 +87,8 @@ impl Pipeline {
             address: author,
             name: author_name,
         } = author;
+        // Serialised with every other change of the ticket (see Store::lock_ticket).
+        Store::lock_ticket(tx, t.ticket_id).await?;
         let now = now_millis();
         // A plain answer implies the office took the ticket.
         let details = Taken::implied(&t.area);

@@ -248,7 +248,6 @@ impl Pipeline {
             })
             .collect();
         let limit = compose::human_size(self.cfg.notifications.max_attachment_bytes);
-        let page_expires = now_millis() + self.cfg.security.staff_link_millis();
         for staff in &area.staff {
             let staff = staff.trim().to_lowercase();
             // Each staff member gets a link in their own name, signed with an expiry.
@@ -259,13 +258,7 @@ impl Pipeline {
                 &staff,
                 expires,
             );
-            let staff_link = staff_page_link(
-                &self.ids,
-                &self.cfg.server.base_url,
-                &t.reference.to_string(),
-                &staff,
-                page_expires,
-            );
+            let staff_link = self.staff_link(t, &staff);
             let text = NotificationText {
                 headline: n.headline,
                 reference: &t.reference.to_string(),
@@ -462,7 +455,20 @@ impl Pipeline {
         self.notify_staff(tx, t, &notification).await
     }
 
-    /// A short notice to one staff member, from the area address of the ticket.
+    /// The signed link to the staff page of `t` for `staff`, valid `security.staff_link_days`
+    /// from now.
+    pub(super) fn staff_link(&self, t: &MessageTicket, staff: &str) -> String {
+        staff_page_link(
+            &self.ids,
+            &self.cfg.server.base_url,
+            &t.reference.to_string(),
+            &staff.trim().to_lowercase(),
+            now_millis() + self.cfg.security.staff_link_millis(),
+        )
+    }
+
+    /// A short notice to one staff member, from the area address of the ticket (with the
+    /// staff page link when they are staff of its office).
     pub(super) async fn notice_to_staff(
         &self,
         tx: &mut Tx,
@@ -476,6 +482,19 @@ impl Pipeline {
             return Ok(());
         };
         let reference: TicketRef = t.reference;
+        // Every mail of the office side carries the staff page link, but only to someone who
+        // may open it: a notice can go to a sender who is not (or no longer) staff there.
+        let with_link;
+        let text = if self.cfg.is_staff_of(to, t.area.as_str()) {
+            with_link = format!(
+                "{}\n\nLa pratica completa (messaggi, allegati, azioni) / the whole case:\n{}\n",
+                text.trim_end(),
+                self.staff_link(t, to)
+            );
+            with_link.as_str()
+        } else {
+            text
+        };
         queue_mail(
             tx,
             &self.ids,

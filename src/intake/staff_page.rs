@@ -58,6 +58,12 @@ impl Pipeline {
     ) -> anyhow::Result<StaffOutcome> {
         let staff = staff.trim().to_lowercase();
         let mut tx = self.store.begin().await?;
+        let Some(found) = Store::ticket_by_ref_in(&mut tx, reference).await? else {
+            return Ok(StaffOutcome::NoTicket);
+        };
+        // Serialised with every other change of the ticket (a colleague's mail, another page):
+        // read again under the row lock, so status and office are the current ones.
+        Store::lock_ticket(&mut tx, found.ticket_id).await?;
         let Some(mut t) = Store::ticket_by_ref_in(&mut tx, reference).await? else {
             return Ok(StaffOutcome::NoTicket);
         };

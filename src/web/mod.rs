@@ -1,5 +1,5 @@
 //! The web server: the citizen pages (front page, account, my tickets), `/healthz`
-//! (database, mailboxes, outbox backlog), `/metrics` (Prometheus) and the staff take link; each part has its
+//! (database, mailboxes, outbox backlog), `/metrics` (Prometheus) and the staff pages; each part has its
 //! own router, merged here under one set of security headers.
 //!
 //! `/metrics` is for the operator: it is served on its own listener (`server.metrics_listen`,
@@ -89,6 +89,45 @@ async fn security_headers(mut response: Response) -> Response {
         HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
     );
     response
+}
+
+/// A stored attachment as a download, with the headers that keep it from running in our
+/// origin (an HTML or SVG "photo" cannot): `Content-Disposition: attachment` with the name in
+/// ASCII and RFC 5987 forms, `nosniff`, and its content type only when it is a well-formed
+/// one (else `application/octet-stream`). The citizen page and the staff page both use it.
+pub fn attachment_download(filename: &str, content_type: &str, bytes: Vec<u8>) -> Response {
+    use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+    let content_type = if content_type.parse::<HeaderValue>().is_ok()
+        && content_type.contains('/')
+        && !content_type.contains(['\r', '\n'])
+    {
+        content_type.to_owned()
+    } else {
+        "application/octet-stream".to_owned()
+    };
+    let ascii_name: String = filename
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ".-_ ".contains(ch) {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let disposition = format!(
+        "attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{}",
+        url_escape(filename)
+    );
+    (
+        [
+            (CONTENT_TYPE, content_type),
+            (CONTENT_DISPOSITION, disposition),
+            (X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        ],
+        bytes,
+    )
+        .into_response()
 }
 
 /// Percent-encodes a URL component: a query value, an RFC 5987 file name (RFC 3986

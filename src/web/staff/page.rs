@@ -9,9 +9,8 @@
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -582,39 +581,9 @@ pub(super) async fn attachment(
         return Err(not_found(&state, &v));
     };
     let bytes = state.attachments.get(&a.sha256).await?;
-    // Always a download, never rendered in our origin: an HTML or SVG "photo" cannot run.
-    let content_type = if a.content_type.parse::<axum::http::HeaderValue>().is_ok()
-        && a.content_type.contains('/')
-        && !a.content_type.contains(['\r', '\n'])
-    {
-        a.content_type.clone()
-    } else {
-        "application/octet-stream".to_owned()
-    };
-    let ascii_name: String = a
-        .filename
-        .chars()
-        .map(|ch| {
-            if ch.is_ascii_alphanumeric() || ".-_ ".contains(ch) {
-                ch
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let disposition = format!(
-        "attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{}",
-        crate::web::url_escape(&a.filename)
-    );
-    Ok(v.finish(
-        (
-            [
-                (CONTENT_TYPE, content_type),
-                (CONTENT_DISPOSITION, disposition),
-                (X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-            ],
-            bytes,
-        )
-            .into_response(),
-    ))
+    Ok(v.finish(crate::web::attachment_download(
+        &a.filename,
+        &a.content_type,
+        bytes,
+    )))
 }
