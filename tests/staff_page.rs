@@ -3,7 +3,8 @@
 //! staff mailbox opens the whole timeline; a tampered or expired link is a 404; a GET changes
 //! nothing; take and close with a final answer from the page reach the citizen by mail and
 //! their web page says the case is resolved; axe-core finds nothing on the page (also with a
-//! refused form); a staff member removed from the area's staff list is refused.
+//! refused form); a note and a reassignment from the page; notices carry the link only to
+//! staff of the ticket's office; a staff member removed from the area's staff list is refused.
 
 mod support;
 
@@ -209,6 +210,7 @@ fn staff_open_the_ticket_from_the_notification_take_it_and_close_it_with_an_answ
         b.source()
     );
     b.assert_no_axe_violations("staff page after closing");
+    b.screenshot_to_target("staff-page-desktop");
     let shown = gw.show(&reference);
     assert_eq!(shown["ticket"]["status"], "resolved");
     let kinds = events(&shown);
@@ -260,6 +262,22 @@ fn staff_open_the_ticket_from_the_notification_take_it_and_close_it_with_an_answ
         subject.contains(&second) && text.contains("ora seguita") && text.contains("Ambiente")
     });
     assert_eq!(http.get(&second_link).status, 403);
+
+    // Notices to staff carry the link too, but only to staff of the ticket's office: mail with
+    // the tag and no signed reference gets each sender a "not forwarded" notice.
+    for (from, to) in [(STAFF_AMBIENTE, AMBIENTE), (STAFF_LAVORI, LAVORI)] {
+        let raw = format!(
+            "From: <{from}>\r\nTo: <{to}>\r\nSubject: Re: [Ticket #{second}] Rifiuti abbandonati\r\n\
+             Message-ID: <{}>\r\n\r\nVisto.\r\n",
+            unique_id()
+        );
+        send(&stack, from, &[to], raw.as_bytes());
+    }
+    let not_forwarded = |m: &str| subject_and_text(m).0.contains("Not forwarded");
+    let theirs = wait_for_mail(&stack, STAFF_AMBIENTE, WAIT, not_forwarded);
+    assert!(subject_and_text(&theirs).1.contains("/staff/tickets/"));
+    let former = wait_for_mail(&stack, STAFF_LAVORI, WAIT, not_forwarded);
+    assert!(!subject_and_text(&former).1.contains("/staff/tickets/"));
 
     // The staff member leaves the area: restarted with another staff list, the link is refused.
     gw.config.area("lavori-pubblici").staff = vec!["altro@comune.test".to_owned()];

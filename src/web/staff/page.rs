@@ -252,7 +252,12 @@ pub(super) async fn render_page(
     let page = StaffPage {
         status: status_label(&c, ticket.status),
         status_word: ticket.status.as_str().to_owned(),
-        kind: ticket.kind.as_str().to_owned(),
+        kind: if c.en {
+            ticket.kind.english()
+        } else {
+            ticket.kind.as_str()
+        }
+        .to_owned(),
         area: area_name(state, ticket.area.as_str()),
         channel: channel_label(&c, ticket),
         site: state.cfg.server.site_name.clone(),
