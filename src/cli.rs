@@ -501,6 +501,7 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
         events,
         messages,
         attachments,
+        notification_attachments,
     } = store.ticket_timeline(t.ticket_id).await?;
     // Why a PEC ticket is not certified: said by its `received` event (docs/design-notes.md,
     // "Fuzzing, PEC certification, plaintext transports").
@@ -518,6 +519,7 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                     .map(|m| {
                         json::Message::new(m, m.kind.role(m.direction))
                             .with_held(&events, m.message_id)
+                            .with_attachments(m, &attachments, &notification_attachments)
                     })
                     .collect(),
                 ticket: json::Ticket {

@@ -55,6 +55,8 @@ pub struct Config {
     pub tickets: TicketsConfig,
     #[serde(default)]
     pub outbox: OutboxConfig,
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
     #[serde(default, rename = "mailbox")]
     pub mailboxes: Vec<MailboxConfig>,
     #[serde(default, rename = "area")]
@@ -316,6 +318,35 @@ const MAX_ATTACHMENTS_LIMIT: u32 = 10_000;
 fn default_acks_per_hour() -> u32 {
     10
 }
+
+/// What the staff notifications carry (issue 13).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// Total decoded size of the citizen's attachments one notification carries; the files
+    /// that do not fit are listed with their size and a link to the staff ticket page. Most
+    /// office mail servers refuse mail over 20–25 MB, and base64 makes a file a third
+    /// larger: 15 MiB of files is a mail of about 20.5 MB. `0` attaches nothing.
+    #[serde(default = "default_max_attachment_bytes")]
+    pub max_attachment_bytes: u64,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        NotificationsConfig {
+            max_attachment_bytes: default_max_attachment_bytes(),
+        }
+    }
+}
+
+fn default_max_attachment_bytes() -> u64 {
+    15 * 1024 * 1024
+}
+/// Above this `notifications.max_attachment_bytes` is refused: no mail server takes 1 GiB.
+const MAX_ATTACHMENT_BYTES_LIMIT: u64 = 1024 * 1024 * 1024;
+/// Above this `notifications.max_attachment_bytes` is warned about: the base64 mail would
+/// pass 25 MB, which most office servers refuse.
+const ATTACHMENT_BYTES_WARNING: u64 = 18 * 1024 * 1024;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -669,6 +700,16 @@ impl Config {
                 "must be at least 1024".into(),
             );
         }
+        if self.notifications.max_attachment_bytes > MAX_ATTACHMENT_BYTES_LIMIT {
+            err(
+                "notifications.max_attachment_bytes".into(),
+                format!(
+                    "{} is more than {MAX_ATTACHMENT_BYTES_LIMIT} (1 GiB); most office mail \
+                     servers refuse mail over 20-25 MB (default 15728640, 0 attaches nothing)",
+                    self.notifications.max_attachment_bytes
+                ),
+            );
+        }
         if !(1..=MAX_ATTACHMENTS_LIMIT).contains(&self.tickets.max_attachments) {
             err(
                 "tickets.max_attachments".into(),
@@ -837,6 +878,16 @@ impl Config {
             warn(
                 "area".into(),
                 "no [[area]] configured: every message will be quarantined".into(),
+            );
+        }
+        let attach = self.notifications.max_attachment_bytes;
+        if attach > ATTACHMENT_BYTES_WARNING && attach <= MAX_ATTACHMENT_BYTES_LIMIT {
+            warn(
+                "notifications.max_attachment_bytes".into(),
+                format!(
+                    "{attach}: encoded in base64 a notification would pass 25 MB, which most \
+                     office mail servers refuse (the default is 15728640, 15 MiB)"
+                ),
             );
         }
         if self.mailboxes.is_empty() {
@@ -1318,6 +1369,48 @@ mod tests {
             .map(|p| p.key)
             .collect();
         assert_eq!(errors, ["security.secret"]);
+    }
+
+    #[test]
+    fn the_notification_attachment_budget_defaults_to_15_mib_and_a_bad_one_is_named() {
+        let cfg = Config::from_toml_str(GOOD).expect("parses");
+        assert_eq!(cfg.notifications.max_attachment_bytes, 15_728_640);
+        let zero = format!("{GOOD}\n[notifications]\nmax_attachment_bytes = 0\n");
+        let cfg = Config::from_toml_str(&zero).expect("parses");
+        assert_eq!(cfg.notifications.max_attachment_bytes, 0);
+        let keys = |text: &str, severity: Severity| -> Vec<String> {
+            Config::check_toml_str(text)
+                .problems
+                .into_iter()
+                .filter(|p| p.severity == severity)
+                .map(|p| p.key)
+                .collect()
+        };
+        assert!(keys(&zero, Severity::Error).is_empty());
+        let huge = format!("{GOOD}\n[notifications]\nmax_attachment_bytes = 2000000000\n");
+        assert_eq!(
+            keys(&huge, Severity::Error),
+            ["notifications.max_attachment_bytes"]
+        );
+        let large = format!("{GOOD}\n[notifications]\nmax_attachment_bytes = 26214400\n");
+        assert!(keys(&large, Severity::Warning)
+            .contains(&"notifications.max_attachment_bytes".to_owned()));
+        for bad in ["-1", "\"15MB\"", "1.5"] {
+            let text = format!("{GOOD}\n[notifications]\nmax_attachment_bytes = {bad}\n");
+            let errors = keys(&text, Severity::Error);
+            assert!(
+                errors.iter().any(|k| k.contains("max_attachment_bytes")),
+                "{bad}: {errors:?}"
+            );
+        }
+        let unknown = format!("{GOOD}\n[notifications]\nmax_attachments_bytes = 1\n");
+        assert!(
+            keys(&unknown, Severity::Error)
+                .iter()
+                .any(|k| k.contains("max_attachments_bytes")),
+            "{:?}",
+            keys(&unknown, Severity::Error)
+        );
     }
 
     #[test]

@@ -825,6 +825,8 @@ async fn a_ticket_with_its_message_attachments_and_events_reads_back_through_the
         // Over 4 GiB: sizes are BIGINT everywhere.
         size: 5_000_000_000,
         sha256: "f0f0",
+        content_id: Some("foto.1@citizen.test"),
+        inline: true,
     };
     Store::insert_attachment(&mut tx, message_id, Some(ticket_id), &photo)
         .await
@@ -834,6 +836,8 @@ async fn a_ticket_with_its_message_attachments_and_events_reads_back_through_the
         content_type: "application/pdf",
         size: 1234,
         sha256: "0d0d",
+        content_id: None,
+        inline: false,
     };
     Store::insert_attachment(&mut tx, message_id, Some(ticket_id), &pdf)
         .await
@@ -914,8 +918,15 @@ async fn a_ticket_with_its_message_attachments_and_events_reads_back_through_the
     assert_eq!(attachments[0].content_type, "image/jpeg");
     assert_eq!(attachments[0].size, 5_000_000_000);
     assert_eq!(attachments[0].sha256, "f0f0");
+    assert_eq!(
+        attachments[0].content_id.as_deref(),
+        Some("foto.1@citizen.test")
+    );
+    assert!(attachments[0].inline);
     assert_eq!(attachments[1].filename, "pianta.pdf");
     assert_eq!(attachments[1].size, 1234);
+    assert_eq!(attachments[1].content_id, None);
+    assert!(!attachments[1].inline);
 
     let messages = s.ticket_messages(ticket_id).await.unwrap();
     assert_eq!(messages.len(), 1);
@@ -1244,6 +1255,8 @@ async fn text_with_nul_characters_from_untrusted_mail_is_stored_on_both_backends
         content_type: "image/jpeg\0",
         size: 1,
         sha256: "00",
+        content_id: Some("id\0"),
+        inline: false,
     };
     Store::insert_attachment(&mut tx, message_id, Some(ticket_id), &a)
         .await

@@ -12,9 +12,11 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::domain::{rfc3339, EventKind};
+use crate::domain::{rfc3339, EventKind, MessageKind};
 use crate::mail::summary::HeaderSummary;
-use crate::store::{AttachmentView, EventView, MessageView, QuarantineView, TicketView};
+use crate::store::{
+    AttachmentView, EventView, MessageView, NotificationAttachment, QuarantineView, TicketView,
+};
 
 /// One ticket: an element of `ticket list`, and the `ticket` of `ticket show`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,6 +78,19 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub at: String,
+    /// The files that came with this message (issue 13): a citizen's report or follow-up, a
+    /// staff answer's files. Empty for the rest.
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    /// Notifications only (null otherwise): the ticket's attachments this notification did
+    /// not carry because they did not fit `notifications.max_attachment_bytes` (listed in
+    /// its text with their size and a link).
+    #[serde(default)]
+    pub attachments_not_carried: Option<Vec<NotCarried>>,
+    /// Notifications only (null otherwise): the sha256 of each attachment it carried as a
+    /// MIME part, in the order of the parts.
+    #[serde(default)]
+    pub carried_attachments: Option<Vec<String>>,
     /// Outbound only: the outbox row sending it.
     pub delivery: Option<Delivery>,
     /// `in` or `out`.
@@ -131,7 +146,21 @@ pub struct Pec {
 /// One attachment of a ticket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attachment {
+    /// The part's Content-ID without `<>`, when it had one (issue 13).
+    #[serde(default)]
+    pub content_id: Option<String>,
     pub content_type: String,
+    pub filename: String,
+    /// Shown inside the citizen's mail (an HTML mail's image) rather than as a file.
+    #[serde(default)]
+    pub inline: bool,
+    pub sha256: String,
+    pub size: i64,
+}
+
+/// An attachment a notification only listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotCarried {
     pub filename: String,
     pub sha256: String,
     pub size: i64,
@@ -241,6 +270,9 @@ impl Message {
         });
         Message {
             at: rfc3339(m.at),
+            attachments: Vec::new(),
+            attachments_not_carried: None,
+            carried_attachments: None,
             delivery,
             direction: m.direction.to_string(),
             from: m.from_addr.clone(),
@@ -260,6 +292,43 @@ impl Message {
 }
 
 impl Message {
+    /// Adds what `files` and `links` (the whole ticket's) say about message `m`: its own
+    /// files, and for a notification which of the ticket's files it carried.
+    pub fn with_attachments(
+        mut self,
+        m: &MessageView,
+        files: &[AttachmentView],
+        links: &[NotificationAttachment],
+    ) -> Message {
+        self.attachments = files
+            .iter()
+            .filter(|a| a.message_id == m.message_id)
+            .map(Attachment::from)
+            .collect();
+        if m.kind == MessageKind::Notification {
+            let mut carried = Vec::new();
+            let mut not_carried = Vec::new();
+            let offered = links.iter().filter(|l| l.message_id == m.message_id);
+            for link in offered {
+                let Some(a) = files.iter().find(|a| a.attachment_id == link.attachment_id) else {
+                    continue;
+                };
+                if link.carried {
+                    carried.push(a.sha256.clone());
+                } else {
+                    not_carried.push(NotCarried {
+                        filename: a.filename.clone(),
+                        sha256: a.sha256.clone(),
+                        size: a.size,
+                    });
+                }
+            }
+            self.carried_attachments = Some(carried);
+            self.attachments_not_carried = Some(not_carried);
+        }
+        self
+    }
+
     /// Marks the message held when `events` hold it (`answer_held` naming it) and no
     /// `held_answer_sent` sent it after all.
     pub fn with_held(mut self, events: &[EventView], message_id: i64) -> Message {
@@ -281,8 +350,10 @@ impl Message {
 impl From<&AttachmentView> for Attachment {
     fn from(a: &AttachmentView) -> Attachment {
         Attachment {
+            content_id: a.content_id.clone(),
             content_type: a.content_type.clone(),
             filename: a.filename.clone(),
+            inline: a.inline,
             sha256: a.sha256.clone(),
             size: a.size,
         }
@@ -343,8 +414,10 @@ mod tests {
     fn show() -> TicketShow {
         TicketShow {
             attachments: vec![Attachment {
+                content_id: Some("buca@citizen.test".into()),
                 content_type: "image/png".into(),
                 filename: "buca.png".into(),
+                inline: true,
                 sha256: "ab".into(),
                 size: 3,
             }],
@@ -356,6 +429,13 @@ mod tests {
             }],
             messages: vec![Message {
                 at: rfc3339(3),
+                attachments: Vec::new(),
+                attachments_not_carried: Some(vec![NotCarried {
+                    filename: "video.mp4".into(),
+                    sha256: "cd".into(),
+                    size: 30_000_000,
+                }]),
+                carried_attachments: Some(vec!["ab".into()]),
                 delivery: Some(Delivery {
                     attempts: Some(1),
                     sent_at: None,

@@ -99,6 +99,9 @@ impl Pipeline {
                 filename: a.filename,
                 content_type: a.content_type,
                 bytes: a.bytes,
+                // The answer to the citizen is text only: every file goes as a file.
+                content_id: None,
+                inline: false,
             })
             .collect();
         let answer_id = self.answer_citizen(tx, t, text.trim(), &out).await?;
@@ -118,6 +121,8 @@ impl Pipeline {
                     content_type: a.content_type,
                     size: a.bytes.len() as u64,
                     sha256: sha,
+                    content_id: None,
+                    inline: false,
                 },
             )
             .await?;

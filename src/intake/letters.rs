@@ -3,6 +3,8 @@
 //! failed, a bounce). Each is composed from a template under `templates/mail/` and queued in
 //! the caller's transaction; nothing here sends.
 
+use std::borrow::Cow;
+
 use anyhow::Context;
 use askama::Template;
 
@@ -16,7 +18,9 @@ use crate::mail::compose::{
 use crate::mail::parse::InboundMail;
 use crate::mail::route::RoutedArea;
 use crate::outbound::queue::{queue_mail, Queued};
-use crate::store::{now_millis, HistoryEntry, MessageTicket, NewMessage, Store, Tx};
+use crate::store::{
+    now_millis, raw_sha256_hex, AttachmentView, HistoryEntry, MessageTicket, NewMessage, Store, Tx,
+};
 use crate::tickets::{staff_page_link, take_link, TAKE_LINK_VALIDITY_MILLIS};
 
 /// What one staff notification says about its ticket, besides the ticket's own fields.
@@ -27,14 +31,51 @@ pub(super) struct Notification<'a> {
     /// The subject and text of the message the notification is about.
     pub subject: &'a str,
     pub text: &'a str,
-    /// (file name, human size) of each attachment, as listed in the notification.
-    pub attachments: &'a [(String, String)],
+    /// The citizen's files this notification offers (issue 13): carried as attachments
+    /// while they fit `notifications.max_attachment_bytes`, else listed with a link.
+    pub files: &'a Offered<'a>,
+    /// Attachments over `tickets.max_attachments` left in the raw message, or 0.
+    pub not_extracted: usize,
     /// The other offices the report was addressed to, comma-separated, or "".
     pub also_areas: &'a str,
     /// The ticket's kind, or "" when the notification does not name it.
     pub kind: &'a str,
     /// The ticket's history as text (a reassigned ticket), or "".
     pub history: &'a str,
+}
+
+/// The ticket's files a notification offers, as stored, and the bytes of those already in
+/// memory (the mail just parsed): the rest are read from the attachment store.
+#[derive(Debug, Default)]
+pub(super) struct Offered<'a> {
+    /// In the citizen's order.
+    pub files: Vec<AttachmentView>,
+    /// (sha256, bytes) of files at hand.
+    pub at_hand: Vec<(&'a str, &'a [u8])>,
+}
+
+impl<'a> Offered<'a> {
+    /// The files stored with message `message_id` of `mail`, whose bytes are at hand:
+    /// `stored` pairs each index into `mail.attachments` with its sha256.
+    pub(super) async fn of_message(
+        tx: &mut Tx,
+        message_id: i64,
+        mail: &'a InboundMail,
+        stored: &'a [(usize, String)],
+    ) -> anyhow::Result<Offered<'a>> {
+        let files = Store::message_attachments(tx, message_id).await?;
+        let at_hand = stored
+            .iter()
+            .filter_map(|(i, sha)| Some((sha.as_str(), mail.attachments.get(*i)?.bytes.as_slice())))
+            .collect();
+        Ok(Offered { files, at_hand })
+    }
+}
+
+/// One offered file with what the notification does with it: its bytes when it is carried.
+struct Offer<'a> {
+    file: &'a AttachmentView,
+    bytes: Option<Cow<'a, [u8]>>,
 }
 
 /// Whom an acknowledgment greets and how it threads.
@@ -48,6 +89,53 @@ pub(super) struct AckFor<'a> {
 }
 
 impl Pipeline {
+    /// The offered files, the ones that fit with their bytes: read once for all the staff
+    /// members (never once each), borrowed from the parsed mail when it is at hand. A file
+    /// that cannot be read from storage is listed rather than carried, never a reason to
+    /// lose the notification.
+    async fn load_offers<'a>(&self, offered: &'a Offered<'a>) -> Vec<Offer<'a>> {
+        let sizes: Vec<u64> = offered
+            .files
+            .iter()
+            .map(|f| u64::try_from(f.size).unwrap_or(u64::MAX))
+            .collect();
+        let fits = compose::fit_attachments(&sizes, self.cfg.notifications.max_attachment_bytes);
+        let mut offers = Vec::with_capacity(offered.files.len());
+        for (file, fits) in offered.files.iter().zip(fits) {
+            let bytes = if !fits {
+                None
+            } else if let Some((_, b)) = offered.at_hand.iter().find(|(sha, _)| *sha == file.sha256)
+            {
+                Some(Cow::Borrowed(*b))
+            } else {
+                match self.attachments.get(&file.sha256).await {
+                    // The notification's part must be the stored file: a damaged copy in
+                    // storage.dir is listed, never sent under the stored name and hash.
+                    Ok(b) if raw_sha256_hex(&b) == file.sha256 => Some(Cow::Owned(b)),
+                    Ok(_) => {
+                        tracing::warn!(
+                            attachment_id = file.attachment_id,
+                            sha256 = %file.sha256,
+                            "an attachment in storage no longer has its sha256: listed, not carried"
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            attachment_id = file.attachment_id,
+                            sha256 = %file.sha256,
+                            error = %format!("{e:#}"),
+                            "an attachment could not be read for a notification: listed, not carried"
+                        );
+                        None
+                    }
+                }
+            };
+            offers.push(Offer { file, bytes });
+        }
+        offers
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn acknowledge(
         &self,
@@ -132,6 +220,34 @@ impl Pipeline {
         let mail_subject = compose::tagged_subject(prefix, &t.reference.to_string(), &t.subject);
         let received_at = rfc3339(now_millis());
         let expires = now_millis() + TAKE_LINK_VALIDITY_MILLIS;
+        // Read once here, borrowed by each staff member's mail below: the bytes of one
+        // composed notification live only until it is stored (docs/design-notes.md,
+        // "Attachments reach the office").
+        let offers = self.load_offers(n.files).await;
+        let listed = |carried: bool| -> Vec<(String, String)> {
+            offers
+                .iter()
+                .filter(|o| o.bytes.is_some() == carried)
+                .map(|o| {
+                    let size = u64::try_from(o.file.size).unwrap_or_default();
+                    (o.file.filename.clone(), compose::human_size(size))
+                })
+                .collect()
+        };
+        let (carried_list, not_carried_list) = (listed(true), listed(false));
+        let parts: Vec<OutAttachment<'_>> = offers
+            .iter()
+            .filter_map(|o| {
+                Some(OutAttachment {
+                    filename: &o.file.filename,
+                    content_type: &o.file.content_type,
+                    bytes: o.bytes.as_deref()?,
+                    content_id: o.file.content_id.as_deref(),
+                    inline: o.file.inline,
+                })
+            })
+            .collect();
+        let limit = compose::human_size(self.cfg.notifications.max_attachment_bytes);
         for staff in &area.staff {
             let staff = staff.trim().to_lowercase();
             // Each staff member gets a link in their own name, signed with an expiry.
@@ -158,13 +274,18 @@ impl Pipeline {
                 kind_it: n.kind,
                 subject: n.subject,
                 text: n.text,
-                attachments: n.attachments.to_vec(),
+                attachments: carried_list.clone(),
+                not_carried: not_carried_list.clone(),
+                attachment_limit: &limit,
+                // The staff ticket page lists every file for download.
+                files_link: &staff_link,
+                not_extracted: n.not_extracted,
                 history: n.history,
                 take_link: &take_link,
                 staff_link: &staff_link,
             }
             .render()?;
-            queue_mail(
+            let notification_id = queue_mail(
                 tx,
                 &self.ids,
                 &Queued {
@@ -179,11 +300,20 @@ impl Pipeline {
                     references: Vec::new(),
                     auto_replied: false,
                     text: &text,
-                    attachments: Vec::new(),
+                    attachments: parts.clone(),
                     transport: Transport::Smtp,
                 },
             )
             .await?;
+            for o in &offers {
+                Store::link_notification_attachment(
+                    tx,
+                    notification_id,
+                    o.file.attachment_id,
+                    o.bytes.is_some(),
+                )
+                .await?;
+            }
         }
         Ok(())
     }
@@ -307,11 +437,17 @@ impl Pipeline {
             .unwrap_or_default();
         let headline = format!("Pratica assegnata al vostro ufficio da {previous_area}:");
         let history = render_history(&history);
+        // The new office has seen none of the citizen's files: all of them, from storage.
+        let files = Offered {
+            files: Store::citizen_attachments(tx, t.ticket_id).await?,
+            at_hand: Vec::new(),
+        };
         let notification = Notification {
             headline: &headline,
             subject: &t.subject,
             text: &first_text,
-            attachments: &[],
+            files: &files,
+            not_extracted: 0,
             also_areas: "",
             kind: t.kind.as_str(),
             history: &history,

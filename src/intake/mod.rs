@@ -56,7 +56,7 @@ use crate::store::{
 };
 use askama::Template;
 use classify::{classify, Arrival, Decision, Referenced, Rules};
-use letters::Notification;
+use letters::{Notification, Offered};
 use pec::{PecFacts, ReceiptWork};
 use secrecy::ExposeSecret;
 
@@ -789,6 +789,8 @@ impl Pipeline {
                         content_type: &a.content_type,
                         size: a.bytes.len() as u64,
                         sha256: sha,
+                        content_id: a.content_id.as_deref(),
+                        inline: a.inline,
                     },
                 )
                 .await?;
@@ -1070,23 +1072,7 @@ impl Pipeline {
                 Store::insert_event(tx, ticket_id, &withheld, "system", now).await?
             }
         }
-        let mut attachment_list: Vec<(String, String)> = mail
-            .attachments
-            .iter()
-            .map(|a| {
-                (
-                    a.filename.clone(),
-                    compose::human_size(a.bytes.len() as u64),
-                )
-            })
-            .collect();
-        if ctx.not_extracted > 0 {
-            let n = ctx.not_extracted;
-            attachment_list.push((
-                format!("altri {n} allegati non estratti, conservati nel messaggio originale"),
-                format!("{n} more attachments not extracted, kept in the original message"),
-            ));
-        }
+        let files = Offered::of_message(tx, message_id, mail, ctx.stored).await?;
         let headline = match (&on_behalf, registered) {
             (Some(b), Some(r)) => format!(
                 "Nuova pratica ({}, registrata da {}{}):",
@@ -1115,7 +1101,8 @@ impl Pipeline {
                 headline: &headline,
                 subject: &mail.subject,
                 text: report_text,
-                attachments: &attachment_list,
+                files: &files,
+                not_extracted: ctx.not_extracted,
                 also_areas: &also_areas,
                 kind: kind.as_str(),
                 history: "",

@@ -6,7 +6,7 @@ use super::answer::{
     answered_first, held_for_notice, held_sent_at, sent_answers, AnswerAttachment, AnswerAuthor,
     AnswerOptions, SentAnswer,
 };
-use super::letters::Notification;
+use super::letters::{Notification, Offered};
 use super::{Ctx, Outcome, Pipeline};
 use crate::domain::event::{self, EventKind, Taken};
 use crate::domain::{AreaSlug, Direction, MessageKind, TicketKind};
@@ -512,28 +512,20 @@ impl Pipeline {
         from_addr: &str,
     ) -> anyhow::Result<Outcome> {
         let follow_up = EventKind::FollowUp(event::OfMessage::default());
-        self.record_message(tx, ctx, t, MessageKind::FollowUp, follow_up, from_addr)
+        let message_id = self
+            .record_message(tx, ctx, t, MessageKind::FollowUp, follow_up, from_addr)
             .await?;
         let now = now_millis();
         // The office is told about the ticket as it was when the citizen wrote.
         tickets::reopen(tx, &mut t.clone(), from_addr, now).await?;
         let text = strip_reply(&ctx.mail.text);
-        let attachments: Vec<(String, String)> = ctx
-            .mail
-            .attachments
-            .iter()
-            .map(|a| {
-                (
-                    a.filename.clone(),
-                    crate::mail::compose::human_size(a.bytes.len() as u64),
-                )
-            })
-            .collect();
+        let files = Offered::of_message(tx, message_id, ctx.mail, ctx.stored).await?;
         let notification = Notification {
             headline: "Nuovo messaggio del cittadino sulla pratica",
             subject: &ctx.mail.subject,
             text: &text,
-            attachments: &attachments,
+            files: &files,
+            not_extracted: ctx.not_extracted,
             also_areas: "",
             kind: "",
             history: "",

@@ -61,7 +61,17 @@ pub struct Attachment {
     pub content_type: String,
     /// The decoded content. Text parts come out of mail-parser already converted to UTF-8.
     pub bytes: Vec<u8>,
+    /// The part's `Content-ID` without the angle brackets (what an HTML body's `cid:` URLs
+    /// name), when it has a usable one: printable ASCII without spaces or `<>`, at most
+    /// [`MAX_CONTENT_ID_BYTES`].
+    pub content_id: Option<String>,
+    /// Shown inside the message rather than as a file: `Content-Disposition: inline`, or no
+    /// disposition and a `Content-ID` (the images of an HTML mail in `multipart/related`).
+    pub inline: bool,
 }
+
+/// Longest `Content-ID` kept, in bytes (RFC 5322 gives no bound; ours are ~60).
+pub const MAX_CONTENT_ID_BYTES: usize = 250;
 
 impl fmt::Debug for Attachment {
     // The bytes can be megabytes: show their size, not their content.
@@ -70,6 +80,8 @@ impl fmt::Debug for Attachment {
             .field("filename", &self.filename)
             .field("content_type", &self.content_type)
             .field("bytes", &self.bytes.len())
+            .field("content_id", &self.content_id)
+            .field("inline", &self.inline)
             .finish()
     }
 }

@@ -28,8 +28,8 @@ pub use outbox::{Attempt, DueOutbox, OutboxBacklog, OutboxItem, OutboxLease};
 pub use pec::{InboundPec, ReceiptEffect};
 pub use raw::{sha256_hex as raw_sha256_hex, RawIn, RawRow};
 pub use read::{
-    AttachmentView, EventView, MessageView, QuarantineDrop, QuarantineView, TicketTimeline,
-    TicketView, QUARANTINE_HEAD_BYTES,
+    AttachmentView, EventView, MessageView, NotificationAttachment, QuarantineDrop, QuarantineView,
+    TicketTimeline, TicketView, QUARANTINE_HEAD_BYTES,
 };
 pub use tickets::{
     HistoryEntry, MessageTicket, NewAttachment, NewMessage, NewTicket, OurMessage, TicketText,

@@ -88,6 +88,34 @@ pub struct AttachmentView {
     pub content_type: String,
     pub size: i64,
     pub sha256: String,
+    /// The part's Content-ID without `<>` (migration 0010; none before it).
+    pub content_id: Option<String>,
+    /// Shown inside the citizen's mail (an HTML mail's image), not as a file.
+    pub inline: bool,
+}
+
+/// One attachment a notification offered (migration 0010): carried as a MIME part, or
+/// listed with its size and a link because it did not fit `notifications.max_attachment_bytes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationAttachment {
+    /// The notification.
+    pub message_id: i64,
+    pub attachment_id: i64,
+    pub carried: bool,
+}
+
+/// An attachment row read by column name.
+pub(super) fn attachment_from_row(r: &AnyRow) -> Result<AttachmentView> {
+    Ok(AttachmentView {
+        attachment_id: r.try_get("attachment_id")?,
+        message_id: r.try_get("message_id")?,
+        filename: r.try_get("filename")?,
+        content_type: r.try_get("content_type")?,
+        size: r.try_get("size")?,
+        sha256: r.try_get("sha256")?,
+        content_id: r.try_get("content_id")?,
+        inline: r.try_get::<i64, _>("inline")? != 0,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -242,6 +270,7 @@ impl Store {
             events: events_of(&mut tx, ticket_id).await?,
             messages: messages_of(&mut tx, ticket_id).await?,
             attachments: attachments_of(&mut tx, ticket_id).await?,
+            notification_attachments: notification_attachments_of(&mut tx, ticket_id).await?,
         };
         tx.commit().await?;
         Ok(history)
@@ -255,6 +284,7 @@ impl Store {
             events: events_of(tx, ticket_id).await?,
             messages: messages_of(tx, ticket_id).await?,
             attachments: attachments_of(tx, ticket_id).await?,
+            notification_attachments: notification_attachments_of(tx, ticket_id).await?,
         })
     }
 
@@ -277,6 +307,8 @@ pub struct TicketTimeline {
     pub events: Vec<EventView>,
     pub messages: Vec<MessageView>,
     pub attachments: Vec<AttachmentView>,
+    /// Which attachments each notification carried or only listed (migration 0010).
+    pub notification_attachments: Vec<NotificationAttachment>,
 }
 
 async fn events_of(conn: &mut AnyConnection, ticket_id: i64) -> Result<Vec<EventView>> {
@@ -348,21 +380,33 @@ async fn messages_of(conn: &mut AnyConnection, ticket_id: i64) -> Result<Vec<Mes
 
 async fn attachments_of(conn: &mut AnyConnection, ticket_id: i64) -> Result<Vec<AttachmentView>> {
     let rows = sqlx::query(
-        "SELECT attachment_id, message_id, filename, content_type, size, sha256 \
-             FROM attachment WHERE ticket_id = $1 ORDER BY attachment_id",
+        "SELECT attachment_id, message_id, filename, content_type, size, sha256, content_id, \
+             inline FROM attachment WHERE ticket_id = $1 ORDER BY attachment_id",
+    )
+    .bind(ticket_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(attachment_from_row).collect()
+}
+
+async fn notification_attachments_of(
+    conn: &mut AnyConnection,
+    ticket_id: i64,
+) -> Result<Vec<NotificationAttachment>> {
+    let rows = sqlx::query(
+        "SELECT n.message_id, n.attachment_id, n.carried FROM notification_attachment n \
+             JOIN message m ON m.message_id = n.message_id \
+             WHERE m.ticket_id = $1 ORDER BY n.message_id, n.attachment_id",
     )
     .bind(ticket_id)
     .fetch_all(&mut *conn)
     .await?;
     rows.iter()
         .map(|r| {
-            Ok(AttachmentView {
-                attachment_id: r.try_get("attachment_id")?,
+            Ok(NotificationAttachment {
                 message_id: r.try_get("message_id")?,
-                filename: r.try_get("filename")?,
-                content_type: r.try_get("content_type")?,
-                size: r.try_get("size")?,
-                sha256: r.try_get("sha256")?,
+                attachment_id: r.try_get("attachment_id")?,
+                carried: r.try_get::<i64, _>("carried")? != 0,
             })
         })
         .collect()

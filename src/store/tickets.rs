@@ -6,7 +6,8 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{nul_free, parsed, Result, Store, Tx};
+use super::read::attachment_from_row;
+use super::{nul_free, parsed, AttachmentView, Result, Store, Tx};
 use crate::domain::{
     AreaSlug, Direction, EmailAddress, EventKind, MessageKind, TicketKind, TicketRef, TicketStatus,
 };
@@ -61,6 +62,10 @@ pub struct NewAttachment<'a> {
     pub content_type: &'a str,
     pub size: u64,
     pub sha256: &'a str,
+    /// The part's Content-ID, without `<>` (migration 0010).
+    pub content_id: Option<&'a str>,
+    /// Shown inside the mail (an HTML mail's image) rather than as a file.
+    pub inline: bool,
 }
 
 /// The ticket a message of ours belongs to.
@@ -297,8 +302,8 @@ impl Store {
         a: &NewAttachment<'_>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO attachment (message_id, ticket_id, filename, content_type, size, sha256) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO attachment (message_id, ticket_id, filename, content_type, size, sha256, \
+             content_id, inline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(message_id)
         .bind(ticket_id)
@@ -306,6 +311,56 @@ impl Store {
         .bind(nul_free(a.content_type))
         .bind(i64::try_from(a.size).unwrap_or(i64::MAX))
         .bind(nul_free(a.sha256))
+        .bind(a.content_id.map(nul_free))
+        .bind(i64::from(a.inline))
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The attachments of one message, in the order they were stored (the mail's order).
+    pub async fn message_attachments(tx: &mut Tx, message_id: i64) -> Result<Vec<AttachmentView>> {
+        let rows = sqlx::query(
+            "SELECT attachment_id, message_id, filename, content_type, size, sha256, \
+                 content_id, inline FROM attachment WHERE message_id = $1 ORDER BY attachment_id",
+        )
+        .bind(message_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        rows.iter().map(attachment_from_row).collect()
+    }
+
+    /// What the citizen sent on a ticket (the report and each follow-up), oldest first: what a
+    /// newly assigned office is sent.
+    pub async fn citizen_attachments(tx: &mut Tx, ticket_id: i64) -> Result<Vec<AttachmentView>> {
+        let rows = sqlx::query(
+            "SELECT a.attachment_id, a.message_id, a.filename, a.content_type, a.size, \
+                 a.sha256, a.content_id, a.inline FROM attachment a \
+                 JOIN message m ON m.message_id = a.message_id \
+                 WHERE a.ticket_id = $1 AND m.direction = 'in' \
+                 AND m.kind IN ('report', 'follow_up') ORDER BY a.attachment_id",
+        )
+        .bind(ticket_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        rows.iter().map(attachment_from_row).collect()
+    }
+
+    /// Records that notification `message_id` carried (or, `carried` false, only listed)
+    /// attachment `attachment_id`.
+    pub async fn link_notification_attachment(
+        tx: &mut Tx,
+        message_id: i64,
+        attachment_id: i64,
+        carried: bool,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO notification_attachment (message_id, attachment_id, carried) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(message_id)
+        .bind(attachment_id)
+        .bind(i64::from(carried))
         .execute(&mut **tx)
         .await?;
         Ok(())

@@ -5,7 +5,7 @@
 use mail_parser::{Encoding, Message, MessagePart, MimeHeaders, PartType};
 
 use super::body::{decoded_text, orphan_body_id, recovered_bytes};
-use super::Attachment;
+use super::{Attachment, MAX_CONTENT_ID_BYTES};
 
 /// Longest attachment file name kept, in bytes (ext4 and most file systems stop at 255).
 pub(super) const MAX_FILENAME_BYTES: usize = 200;
@@ -40,13 +40,38 @@ pub(super) fn attachments(message: &Message<'_>) -> Vec<Attachment> {
             .attachment_name()
             .and_then(sanitize_filename)
             .unwrap_or_else(|| fallback_filename(number, &content_type));
+        let content_id = part.content_id().and_then(clean_content_id);
+        let inline = match part.content_disposition() {
+            Some(disposition) => disposition.is_inline(),
+            None => content_id.is_some(),
+        };
         out.push(Attachment {
             filename,
             content_type,
             bytes,
+            content_id,
+            inline,
         });
     }
     out
+}
+
+/// `<foto1@mail>` → `foto1@mail`: the id an HTML body's `cid:` URL names (RFC 2392). `None`
+/// for an empty one or one that could not be written back into a header as it is (spaces,
+/// controls, non-ASCII, brackets inside, longer than [`MAX_CONTENT_ID_BYTES`]).
+pub(super) fn clean_content_id(raw: &str) -> Option<String> {
+    let trimmed = raw.trim();
+    let inner = trimmed
+        .strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or(trimmed)
+        .trim();
+    let usable = !inner.is_empty()
+        && inner.len() <= MAX_CONTENT_ID_BYTES
+        && inner
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>');
+    usable.then(|| inner.to_owned())
 }
 
 /// Declared as text (or undeclared, which RFC 2045 §5.2 makes text/plain).

@@ -4,7 +4,7 @@ use mail_parser::decoders::charsets::map::charset_decoder;
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 
-use super::attachments::{is_media_type, sanitize_filename, MAX_FILENAME_BYTES};
+use super::attachments::{clean_content_id, is_media_type, sanitize_filename, MAX_FILENAME_BYTES};
 use super::body::{html_to_readable_text, BLOCK_TAG};
 use super::*;
 
@@ -761,6 +761,49 @@ fn an_attachment_without_a_name_gets_a_numbered_italian_one() {
         .map(|a| a.filename.as_str())
         .collect();
     assert_eq!(names, ["allegato-1.pdf", "allegato-2"]);
+}
+
+#[test]
+fn an_inline_image_of_an_html_mail_keeps_its_content_id_and_inline_disposition() {
+    let raw = b"From: a@example.test\nContent-Type: multipart/related; boundary=r\n\n\
+        --r\nContent-Type: text/html\n\n<p>La buca: <img src=\"cid:buca.1@citizen.test\"></p>\n\
+        --r\nContent-Type: image/png; name=buca.png\nContent-ID: <buca.1@citizen.test>\n\
+        Content-Transfer-Encoding: base64\n\niVBORw0K\n\
+        --r\nContent-Type: image/gif\nContent-ID: <logo@citizen.test>\n\
+        Content-Disposition: inline; filename=logo.gif\n\nGIF89a\n\
+        --r\nContent-Type: application/pdf\nContent-ID: <doc@citizen.test>\n\
+        Content-Disposition: attachment; filename=doc.pdf\n\n%PDF\n\
+        --r\nContent-Type: application/pdf\nContent-ID: <bad id>\n\
+        Content-Disposition: attachment; filename=other.pdf\n\n%PDF\n--r--\n";
+    let mail = parse(raw).unwrap_or_else(|e| panic!("{e}"));
+    let seen: Vec<(&str, Option<&str>, bool)> = mail
+        .attachments
+        .iter()
+        .map(|a| (a.filename.as_str(), a.content_id.as_deref(), a.inline))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("buca.png", Some("buca.1@citizen.test"), true),
+            ("logo.gif", Some("logo@citizen.test"), true),
+            ("doc.pdf", Some("doc@citizen.test"), false),
+            ("other.pdf", None, false),
+        ]
+    );
+}
+
+#[test]
+fn content_ids_that_cannot_be_written_back_are_dropped() {
+    assert_eq!(clean_content_id(" <a.b@c> ").as_deref(), Some("a.b@c"));
+    assert_eq!(clean_content_id("a.b@c").as_deref(), Some("a.b@c"));
+    assert_eq!(clean_content_id("<>"), None);
+    assert_eq!(clean_content_id("<a b@c>"), None);
+    assert_eq!(clean_content_id("<a\u{e8}@c>"), None);
+    assert_eq!(clean_content_id("<a<b@c>"), None);
+    assert_eq!(
+        clean_content_id(&"x".repeat(MAX_CONTENT_ID_BYTES + 1)),
+        None
+    );
 }
 
 #[test]

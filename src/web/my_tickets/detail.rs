@@ -232,6 +232,7 @@ pub(super) async fn detail(
         events,
         mut messages,
         attachments: files,
+        notification_attachments: _,
     } = history;
     sanitise_once(&state, &mut messages).await;
     let chrome = v.chrome(&format!(

@@ -221,6 +221,7 @@ pub(super) async fn render_page(
         events,
         messages,
         attachments,
+        notification_attachments: _,
     } = state.store.ticket_timeline(ticket.ticket_id).await?;
     let c = v.chrome(&format!("{} {}", v.t("Pratica", "Case"), ticket.reference));
     let query = link.query();
