@@ -294,7 +294,12 @@ fn two_colleagues_answering_one_notification_give_the_citizen_one_answer_until_t
             "Confermo, grazie alla collega.",
         ),
     );
-    wait_text(&stack, CITIZEN, &["Confermo, grazie alla collega."]);
+    let confirmed = wait_text(&stack, CITIZEN, &["Confermo, grazie alla collega."]);
+    assert_eq!(
+        subject_and_text(&confirmed).1.replace("\r\n", "\n").trim(),
+        "Confermo, grazie alla collega.",
+        "the quoted copy is cut from the answer"
+    );
     outbox_has_run(&stack);
     assert_eq!(count_text(&stack, CITIZEN, lucia_answer), 1, "sent once");
     assert_eq!(count_text(&stack, CITIZEN, "Squadra inviata domattina."), 1);
