@@ -303,4 +303,60 @@ fn two_colleagues_answering_one_notification_give_the_citizen_one_answer_until_t
         0,
         "the copies never reach the citizen"
     );
+
+    // Two answers to a new ticket in the same instant, on two processes sharing the database
+    // (two `ticketgate ingest`s): the ticket's row lock lets one through and holds the other.
+    let (_, raw) = citizen_mail(
+        CITIZEN,
+        LAVORI,
+        "Lampione spento",
+        "Il lampione del civico 8.",
+    );
+    send(&stack, CITIZEN, &[LAVORI], &raw);
+    let mario_note = wait_text(&stack, STAFF_LAVORI, &["Il lampione del civico 8."]);
+    let lucia_note = wait_text(&stack, LUCIA, &["Il lampione del civico 8."]);
+    let (mario_text, lucia_text) = ("Lampione: tecnico in arrivo.", "Lampione: già riparato.");
+    let replies = [
+        reply_as(&mario_note, "Mario Rossi", STAFF_LAVORI, mario_text),
+        reply_as(&lucia_note, "Lucia Ferri", LUCIA, lucia_text),
+    ];
+    // Each holds its transaction open a while after its check: without the lock, both
+    // would see no answer yet and both would be sent.
+    let pause = [("TICKETGATE_TEST_ANSWER_PAUSE_MS", "1500")];
+    std::thread::scope(|s| {
+        let runs: Vec<_> = replies
+            .iter()
+            .map(|r| s.spawn(|| ingest(&gw.config_path, "lavori-pubblici", r, &pause)))
+            .collect();
+        for run in runs {
+            let out = run.join().expect("ingest thread");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    });
+    // Mail the `ingest`s queued leaves on the server's next outbox scan.
+    wait_for_mail(&stack, CITIZEN, WAIT, |m| {
+        let text = subject_and_text(m).1;
+        text.contains(mario_text) || text.contains(lucia_text)
+    });
+    let (marios, lucias) = (
+        count_text(&stack, CITIZEN, mario_text),
+        count_text(&stack, CITIZEN, lucia_text),
+    );
+    assert_eq!(
+        marios + lucias,
+        1,
+        "two racing answers, one reaches the citizen"
+    );
+    let held_author = if marios == 1 { LUCIA } else { STAFF_LAVORI };
+    wait_text(&stack, held_author, &["Answer not sent", "Lampione spento"]);
+    outbox_has_run(&stack);
+    assert_eq!(
+        count_text(&stack, CITIZEN, mario_text) + count_text(&stack, CITIZEN, lucia_text),
+        1,
+        "the held one never follows"
+    );
 }

@@ -719,16 +719,9 @@ impl Pipeline {
         } else {
             t.citizen_mail_to().to_owned()
         };
-        let page_expires = now_millis() + self.cfg.security.staff_link_millis();
         let mut copies = Vec::new();
         for staff in &colleagues {
-            let staff_link = staff_page_link(
-                &self.ids,
-                &self.cfg.server.base_url,
-                &t.reference.to_string(),
-                staff,
-                page_expires,
-            );
+            let staff_link = self.staff_link(t, staff);
             let text = ColleagueCopyText {
                 author: &author_shown,
                 reference: &t.reference.to_string(),
@@ -809,13 +802,7 @@ impl Pipeline {
         let Some((area_name, area_addr)) = self.area_sender(t.area.as_str()) else {
             return Ok(None);
         };
-        let staff_link = staff_page_link(
-            &self.ids,
-            &self.cfg.server.base_url,
-            &t.reference.to_string(),
-            &to.trim().to_lowercase(),
-            now_millis() + self.cfg.security.staff_link_millis(),
-        );
+        let staff_link = self.staff_link(t, to);
         let text = ColleagueAnsweredFirstText {
             subject: &mail.subject,
             reference: &t.reference.to_string(),

@@ -263,6 +263,7 @@ impl Pipeline {
             let sent = sent_answers(&events);
             answered_first(answers.message_id, from_addr, &sent).cloned()
         };
+        answer_race_failpoint().await;
         if let Some(first) = first {
             held = true;
             let hold = Hold {
@@ -544,3 +545,20 @@ struct Hold<'a> {
     close: bool,
     own_text_cut: bool,
 }
+
+/// Test-only: keeps a staff reply's transaction open for `TICKETGATE_TEST_ANSWER_PAUSE_MS`
+/// milliseconds after the double-answer check, so that tests/colleagues.rs can race two
+/// answers on two processes and prove the ticket's row lock. Debug builds only: a release
+/// binary ignores it.
+#[cfg(debug_assertions)]
+async fn answer_race_failpoint() {
+    let pause = std::env::var("TICKETGATE_TEST_ANSWER_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(ms) = pause {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}
+
+#[cfg(not(debug_assertions))]
+async fn answer_race_failpoint() {}
