@@ -21,7 +21,7 @@ use ticketgate::domain::{
 use ticketgate::outbound::queue::{queue_mail, Queued};
 use ticketgate::store::{
     now_millis, raw_sha256_hex, AccountTaken, Attempt, InboundPec, NewAttachment, NewCitizen,
-    NewMessage, NewTicket, RawIn, ReceiptEffect, Store, StoreError,
+    NewMessage, NewTicket, NotificationAttachment, RawIn, ReceiptEffect, Store, StoreError,
 };
 
 /// Which database a test body runs on.
@@ -109,6 +109,7 @@ on_both_backends!(
     raw_messages_are_counted_by_state,
     ticket_sequences_count_per_year_and_a_rolled_back_transaction_leaves_no_gap,
     a_ticket_with_its_message_attachments_and_events_reads_back_through_the_views,
+    a_new_office_is_sent_the_citizens_files_and_each_notification_records_what_it_carried,
     an_inbound_message_with_a_known_dedup_key_is_not_inserted_again,
     a_duplicate_ticket_reference_is_refused,
     a_second_account_with_a_taken_email_or_fiscal_code_is_refused_by_the_constraint,
@@ -799,6 +800,110 @@ async fn ticket_sequences_count_per_year_and_a_rolled_back_transaction_leaves_no
         assert_eq!(Store::next_ticket_seq(&mut tx, 2027).await.unwrap(), 4);
     }
     assert_eq!(next(2027, true).await, 4);
+}
+
+async fn a_new_office_is_sent_the_citizens_files_and_each_notification_records_what_it_carried(
+    db: Db,
+) {
+    let s = &db.store;
+    let ticket_id = make_ticket(s, "2026-000001", T0).await;
+    let file = |name: &'static str, sha: &'static str| NewAttachment {
+        filename: name,
+        content_type: "image/jpeg",
+        size: 10,
+        sha256: sha,
+        content_id: None,
+        inline: false,
+    };
+    let mut tx = s.begin().await.unwrap();
+    let report = Store::insert_message(&mut tx, &inbound(Some(ticket_id), Some("r@c"), T0))
+        .await
+        .unwrap()
+        .expect("inserted");
+    Store::insert_attachment(&mut tx, report, Some(ticket_id), &file("buca.jpg", "aa"))
+        .await
+        .unwrap();
+    let answer = Store::insert_message(&mut tx, &outbound(Some(ticket_id), "answer", CITIZEN, T0))
+        .await
+        .unwrap()
+        .expect("inserted");
+    Store::insert_attachment(
+        &mut tx,
+        answer,
+        Some(ticket_id),
+        &file("ordinanza.jpg", "bb"),
+    )
+    .await
+    .unwrap();
+    let mut again = inbound(Some(ticket_id), Some("f@c"), T0 + 1);
+    again.kind = MessageKind::FollowUp;
+    let follow_up = Store::insert_message(&mut tx, &again)
+        .await
+        .unwrap()
+        .expect("inserted");
+    Store::insert_attachment(
+        &mut tx,
+        follow_up,
+        Some(ticket_id),
+        &file("vicino.jpg", "cc"),
+    )
+    .await
+    .unwrap();
+
+    let names = |files: Vec<ticketgate::store::AttachmentView>| -> Vec<String> {
+        files.into_iter().map(|f| f.filename).collect()
+    };
+    assert_eq!(
+        names(
+            Store::citizen_attachments(&mut tx, ticket_id)
+                .await
+                .unwrap()
+        ),
+        ["buca.jpg", "vicino.jpg"],
+        "the office's own answer files are not the citizen's"
+    );
+    let of_report = Store::message_attachments(&mut tx, report).await.unwrap();
+    assert_eq!(names(of_report.clone()), ["buca.jpg"]);
+    let of_follow_up = Store::message_attachments(&mut tx, follow_up)
+        .await
+        .unwrap();
+
+    let note = Store::insert_message(
+        &mut tx,
+        &outbound(Some(ticket_id), "notification", "staff@comune.test", T0 + 2),
+    )
+    .await
+    .unwrap()
+    .expect("inserted");
+    let (a, b) = (of_report[0].attachment_id, of_follow_up[0].attachment_id);
+    Store::link_notification_attachment(&mut tx, note, a, true)
+        .await
+        .unwrap();
+    Store::link_notification_attachment(&mut tx, note, b, false)
+        .await
+        .unwrap();
+    // Written twice (a retried transaction): still one row.
+    Store::link_notification_attachment(&mut tx, note, a, true)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let timeline = s.ticket_timeline(ticket_id).await.unwrap();
+    assert_eq!(
+        timeline.notification_attachments,
+        [
+            NotificationAttachment {
+                message_id: note,
+                attachment_id: a,
+                carried: true
+            },
+            NotificationAttachment {
+                message_id: note,
+                attachment_id: b,
+                carried: false
+            },
+        ]
+    );
 }
 
 async fn a_ticket_with_its_message_attachments_and_events_reads_back_through_the_views(db: Db) {
