@@ -110,6 +110,14 @@ fn staff_open_the_ticket_from_the_notification_take_it_and_close_it_with_an_answ
     assert_eq!(page.status, 200, "{}", page.body);
     assert_eq!(page.header("cache-control"), Some("no-store"));
     assert_eq!(gw.show(&reference)["ticket"]["status"], "received");
+    // The menu names the staff member, not the citizens' account links.
+    assert!(
+        page.body.contains("Personale dell&#39;ufficio")
+            || page.body.contains("Personale dell'ufficio"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("href=\"/register\""), "{}", page.body);
 
     // Every attachment downloads with the citizen page's safe headers, the stored bytes.
     let href = page

@@ -337,6 +337,7 @@ impl Visitor {
             switch_label: if self.en() { "Italiano" } else { "English" },
             switch_lang: other.code(),
             title: title.to_owned(),
+            staff: None,
         }
     }
 
@@ -363,6 +364,9 @@ pub struct Chrome {
     pub switch_label: &'static str,
     pub switch_lang: &'static str,
     pub title: String,
+    /// On the staff pages, the staff member the signed link names: the menu then shows them
+    /// instead of the citizens' account links, which are not theirs.
+    pub staff: Option<String>,
 }
 
 impl Chrome {

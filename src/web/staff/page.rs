@@ -223,7 +223,8 @@ pub(super) async fn render_page(
         attachments,
         notification_attachments: _,
     } = state.store.ticket_timeline(ticket.ticket_id).await?;
-    let c = v.chrome(&format!("{} {}", v.t("Pratica", "Case"), ticket.reference));
+    let mut c = v.chrome(&format!("{} {}", v.t("Pratica", "Case"), ticket.reference));
+    c.staff = Some(link.staff.clone());
     let query = link.query();
     let msgs = messages
         .iter()
