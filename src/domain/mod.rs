@@ -5,6 +5,7 @@
 
 mod address;
 mod clock;
+mod days;
 pub mod event;
 mod fiscal_code;
 mod message;
@@ -18,6 +19,7 @@ mod url;
 
 pub use address::{AddressError, EmailAddress, NO_ADDRESS};
 pub use clock::{local_time, now_millis, working_days_after};
+pub use days::{parse_day, rome_date, rome_day_start, rome_offset_hours};
 pub use event::EventKind;
 pub use fiscal_code::{FiscalCode, FiscalCodeError, FiscalCodeKind};
 pub use message::{Direction, MessageKind};
