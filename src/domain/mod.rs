@@ -4,6 +4,7 @@
 //! rest of the code can trust them.
 
 mod address;
+pub mod calendar;
 mod clock;
 pub mod event;
 mod fiscal_code;
@@ -17,7 +18,8 @@ mod token_purpose;
 mod url;
 
 pub use address::{AddressError, EmailAddress, NO_ADDRESS};
-pub use clock::{local_time, now_millis, working_days_after};
+pub use calendar::{days_overdue, due_date, is_overdue, Holidays};
+pub use clock::{local_time, now_millis, rome_date, rome_datetime, rome_year, working_days_after};
 pub use event::EventKind;
 pub use fiscal_code::{FiscalCode, FiscalCodeError, FiscalCodeKind};
 pub use message::{Direction, MessageKind};
