@@ -16,12 +16,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::app;
 use crate::config::{Config, ConfigError, Severity};
 use crate::domain::{
-    parse_day, rfc3339, rome_day_start, AreaSlug, EventKind, TicketRef, TicketStatus,
+    due_date, is_overdue, now_millis, parse_day, rfc3339, rome_day_start, AreaSlug, EventKind,
+    Holidays, TicketRef, TicketStatus,
 };
 use crate::inbound::ingest::ingest_stdin;
 use crate::intake::{Outcome, Pipeline};
 use crate::mail::summary;
-use crate::store::{Store, StoreError, TicketFilter, TicketTimeline};
+use crate::store::{Store, StoreError, TicketFilter, TicketTimeline, TicketView};
 
 /// sysexits.h EX_TEMPFAIL: the MTA keeps the message and retries.
 pub const EX_TEMPFAIL: u8 = 75;
@@ -117,6 +118,9 @@ pub enum TicketCommand {
         /// Only tickets whose subject, text or citizen address contains this text.
         #[arg(long)]
         search: Option<String>,
+        /// Only tickets past their due date without an answer.
+        #[arg(long)]
+        overdue: bool,
     },
     /// One ticket with its events, messages and attachments.
     Show {
@@ -211,9 +215,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                     status,
                     since,
                     search,
+                    overdue,
                 } => {
                     let filter = ticket_filter(&cfg, area, status, since, search)?;
-                    ticket_list(&store, &filter, format, limit.unwrap_or(i64::MAX)).await
+                    let limit = limit.unwrap_or(i64::MAX);
+                    ticket_list(&cfg, &store, &filter, overdue, format, limit).await
                 }
                 TicketCommand::Show { reference, format } => {
                     ticket_show(&store, &reference, format).await
@@ -575,13 +581,38 @@ fn ticket_csv_row(t: &json::Ticket) -> String {
     ])
 }
 
+/// Whether a ticket is past its due date without an answer now: the calendar's rule with its
+/// area's `response_days` (an area no longer configured: never overdue, nobody is asked).
+fn overdue_now(cfg: &Config, holidays: &Holidays, t: &TicketView, now: i64) -> bool {
+    cfg.areas
+        .iter()
+        .find(|a| a.slug == t.area.as_str())
+        .is_some_and(|a| {
+            let due = due_date(t.created_at, a.response_days, holidays);
+            is_overdue(t.status, due, now)
+        })
+}
+
 async fn ticket_list(
+    cfg: &Config,
     store: &Store,
     filter: &TicketFilter,
+    overdue: bool,
     format: TableFormat,
     limit: i64,
 ) -> anyhow::Result<u8> {
-    let tickets = store.list_tickets_filtered(filter, limit).await?;
+    let tickets = if overdue {
+        // The due date is a calendar rule, not SQL: filter the waiting tickets here, then
+        // apply the limit.
+        let holidays = cfg.holidays();
+        let now = now_millis();
+        let mut waiting = store.list_tickets_filtered(filter, -1).await?;
+        waiting.retain(|t| overdue_now(cfg, &holidays, t, now));
+        waiting.truncate(usize::try_from(limit.max(0)).unwrap_or(usize::MAX));
+        waiting
+    } else {
+        store.list_tickets_filtered(filter, limit).await?
+    };
     match format {
         TableFormat::Json => {
             let all: Vec<json::Ticket> = tickets.iter().map(json::Ticket::from).collect();

@@ -129,6 +129,28 @@ impl Setup {
         }
     }
 
+    /// Runs statements on the database, as another process would: how a test gives tickets
+    /// a known past (creation and event times) that `ingest` stamps with the clock.
+    fn sql(&self, statements: &[String]) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            use sqlx::Connection;
+            let url = format!("sqlite://{}", self.db_path().display());
+            let mut c = sqlx::SqliteConnection::connect(&url)
+                .await
+                .expect("connect");
+            for statement in statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.as_str()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            }
+        });
+    }
+
     fn migrate(&self) {
         let out = self.run(&["migrate"]);
         assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
@@ -622,6 +644,20 @@ fn ticket_list_filters_by_area_status_day_and_text_and_prints_csv_a_spreadsheet_
     assert_eq!(subjects(&["--status", "resolved"]), Vec::<String>::new());
     assert_eq!(subjects(&["--since", "2000-01-01"]).len(), 3);
     assert_eq!(subjects(&["--since", "2999-01-01"]), Vec::<String>::new());
+    assert_eq!(subjects(&["--overdue"]), Vec::<String>::new(), "all new");
+    // Created 70 days ago, past the default 30 working days: the received and the taken ones
+    // are overdue, the answered one is not.
+    s.sql(&[
+        "UPDATE ticket SET created_at = created_at - 86400000 * 70".into(),
+        "UPDATE ticket SET status = 'taken' WHERE subject = 'Sconto del 100%'".into(),
+        "UPDATE ticket SET status = 'answered' WHERE subject LIKE 'Buca%'".into(),
+    ]);
+    assert_eq!(
+        subjects(&["--overdue", "--search", "100"]),
+        ["Sconto del 100%"],
+        "the overdue ticket that also matches"
+    );
+    assert_eq!(subjects(&["--overdue"]).len(), 2, "received and taken");
     for (args, named) in [
         (&["--area", "tributi"][..], "--area"),
         (&["--status", "closed"], "--status"),

@@ -1,43 +1,17 @@
 //! Italian calendar days of unix millis (issue 14): the day a `--since`/`--from`/`--to` names
 //! starts at midnight in Rome, not in UTC, and a figure's month is the Rome month of its
-//! ticket. The working-day rule itself (holidays, due dates) is `clock`'s.
+//! ticket. Rome time itself is `clock`'s, working days and due dates `calendar`'s.
 
-/// Hours Rome is ahead of UTC at `millis`: 2 from 01:00 UTC on the last Sunday of March to
-/// 01:00 UTC on the last Sunday of October (EU summer time), 1 otherwise.
-pub fn rome_offset_hours(millis: i64) -> i64 {
-    let Ok(utc) = time::OffsetDateTime::from_unix_timestamp(millis.div_euclid(1000)) else {
-        return 1;
-    };
-    let switch = |month: time::Month| {
-        let Ok(mut d) = time::Date::from_calendar_date(utc.year(), month, 31) else {
-            return utc;
-        };
-        while d.weekday() != time::Weekday::Sunday {
-            d = d.previous_day().unwrap_or(d);
-        }
-        d.midnight().assume_utc() + time::Duration::hours(1)
-    };
-    if utc >= switch(time::Month::March) && utc < switch(time::Month::October) {
-        2
-    } else {
-        1
-    }
-}
-
-/// The Rome calendar day of unix millis.
-pub fn rome_date(millis: i64) -> time::Date {
-    let local = millis + rome_offset_hours(millis) * 3_600_000;
-    time::OffsetDateTime::from_unix_timestamp(local.div_euclid(1000))
-        .map(|t| t.date())
-        .unwrap_or(time::Date::MIN)
-}
+use super::clock::rome_datetime;
 
 /// Unix millis of midnight in Rome at the start of `day`.
 pub fn rome_day_start(day: time::Date) -> i64 {
     let midnight_utc = day.midnight().assume_utc().unix_timestamp() * 1000;
     // Midnight in Rome is 22:00 or 23:00 UTC of the day before; both switches happen at 01:00
     // UTC, so 23:00 UTC of the day before always has that midnight's offset.
-    midnight_utc - rome_offset_hours(midnight_utc - 3_600_000) * 3_600_000
+    let before = midnight_utc - 3_600_000;
+    let offset = rome_datetime(before).assume_utc().unix_timestamp() * 1000 - before;
+    midnight_utc - offset
 }
 
 /// A day written `YYYY-MM-DD`.
@@ -70,13 +44,6 @@ mod tests {
         assert_eq!(rome_day_start(date!(2026 - 03 - 30)), 1_774_821_600_000);
         assert_eq!(rome_day_start(date!(2026 - 10 - 25)), 1_792_879_200_000);
         assert_eq!(rome_day_start(date!(2026 - 10 - 26)), 1_792_969_200_000);
-    }
-
-    #[test]
-    fn a_ticket_at_23_30_on_31_december_in_rome_belongs_to_that_day() {
-        // 2026-12-31 22:30 UTC is 23:30 in Rome.
-        assert_eq!(rome_date(1_798_756_200_000), date!(2026 - 12 - 31));
-        assert_eq!(rome_date(1_798_759_800_000), date!(2027 - 01 - 01));
     }
 
     #[test]
