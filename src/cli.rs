@@ -15,9 +15,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app;
 use crate::config::{Config, ConfigError, Severity};
+use crate::domain::calendar::iso_date;
 use crate::domain::{
-    due_date, is_overdue, now_millis, parse_day, rfc3339, rome_day_start, AreaSlug, EventKind,
-    Holidays, TicketRef, TicketStatus,
+    due_date, is_overdue, now_millis, parse_day, rfc3339, rome_day_start, stats, AreaSlug, Channel,
+    EventKind, Holidays, TicketKind, TicketRef, TicketStatus,
 };
 use crate::inbound::ingest::ingest_stdin;
 use crate::intake::{Outcome, Pipeline};
@@ -90,6 +91,21 @@ pub enum Command {
     Ticket {
         #[command(subcommand)]
         command: TicketCommand,
+    },
+    /// Figures per area and in all for the tickets received in a period: received, taken,
+    /// answered, resolved, open and overdue now, times to first answer and to resolution.
+    Stats {
+        /// First day (YYYY-MM-DD, Italian time); default: the first ticket.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, included (YYYY-MM-DD); default: today.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this area (slug).
+        #[arg(long)]
+        area: Option<String>,
+        #[arg(long, value_enum, default_value_t = TableFormat::Text)]
+        format: TableFormat,
     },
     /// Messages kept aside with a reason.
     Quarantine {
@@ -225,6 +241,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                     ticket_show(&store, &reference, format).await
                 }
             }
+        }
+        Command::Stats {
+            from,
+            to,
+            area,
+            format,
+        } => {
+            let cfg = load_config(&cli.config)?;
+            let store = open_existing_store(&cfg).await?;
+            stats(&cfg, &store, from, to, area, format).await
         }
         Command::Quarantine { command } => {
             let cfg = Arc::new(load_config(&cli.config)?);
@@ -507,38 +533,185 @@ fn ticket_filter(
     since: Option<String>,
     search: Option<String>,
 ) -> anyhow::Result<TicketFilter> {
-    let area = match area {
-        Some(a) => {
-            let slug: AreaSlug = a
-                .parse()
-                .map_err(|_| anyhow::anyhow!("--area {a:?}: not an area slug"))?;
-            if !cfg.areas.iter().any(|c| c.slug == a) {
-                anyhow::bail!("--area {a:?}: no such area in the configuration");
-            }
-            Some(slug)
-        }
-        None => None,
-    };
+    let area = area.map(|a| configured_area(cfg, &a)).transpose()?;
     let status = match status {
         Some(s) => Some(s.parse::<TicketStatus>().map_err(|_| {
             anyhow::anyhow!("--status {s:?}: one of received, taken, answered, resolved")
         })?),
         None => None,
     };
-    let since = match since {
-        Some(d) => {
-            Some(rome_day_start(parse_day(&d).ok_or_else(|| {
-                anyhow::anyhow!("--since {d:?}: a day as YYYY-MM-DD")
-            })?))
-        }
-        None => None,
-    };
+    let since = since
+        .map(|d| day_arg("--since", &d).map(rome_day_start))
+        .transpose()?;
     Ok(TicketFilter {
         area,
         status,
         since,
         search: search.filter(|s| !s.is_empty()),
     })
+}
+
+/// A `--area` value: a configured area's slug.
+fn configured_area(cfg: &Config, a: &str) -> anyhow::Result<AreaSlug> {
+    let slug: AreaSlug = a
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--area {a:?}: not an area slug"))?;
+    if !cfg.areas.iter().any(|c| c.slug == a) {
+        anyhow::bail!("--area {a:?}: no such area in the configuration");
+    }
+    Ok(slug)
+}
+
+/// A `--from`/`--to`/`--since` value.
+fn day_arg(flag: &str, d: &str) -> anyhow::Result<time::Date> {
+    parse_day(d).ok_or_else(|| anyhow::anyhow!("{flag} {d:?}: a day as YYYY-MM-DD"))
+}
+
+async fn stats(
+    cfg: &Config,
+    store: &Store,
+    from: Option<String>,
+    to: Option<String>,
+    area: Option<String>,
+    format: TableFormat,
+) -> anyhow::Result<u8> {
+    let area = area.map(|a| configured_area(cfg, &a)).transpose()?;
+    let from_day = from.map(|d| day_arg("--from", &d)).transpose()?;
+    let to_day = to.map(|d| day_arg("--to", &d)).transpose()?;
+    let start = from_day.map(rome_day_start).unwrap_or(i64::MIN);
+    let end = match to_day {
+        Some(d) => d.next_day().map(rome_day_start).unwrap_or(i64::MAX),
+        None => i64::MAX,
+    };
+    if start >= end {
+        anyhow::bail!("--from is after --to");
+    }
+    let facts = store.ticket_facts(start, end, area.as_ref()).await?;
+    let holidays = cfg.holidays();
+    let response_days = |slug: &AreaSlug| {
+        cfg.areas
+            .iter()
+            .find(|a| a.slug == slug.as_str())
+            .map(|a| a.response_days)
+    };
+    let rule = stats::DueRule {
+        response_days: &response_days,
+        holidays: &holidays,
+    };
+    let areas: Vec<AreaSlug> = match &area {
+        Some(a) => vec![a.clone()],
+        None => cfg
+            .areas
+            .iter()
+            .filter_map(|a| a.slug.parse().ok())
+            .collect(),
+    };
+    let now = now_millis();
+    let (all, by_area) = stats::figures_by_area(&facts, &areas, &rule, now);
+    let report = json::Stats {
+        all,
+        areas: by_area,
+        from: from_day.map(iso_date),
+        generated_at: rfc3339(now),
+        to: to_day.map(iso_date),
+    };
+    match format {
+        TableFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        TableFormat::Csv => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let mut header = vec!["area".to_string()];
+            header.extend(stats_columns(&report.all).into_iter().map(|(k, _)| k));
+            out.write_all(csv::row(&header).as_bytes())?;
+            let rows = report
+                .areas
+                .iter()
+                .map(|(a, f)| (a.as_str(), f))
+                .chain([("all", &report.all)]);
+            for (name, f) in rows {
+                let mut cells = vec![name.to_string()];
+                cells.extend(stats_columns(f).into_iter().map(|(_, v)| v));
+                out.write_all(csv::row(&cells).as_bytes())?;
+            }
+            out.flush()?;
+        }
+        TableFormat::Text => {
+            let period = format!(
+                "{} to {}",
+                report.from.as_deref().unwrap_or("the first ticket"),
+                report.to.as_deref().unwrap_or("today")
+            );
+            println!("Tickets received from {period}");
+            let mut columns: Vec<(&str, &stats::Figures)> =
+                report.areas.iter().map(|(a, f)| (a.as_str(), f)).collect();
+            columns.push(("all", &report.all));
+            print!("{:<34}", "");
+            for (name, _) in &columns {
+                print!(" {name:>18}");
+            }
+            println!();
+            let table: Vec<Vec<(String, String)>> =
+                columns.iter().map(|(_, f)| stats_columns(f)).collect();
+            let names: Vec<String> = stats_columns(&report.all)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            for (i, name) in names.iter().enumerate() {
+                print!("{name:<34}");
+                for column in &table {
+                    let value = column.get(i).map(|(_, v)| v.as_str()).unwrap_or("");
+                    print!(" {:>18}", if value.is_empty() { "-" } else { value });
+                }
+                println!();
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// The figures as (column, value) pairs, for the CSV and the text table: every kind and
+/// channel appears, with 0 where there is none.
+fn stats_columns(f: &stats::Figures) -> Vec<(String, String)> {
+    let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let mut c: Vec<(String, String)> = vec![("received".into(), f.received.to_string())];
+    for kind in TicketKind::ALL {
+        let n = f.by_kind.get(kind.as_str()).copied().unwrap_or(0);
+        c.push((format!("kind_{kind}"), n.to_string()));
+    }
+    for channel in Channel::ALL {
+        let n = f.by_channel.get(channel.as_str()).copied().unwrap_or(0);
+        c.push((format!("channel_{channel}"), n.to_string()));
+    }
+    for (name, n) in [
+        ("taken", f.taken),
+        ("answered", f.answered),
+        ("resolved", f.resolved),
+        ("reopened", f.reopened),
+        ("open_now", f.open_now),
+        ("overdue_now", f.overdue_now),
+    ] {
+        c.push((name.into(), n.to_string()));
+    }
+    for (prefix, d) in [
+        ("first_answer", &f.first_answer),
+        ("resolution", &f.resolution),
+    ] {
+        for (name, v) in [
+            ("median_hours", d.median_hours),
+            ("p90_hours", d.p90_hours),
+            ("max_hours", d.max_hours),
+            ("median_working_days", d.median_working_days),
+            ("p90_working_days", d.p90_working_days),
+            ("max_working_days", d.max_working_days),
+        ] {
+            c.push((format!("{prefix}_{name}"), opt(v)));
+        }
+    }
+    c.push((
+        "answered_within_due".into(),
+        opt(f.answered_within_due.map(|s| (s * 1000.0).round() / 1000.0)),
+    ));
+    c
 }
 
 /// The columns of `ticket list --format csv`: the keys of its JSON, in the same order.

@@ -687,3 +687,97 @@ fn ticket_list_filters_by_area_status_day_and_text_and_prints_csv_a_spreadsheet_
     );
     assert!(lines[1].starts_with("lavori-pubblici,,email,anna.verdi@citizen.test,Anna Verdi,"));
 }
+
+#[test]
+fn stats_gives_the_medians_p90_and_shares_of_a_known_history_as_json_and_csv() {
+    let s = Setup::new();
+    s.migrate();
+    for subject in ["T1", "T2", "T3", "T4"] {
+        let out = s.run_with(
+            &["ingest", "--mailbox", "lavori-pubblici"],
+            &[],
+            Some(&citizen_mail(LAVORI, subject)),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    }
+    // Monday 30 November 2026, 09:00 in Rome. T1 answered 2 hours later, T2 after 30 hours
+    // (Tuesday) and resolved after 50, T3 after 100 (Friday); T4, of 1 September, waits
+    // past its due date.
+    const MONDAY_9: i64 = 1_796_025_600_000;
+    const HOUR: i64 = 3_600_000;
+    let answer = |subject: &str, hours: i64| {
+        format!(
+            "INSERT INTO event (ticket_id, kind, at, actor, details) SELECT ticket_id, \
+             'answered', created_at + {}, 'test', '{{}}' FROM ticket WHERE subject = '{subject}'",
+            hours * HOUR
+        )
+    };
+    s.sql(&[
+        format!("UPDATE ticket SET created_at = {MONDAY_9} WHERE subject <> 'T4'"),
+        "UPDATE ticket SET created_at = 1788246000000 WHERE subject = 'T4'".into(),
+        answer("T1", 2),
+        answer("T2", 30),
+        answer("T3", 100),
+        format!(
+            "INSERT INTO event (ticket_id, kind, at, actor, details) SELECT ticket_id, \
+             'resolved', created_at + {}, 'test', '{{}}' FROM ticket WHERE subject = 'T2'",
+            50 * HOUR
+        ),
+        "UPDATE ticket SET status = 'answered' WHERE subject IN ('T1', 'T3')".into(),
+        "UPDATE ticket SET status = 'resolved' WHERE subject = 'T2'".into(),
+    ]);
+
+    let report: serde_json::Value = s.json(&["stats", "--format", "json"]);
+    let all = &report["all"];
+    assert_eq!(
+        report["areas"]["lavori-pubblici"], *all,
+        "one area: the same"
+    );
+    assert_eq!(all["received"], 4);
+    assert_eq!(all["by_channel"]["email"], 4);
+    assert_eq!(all["by_kind"]["segnalazione"], 4);
+    assert_eq!(
+        (
+            &all["answered"],
+            &all["resolved"],
+            &all["open_now"],
+            &all["overdue_now"]
+        ),
+        (&3.into(), &1.into(), &3.into(), &1.into())
+    );
+    let first = &all["first_answer"];
+    assert_eq!(first["count"], 3);
+    assert_eq!(first["median_hours"], 30.0);
+    assert_eq!(first["p90_hours"], 100.0);
+    assert_eq!(first["max_hours"], 100.0);
+    assert_eq!(first["median_working_days"], 1.0);
+    assert_eq!(first["p90_working_days"], 4.0);
+    assert_eq!(all["resolution"]["median_hours"], 50.0);
+    assert_eq!(all["resolution"]["median_working_days"], 2.0);
+    assert_eq!(all["answered_within_due"], 0.75, "3 on time, 1 overdue");
+
+    let from: serde_json::Value = s.json(&[
+        "stats",
+        "--from",
+        "2026-11-30",
+        "--to",
+        "2026-11-30",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(from["all"]["received"], 3, "T4 is of September");
+    assert_eq!(from["from"], "2026-11-30");
+
+    let out = s.run(&["stats", "--format", "csv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    let csv = String::from_utf8(out.stdout).expect("UTF-8");
+    let lines: Vec<&str> = csv.split("\r\n").collect();
+    assert!(
+        lines[0].starts_with("area,received,kind_segnalazione,"),
+        "{csv}"
+    );
+    assert!(lines[1].starts_with("lavori-pubblici,4,4,"), "{csv}");
+    assert!(lines[2].starts_with("all,4,4,"), "{csv}");
+    let out = s.run(&["stats", "--area", "tributi"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text_of(&out));
+}

@@ -9,9 +9,12 @@
 //! alphabetical order (`ref` sorts as `ref`, not as `reference`). The unit test
 //! `every_document_prints_its_keys_sorted` holds that.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use crate::domain::stats::Figures;
 use crate::domain::{rfc3339, EventKind, MessageKind};
 use crate::mail::summary::HeaderSummary;
 use crate::store::{
@@ -53,6 +56,18 @@ pub struct Ticket {
     pub text: String,
     /// RFC 3339, UTC.
     pub updated_at: String,
+}
+
+/// `stats --format json` (issue 14): the figures of the tickets received from `from` to `to`
+/// (days in Rome, both included; null: unbounded), in all and per area.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    pub all: Figures,
+    pub areas: BTreeMap<String, Figures>,
+    pub from: Option<String>,
+    /// RFC 3339, UTC: the "now" of `open_now` and `overdue_now`.
+    pub generated_at: String,
+    pub to: Option<String>,
 }
 
 /// `ticket show REF --format json`.
@@ -504,7 +519,20 @@ mod tests {
         let list = vec![ticket(None)];
         let shown = show();
         let quarantine = vec![quarantine_entry()];
+        let mut figures = crate::domain::stats::Figures::default();
+        figures.by_kind.insert("reclamo".into(), 1);
+        let stats = Stats {
+            all: figures.clone(),
+            areas: [("tributi".to_string(), figures)].into(),
+            from: None,
+            generated_at: "2026-12-08T00:00:00Z".into(),
+            to: Some("2026-12-08".into()),
+        };
         for (printed, sorted) in [
+            (
+                serde_json::to_string_pretty(&stats).unwrap(),
+                sorted_bytes(&stats),
+            ),
             (
                 serde_json::to_string_pretty(&list).unwrap(),
                 sorted_bytes(&list),

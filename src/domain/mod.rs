@@ -14,6 +14,7 @@ mod outbox;
 pub mod password;
 mod raw;
 mod signed_id;
+pub mod stats;
 mod ticket;
 mod token_purpose;
 mod url;

@@ -13,6 +13,7 @@ mod lock;
 mod outbox;
 mod pec;
 mod raw;
+mod stats;
 mod tickets;
 
 use std::str::FromStr;
