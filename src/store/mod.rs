@@ -13,6 +13,7 @@ mod lock;
 mod outbox;
 mod pec;
 mod raw;
+mod reminders;
 mod tickets;
 
 use std::str::FromStr;
@@ -31,6 +32,7 @@ pub use read::{
     AttachmentView, EventView, MessageView, NotificationAttachment, QuarantineDrop, QuarantineView,
     TicketTimeline, TicketView, QUARANTINE_HEAD_BYTES,
 };
+pub use reminders::Unanswered;
 pub use tickets::{
     HistoryEntry, MessageTicket, NewAttachment, NewMessage, NewTicket, OurMessage, TicketText,
 };
