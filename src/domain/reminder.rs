@@ -43,10 +43,7 @@ pub fn chases_due(
         due.push(Chase::Reminder);
     }
     // The reminder goes on overdue day 1; the escalation `escalate_after_days` days later.
-    if escalate_after_days > 0
-        && !chased.escalated
-        && days_overdue > escalate_after_days
-    {
+    if escalate_after_days > 0 && !chased.escalated && days_overdue > escalate_after_days {
         due.push(Chase::Escalation);
     }
     due

@@ -340,8 +340,7 @@ fn rome_date(millis: i64) -> time::Date {
         [d, m, y] => time::Month::try_from(u8::try_from(*m).unwrap_or(1))
             .ok()
             .and_then(|m| {
-                time::Date::from_calendar_date(i32::from(*y), m, u8::try_from(*d).unwrap_or(1))
-                    .ok()
+                time::Date::from_calendar_date(i32::from(*y), m, u8::try_from(*d).unwrap_or(1)).ok()
             })
             .unwrap_or(time::Date::MIN),
         _ => time::Date::MIN,
@@ -408,7 +407,7 @@ pub fn as_of_millis(text: &str) -> Option<i64> {
     // Rome is UTC+1 in winter and UTC+2 in summer: the offset whose instant shows as `local`.
     [2i64, 1].iter().find_map(|h| {
         let utc = local.assume_utc() - time::Duration::hours(*h);
-        let millis = i64::try_from(utc.unix_timestamp()).ok()? * 1000;
+        let millis = utc.unix_timestamp().checked_mul(1000)?;
         let shown = local_time(millis);
         let wanted = format!(
             "{:02}/{:02}/{} {:02}:{:02}",
@@ -442,8 +441,17 @@ mod tests {
         let due = due_date(created, 2);
         assert_eq!(iso_date(due), "2026-01-20");
         let at = |s: &str| as_of_millis(s).unwrap();
-        assert_eq!(days_overdue(TicketStatus::Taken, due, at("2026-01-20 23:59")), 0);
-        assert_eq!(days_overdue(TicketStatus::Taken, due, at("2026-01-21 00:00")), 1);
-        assert_eq!(days_overdue(TicketStatus::Answered, due, at("2026-02-21 00:00")), 0);
+        assert_eq!(
+            days_overdue(TicketStatus::Taken, due, at("2026-01-20 23:59")),
+            0
+        );
+        assert_eq!(
+            days_overdue(TicketStatus::Taken, due, at("2026-01-21 00:00")),
+            1
+        );
+        assert_eq!(
+            days_overdue(TicketStatus::Answered, due, at("2026-02-21 00:00")),
+            0
+        );
     }
 }
