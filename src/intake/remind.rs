@@ -15,9 +15,12 @@ use askama::Template;
 use super::letters::recipient;
 use super::Pipeline;
 use crate::config::AreaConfig;
+use crate::domain::calendar::{days_overdue, due_date, iso_date};
 use crate::domain::event::Chased as ChasedEvent;
 use crate::domain::reminder::{chases_due, Chase};
-use crate::domain::{local_time, EventKind, MessageKind, TicketRef, TicketStatus, Transport};
+use crate::domain::{
+    local_time, EventKind, Holidays, MessageKind, TicketRef, TicketStatus, Transport,
+};
 use crate::mail::compose;
 use crate::outbound::queue::{queue_mail, Queued};
 use crate::store::{MessageTicket, Store, Tx, Unanswered};
@@ -85,6 +88,7 @@ impl Pipeline {
     /// Returns the mails, in ticket order.
     pub async fn remind(&self, now: i64, send: bool) -> anyhow::Result<Vec<ChaseLine>> {
         let mut lines = Vec::new();
+        let holidays = self.cfg.holidays();
         let tickets = self
             .store
             .unanswered_tickets()
@@ -94,7 +98,7 @@ impl Pipeline {
             let Some(area) = self.cfg.area(u.area.as_str()) else {
                 continue;
             };
-            let (due, late) = lateness(u.created_at, u.status, area, now);
+            let (due, late) = lateness(u.created_at, u.status, area, &holidays, now);
             if chases_due(u.status, late, area.escalate_after_days, u.chased).is_empty() {
                 continue;
             }
@@ -131,7 +135,7 @@ impl Pipeline {
             return Ok(Vec::new());
         };
         let chased = Store::ticket_chased(&mut tx, t.ticket_id).await?;
-        let (due, late) = lateness(u.created_at, t.status, area, now);
+        let (due, late) = lateness(u.created_at, t.status, area, &self.cfg.holidays(), now);
         let mut lines = Vec::new();
         for chase in chases_due(t.status, late, area.escalate_after_days, chased) {
             let to = self.chase_recipients(area, chase);
@@ -317,66 +321,18 @@ fn line(reference: TicketRef, chase: Chase, due: String, late: u32, to: Vec<Stri
     }
 }
 
-/// A ticket's due date ("YYYY-MM-DD") and how many days past it it is at `now`.
-fn lateness(created_at: i64, status: TicketStatus, area: &AreaConfig, now: i64) -> (String, u32) {
-    let due = due_date(created_at, area.response_days);
+/// A ticket's due date ("YYYY-MM-DD", by the one rule of `domain::calendar`) and how many
+/// days past it it is at `now`.
+fn lateness(
+    created_at: i64,
+    status: TicketStatus,
+    area: &AreaConfig,
+    holidays: &Holidays,
+    now: i64,
+) -> (String, u32) {
+    let due = due_date(created_at, area.response_days, holidays);
     let late = days_overdue(status, due, now);
     (iso_date(due), late)
-}
-
-// Until helper "calendar" lands the one due-date rule (domain::calendar): Monday to Friday
-// in Rome, no holidays. Same names and arguments, to be swapped for the real ones.
-
-/// The date in Rome of unix millis.
-fn rome_date(millis: i64) -> time::Date {
-    let text = local_time(millis);
-    let parts: Vec<u16> = text
-        .get(..10)
-        .unwrap_or_default()
-        .split('/')
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    match parts.as_slice() {
-        [d, m, y] => time::Month::try_from(u8::try_from(*m).unwrap_or(1))
-            .ok()
-            .and_then(|m| {
-                time::Date::from_calendar_date(i32::from(*y), m, u8::try_from(*d).unwrap_or(1)).ok()
-            })
-            .unwrap_or(time::Date::MIN),
-        _ => time::Date::MIN,
-    }
-}
-
-fn due_date(created_at_millis: i64, response_days: u32) -> time::Date {
-    let mut d = rome_date(created_at_millis);
-    let mut left = response_days;
-    while left > 0 {
-        d = match d.next_day() {
-            Some(n) => n,
-            None => break,
-        };
-        if !matches!(d.weekday(), time::Weekday::Saturday | time::Weekday::Sunday) {
-            left -= 1;
-        }
-    }
-    d
-}
-
-fn days_overdue(status: TicketStatus, due: time::Date, now_millis: i64) -> u32 {
-    if !matches!(status, TicketStatus::Received | TicketStatus::Taken) {
-        return 0;
-    }
-    let days = (rome_date(now_millis) - due).whole_days();
-    u32::try_from(days.max(0)).unwrap_or(u32::MAX)
-}
-
-fn iso_date(date: time::Date) -> String {
-    format!(
-        "{:04}-{:02}-{:02}",
-        date.year(),
-        u8::from(date.month()),
-        date.day()
-    )
 }
 
 /// An operator's `--as-of "YYYY-MM-DD HH:MM"`, Rome time, as unix millis; `None` when it is
@@ -438,7 +394,7 @@ mod tests {
     fn a_ticket_is_one_day_overdue_the_day_after_its_due_date() {
         // Friday 2026-01-16 13:00 Rome + 2 working days: due Tuesday 20.
         let created = 1_768_564_800_000;
-        let due = due_date(created, 2);
+        let due = due_date(created, 2, &Holidays::none());
         assert_eq!(iso_date(due), "2026-01-20");
         let at = |s: &str| as_of_millis(s).unwrap();
         assert_eq!(
