@@ -13,6 +13,7 @@ mod message;
 mod outbox;
 pub mod password;
 mod raw;
+pub mod reminder;
 mod signed_id;
 pub mod stats;
 mod ticket;

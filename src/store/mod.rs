@@ -13,6 +13,7 @@ mod lock;
 mod outbox;
 mod pec;
 mod raw;
+mod reminders;
 mod stats;
 mod tickets;
 
@@ -32,6 +33,7 @@ pub use read::{
     AttachmentView, EventView, MessageView, NotificationAttachment, QuarantineDrop, QuarantineView,
     TicketFilter, TicketTimeline, TicketView, QUARANTINE_HEAD_BYTES,
 };
+pub use reminders::Unanswered;
 pub use tickets::{
     HistoryEntry, MessageTicket, NewAttachment, NewMessage, NewTicket, OurMessage, TicketText,
 };
