@@ -14,11 +14,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app;
 use crate::config::{Config, ConfigError, Severity};
-use crate::domain::{rfc3339, EventKind, TicketRef};
+use crate::domain::{calendar, now_millis, rfc3339, EventKind, TicketRef};
 use crate::inbound::ingest::ingest_stdin;
 use crate::intake::{Outcome, Pipeline};
 use crate::mail::summary;
-use crate::store::{Store, StoreError, TicketTimeline};
+use crate::store::{Store, StoreError, TicketTimeline, TicketView};
 
 /// sysexits.h EX_TEMPFAIL: the MTA keeps the message and retries.
 pub const EX_TEMPFAIL: u8 = 75;
@@ -181,10 +181,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             let store = open_existing_store(&cfg).await?;
             match command {
                 TicketCommand::List { format, limit } => {
-                    ticket_list(&store, format, limit.unwrap_or(i64::MAX)).await
+                    ticket_list(&cfg, &store, format, limit.unwrap_or(i64::MAX)).await
                 }
                 TicketCommand::Show { reference, format } => {
-                    ticket_show(&store, &reference, format).await
+                    ticket_show(&cfg, &store, &reference, format).await
                 }
             }
         }
@@ -460,25 +460,35 @@ fn describe(outcome: &Outcome) -> String {
     }
 }
 
-async fn ticket_list(store: &Store, format: Format, limit: i64) -> anyhow::Result<u8> {
+async fn ticket_list(
+    cfg: &Config,
+    store: &Store,
+    format: Format,
+    limit: i64,
+) -> anyhow::Result<u8> {
     let tickets = store.list_tickets(limit).await?;
+    let now = now_millis();
     match format {
         Format::Json => {
-            let all: Vec<json::Ticket> = tickets.iter().map(json::Ticket::from).collect();
+            let all: Vec<json::Ticket> = tickets
+                .iter()
+                .map(|t| json::Ticket::new(t, cfg.due_date(t.area.as_str(), t.created_at), now))
+                .collect();
             println!("{}", serde_json::to_string_pretty(&all)?);
         }
         Format::Text => {
             println!(
-                "{:<12} {:<20} {:<13} {:<10} {:<32} SUBJECT",
-                "REF", "CREATED", "KIND", "STATUS", "CITIZEN"
+                "{:<12} {:<20} {:<13} {:<10} {:<19} {:<32} SUBJECT",
+                "REF", "CREATED", "KIND", "STATUS", "DUE", "CITIZEN"
             );
             for t in &tickets {
                 println!(
-                    "{:<12} {:<20} {:<13} {:<10} {:<32} {}",
+                    "{:<12} {:<20} {:<13} {:<10} {:<19} {:<32} {}",
                     t.reference,
                     rfc3339(t.created_at).get(..19).unwrap_or(""),
                     t.kind,
                     t.status,
+                    due_text(cfg, t, now),
                     t.citizen,
                     t.subject
                 );
@@ -488,7 +498,23 @@ async fn ticket_list(store: &Store, format: Format, limit: i64) -> anyhow::Resul
     Ok(0)
 }
 
-async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::Result<u8> {
+/// The due date for `ticket list/show` text: "2026-01-20", "2026-01-20 OVERDUE 3d".
+fn due_text(cfg: &Config, t: &TicketView, now: i64) -> String {
+    let due = cfg.due_date(t.area.as_str(), t.created_at);
+    let late = calendar::days_overdue(t.status, due, now);
+    if late > 0 {
+        format!("{} OVERDUE {late}d", calendar::iso_date(due))
+    } else {
+        calendar::iso_date(due)
+    }
+}
+
+async fn ticket_show(
+    cfg: &Config,
+    store: &Store,
+    reference: &str,
+    format: Format,
+) -> anyhow::Result<u8> {
     let found = match reference.trim().parse::<TicketRef>() {
         Ok(r) => store.ticket_by_ref(&r).await?,
         Err(_) => None,
@@ -524,7 +550,11 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                     .collect(),
                 ticket: json::Ticket {
                     not_certified_because: Some(not_certified.clone()),
-                    ..json::Ticket::from(&t)
+                    ..json::Ticket::new(
+                        &t,
+                        cfg.due_date(t.area.as_str(), t.created_at),
+                        now_millis(),
+                    )
                 },
             };
             println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -556,6 +586,7 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                 None => {}
             }
             println!("Created  {}", rfc3339(t.created_at));
+            println!("Due      {}", due_text(cfg, &t, now_millis()));
             println!("\n{}\n", t.text.trim());
             println!("Events:");
             for e in &events {

@@ -19,7 +19,7 @@ mod url;
 
 pub use address::{AddressError, EmailAddress, NO_ADDRESS};
 pub use calendar::{days_overdue, due_date, is_overdue, Holidays};
-pub use clock::{local_time, now_millis, rome_date, rome_datetime, rome_year, working_days_after};
+pub use clock::{local_time, now_millis, rome_date, rome_datetime, rome_year};
 pub use event::EventKind;
 pub use fiscal_code::{FiscalCode, FiscalCodeError, FiscalCodeKind};
 pub use message::{Direction, MessageKind};
