@@ -13,6 +13,7 @@ mod lock;
 mod outbox;
 mod pec;
 mod raw;
+mod reminders;
 mod tickets;
 
 use std::str::FromStr;
@@ -29,8 +30,9 @@ pub use pec::{InboundPec, ReceiptEffect};
 pub use raw::{sha256_hex as raw_sha256_hex, RawIn, RawRow};
 pub use read::{
     AttachmentView, EventView, MessageView, NotificationAttachment, QuarantineDrop, QuarantineView,
-    TicketTimeline, TicketView, QUARANTINE_HEAD_BYTES,
+    TicketFilter, TicketTimeline, TicketView, QUARANTINE_HEAD_BYTES,
 };
+pub use reminders::Unanswered;
 pub use tickets::{
     HistoryEntry, MessageTicket, NewAttachment, NewMessage, NewTicket, OurMessage, TicketText,
 };
