@@ -69,6 +69,9 @@ pub enum MessageKind {
     /// The notice to a staff member that their answer was held because a colleague had
     /// answered first, carrying that answer (issue 13); `#invia` in a reply to it sends theirs.
     HeldNotice,
+    /// An office's daily digest of its queue to one staff member (issue 14); about no one
+    /// ticket.
+    Digest,
 }
 
 impl MessageKind {
@@ -92,6 +95,7 @@ impl MessageKind {
             MessageKind::Account => "account",
             MessageKind::ColleagueCopy => "colleague_copy",
             MessageKind::HeldNotice => "held_notice",
+            MessageKind::Digest => "digest",
         }
     }
 
@@ -115,7 +119,8 @@ impl MessageKind {
             | MessageKind::Oversize
             | MessageKind::Account
             | MessageKind::ColleagueCopy
-            | MessageKind::HeldNotice => Direction::Out,
+            | MessageKind::HeldNotice
+            | MessageKind::Digest => Direction::Out,
         }
     }
 
@@ -173,6 +178,7 @@ impl MessageKind {
             MessageKind::Notice | MessageKind::Oversize | MessageKind::HeldNotice => "notice",
             MessageKind::ColleagueCopy => "colleague copy",
             MessageKind::Account => "other",
+            MessageKind::Digest => "digest",
         }
     }
 
@@ -212,6 +218,7 @@ stored_word!(
         MessageKind::Account,
         MessageKind::ColleagueCopy,
         MessageKind::HeldNotice,
+        MessageKind::Digest,
     ]
 );
 

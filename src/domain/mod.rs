@@ -11,6 +11,7 @@ mod message;
 mod outbox;
 pub mod password;
 mod raw;
+pub mod rome;
 mod signed_id;
 mod ticket;
 mod token_purpose;
