@@ -4,6 +4,7 @@
 //! JSON shapes printed here are a contract with operators' scripts (docs/design-notes.md, "The
 //! CLI's JSON is a contract"): field names do not change; new fields may be added. They are the types of [`json`].
 
+pub mod csv;
 pub mod json;
 
 use std::path::PathBuf;
@@ -14,11 +15,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app;
 use crate::config::{Config, ConfigError, Severity};
-use crate::domain::{rfc3339, EventKind, TicketRef};
+use crate::domain::{
+    due_date, is_overdue, now_millis, parse_day, rfc3339, rome_day_start, AreaSlug, EventKind,
+    Holidays, TicketRef, TicketStatus,
+};
 use crate::inbound::ingest::ingest_stdin;
 use crate::intake::{Outcome, Pipeline};
 use crate::mail::summary;
-use crate::store::{Store, StoreError, TicketTimeline};
+use crate::store::{Store, StoreError, TicketFilter, TicketTimeline, TicketView};
 
 /// sysexits.h EX_TEMPFAIL: the MTA keeps the message and retries.
 pub const EX_TEMPFAIL: u8 = 75;
@@ -109,12 +113,27 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum TicketCommand {
-    /// All tickets, newest first.
+    /// Tickets, newest first: all, or those matching every filter given.
     List {
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = TableFormat::Text)]
+        format: TableFormat,
         #[arg(long)]
         limit: Option<i64>,
+        /// Only the tickets of this area (slug).
+        #[arg(long)]
+        area: Option<String>,
+        /// Only tickets in this status: received, taken, answered, resolved.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only tickets created on or after this day (YYYY-MM-DD, Italian time).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only tickets whose subject, text or citizen address contains this text.
+        #[arg(long)]
+        search: Option<String>,
+        /// Only tickets past their due date without an answer.
+        #[arg(long)]
+        overdue: bool,
     },
     /// One ticket with its events, messages and attachments.
     Show {
@@ -157,6 +176,15 @@ pub enum Format {
     Json,
 }
 
+/// The output of the commands whose result is a table (`ticket list`, `stats`): also CSV,
+/// for a spreadsheet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableFormat {
+    Text,
+    Json,
+    Csv,
+}
+
 /// Loads and validates the configuration: every error of the file (parse and semantic, with
 /// lines) as one [`ConfigError`], which the commands turn into exit code 78.
 pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
@@ -193,8 +221,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             let cfg = load_config(&cli.config)?;
             let store = open_existing_store(&cfg).await?;
             match command {
-                TicketCommand::List { format, limit } => {
-                    ticket_list(&store, format, limit.unwrap_or(i64::MAX)).await
+                TicketCommand::List {
+                    format,
+                    limit,
+                    area,
+                    status,
+                    since,
+                    search,
+                    overdue,
+                } => {
+                    let filter = ticket_filter(&cfg, area, status, since, search)?;
+                    let limit = limit.unwrap_or(i64::MAX);
+                    ticket_list(&cfg, &store, &filter, overdue, format, limit).await
                 }
                 TicketCommand::Show { reference, format } => {
                     ticket_show(&store, &reference, format).await
@@ -523,14 +561,136 @@ fn describe(outcome: &Outcome) -> String {
     }
 }
 
-async fn ticket_list(store: &Store, format: Format, limit: i64) -> anyhow::Result<u8> {
-    let tickets = store.list_tickets(limit).await?;
+/// The filters of `ticket list`, parsed: a value that cannot match anything (an area that is
+/// not configured, a status or date that is not one) is an error naming it, not an empty list.
+fn ticket_filter(
+    cfg: &Config,
+    area: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    search: Option<String>,
+) -> anyhow::Result<TicketFilter> {
+    let area = match area {
+        Some(a) => {
+            let slug: AreaSlug = a
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--area {a:?}: not an area slug"))?;
+            if !cfg.areas.iter().any(|c| c.slug == a) {
+                anyhow::bail!("--area {a:?}: no such area in the configuration");
+            }
+            Some(slug)
+        }
+        None => None,
+    };
+    let status = match status {
+        Some(s) => Some(s.parse::<TicketStatus>().map_err(|_| {
+            anyhow::anyhow!("--status {s:?}: one of received, taken, answered, resolved")
+        })?),
+        None => None,
+    };
+    let since = match since {
+        Some(d) => {
+            Some(rome_day_start(parse_day(&d).ok_or_else(|| {
+                anyhow::anyhow!("--since {d:?}: a day as YYYY-MM-DD")
+            })?))
+        }
+        None => None,
+    };
+    Ok(TicketFilter {
+        area,
+        status,
+        since,
+        search: search.filter(|s| !s.is_empty()),
+    })
+}
+
+/// The columns of `ticket list --format csv`: the keys of its JSON, in the same order.
+const TICKET_CSV_COLUMNS: [&str; 15] = [
+    "area",
+    "certified",
+    "channel",
+    "citizen",
+    "citizen_name",
+    "created_at",
+    "kind",
+    "pec_address",
+    "ref",
+    "reply_to",
+    "reply_to_asked",
+    "status",
+    "subject",
+    "text",
+    "updated_at",
+];
+
+fn ticket_csv_row(t: &json::Ticket) -> String {
+    let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+    csv::row(&[
+        t.area.clone(),
+        t.certified.map(|c| c.to_string()).unwrap_or_default(),
+        t.channel.clone(),
+        t.citizen.clone(),
+        opt(&t.citizen_name),
+        t.created_at.clone(),
+        t.kind.clone(),
+        opt(&t.pec_address),
+        t.reference.clone(),
+        opt(&t.reply_to),
+        opt(&t.reply_to_asked),
+        t.status.clone(),
+        t.subject.clone(),
+        t.text.clone(),
+        t.updated_at.clone(),
+    ])
+}
+
+/// Whether a ticket is past its due date without an answer now: the calendar's rule with its
+/// area's `response_days` (an area no longer configured: never overdue, nobody is asked).
+fn overdue_now(cfg: &Config, holidays: &Holidays, t: &TicketView, now: i64) -> bool {
+    cfg.areas
+        .iter()
+        .find(|a| a.slug == t.area.as_str())
+        .is_some_and(|a| {
+            let due = due_date(t.created_at, a.response_days, holidays);
+            is_overdue(t.status, due, now)
+        })
+}
+
+async fn ticket_list(
+    cfg: &Config,
+    store: &Store,
+    filter: &TicketFilter,
+    overdue: bool,
+    format: TableFormat,
+    limit: i64,
+) -> anyhow::Result<u8> {
+    let tickets = if overdue {
+        // The due date is a calendar rule, not SQL: filter the waiting tickets here, then
+        // apply the limit.
+        let holidays = cfg.holidays();
+        let now = now_millis();
+        let mut waiting = store.list_tickets_filtered(filter, -1).await?;
+        waiting.retain(|t| overdue_now(cfg, &holidays, t, now));
+        waiting.truncate(usize::try_from(limit.max(0)).unwrap_or(usize::MAX));
+        waiting
+    } else {
+        store.list_tickets_filtered(filter, limit).await?
+    };
     match format {
-        Format::Json => {
+        TableFormat::Json => {
             let all: Vec<json::Ticket> = tickets.iter().map(json::Ticket::from).collect();
             println!("{}", serde_json::to_string_pretty(&all)?);
         }
-        Format::Text => {
+        TableFormat::Csv => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(csv::row(&TICKET_CSV_COLUMNS).as_bytes())?;
+            for t in &tickets {
+                out.write_all(ticket_csv_row(&json::Ticket::from(t)).as_bytes())?;
+            }
+            out.flush()?;
+        }
+        TableFormat::Text => {
             println!(
                 "{:<12} {:<20} {:<13} {:<10} {:<32} SUBJECT",
                 "REF", "CREATED", "KIND", "STATUS", "CITIZEN"

@@ -65,6 +65,18 @@ pub struct Config {
     pub areas: Vec<AreaConfig>,
     #[serde(default)]
     pub health: HealthConfig,
+    #[serde(default)]
+    pub calendar: CalendarConfig,
+}
+
+/// The comune's own closures, on top of weekends and national holidays (issue 14, see
+/// `domain::calendar`): they do not count as working days for due dates.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarConfig {
+    /// `MM-DD` every year (the patron saint) or `YYYY-MM-DD` once (a local closure).
+    #[serde(default)]
+    pub holidays: Vec<String>,
 }
 
 /// What `/healthz` counts as unhealthy.
@@ -907,6 +919,9 @@ impl Config {
                 Some(_) => {}
             }
         }
+        for (i, why) in crate::domain::Holidays::parse(&self.calendar.holidays).1 {
+            err(format!("calendar.holidays[{i}]"), why);
+        }
 
         let mut warnings = Vec::new();
         let mut warn = |key: String, message: String| {
@@ -1021,6 +1036,11 @@ impl Config {
         } else {
             Err(ConfigError::Invalid(errors.join("\n")))
         }
+    }
+
+    /// The local holidays of `[calendar]` (bad entries, refused by the check, left out).
+    pub fn holidays(&self) -> crate::domain::Holidays {
+        crate::domain::Holidays::parse(&self.calendar.holidays).0
     }
 
     pub fn area(&self, slug: &str) -> Option<&AreaConfig> {
@@ -1189,6 +1209,32 @@ mod tests {
         ] {
             assert!(keys.contains(&key.to_owned()), "{key}: {keys:?}");
         }
+    }
+
+    #[test]
+    fn every_bad_calendar_holiday_is_named_and_the_good_ones_count() {
+        let text = format!(
+            "{GOOD}\n[calendar]\nholidays = [\"12-07\", \"31-12\", \"2026-06-24\", \"domani\"]\n"
+        );
+        let cfg = Config::from_toml_str(&text).expect("parses");
+        let problems = cfg.problems();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, vec!["calendar.holidays[1]", "calendar.holidays[3]"]);
+        assert!(
+            problems[0].message.contains("\"31-12\""),
+            "{}",
+            problems[0].message
+        );
+        let holidays = cfg.holidays();
+        assert!(holidays.contains(time::macros::date!(2030 - 12 - 07)));
+        assert!(holidays.contains(time::macros::date!(2026 - 06 - 24)));
+        let unknown = format!("{GOOD}\n[calendar]\nholiday = [\"12-07\"]\n");
+        let checked = Config::check_toml_str(&unknown);
+        assert!(
+            checked.problems.iter().any(|p| p.key.contains("calendar")),
+            "{:?}",
+            checked.problems
+        );
     }
 
     #[test]

@@ -129,6 +129,28 @@ impl Setup {
         }
     }
 
+    /// Runs statements on the database, as another process would: how a test gives tickets
+    /// a known past (creation and event times) that `ingest` stamps with the clock.
+    fn sql(&self, statements: &[String]) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            use sqlx::Connection;
+            let url = format!("sqlite://{}", self.db_path().display());
+            let mut c = sqlx::SqliteConnection::connect(&url)
+                .await
+                .expect("connect");
+            for statement in statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.as_str()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            }
+        });
+    }
+
     fn migrate(&self) {
         let out = self.run(&["migrate"]);
         assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
@@ -575,4 +597,93 @@ fn a_bad_value_from_the_environment_is_named_by_its_variable_beside_the_file_s_m
         "{said}"
     );
     assert!(said.contains("error: mailbox[0].folder (line"), "{said}");
+}
+
+#[test]
+fn ticket_list_filters_by_area_status_day_and_text_and_prints_csv_a_spreadsheet_cannot_run() {
+    let s = Setup::new();
+    s.migrate();
+    for subject in [
+        "Buca in via Roma",
+        "Sconto del 100%",
+        "=HYPERLINK(\"http://x\")",
+    ] {
+        let out = s.run_with(
+            &["ingest", "--mailbox", "lavori-pubblici"],
+            &[],
+            Some(&citizen_mail(LAVORI, subject)),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    }
+    let subjects = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["ticket", "list", "--format", "json"];
+        all.extend_from_slice(args);
+        let tickets: Vec<Ticket> = s.json(&all);
+        tickets.into_iter().map(|t| t.subject).collect()
+    };
+    assert_eq!(
+        subjects(&["--search", "SCONTO"]),
+        ["Sconto del 100%"],
+        "any case"
+    );
+    assert_eq!(
+        subjects(&["--search", "100%"]),
+        ["Sconto del 100%"],
+        "% is a character, not a wildcard"
+    );
+    assert_eq!(subjects(&["--search", "_"]), Vec::<String>::new(), "_ too");
+    assert_eq!(
+        subjects(&["--search", "anna.verdi@citizen"]).len(),
+        3,
+        "the address"
+    );
+    assert_eq!(
+        subjects(&["--area", "lavori-pubblici", "--status", "received"]).len(),
+        3
+    );
+    assert_eq!(subjects(&["--status", "resolved"]), Vec::<String>::new());
+    assert_eq!(subjects(&["--since", "2000-01-01"]).len(), 3);
+    assert_eq!(subjects(&["--since", "2999-01-01"]), Vec::<String>::new());
+    assert_eq!(subjects(&["--overdue"]), Vec::<String>::new(), "all new");
+    // Created 70 days ago, past the default 30 working days: the received and the taken ones
+    // are overdue, the answered one is not.
+    s.sql(&[
+        "UPDATE ticket SET created_at = created_at - 86400000 * 70".into(),
+        "UPDATE ticket SET status = 'taken' WHERE subject = 'Sconto del 100%'".into(),
+        "UPDATE ticket SET status = 'answered' WHERE subject LIKE 'Buca%'".into(),
+    ]);
+    assert_eq!(
+        subjects(&["--overdue", "--search", "100"]),
+        ["Sconto del 100%"],
+        "the overdue ticket that also matches"
+    );
+    assert_eq!(subjects(&["--overdue"]).len(), 2, "received and taken");
+    for (args, named) in [
+        (&["--area", "tributi"][..], "--area"),
+        (&["--status", "closed"], "--status"),
+        (&["--since", "8/12/2026"], "--since"),
+    ] {
+        let mut all = vec!["ticket", "list"];
+        all.extend_from_slice(args);
+        let out = s.run(&all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text_of(&out));
+        assert!(text_of(&out).contains(named), "{}", text_of(&out));
+    }
+
+    let out = s.run(&["ticket", "list", "--format", "csv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    let csv = String::from_utf8(out.stdout).expect("UTF-8");
+    let lines: Vec<&str> = csv.split("\r\n").collect();
+    assert_eq!(
+        lines[0],
+        "area,certified,channel,citizen,citizen_name,created_at,kind,pec_address,ref,\
+         reply_to,reply_to_asked,status,subject,text,updated_at"
+    );
+    assert_eq!(lines.len(), 5, "a header, three rows, the last CRLF: {csv}");
+    assert!(
+        lines[1].contains(",\"'=HYPERLINK(\"\"http://x\"\")\","),
+        "quoted and neutralised: {}",
+        lines[1]
+    );
+    assert!(lines[1].starts_with("lavori-pubblici,,email,anna.verdi@citizen.test,Anna Verdi,"));
 }

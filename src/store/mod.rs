@@ -30,7 +30,7 @@ pub use pec::{InboundPec, ReceiptEffect};
 pub use raw::{sha256_hex as raw_sha256_hex, RawIn, RawRow};
 pub use read::{
     AttachmentView, EventView, MessageView, NotificationAttachment, QuarantineDrop, QuarantineView,
-    TicketTimeline, TicketView, QUARANTINE_HEAD_BYTES,
+    TicketFilter, TicketTimeline, TicketView, QUARANTINE_HEAD_BYTES,
 };
 pub use tickets::{
     HistoryEntry, MessageTicket, NewAttachment, NewMessage, NewTicket, OurMessage, TicketText,
