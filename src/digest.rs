@@ -15,7 +15,9 @@ use askama::Template;
 use time::Date;
 
 use crate::config::{AreaConfig, Config};
-use crate::domain::{rome, AreaSlug, EmailAddress, MessageKind, SignedIds, TicketStatus};
+use crate::domain::calendar::{days_overdue, due_date, is_overdue, is_working_day, italian_date};
+use crate::domain::{rome_date, rome_datetime, AreaSlug, EmailAddress, Holidays};
+use crate::domain::{MessageKind, SignedIds, TicketStatus};
 use crate::outbound::queue::{queue_mail_with_html, Queued};
 use crate::store::{now_millis, Store, TicketView};
 use crate::tickets::staff_page_link;
@@ -60,48 +62,25 @@ pub struct Line {
     pub overdue_days: Option<i64>,
 }
 
-/// Whether `day` is a working day: Monday to Friday.
-// Until helper "calendar"'s rule (holidays, `[calendar] holidays`) is on int.
-pub fn is_working_day(day: Date) -> bool {
-    !matches!(
-        day.weekday(),
-        time::Weekday::Saturday | time::Weekday::Sunday
-    )
-}
-
-/// The due date of a ticket received at `created_at` (unix millis): `response_days` working
-/// days after its Italian date.
-pub fn due_date(created_at: i64, response_days: u32) -> Option<Date> {
-    let mut d = rome::local_date(created_at)?;
-    let mut left = response_days;
-    while left > 0 {
-        d = d.next_day()?;
-        if is_working_day(d) {
-            left -= 1;
-        }
-    }
-    Some(d)
-}
-
-/// The digest of `tickets` (one area's, open) on Italian day `today` at `as_of` (unix millis):
-/// tickets received after `as_of` are left out; `last_digest` (unix millis) is when the
-/// previous digest went out. Sorted by group, then oldest first. Pure.
+/// The digest of `tickets` (one area's, open) at `as_of` (unix millis): tickets received
+/// after `as_of` are left out; `last_digest` (unix millis) is when the previous digest went
+/// out. Due dates and overdue by `domain::calendar`. Sorted by group, then oldest first. Pure.
 pub fn select(
     tickets: &[TicketView],
     response_days: u32,
-    today: Date,
+    holidays: &Holidays,
     as_of: i64,
     last_digest: Option<i64>,
 ) -> Vec<Line> {
+    let today = rome_date(as_of);
     let mut lines: Vec<(Line, i64)> = tickets
         .iter()
         .enumerate()
         .filter(|(_, t)| t.status != TicketStatus::Resolved && t.created_at <= as_of)
-        .filter_map(|(i, t)| {
-            let created = rome::local_date(t.created_at)?;
-            let due = due_date(t.created_at, response_days)?;
-            let unanswered = matches!(t.status, TicketStatus::Received | TicketStatus::Taken);
-            let overdue = unanswered && today > due;
+        .map(|(i, t)| {
+            let created = rome_date(t.created_at);
+            let due = due_date(t.created_at, response_days, holidays);
+            let overdue = is_overdue(t.status, due, as_of);
             let group = match t.status {
                 _ if overdue => Group::Overdue,
                 TicketStatus::Received if last_digest.is_none_or(|l| t.created_at > l) => {
@@ -116,18 +95,13 @@ pub fn select(
                 ticket: i,
                 age_days: (today - created).whole_days(),
                 due,
-                overdue_days: overdue.then(|| (today - due).whole_days()),
+                overdue_days: overdue.then(|| i64::from(days_overdue(t.status, due, as_of))),
             };
-            Some((line, t.created_at))
+            (line, t.created_at)
         })
         .collect();
     lines.sort_by_key(|(l, created)| (l.group, *created, l.ticket));
     lines.into_iter().map(|(l, _)| l).collect()
-}
-
-/// "dd/mm/yyyy".
-fn date_it(d: Date) -> String {
-    format!("{:02}/{:02}/{}", d.day(), u8::from(d.month()), d.year())
 }
 
 fn days_it(n: i64) -> String {
@@ -205,7 +179,7 @@ fn views(
                 0 => "oggi".to_owned(),
                 n => format!("{} fa", days_it(n)),
             },
-            due: date_it(l.due),
+            due: italian_date(l.due),
             overdue: l
                 .overdue_days
                 .map(|n| format!("scaduta da {}", days_it(n)))
@@ -263,7 +237,7 @@ pub async fn run(
     only: Option<&str>,
     send: bool,
 ) -> anyhow::Result<Vec<AreaDigest>> {
-    let today = rome::local_date(as_of).ok_or_else(|| anyhow::anyhow!("time out of range"))?;
+    let today = rome_date(as_of);
     let day = today.to_string();
     let mut out = Vec::new();
     for area in cfg
@@ -296,15 +270,16 @@ async fn run_area(
         tickets: 0,
         outcome: Outcome::Shown,
     };
-    if !is_working_day(today) {
+    let holidays = cfg.holidays();
+    if !is_working_day(today, &holidays) {
         result.outcome = Outcome::NotWorkingDay;
         return Ok(result);
     }
     let last = store.last_digest_before(&slug, day).await?;
     let tickets = store.open_tickets_of_area(&slug).await?;
-    let lines = select(&tickets, area.response_days, today, as_of, last);
+    let lines = select(&tickets, area.response_days, &holidays, as_of, last);
     result.tickets = lines.len();
-    let day_it = date_it(today);
+    let day_it = italian_date(today);
     let overdue = lines.iter().filter(|l| l.group == Group::Overdue).count();
     if !lines.is_empty() {
         let groups = views(&tickets, &lines, &|_| String::new());
@@ -423,6 +398,7 @@ pub async fn run_scheduled(
     let Some((hour, minute)) = cfg.digest.hour_minute() else {
         return;
     };
+    let holidays = cfg.holidays();
     let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -431,10 +407,10 @@ pub async fn run_scheduled(
             _ = every.tick() => {}
         }
         let now = now_millis();
-        let Some(local) = rome::local_datetime(now) else {
-            continue;
-        };
-        if (local.hour(), local.minute()) < (hour, minute) || !is_working_day(local.date()) {
+        let local = rome_datetime(now);
+        if (local.hour(), local.minute()) < (hour, minute)
+            || !is_working_day(local.date(), &holidays)
+        {
             continue;
         }
         let day = local.date().to_string();
@@ -468,7 +444,7 @@ pub async fn run_scheduled(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, TicketKind, TicketRef};
+    use crate::domain::{rome, Channel, TicketKind, TicketRef};
     use time::macros::{date, datetime};
 
     fn ticket(n: u32, status: TicketStatus, created: time::PrimitiveDateTime) -> TicketView {
@@ -506,7 +482,7 @@ mod tests {
             // Received after the moment of the digest: not in it.
             ticket(7, TicketStatus::Received, datetime!(2026-12-09 09:00)),
         ];
-        let lines = select(&tickets, 5, date!(2026 - 12 - 09), now, Some(last));
+        let lines = select(&tickets, 5, &Holidays::none(), now, Some(last));
         let got: Vec<(u32, Group)> = lines
             .iter()
             .map(|l| (tickets[l.ticket].ticket_id as u32, l.group))
@@ -537,16 +513,17 @@ mod tests {
             TicketStatus::Received,
             datetime!(2026-12-08 10:00),
         )];
-        let lines = select(&tickets, 30, date!(2026 - 12 - 09), now, None);
+        let lines = select(&tickets, 30, &Holidays::none(), now, None);
         assert_eq!(lines[0].group, Group::New);
-        assert_eq!(lines[0].due, date!(2027 - 01 - 19));
+        // 30 working days from 8 December, without 25 December, 1 and 6 January.
+        assert_eq!(lines[0].due, date!(2027 - 01 - 22));
     }
 
     #[test]
     fn a_digest_line_shows_the_name_on_one_line_and_how_late_the_ticket_is() {
         let now = rome::to_millis(datetime!(2026-12-09 08:30));
         let tickets = vec![ticket(1, TicketStatus::Taken, datetime!(2026-12-01 10:00))];
-        let lines = select(&tickets, 1, date!(2026 - 12 - 09), now, None);
+        let lines = select(&tickets, 1, &Holidays::none(), now, None);
         let groups = views(&tickets, &lines, &|t| format!("L-{}", t.reference));
         assert_eq!(groups.len(), 1);
         let l = &groups[0].lines[0];
@@ -586,12 +563,5 @@ mod tests {
         // The link's `&` escaped too, as HTML attributes want.
         assert!(html.contains("staff=a&#38;exp=1"), "{html}");
         assert!(!html.contains("<eve>"), "{html}");
-    }
-
-    #[test]
-    fn saturdays_and_sundays_are_not_working_days() {
-        assert!(is_working_day(date!(2026 - 12 - 11)));
-        assert!(!is_working_day(date!(2026 - 12 - 12)));
-        assert!(!is_working_day(date!(2026 - 12 - 13)));
     }
 }

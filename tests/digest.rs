@@ -11,6 +11,8 @@ use std::time::Duration;
 use support::gateway::*;
 use support::mail::*;
 use support::mailstack::MailStack;
+use ticketgate::domain::calendar::is_working_day;
+use ticketgate::domain::Holidays;
 
 const WAIT: Duration = Duration::from_secs(30);
 const DIGEST_SUBJECT: &str = "Riepilogo pratiche";
@@ -89,10 +91,10 @@ fn staff_link(text: &str, base: &str, reference: &str) -> String {
     rest.split_whitespace().next().expect("link").to_owned()
 }
 
-/// A working day (Monday to Friday) at least `days` days from today, as "YYYY-MM-DD".
+/// The first working day (the gateway's calendar) at least `days` days from today.
 fn working_day_after(days: i64) -> time::Date {
     let mut d = time::OffsetDateTime::now_utc().date() + time::Duration::days(days);
-    while matches!(d.weekday(), time::Weekday::Saturday | time::Weekday::Sunday) {
+    while !is_working_day(d, &Holidays::none()) {
         d = d.next_day().expect("date");
     }
     d

@@ -1,47 +1,20 @@
-//! Italian civil time (Europe/Rome) as dates and times rather than text: the daily digest
-//! needs "which day is it in Rome", "is it past 08:30 there" and the instant of an operator's
-//! `--as-of "YYYY-MM-DD HH:MM"`. Same summer-time rule as [`super::local_time`] (EU: last
-//! Sunday of March to last Sunday of October, 01:00 UTC). Pure.
+//! The other way round from `clock`'s Rome time: the instant of an operator's `--as-of
+//! "YYYY-MM-DD HH:MM"` (Italian time) and the "HH:MM" of `[digest] time`. Pure.
 
-use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time, Weekday};
+use time::{Date, Duration, Month, PrimitiveDateTime, Time};
 
-/// The UTC offset of Rome, in hours, at the UTC instant `utc`.
-fn offset_hours(utc: OffsetDateTime) -> i64 {
-    let year = utc.year();
-    let last_sunday = |month: Month| -> Option<OffsetDateTime> {
-        let mut d = Date::from_calendar_date(year, month, 31).ok()?;
-        while d.weekday() != Weekday::Sunday {
-            d = d.previous_day()?;
-        }
-        Some(d.with_hms(1, 0, 0).ok()?.assume_utc())
-    };
-    match (last_sunday(Month::March), last_sunday(Month::October)) {
-        (Some(start), Some(end)) if utc >= start && utc < end => 2,
-        _ => 1,
-    }
-}
-
-/// Rome's wall-clock date and time at unix `millis`.
-pub fn local_datetime(millis: i64) -> Option<PrimitiveDateTime> {
-    let utc = OffsetDateTime::from_unix_timestamp(millis.div_euclid(1000)).ok()?;
-    let local = utc.checked_add(Duration::hours(offset_hours(utc)))?;
-    Some(PrimitiveDateTime::new(local.date(), local.time()))
-}
-
-/// Rome's date at unix `millis`.
-pub fn local_date(millis: i64) -> Option<Date> {
-    local_datetime(millis).map(|d| d.date())
-}
+use super::clock::rome_datetime;
 
 /// The unix millis of Rome's wall-clock `local`. In the hour that repeats in October the
 /// first (summer) one; in the hour skipped in March the instant an hour later.
 pub fn to_millis(local: PrimitiveDateTime) -> i64 {
     let as_utc = local.assume_utc();
-    // Try summer time first, then winter time; keep the one whose offset agrees.
+    // Summer time first, then winter time: the one that reads back as `local`.
     for hours in [2, 1] {
         if let Some(utc) = as_utc.checked_sub(Duration::hours(hours)) {
-            if offset_hours(utc) == hours {
-                return utc.unix_timestamp() * 1000;
+            let millis = utc.unix_timestamp() * 1000;
+            if rome_datetime(millis) == local {
+                return millis;
             }
         }
     }
@@ -80,16 +53,8 @@ mod tests {
     use time::macros::datetime;
 
     #[test]
-    fn rome_is_one_hour_ahead_in_winter_and_two_in_summer_both_ways() {
+    fn an_italian_wall_clock_time_is_one_hour_before_in_utc_in_winter_and_two_in_summer() {
         // 2026-01-15 12:00 UTC and 2026-07-15 12:00 UTC.
-        assert_eq!(
-            local_datetime(1_768_478_400_000),
-            Some(datetime!(2026-01-15 13:00))
-        );
-        assert_eq!(
-            local_datetime(1_784_116_800_000),
-            Some(datetime!(2026-07-15 14:00))
-        );
         assert_eq!(to_millis(datetime!(2026-01-15 13:00)), 1_768_478_400_000);
         assert_eq!(to_millis(datetime!(2026-07-15 14:00)), 1_784_116_800_000);
     }
@@ -98,8 +63,8 @@ mod tests {
     fn half_past_eleven_on_new_years_eve_is_still_the_old_year_in_rome() {
         let millis = to_millis(datetime!(2026-12-31 23:30));
         assert_eq!(
-            local_date(millis),
-            Some(time::macros::date!(2026 - 12 - 31))
+            super::super::clock::rome_date(millis),
+            time::macros::date!(2026 - 12 - 31)
         );
     }
 
