@@ -1,5 +1,6 @@
 //! The `ticketgate` command line: argument shapes (clap) and the operator commands that are
-//! not `serve` — migrate, check-config, ingest, ticket list/show, quarantine list/retry.
+//! not `serve` — migrate, check-config, ingest, ticket list/show, quarantine list/retry,
+//! remind.
 //!
 //! JSON shapes printed here are a contract with operators' scripts (docs/design-notes.md, "The
 //! CLI's JSON is a contract"): field names do not change; new fields may be added. They are the types of [`json`].
@@ -108,6 +109,17 @@ pub enum Command {
     Quarantine {
         #[command(subcommand)]
         command: QuarantineCommand,
+    },
+    /// Reminders and escalation of tickets overdue without an answer: prints what is due now
+    /// (one line per mail); with --send queues it (the outbox of `serve` sends it). `serve`
+    /// runs the same check every few minutes.
+    Remind {
+        /// The moment to check, "YYYY-MM-DD HH:MM" in Italian time (default: now).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Queue the reminders and escalations due, each recorded on its ticket.
+        #[arg(long)]
+        send: bool,
     },
 }
 
@@ -239,6 +251,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
             }
         }
+        Command::Remind { as_of, send } => {
+            let cfg = Arc::new(load_config(&cli.config)?);
+            remind(cfg, as_of.as_deref(), send).await
+        }
         Command::Digest { area, as_of, send } => {
             let cfg = load_config(&cli.config)?;
             digest(&cfg, area.as_deref(), as_of.as_deref(), send).await
@@ -273,6 +289,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
         }
     }
+}
+
+/// `ticketgate remind`: the reminders and escalations due at `as_of` (Rome time; now by
+/// default), queued with `send`.
+async fn remind(cfg: Arc<Config>, as_of: Option<&str>, send: bool) -> anyhow::Result<u8> {
+    let now = match as_of {
+        None => crate::domain::now_millis(),
+        Some(text) => match crate::intake::as_of_millis(text) {
+            Some(millis) => millis,
+            None => {
+                eprintln!("--as-of {text:?}: expected \"YYYY-MM-DD HH:MM\" (Italian time)");
+                return Ok(2);
+            }
+        },
+    };
+    let store = open_existing_store(&cfg).await?;
+    let pipeline = Pipeline::new(
+        store,
+        cfg.clone(),
+        Arc::new(tokio::sync::Notify::new()),
+        crate::attachments::AttachmentStore::new(&cfg.storage.dir)?,
+    );
+    let lines = pipeline.remind(now, send).await?;
+    let verb = if send { "queued" } else { "would send" };
+    for l in &lines {
+        println!("{verb}: {l}");
+    }
+    if lines.is_empty() {
+        println!("nothing due");
+    }
+    Ok(0)
 }
 
 /// The database of a command that reads (or changes) what is there: never created, never

@@ -501,11 +501,25 @@ pub struct AreaConfig {
     /// Staff of an admin area may answer and command on every ticket.
     #[serde(default)]
     pub admin: bool,
+    /// The head of office's address: told, with the admin areas' staff, of a ticket still
+    /// unanswered `escalate_after_days` after its reminder (issue 14).
+    #[serde(default)]
+    pub head: Option<String>,
+    /// Days after the reminder of an overdue ticket that it is escalated; 0 = never.
+    #[serde(default = "default_escalate_after_days")]
+    pub escalate_after_days: u32,
 }
 
 fn default_response_days() -> u32 {
     30
 }
+
+fn default_escalate_after_days() -> u32 {
+    7
+}
+
+/// The most `escalate_after_days` may be: a year.
+pub const MAX_ESCALATE_AFTER_DAYS: u32 = 366;
 
 /// An area address, optionally with the kind its tickets get (e.g. `reclami@` → `reclamo`).
 #[derive(Debug, Clone, Deserialize)]
@@ -828,6 +842,20 @@ impl Config {
                 if let Err(e) = EmailAddress::parse(s) {
                     err(format!("{key}.staff[{j}]"), format!("{s:?}: {e}"));
                 }
+            }
+            if let Some(head) = &area.head {
+                if let Err(e) = EmailAddress::parse(head) {
+                    err(format!("{key}.head"), format!("{head:?}: {e}"));
+                }
+            }
+            if area.escalate_after_days > MAX_ESCALATE_AFTER_DAYS {
+                err(
+                    format!("{key}.escalate_after_days"),
+                    format!(
+                        "{} is more than {MAX_ESCALATE_AFTER_DAYS} days (0 turns escalation off)",
+                        area.escalate_after_days
+                    ),
+                );
             }
         }
 

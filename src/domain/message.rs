@@ -69,6 +69,11 @@ pub enum MessageKind {
     /// The notice to a staff member that their answer was held because a colleague had
     /// answered first, carrying that answer (issue 13); `#invia` in a reply to it sends theirs.
     HeldNotice,
+    /// The reminder to the area's staff of a ticket overdue without an answer (issue 14).
+    Reminder,
+    /// The escalation of an overdue ticket to the head of office and the admin areas' staff
+    /// (issue 14).
+    Escalation,
     /// An office's daily digest of its queue to one staff member (issue 14); about no one
     /// ticket.
     Digest,
@@ -95,6 +100,8 @@ impl MessageKind {
             MessageKind::Account => "account",
             MessageKind::ColleagueCopy => "colleague_copy",
             MessageKind::HeldNotice => "held_notice",
+            MessageKind::Reminder => "reminder",
+            MessageKind::Escalation => "escalation",
             MessageKind::Digest => "digest",
         }
     }
@@ -120,6 +127,8 @@ impl MessageKind {
             | MessageKind::Account
             | MessageKind::ColleagueCopy
             | MessageKind::HeldNotice
+            | MessageKind::Reminder
+            | MessageKind::Escalation
             | MessageKind::Digest => Direction::Out,
         }
     }
@@ -140,13 +149,18 @@ impl MessageKind {
     }
 
     /// Mail of ours to staff about the ticket that a staff reply may answer as the office:
-    /// a notification, a colleague's answer copied, a held-answer notice. Each went to staff
-    /// only, under a signed Message-ID; the citizen's ack and answer never count.
+    /// a notification, a colleague's answer copied, a held-answer notice, a reminder or an
+    /// escalation of an overdue ticket (issue 14). Each went to staff only, under a signed
+    /// Message-ID; the citizen's ack and answer never count.
     pub fn answerable_by_staff(&self, direction: Direction) -> bool {
         direction == Direction::Out
             && matches!(
                 self,
-                MessageKind::Notification | MessageKind::ColleagueCopy | MessageKind::HeldNotice
+                MessageKind::Notification
+                    | MessageKind::ColleagueCopy
+                    | MessageKind::HeldNotice
+                    | MessageKind::Reminder
+                    | MessageKind::Escalation
             )
     }
 
@@ -177,6 +191,8 @@ impl MessageKind {
             MessageKind::Status => "status",
             MessageKind::Notice | MessageKind::Oversize | MessageKind::HeldNotice => "notice",
             MessageKind::ColleagueCopy => "colleague copy",
+            MessageKind::Reminder => "reminder",
+            MessageKind::Escalation => "escalation",
             MessageKind::Account => "other",
             MessageKind::Digest => "digest",
         }
@@ -218,6 +234,8 @@ stored_word!(
         MessageKind::Account,
         MessageKind::ColleagueCopy,
         MessageKind::HeldNotice,
+        MessageKind::Reminder,
+        MessageKind::Escalation,
         MessageKind::Digest,
     ]
 );
@@ -256,7 +274,13 @@ mod tests {
             .collect();
         assert_eq!(
             answerable,
-            ["notification", "colleague_copy", "held_notice"]
+            [
+                "notification",
+                "colleague_copy",
+                "held_notice",
+                "reminder",
+                "escalation"
+            ]
         );
     }
 

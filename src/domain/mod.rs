@@ -13,6 +13,7 @@ mod message;
 mod outbox;
 pub mod password;
 mod raw;
+pub mod reminder;
 pub mod rome;
 mod signed_id;
 mod ticket;

@@ -865,7 +865,7 @@ impl Pipeline {
 
 /// One recipient, checked again here: a ticket stored before addresses were validated may
 /// hold a string that is not one address, and it must never reach SMTP as a list.
-fn recipient(address: &str) -> anyhow::Result<EmailAddress> {
+pub(super) fn recipient(address: &str) -> anyhow::Result<EmailAddress> {
     EmailAddress::parse(address)
         .with_context(|| format!("recipient {address:?} is not one valid address"))
 }

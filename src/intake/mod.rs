@@ -21,11 +21,13 @@ mod letters;
 mod pec;
 pub mod pec_signature;
 mod registration;
+mod remind;
 mod reply;
 mod staff_page;
 pub mod web_report;
 
 pub use answer::{AnswerAttachment, AnswerAuthor, AnswerOptions};
+pub use remind::{as_of_millis, ChaseLine};
 pub use staff_page::{StaffAction, StaffOutcome};
 
 use std::collections::{HashMap, HashSet};

@@ -14,6 +14,7 @@ mod lock;
 mod outbox;
 mod pec;
 mod raw;
+mod reminders;
 mod tickets;
 
 use std::str::FromStr;
@@ -32,6 +33,7 @@ pub use read::{
     AttachmentView, EventView, MessageView, NotificationAttachment, QuarantineDrop, QuarantineView,
     TicketFilter, TicketTimeline, TicketView, QUARANTINE_HEAD_BYTES,
 };
+pub use reminders::Unanswered;
 pub use tickets::{
     HistoryEntry, MessageTicket, NewAttachment, NewMessage, NewTicket, OurMessage, TicketText,
 };
