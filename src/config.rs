@@ -1240,6 +1240,25 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_head_of_office_and_a_too_long_escalation_are_named() {
+        let defaults = Config::from_toml_str(GOOD).expect("parses");
+        assert_eq!(defaults.areas[0].escalate_after_days, 7);
+        assert_eq!(defaults.areas[0].head, None);
+        let text =
+            format!("{GOOD}\n        head = \"dirigente\"\n        escalate_after_days = 400\n");
+        let cfg = Config::from_toml_str(&text).expect("parses");
+        let problems = cfg.problems();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, vec!["area[0].head", "area[0].escalate_after_days"]);
+        let good = format!(
+            "{GOOD}\n        head = \"capo@comune.test\"\n        escalate_after_days = 0\n"
+        );
+        let cfg = Config::from_toml_str(&good).expect("parses");
+        assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+        assert_eq!(cfg.areas[0].head.as_deref(), Some("capo@comune.test"));
+    }
+
+    #[test]
     fn every_bad_calendar_holiday_is_named_and_the_good_ones_count() {
         let text = format!(
             "{GOOD}\n[calendar]\nholidays = [\"12-07\", \"31-12\", \"2026-06-24\", \"domani\"]\n"

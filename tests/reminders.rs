@@ -189,6 +189,19 @@ fn an_overdue_ticket_reminds_its_office_once_then_escalates_once_and_a_reply_to_
         text.contains("/staff/tickets/") && text.contains("staff=mario.rossi"),
         "the staff page link: {text}"
     );
+    // The staff page shows the reminder on the ticket's timeline.
+    let link = text
+        .lines()
+        .find_map(|l| {
+            l.find("/staff/tickets/")
+                .map(|at| l[at..].trim().to_owned())
+        })
+        .expect("a staff page link");
+    let page = gw.http_get(&link);
+    assert!(
+        page.contains(&format!("Promemoria a {STAFF_LAVORI}")),
+        "the reminder on the staff page: {page}"
+    );
 
     // Escalation: not on the reminder's day + escalate_after_days - 1, then once.
     let before = morning(due + time::Duration::days(ESCALATE_AFTER_DAYS));

@@ -351,6 +351,14 @@ fn role(c: &Chrome, m: &MessageView) -> String {
             "Avviso di messaggio troppo grande",
             "Message too large notice",
         ),
+        "reminder" => (
+            "Promemoria all'ufficio: pratica scaduta",
+            "Reminder to the office: overdue",
+        ),
+        "escalation" => (
+            "Segnalazione al responsabile: pratica scaduta",
+            "Escalation to the head of office: overdue",
+        ),
         other => (other, other),
     };
     c.t(it, en).to_owned()
@@ -551,6 +559,20 @@ fn event_text(state: &AppState, c: &Chrome, e: &EventKind) -> String {
                 .unwrap_or("")
         ),
         EventKind::PecReceipt(d) => format!("{} {}", c.t("Ricevuta PEC", "PEC receipt"), d.receipt),
+        EventKind::Reminder(d) => format!(
+            "{} {} ({}: {})",
+            c.t("Promemoria a", "Reminder to"),
+            d.to.join(", "),
+            c.t("scadenza", "due"),
+            d.due
+        ),
+        EventKind::Escalation(d) => format!(
+            "{} {} ({}: {})",
+            c.t("Segnalata a", "Escalated to"),
+            d.to.join(", "),
+            c.t("scadenza", "due"),
+            d.due
+        ),
         other => other.kind().replace('_', " "),
     }
 }
