@@ -92,6 +92,19 @@ pub enum Command {
         #[command(subcommand)]
         command: TicketCommand,
     },
+    /// Each office's daily digest of its queue: print it (or, with --send, send it now, still
+    /// once per area and day).
+    Digest {
+        /// Only this area.
+        #[arg(long)]
+        area: Option<String>,
+        /// The moment of the digest, Italian time "YYYY-MM-DD HH:MM" (default: now).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Record the day and queue the mails (the outbox sends them).
+        #[arg(long)]
+        send: bool,
+    },
     /// Messages kept aside with a reason.
     Quarantine {
         #[command(subcommand)]
@@ -242,6 +255,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             let cfg = Arc::new(load_config(&cli.config)?);
             remind(cfg, as_of.as_deref(), send).await
         }
+        Command::Digest { area, as_of, send } => {
+            let cfg = load_config(&cli.config)?;
+            digest(&cfg, area.as_deref(), as_of.as_deref(), send).await
+        }
         Command::Quarantine { command } => {
             let cfg = Arc::new(load_config(&cli.config)?);
             let store = open_existing_store(&cfg).await?;
@@ -333,6 +350,52 @@ fn ingest_names(cfg: &Config) -> Vec<&str> {
     // Reports made on the web page are recorded under this name: mail must never pose as one.
     names.retain(|n| *n != crate::domain::WEB_MAILBOX);
     names
+}
+
+/// `ticketgate digest`: the digest of each area at `as_of` (Rome time), printed; with `send`,
+/// recorded and queued (the outbox of a running `serve` sends it, or the next one started).
+async fn digest(
+    cfg: &Config,
+    area: Option<&str>,
+    as_of: Option<&str>,
+    send: bool,
+) -> anyhow::Result<u8> {
+    use crate::digest::Outcome;
+    if let Some(slug) = area {
+        if cfg.area(slug).is_none() {
+            return Err(SetupError(format!("no area {slug:?} in the configuration")).into());
+        }
+    }
+    let at = match as_of {
+        None => crate::domain::now_millis(),
+        Some(text) => match crate::domain::rome::parse_local(text) {
+            Some(local) => crate::domain::rome::to_millis(local),
+            None => {
+                eprintln!("--as-of {text:?}: expected Italian time \"YYYY-MM-DD HH:MM\"");
+                return Ok(2);
+            }
+        },
+    };
+    let store = open_existing_store(cfg).await?;
+    let ids = crate::domain::SignedIds::new(
+        secrecy::ExposeSecret::expose_secret(&cfg.security.secret).as_bytes(),
+    );
+    let digests = crate::digest::run(&store, cfg, &ids, at, area, send).await?;
+    for d in digests {
+        let what = match d.outcome {
+            Outcome::Shown if d.tickets == 0 => "nothing open: no digest".to_owned(),
+            Outcome::Shown => format!("{} open tickets", d.tickets),
+            Outcome::NotWorkingDay => "not a working day: no digest".to_owned(),
+            Outcome::Empty => "nothing open: nothing sent".to_owned(),
+            Outcome::Sent(n) => format!("{} open tickets: queued to {n} staff members", d.tickets),
+            Outcome::AlreadySent => "already sent for this day: nothing sent".to_owned(),
+        };
+        println!("== {} {}: {what}", d.area, d.day);
+        if !d.text.is_empty() {
+            println!("{}", d.text);
+        }
+    }
+    Ok(0)
 }
 
 async fn check_config(path: &std::path::Path, connect: bool) -> anyhow::Result<u8> {

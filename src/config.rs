@@ -57,6 +57,8 @@ pub struct Config {
     pub outbox: OutboxConfig,
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    #[serde(default)]
+    pub digest: DigestConfig,
     #[serde(default, rename = "mailbox")]
     pub mailboxes: Vec<MailboxConfig>,
     #[serde(default, rename = "area")]
@@ -354,6 +356,38 @@ impl Default for NotificationsConfig {
 fn default_max_attachment_bytes() -> u64 {
     15 * 1024 * 1024
 }
+/// Each office's daily digest of its queue (issue 14).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestConfig {
+    /// Whether `serve` mails the digest at all (`ticketgate digest` still prints it).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Italian time ("HH:MM", Europe/Rome) from which the day's digest is sent.
+    #[serde(default = "default_digest_time")]
+    pub time: String,
+}
+
+impl Default for DigestConfig {
+    fn default() -> Self {
+        DigestConfig {
+            enabled: true,
+            time: default_digest_time(),
+        }
+    }
+}
+
+impl DigestConfig {
+    /// `time` as (hour, minute); `None` when it is not a valid "HH:MM" (check-config says so).
+    pub fn hour_minute(&self) -> Option<(u8, u8)> {
+        crate::domain::rome::parse_hh_mm(&self.time)
+    }
+}
+
+fn default_digest_time() -> String {
+    "08:30".to_owned()
+}
+
 /// Above this `notifications.max_attachment_bytes` is refused: no mail server takes 1 GiB.
 const MAX_ATTACHMENT_BYTES_LIMIT: u64 = 1024 * 1024 * 1024;
 /// Above this `notifications.max_attachment_bytes` is warned about: the base64 mail would
@@ -724,6 +758,15 @@ impl Config {
             err(
                 "tickets.max_message_bytes".into(),
                 "must be at least 1024".into(),
+            );
+        }
+        if self.digest.hour_minute().is_none() {
+            err(
+                "digest.time".into(),
+                format!(
+                    "{:?} is not an Italian time \"HH:MM\" (e.g. \"08:30\")",
+                    self.digest.time
+                ),
             );
         }
         if self.notifications.max_attachment_bytes > MAX_ATTACHMENT_BYTES_LIMIT {
@@ -1211,6 +1254,25 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_head_of_office_and_a_too_long_escalation_are_named() {
+        let defaults = Config::from_toml_str(GOOD).expect("parses");
+        assert_eq!(defaults.areas[0].escalate_after_days, 7);
+        assert_eq!(defaults.areas[0].head, None);
+        let text =
+            format!("{GOOD}\n        head = \"dirigente\"\n        escalate_after_days = 400\n");
+        let cfg = Config::from_toml_str(&text).expect("parses");
+        let problems = cfg.problems();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, vec!["area[0].head", "area[0].escalate_after_days"]);
+        let good = format!(
+            "{GOOD}\n        head = \"capo@comune.test\"\n        escalate_after_days = 0\n"
+        );
+        let cfg = Config::from_toml_str(&good).expect("parses");
+        assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+        assert_eq!(cfg.areas[0].head.as_deref(), Some("capo@comune.test"));
+    }
+
+    #[test]
     fn every_bad_calendar_holiday_is_named_and_the_good_ones_count() {
         let text = format!(
             "{GOOD}\n[calendar]\nholidays = [\"12-07\", \"31-12\", \"2026-06-24\", \"domani\"]\n"
@@ -1457,6 +1519,27 @@ mod tests {
             .map(|p| p.key)
             .collect();
         assert_eq!(errors, ["security.secret"]);
+    }
+
+    #[test]
+    fn the_digest_is_on_at_half_past_eight_by_default_and_a_bad_time_is_named() {
+        let cfg = Config::from_toml_str(GOOD).expect("parses");
+        assert!(cfg.digest.enabled);
+        assert_eq!(cfg.digest.hour_minute(), Some((8, 30)));
+        let errors = |text: &str| -> Vec<String> {
+            Config::check_toml_str(text)
+                .problems
+                .into_iter()
+                .filter(|p| p.severity == Severity::Error)
+                .map(|p| p.key)
+                .collect()
+        };
+        let seven = format!("{GOOD}\n[digest]\nenabled = false\ntime = \"07:45\"\n");
+        assert!(errors(&seven).is_empty());
+        let bad = format!("{GOOD}\n[digest]\ntime = \"8.30\"\n");
+        assert_eq!(errors(&bad), ["digest.time"]);
+        let unknown = format!("{GOOD}\n[digest]\nhour = \"08:30\"\n");
+        assert!(errors(&unknown).iter().any(|k| k.contains("hour")));
     }
 
     #[test]

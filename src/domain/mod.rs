@@ -14,6 +14,7 @@ mod outbox;
 pub mod password;
 mod raw;
 pub mod reminder;
+pub mod rome;
 mod signed_id;
 mod ticket;
 mod token_purpose;

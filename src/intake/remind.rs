@@ -99,11 +99,12 @@ impl Pipeline {
                 continue;
             };
             let (due, late) = lateness(u.created_at, u.status, area, &holidays, now);
-            if chases_due(u.status, late, area.escalate_after_days, u.chased).is_empty() {
+            let chases = chases_due(u.status, late, area.escalate_after_days, u.chased);
+            if chases.is_empty() {
                 continue;
             }
             if !send {
-                for chase in chases_due(u.status, late, area.escalate_after_days, u.chased) {
+                for chase in chases {
                     let to = self.chase_recipients(area, chase);
                     if !to.is_empty() {
                         lines.push(line(u.reference, chase, due.clone(), late, to));
@@ -111,6 +112,7 @@ impl Pipeline {
                 }
                 continue;
             }
+            // Decided again under the ticket's lock: this read only picks the candidates.
             let sent = self
                 .chase_ticket(u, now)
                 .await

@@ -56,6 +56,21 @@ pub fn build_with_attachments(
     text: &str,
     attachments: &[OutAttachment<'_>],
 ) -> Vec<u8> {
+    build_parts(env, text, None, attachments)
+}
+
+/// A mail with a plain-text body and an HTML alternative of the same content (`html` is
+/// trusted markup: the caller escaped every value it put in).
+pub fn build_alternative(env: &Envelope<'_>, text: &str, html: &str) -> Vec<u8> {
+    build_parts(env, text, Some(html), &[])
+}
+
+fn build_parts(
+    env: &Envelope<'_>,
+    text: &str,
+    html: Option<&str>,
+    attachments: &[OutAttachment<'_>],
+) -> Vec<u8> {
     let mut b = MessageBuilder::new()
         .from((env.from_name, env.from_addr))
         .to(env
@@ -66,7 +81,10 @@ pub fn build_with_attachments(
         .subject(env.subject)
         .message_id(env.message_id)
         .date(env.date_millis / 1000);
-    if attachments.is_empty() {
+    if let Some(html) = html {
+        // multipart/alternative: the plain text first, the HTML the client prefers last.
+        b = b.text_body(text).html_body(html);
+    } else if attachments.is_empty() {
         b = b.text_body(text);
     } else {
         let mut parts = Vec::with_capacity(attachments.len() + 1);
