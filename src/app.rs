@@ -168,6 +168,17 @@ pub async fn serve(cfg: Arc<Config>, stop: CancellationToken) -> anyhow::Result<
     // few minutes. Each is sent once however many instances check (see intake::remind).
     tasks.spawn(run_reminders(gw.pipeline.clone(), shutdown.clone()));
 
+    // Each office's daily digest (issue 14): once per area and day, recorded in the database.
+    if cfg.digest.enabled {
+        tasks.spawn(crate::digest::run_scheduled(
+            gw.store.clone(),
+            cfg.clone(),
+            SignedIds::new(cfg.security.secret.expose_secret().as_bytes()),
+            gw.outbox_wake.clone(),
+            shutdown.clone(),
+        ));
+    }
+
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("binding the web server to {}", cfg.server.listen))?;

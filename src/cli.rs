@@ -18,8 +18,8 @@ use crate::app;
 use crate::config::{Config, ConfigError, Severity};
 use crate::domain::calendar::iso_date;
 use crate::domain::{
-    due_date, is_overdue, now_millis, parse_day, rfc3339, rome_day_start, stats, AreaSlug, Channel,
-    EventKind, Holidays, TicketKind, TicketRef, TicketStatus,
+    calendar, is_overdue, now_millis, parse_day, rfc3339, rome_day_start, stats, AreaSlug, Channel,
+    EventKind, TicketKind, TicketRef, TicketStatus,
 };
 use crate::inbound::ingest::ingest_stdin;
 use crate::intake::{Outcome, Pipeline};
@@ -107,6 +107,19 @@ pub enum Command {
         area: Option<String>,
         #[arg(long, value_enum, default_value_t = TableFormat::Text)]
         format: TableFormat,
+    },
+    /// Each office's daily digest of its queue: print it (or, with --send, send it now, still
+    /// once per area and day).
+    Digest {
+        /// Only this area.
+        #[arg(long)]
+        area: Option<String>,
+        /// The moment of the digest, Italian time "YYYY-MM-DD HH:MM" (default: now).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Record the day and queue the mails (the outbox sends them).
+        #[arg(long)]
+        send: bool,
     },
     /// Messages kept aside with a reason.
     Quarantine {
@@ -250,7 +263,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                     ticket_list(&cfg, &store, &filter, overdue, format, limit).await
                 }
                 TicketCommand::Show { reference, format } => {
-                    ticket_show(&store, &reference, format).await
+                    ticket_show(&cfg, &store, &reference, format).await
                 }
             }
         }
@@ -267,6 +280,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Remind { as_of, send } => {
             let cfg = Arc::new(load_config(&cli.config)?);
             remind(cfg, as_of.as_deref(), send).await
+        }
+        Command::Digest { area, as_of, send } => {
+            let cfg = load_config(&cli.config)?;
+            digest(&cfg, area.as_deref(), as_of.as_deref(), send).await
         }
         Command::Quarantine { command } => {
             let cfg = Arc::new(load_config(&cli.config)?);
@@ -359,6 +376,52 @@ fn ingest_names(cfg: &Config) -> Vec<&str> {
     // Reports made on the web page are recorded under this name: mail must never pose as one.
     names.retain(|n| *n != crate::domain::WEB_MAILBOX);
     names
+}
+
+/// `ticketgate digest`: the digest of each area at `as_of` (Rome time), printed; with `send`,
+/// recorded and queued (the outbox of a running `serve` sends it, or the next one started).
+async fn digest(
+    cfg: &Config,
+    area: Option<&str>,
+    as_of: Option<&str>,
+    send: bool,
+) -> anyhow::Result<u8> {
+    use crate::digest::Outcome;
+    if let Some(slug) = area {
+        if cfg.area(slug).is_none() {
+            return Err(SetupError(format!("no area {slug:?} in the configuration")).into());
+        }
+    }
+    let at = match as_of {
+        None => crate::domain::now_millis(),
+        Some(text) => match crate::domain::rome::parse_local(text) {
+            Some(local) => crate::domain::rome::to_millis(local),
+            None => {
+                eprintln!("--as-of {text:?}: expected Italian time \"YYYY-MM-DD HH:MM\"");
+                return Ok(2);
+            }
+        },
+    };
+    let store = open_existing_store(cfg).await?;
+    let ids = crate::domain::SignedIds::new(
+        secrecy::ExposeSecret::expose_secret(&cfg.security.secret).as_bytes(),
+    );
+    let digests = crate::digest::run(&store, cfg, &ids, at, area, send).await?;
+    for d in digests {
+        let what = match d.outcome {
+            Outcome::Shown if d.tickets == 0 => "nothing open: no digest".to_owned(),
+            Outcome::Shown => format!("{} open tickets", d.tickets),
+            Outcome::NotWorkingDay => "not a working day: no digest".to_owned(),
+            Outcome::Empty => "nothing open: nothing sent".to_owned(),
+            Outcome::Sent(n) => format!("{} open tickets: queued to {n} staff members", d.tickets),
+            Outcome::AlreadySent => "already sent for this day: nothing sent".to_owned(),
+        };
+        println!("== {} {}: {what}", d.area, d.day);
+        if !d.text.is_empty() {
+            println!("{}", d.text);
+        }
+    }
+    Ok(0)
 }
 
 async fn check_config(path: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
@@ -762,14 +825,16 @@ fn stats_columns(f: &stats::Figures) -> Vec<(String, String)> {
 }
 
 /// The columns of `ticket list --format csv`: the keys of its JSON, in the same order.
-const TICKET_CSV_COLUMNS: [&str; 15] = [
+const TICKET_CSV_COLUMNS: [&str; 17] = [
     "area",
     "certified",
     "channel",
     "citizen",
     "citizen_name",
     "created_at",
+    "due_date",
     "kind",
+    "overdue",
     "pec_address",
     "ref",
     "reply_to",
@@ -789,7 +854,9 @@ fn ticket_csv_row(t: &json::Ticket) -> String {
         t.citizen.clone(),
         opt(&t.citizen_name),
         t.created_at.clone(),
+        t.due_date.clone(),
         t.kind.clone(),
+        t.overdue.to_string(),
         opt(&t.pec_address),
         t.reference.clone(),
         opt(&t.reply_to),
@@ -801,16 +868,15 @@ fn ticket_csv_row(t: &json::Ticket) -> String {
     ])
 }
 
-/// Whether a ticket is past its due date without an answer now: the calendar's rule with its
-/// area's `response_days` (an area no longer configured: never overdue, nobody is asked).
-fn overdue_now(cfg: &Config, holidays: &Holidays, t: &TicketView, now: i64) -> bool {
-    cfg.areas
-        .iter()
-        .find(|a| a.slug == t.area.as_str())
-        .is_some_and(|a| {
-            let due = due_date(t.created_at, a.response_days, holidays);
-            is_overdue(t.status, due, now)
-        })
+/// Whether a ticket is past its due date without an answer now: the calendar's rule
+/// (`Config::due_date`), the same as the JSON's `overdue`.
+fn overdue_now(cfg: &Config, t: &TicketView, now: i64) -> bool {
+    is_overdue(t.status, cfg.due_date(t.area.as_str(), t.created_at), now)
+}
+
+/// The JSON document of a ticket in `ticket list/show`, its due date seen at `now`.
+fn ticket_json(cfg: &Config, t: &TicketView, now: i64) -> json::Ticket {
+    json::Ticket::new(t, cfg.due_date(t.area.as_str(), t.created_at), now)
 }
 
 async fn ticket_list(
@@ -821,13 +887,12 @@ async fn ticket_list(
     format: TableFormat,
     limit: i64,
 ) -> anyhow::Result<u8> {
+    let now = now_millis();
     let tickets = if overdue {
         // The due date is a calendar rule, not SQL: filter the waiting tickets here, then
         // apply the limit.
-        let holidays = cfg.holidays();
-        let now = now_millis();
         let mut waiting = store.list_tickets_filtered(filter, -1).await?;
-        waiting.retain(|t| overdue_now(cfg, &holidays, t, now));
+        waiting.retain(|t| overdue_now(cfg, t, now));
         waiting.truncate(usize::try_from(limit.max(0)).unwrap_or(usize::MAX));
         waiting
     } else {
@@ -835,7 +900,7 @@ async fn ticket_list(
     };
     match format {
         TableFormat::Json => {
-            let all: Vec<json::Ticket> = tickets.iter().map(json::Ticket::from).collect();
+            let all: Vec<json::Ticket> = tickets.iter().map(|t| ticket_json(cfg, t, now)).collect();
             println!("{}", serde_json::to_string_pretty(&all)?);
         }
         TableFormat::Csv => {
@@ -843,22 +908,23 @@ async fn ticket_list(
             let mut out = std::io::stdout().lock();
             out.write_all(csv::row(&TICKET_CSV_COLUMNS).as_bytes())?;
             for t in &tickets {
-                out.write_all(ticket_csv_row(&json::Ticket::from(t)).as_bytes())?;
+                out.write_all(ticket_csv_row(&ticket_json(cfg, t, now)).as_bytes())?;
             }
             out.flush()?;
         }
         TableFormat::Text => {
             println!(
-                "{:<12} {:<20} {:<13} {:<10} {:<32} SUBJECT",
-                "REF", "CREATED", "KIND", "STATUS", "CITIZEN"
+                "{:<12} {:<20} {:<13} {:<10} {:<19} {:<32} SUBJECT",
+                "REF", "CREATED", "KIND", "STATUS", "DUE", "CITIZEN"
             );
             for t in &tickets {
                 println!(
-                    "{:<12} {:<20} {:<13} {:<10} {:<32} {}",
+                    "{:<12} {:<20} {:<13} {:<10} {:<19} {:<32} {}",
                     t.reference,
                     rfc3339(t.created_at).get(..19).unwrap_or(""),
                     t.kind,
                     t.status,
+                    due_text(cfg, t, now),
                     t.citizen,
                     t.subject
                 );
@@ -868,7 +934,23 @@ async fn ticket_list(
     Ok(0)
 }
 
-async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::Result<u8> {
+/// The due date for `ticket list/show` text: "2026-01-20", "2026-01-20 OVERDUE 3d".
+fn due_text(cfg: &Config, t: &TicketView, now: i64) -> String {
+    let due = cfg.due_date(t.area.as_str(), t.created_at);
+    let late = calendar::days_overdue(t.status, due, now);
+    if late > 0 {
+        format!("{} OVERDUE {late}d", calendar::iso_date(due))
+    } else {
+        calendar::iso_date(due)
+    }
+}
+
+async fn ticket_show(
+    cfg: &Config,
+    store: &Store,
+    reference: &str,
+    format: Format,
+) -> anyhow::Result<u8> {
     let found = match reference.trim().parse::<TicketRef>() {
         Ok(r) => store.ticket_by_ref(&r).await?,
         Err(_) => None,
@@ -904,7 +986,11 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                     .collect(),
                 ticket: json::Ticket {
                     not_certified_because: Some(not_certified.clone()),
-                    ..json::Ticket::from(&t)
+                    ..json::Ticket::new(
+                        &t,
+                        cfg.due_date(t.area.as_str(), t.created_at),
+                        now_millis(),
+                    )
                 },
             };
             println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -936,6 +1022,7 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                 None => {}
             }
             println!("Created  {}", rfc3339(t.created_at));
+            println!("Due      {}", due_text(cfg, &t, now_millis()));
             println!("\n{}\n", t.text.trim());
             println!("Events:");
             for e in &events {

@@ -57,6 +57,8 @@ pub struct Config {
     pub outbox: OutboxConfig,
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    #[serde(default)]
+    pub digest: DigestConfig,
     #[serde(default, rename = "mailbox")]
     pub mailboxes: Vec<MailboxConfig>,
     #[serde(default, rename = "area")]
@@ -354,6 +356,38 @@ impl Default for NotificationsConfig {
 fn default_max_attachment_bytes() -> u64 {
     15 * 1024 * 1024
 }
+/// Each office's daily digest of its queue (issue 14).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestConfig {
+    /// Whether `serve` mails the digest at all (`ticketgate digest` still prints it).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Italian time ("HH:MM", Europe/Rome) from which the day's digest is sent.
+    #[serde(default = "default_digest_time")]
+    pub time: String,
+}
+
+impl Default for DigestConfig {
+    fn default() -> Self {
+        DigestConfig {
+            enabled: true,
+            time: default_digest_time(),
+        }
+    }
+}
+
+impl DigestConfig {
+    /// `time` as (hour, minute); `None` when it is not a valid "HH:MM" (check-config says so).
+    pub fn hour_minute(&self) -> Option<(u8, u8)> {
+        crate::domain::rome::parse_hh_mm(&self.time)
+    }
+}
+
+fn default_digest_time() -> String {
+    "08:30".to_owned()
+}
+
 /// Above this `notifications.max_attachment_bytes` is refused: no mail server takes 1 GiB.
 const MAX_ATTACHMENT_BYTES_LIMIT: u64 = 1024 * 1024 * 1024;
 /// Above this `notifications.max_attachment_bytes` is warned about: the base64 mail would
@@ -726,6 +760,15 @@ impl Config {
                 "must be at least 1024".into(),
             );
         }
+        if self.digest.hour_minute().is_none() {
+            err(
+                "digest.time".into(),
+                format!(
+                    "{:?} is not an Italian time \"HH:MM\" (e.g. \"08:30\")",
+                    self.digest.time
+                ),
+            );
+        }
         if self.notifications.max_attachment_bytes > MAX_ATTACHMENT_BYTES_LIMIT {
             err(
                 "notifications.max_attachment_bytes".into(),
@@ -1026,6 +1069,20 @@ impl Config {
     /// The local holidays of `[calendar]` (bad entries, refused by the check, left out).
     pub fn holidays(&self) -> crate::domain::Holidays {
         crate::domain::Holidays::parse(&self.calendar.holidays).0
+    }
+
+    /// The working days area `slug` answers within (the default, 30, for an area no longer
+    /// configured).
+    pub fn response_days(&self, slug: &str) -> u32 {
+        self.area(slug)
+            .map(|a| a.response_days)
+            .unwrap_or_else(default_response_days)
+    }
+
+    /// The due date of a ticket of area `slug` created at `created_at` (unix millis): the one
+    /// rule of `domain::calendar`, with this file's holidays and response days.
+    pub fn due_date(&self, slug: &str, created_at: i64) -> time::Date {
+        crate::domain::due_date(created_at, self.response_days(slug), &self.holidays())
     }
 
     pub fn area(&self, slug: &str) -> Option<&AreaConfig> {
@@ -1462,6 +1519,27 @@ mod tests {
             .map(|p| p.key)
             .collect();
         assert_eq!(errors, ["security.secret"]);
+    }
+
+    #[test]
+    fn the_digest_is_on_at_half_past_eight_by_default_and_a_bad_time_is_named() {
+        let cfg = Config::from_toml_str(GOOD).expect("parses");
+        assert!(cfg.digest.enabled);
+        assert_eq!(cfg.digest.hour_minute(), Some((8, 30)));
+        let errors = |text: &str| -> Vec<String> {
+            Config::check_toml_str(text)
+                .problems
+                .into_iter()
+                .filter(|p| p.severity == Severity::Error)
+                .map(|p| p.key)
+                .collect()
+        };
+        let seven = format!("{GOOD}\n[digest]\nenabled = false\ntime = \"07:45\"\n");
+        assert!(errors(&seven).is_empty());
+        let bad = format!("{GOOD}\n[digest]\ntime = \"8.30\"\n");
+        assert_eq!(errors(&bad), ["digest.time"]);
+        let unknown = format!("{GOOD}\n[digest]\nhour = \"08:30\"\n");
+        assert!(errors(&unknown).iter().any(|k| k.contains("hour")));
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub enum MessageKind {
     /// The escalation of an overdue ticket to the head of office and the admin areas' staff
     /// (issue 14).
     Escalation,
+    /// An office's daily digest of its queue to one staff member (issue 14); about no one
+    /// ticket.
+    Digest,
 }
 
 impl MessageKind {
@@ -99,6 +102,7 @@ impl MessageKind {
             MessageKind::HeldNotice => "held_notice",
             MessageKind::Reminder => "reminder",
             MessageKind::Escalation => "escalation",
+            MessageKind::Digest => "digest",
         }
     }
 
@@ -124,7 +128,8 @@ impl MessageKind {
             | MessageKind::ColleagueCopy
             | MessageKind::HeldNotice
             | MessageKind::Reminder
-            | MessageKind::Escalation => Direction::Out,
+            | MessageKind::Escalation
+            | MessageKind::Digest => Direction::Out,
         }
     }
 
@@ -189,6 +194,7 @@ impl MessageKind {
             MessageKind::Reminder => "reminder",
             MessageKind::Escalation => "escalation",
             MessageKind::Account => "other",
+            MessageKind::Digest => "digest",
         }
     }
 
@@ -230,6 +236,7 @@ stored_word!(
         MessageKind::HeldNotice,
         MessageKind::Reminder,
         MessageKind::Escalation,
+        MessageKind::Digest,
     ]
 );
 

@@ -9,6 +9,7 @@
 mod read;
 mod attempts;
 mod citizens;
+mod digest;
 mod lock;
 mod outbox;
 mod pec;
