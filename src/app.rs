@@ -199,6 +199,7 @@ pub async fn serve(cfg: Arc<Config>, stop: CancellationToken) -> anyhow::Result<
         pipeline: gw.pipeline.clone(),
         attachments: gw.attachments.clone(),
         outbox_wake: gw.outbox_wake.clone(),
+        public_stats: Default::default(),
     };
     let limits = web_limits(&cfg);
     tasks.spawn(web::server::serve(

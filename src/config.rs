@@ -67,6 +67,24 @@ pub struct Config {
     pub health: HealthConfig,
     #[serde(default)]
     pub calendar: CalendarConfig,
+    #[serde(default)]
+    pub web: WebConfig,
+}
+
+/// The public pages beyond the citizens' own (issue 14).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// `/statistiche`: the figures of the last 12 months for everyone (default true); false
+    /// answers 404 and takes the link off the front page.
+    #[serde(default = "default_true")]
+    pub public_stats: bool,
+}
+
+impl Default for WebConfig {
+    fn default() -> WebConfig {
+        WebConfig { public_stats: true }
+    }
 }
 
 /// The comune's own closures, on top of weekends and national holidays (issue 14, see
@@ -1270,6 +1288,23 @@ mod tests {
         let cfg = Config::from_toml_str(&good).expect("parses");
         assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
         assert_eq!(cfg.areas[0].head.as_deref(), Some("capo@comune.test"));
+    }
+
+    #[test]
+    fn the_public_figures_page_is_on_by_default_and_its_key_is_checked() {
+        let cfg = Config::from_toml_str(GOOD).expect("parses");
+        assert!(cfg.web.public_stats);
+        let off = Config::from_toml_str(&format!("{GOOD}\n[web]\npublic_stats = false\n"))
+            .expect("parses");
+        assert!(!off.web.public_stats);
+        for bad in ["public_stats = \"no\"", "public_statistics = false"] {
+            let checked = Config::check_toml_str(&format!("{GOOD}\n[web]\n{bad}\n"));
+            let keys: Vec<&str> = checked.problems.iter().map(|p| p.key.as_str()).collect();
+            assert!(
+                keys.iter().any(|k| k.starts_with("web.public_stat")),
+                "{bad}: {keys:?}"
+            );
+        }
     }
 
     #[test]
