@@ -17,8 +17,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::app;
 use crate::config::{Config, ConfigError, Severity};
 use crate::domain::{
-    due_date, is_overdue, now_millis, parse_day, rfc3339, rome_day_start, AreaSlug, EventKind,
-    Holidays, TicketRef, TicketStatus,
+    calendar, is_overdue, now_millis, parse_day, rfc3339, rome_day_start, AreaSlug, EventKind,
+    TicketRef, TicketStatus,
 };
 use crate::inbound::ingest::ingest_stdin;
 use crate::intake::{Outcome, Pipeline};
@@ -247,7 +247,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                     ticket_list(&cfg, &store, &filter, overdue, format, limit).await
                 }
                 TicketCommand::Show { reference, format } => {
-                    ticket_show(&store, &reference, format).await
+                    ticket_show(&cfg, &store, &reference, format).await
                 }
             }
         }
@@ -652,14 +652,16 @@ fn ticket_filter(
 }
 
 /// The columns of `ticket list --format csv`: the keys of its JSON, in the same order.
-const TICKET_CSV_COLUMNS: [&str; 15] = [
+const TICKET_CSV_COLUMNS: [&str; 17] = [
     "area",
     "certified",
     "channel",
     "citizen",
     "citizen_name",
     "created_at",
+    "due_date",
     "kind",
+    "overdue",
     "pec_address",
     "ref",
     "reply_to",
@@ -679,7 +681,9 @@ fn ticket_csv_row(t: &json::Ticket) -> String {
         t.citizen.clone(),
         opt(&t.citizen_name),
         t.created_at.clone(),
+        t.due_date.clone(),
         t.kind.clone(),
+        t.overdue.to_string(),
         opt(&t.pec_address),
         t.reference.clone(),
         opt(&t.reply_to),
@@ -691,16 +695,15 @@ fn ticket_csv_row(t: &json::Ticket) -> String {
     ])
 }
 
-/// Whether a ticket is past its due date without an answer now: the calendar's rule with its
-/// area's `response_days` (an area no longer configured: never overdue, nobody is asked).
-fn overdue_now(cfg: &Config, holidays: &Holidays, t: &TicketView, now: i64) -> bool {
-    cfg.areas
-        .iter()
-        .find(|a| a.slug == t.area.as_str())
-        .is_some_and(|a| {
-            let due = due_date(t.created_at, a.response_days, holidays);
-            is_overdue(t.status, due, now)
-        })
+/// Whether a ticket is past its due date without an answer now: the calendar's rule
+/// (`Config::due_date`), the same as the JSON's `overdue`.
+fn overdue_now(cfg: &Config, t: &TicketView, now: i64) -> bool {
+    is_overdue(t.status, cfg.due_date(t.area.as_str(), t.created_at), now)
+}
+
+/// The JSON document of a ticket in `ticket list/show`, its due date seen at `now`.
+fn ticket_json(cfg: &Config, t: &TicketView, now: i64) -> json::Ticket {
+    json::Ticket::new(t, cfg.due_date(t.area.as_str(), t.created_at), now)
 }
 
 async fn ticket_list(
@@ -711,13 +714,12 @@ async fn ticket_list(
     format: TableFormat,
     limit: i64,
 ) -> anyhow::Result<u8> {
+    let now = now_millis();
     let tickets = if overdue {
         // The due date is a calendar rule, not SQL: filter the waiting tickets here, then
         // apply the limit.
-        let holidays = cfg.holidays();
-        let now = now_millis();
         let mut waiting = store.list_tickets_filtered(filter, -1).await?;
-        waiting.retain(|t| overdue_now(cfg, &holidays, t, now));
+        waiting.retain(|t| overdue_now(cfg, t, now));
         waiting.truncate(usize::try_from(limit.max(0)).unwrap_or(usize::MAX));
         waiting
     } else {
@@ -725,7 +727,7 @@ async fn ticket_list(
     };
     match format {
         TableFormat::Json => {
-            let all: Vec<json::Ticket> = tickets.iter().map(json::Ticket::from).collect();
+            let all: Vec<json::Ticket> = tickets.iter().map(|t| ticket_json(cfg, t, now)).collect();
             println!("{}", serde_json::to_string_pretty(&all)?);
         }
         TableFormat::Csv => {
@@ -733,22 +735,23 @@ async fn ticket_list(
             let mut out = std::io::stdout().lock();
             out.write_all(csv::row(&TICKET_CSV_COLUMNS).as_bytes())?;
             for t in &tickets {
-                out.write_all(ticket_csv_row(&json::Ticket::from(t)).as_bytes())?;
+                out.write_all(ticket_csv_row(&ticket_json(cfg, t, now)).as_bytes())?;
             }
             out.flush()?;
         }
         TableFormat::Text => {
             println!(
-                "{:<12} {:<20} {:<13} {:<10} {:<32} SUBJECT",
-                "REF", "CREATED", "KIND", "STATUS", "CITIZEN"
+                "{:<12} {:<20} {:<13} {:<10} {:<19} {:<32} SUBJECT",
+                "REF", "CREATED", "KIND", "STATUS", "DUE", "CITIZEN"
             );
             for t in &tickets {
                 println!(
-                    "{:<12} {:<20} {:<13} {:<10} {:<32} {}",
+                    "{:<12} {:<20} {:<13} {:<10} {:<19} {:<32} {}",
                     t.reference,
                     rfc3339(t.created_at).get(..19).unwrap_or(""),
                     t.kind,
                     t.status,
+                    due_text(cfg, t, now),
                     t.citizen,
                     t.subject
                 );
@@ -758,7 +761,23 @@ async fn ticket_list(
     Ok(0)
 }
 
-async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::Result<u8> {
+/// The due date for `ticket list/show` text: "2026-01-20", "2026-01-20 OVERDUE 3d".
+fn due_text(cfg: &Config, t: &TicketView, now: i64) -> String {
+    let due = cfg.due_date(t.area.as_str(), t.created_at);
+    let late = calendar::days_overdue(t.status, due, now);
+    if late > 0 {
+        format!("{} OVERDUE {late}d", calendar::iso_date(due))
+    } else {
+        calendar::iso_date(due)
+    }
+}
+
+async fn ticket_show(
+    cfg: &Config,
+    store: &Store,
+    reference: &str,
+    format: Format,
+) -> anyhow::Result<u8> {
     let found = match reference.trim().parse::<TicketRef>() {
         Ok(r) => store.ticket_by_ref(&r).await?,
         Err(_) => None,
@@ -794,7 +813,11 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                     .collect(),
                 ticket: json::Ticket {
                     not_certified_because: Some(not_certified.clone()),
-                    ..json::Ticket::from(&t)
+                    ..json::Ticket::new(
+                        &t,
+                        cfg.due_date(t.area.as_str(), t.created_at),
+                        now_millis(),
+                    )
                 },
             };
             println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -826,6 +849,7 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                 None => {}
             }
             println!("Created  {}", rfc3339(t.created_at));
+            println!("Due      {}", due_text(cfg, &t, now_millis()));
             println!("\n{}\n", t.text.trim());
             println!("Events:");
             for e in &events {

@@ -1071,6 +1071,20 @@ impl Config {
         crate::domain::Holidays::parse(&self.calendar.holidays).0
     }
 
+    /// The working days area `slug` answers within (the default, 30, for an area no longer
+    /// configured).
+    pub fn response_days(&self, slug: &str) -> u32 {
+        self.area(slug)
+            .map(|a| a.response_days)
+            .unwrap_or_else(default_response_days)
+    }
+
+    /// The due date of a ticket of area `slug` created at `created_at` (unix millis): the one
+    /// rule of `domain::calendar`, with this file's holidays and response days.
+    pub fn due_date(&self, slug: &str, created_at: i64) -> time::Date {
+        crate::domain::due_date(created_at, self.response_days(slug), &self.holidays())
+    }
+
     pub fn area(&self, slug: &str) -> Option<&AreaConfig> {
         self.areas.iter().find(|a| a.slug == slug)
     }

@@ -12,6 +12,7 @@ use std::process::{Command, Output, Stdio};
 
 use support::gateway::{LAVORI, SECRET, STAFF_LAVORI};
 use ticketgate::cli::json::{QuarantineEntry, Ticket, TicketShow};
+use ticketgate::domain::calendar;
 
 /// A scratch directory with a configuration file in it.
 struct Setup {
@@ -323,6 +324,35 @@ fn ticket_list_and_show_print_the_documented_json_with_its_keys_in_sorted_order(
         Some("queued"),
         "{ack:?}"
     );
+    // The due date (issue 14): the creation date in Rome plus the area's 30 working days.
+    let created = time::OffsetDateTime::parse(
+        &shown.ticket.created_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("created_at is RFC 3339");
+    let created = i64::try_from(created.unix_timestamp_nanos() / 1_000_000).expect("millis");
+    let due = calendar::due_date(created, 30, &calendar::Holidays::none());
+    assert_eq!(shown.ticket.due_date, calendar::iso_date(due));
+    assert_eq!(t.due_date, shown.ticket.due_date, "list and show agree");
+    assert!(
+        !shown.ticket.overdue && !t.overdue,
+        "a new ticket is not overdue"
+    );
+    // A local holiday on that day (`[calendar] holidays`) moves it to the next working day.
+    s.write_config(&format!(
+        "{}\n[calendar]\nholidays = [\"{}\"]\n",
+        config_text(s.path()),
+        calendar::iso_date(due)
+    ));
+    let moved: TicketShow = s.json(&["ticket", "show", &t.reference, "--format", "json"]);
+    let next = calendar::add_working_days(due, 1, &calendar::Holidays::none());
+    assert_eq!(moved.ticket.due_date, calendar::iso_date(next));
+    let said = text_of(&s.run(&["ticket", "show", &t.reference]));
+    assert!(
+        said.contains(&format!("Due      {}", calendar::iso_date(next))),
+        "{said}"
+    );
+
     // Scripts may depend on the exact bytes: keys sorted at every level, as the `json!`
     // maps the CLI first printed them with had them.
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -344,8 +374,10 @@ fn ticket_list_and_show_print_the_documented_json_with_its_keys_in_sorted_order(
             "citizen",
             "citizen_name",
             "created_at",
+            "due_date",
             "kind",
             "not_certified_because",
+            "overdue",
             "pec_address",
             "ref",
             "reply_to",
@@ -368,7 +400,8 @@ fn check_config_names_every_mistake_of_a_file_with_its_line_and_exits_78() {
         .replace(
             &format!("addresses = [\"{LAVORI}\"]"),
             "addresses = [\"nobody\"]",
-        );
+        )
+        + "\n[calendar]\nholidays = [\"12-07\",\n  \"31-12\"]\n";
     s.write_config(&text);
     let out = s.run(&["check-config"]);
     let said = text_of(&out);
@@ -379,11 +412,12 @@ fn check_config_names_every_mistake_of_a_file_with_its_line_and_exits_78() {
         ("smtp.hots", "hots ="),
         ("mailbox[0].port", "\"imap\""),
         ("area[0].addresses[0]", "\"nobody\""),
+        ("calendar.holidays[1]", "\"31-12\""),
     ] {
         let expected = format!("error: {key} (line {})", line(needle).expect("in the file"));
         assert!(said.contains(&expected), "{expected:?} not in:\n{said}");
     }
-    assert!(said.contains("4 error(s)"), "{said}");
+    assert!(said.contains("5 error(s)"), "{said}");
 }
 
 #[test]
@@ -658,6 +692,11 @@ fn ticket_list_filters_by_area_status_day_and_text_and_prints_csv_a_spreadsheet_
         "the overdue ticket that also matches"
     );
     assert_eq!(subjects(&["--overdue"]).len(), 2, "received and taken");
+    let flagged = s.tickets().iter().filter(|t| t.overdue).count();
+    assert_eq!(
+        flagged, 2,
+        "the JSON's `overdue` says the same as --overdue"
+    );
     for (args, named) in [
         (&["--area", "tributi"][..], "--area"),
         (&["--status", "closed"], "--status"),
@@ -676,8 +715,8 @@ fn ticket_list_filters_by_area_status_day_and_text_and_prints_csv_a_spreadsheet_
     let lines: Vec<&str> = csv.split("\r\n").collect();
     assert_eq!(
         lines[0],
-        "area,certified,channel,citizen,citizen_name,created_at,kind,pec_address,ref,\
-         reply_to,reply_to_asked,status,subject,text,updated_at"
+        "area,certified,channel,citizen,citizen_name,created_at,due_date,kind,overdue,\
+         pec_address,ref,reply_to,reply_to_asked,status,subject,text,updated_at"
     );
     assert_eq!(lines.len(), 5, "a header, three rows, the last CRLF: {csv}");
     assert!(

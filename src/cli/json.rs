@@ -12,7 +12,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::domain::{rfc3339, EventKind, MessageKind};
+use crate::domain::{calendar, rfc3339, EventKind, MessageKind};
 use crate::mail::summary::HeaderSummary;
 use crate::store::{
     AttachmentView, EventView, MessageView, NotificationAttachment, QuarantineView, TicketView,
@@ -33,6 +33,9 @@ pub struct Ticket {
     pub citizen_name: Option<String>,
     /// RFC 3339, UTC.
     pub created_at: String,
+    /// `YYYY-MM-DD`, the last day (Europe/Rome) of the answer's time (issue 14,
+    /// `domain::calendar`).
+    pub due_date: String,
     pub kind: String,
     /// `ticket show` only (there always, null when there is nothing to say): why a PEC
     /// ticket is not certified, from its `received` event. `ticket list` has no such key.
@@ -42,6 +45,8 @@ pub struct Ticket {
         deserialize_with = "present"
     )]
     pub not_certified_because: Option<Option<String>>,
+    /// Awaiting the office's answer past its due date (`domain::calendar::is_overdue`).
+    pub overdue: bool,
     pub pec_address: Option<String>,
     /// `YYYY-NNNNNN`.
     #[serde(rename = "ref")]
@@ -201,8 +206,9 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     Option::<String>::deserialize(d).map(Some)
 }
 
-impl From<&TicketView> for Ticket {
-    fn from(t: &TicketView) -> Ticket {
+impl Ticket {
+    /// The document of `t`, whose due date is `due`, seen at `now` (unix millis).
+    pub fn new(t: &TicketView, due: time::Date, now: i64) -> Ticket {
         Ticket {
             area: t.area.to_string(),
             certified: t.certified,
@@ -210,8 +216,10 @@ impl From<&TicketView> for Ticket {
             citizen: t.citizen.to_string(),
             citizen_name: t.citizen_name.clone(),
             created_at: rfc3339(t.created_at),
+            due_date: calendar::iso_date(due),
             kind: t.kind.to_string(),
             not_certified_because: None,
+            overdue: calendar::is_overdue(t.status, due, now),
             pec_address: t.pec_address.clone(),
             reference: t.reference.to_string(),
             reply_to: t.reply_to.clone(),
@@ -398,8 +406,10 @@ mod tests {
             citizen: "anna@citizen.test".into(),
             citizen_name: Some("Anna".into()),
             created_at: rfc3339(0),
+            due_date: "1970-02-12".into(),
             kind: "segnalazione".into(),
             not_certified_because,
+            overdue: true,
             pec_address: Some("protocollo@pec.comune.test".into()),
             reference: "2026-000001".into(),
             reply_to: None,

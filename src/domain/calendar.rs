@@ -220,6 +220,51 @@ pub fn italian_date(date: Date) -> String {
     )
 }
 
+/// A date in words, in Italian: "martedì 20 gennaio 2026" (the acknowledgment).
+pub fn long_date_it(date: Date) -> String {
+    const DAYS: [&str; 7] = [
+        "lunedì",
+        "martedì",
+        "mercoledì",
+        "giovedì",
+        "venerdì",
+        "sabato",
+        "domenica",
+    ];
+    const MONTHS: [&str; 12] = [
+        "gennaio",
+        "febbraio",
+        "marzo",
+        "aprile",
+        "maggio",
+        "giugno",
+        "luglio",
+        "agosto",
+        "settembre",
+        "ottobre",
+        "novembre",
+        "dicembre",
+    ];
+    format!(
+        "{} {} {} {}",
+        DAYS[usize::from(date.weekday().number_days_from_monday())],
+        date.day(),
+        MONTHS[usize::from(u8::from(date.month()) - 1)],
+        date.year()
+    )
+}
+
+/// A date in words, in English: "Tuesday 20 January 2026".
+pub fn long_date_en(date: Date) -> String {
+    format!(
+        "{} {} {} {}",
+        date.weekday(),
+        date.day(),
+        date.month(),
+        date.year()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,5 +410,14 @@ mod tests {
     fn dates_are_written_iso_for_machines_and_italian_for_people() {
         assert_eq!(iso_date(date!(2026 - 01 - 06)), "2026-01-06");
         assert_eq!(italian_date(date!(2026 - 01 - 06)), "06/01/2026");
+        assert_eq!(
+            long_date_it(date!(2026 - 01 - 20)),
+            "martedì 20 gennaio 2026"
+        );
+        assert_eq!(long_date_it(date!(2026 - 03 - 01)), "domenica 1 marzo 2026");
+        assert_eq!(
+            long_date_en(date!(2026 - 01 - 20)),
+            "Tuesday 20 January 2026"
+        );
     }
 }

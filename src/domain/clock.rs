@@ -1,6 +1,6 @@
 //! Time as the gateway reads and shows it: the clock (unix millis, the unit of every time
-//! in the database), Italian civil time for the citizen pages, and working days for the
-//! expected answer date. Pure but for [`now_millis`], which reads the system clock.
+//! in the database) and Italian civil time (pages, due dates, reference years; working days
+//! are `calendar`'s). Pure but for [`now_millis`], which reads the system clock.
 
 /// Unix time in milliseconds.
 pub fn now_millis() -> i64 {
@@ -57,25 +57,6 @@ pub fn local_time(millis: i64) -> String {
     )
 }
 
-/// The date `days` working days (Monday to Friday) after `millis`, as "dd/mm/yyyy".
-pub fn working_days_after(millis: i64, days: u32) -> String {
-    let Ok(start) = time::OffsetDateTime::from_unix_timestamp(millis.div_euclid(1000)) else {
-        return String::new();
-    };
-    let mut d = start.date();
-    let mut left = days;
-    while left > 0 {
-        d = match d.next_day() {
-            Some(n) => n,
-            None => break,
-        };
-        if !matches!(d.weekday(), time::Weekday::Saturday | time::Weekday::Sunday) {
-            left -= 1;
-        }
-    }
-    format!("{:02}/{:02}/{}", d.day(), u8::from(d.month()), d.year())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,13 +82,5 @@ mod tests {
         assert_eq!(local_time(1_798_756_200_000), "31/12/2026 23:30");
         assert_eq!(rome_year(1_798_759_800_000), 2027);
         assert_eq!(local_time(1_798_759_800_000), "01/01/2027 00:30");
-    }
-
-    #[test]
-    fn working_days_skip_the_weekend() {
-        // Friday 2026-01-16 + 1 working day is Monday 19.
-        assert_eq!(working_days_after(1_768_564_800_000, 1), "19/01/2026");
-        assert_eq!(working_days_after(1_768_564_800_000, 0), "16/01/2026");
-        assert_eq!(working_days_after(1_768_564_800_000, 5), "23/01/2026");
     }
 }

@@ -22,7 +22,7 @@ mod url;
 
 pub use address::{AddressError, EmailAddress, NO_ADDRESS};
 pub use calendar::{days_overdue, due_date, is_overdue, Holidays};
-pub use clock::{local_time, now_millis, rome_date, rome_datetime, rome_year, working_days_after};
+pub use clock::{local_time, now_millis, rome_date, rome_datetime, rome_year};
 pub use days::{parse_day, rome_day_start};
 pub use event::EventKind;
 pub use fiscal_code::{FiscalCode, FiscalCodeError, FiscalCodeKind};

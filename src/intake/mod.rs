@@ -1063,6 +1063,7 @@ impl Pipeline {
                 let ack = letters::AckFor {
                     citizen_name: citizen_name.as_deref(),
                     thread_under_report: registered.is_none(),
+                    created_at: now,
                 };
                 self.acknowledge(tx, &t, reference, owner, kind, mail, &ack)
                     .await?

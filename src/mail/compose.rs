@@ -254,6 +254,10 @@ pub struct AckText<'a> {
     pub reference: &'a str,
     pub area_name: &'a str,
     pub response_days: u32,
+    /// The due date in words (issue 14): "martedì 20 gennaio 2026".
+    pub due_date_it: &'a str,
+    /// "Tuesday 20 January 2026".
+    pub due_date_en: &'a str,
     pub tag_prefix: &'a str,
     pub base_url: &'a str,
 }
@@ -581,7 +585,9 @@ mod tests {
             subject: "Buca",
             reference: "2026-000001",
             area_name: "Lavori pubblici",
-            response_days: 30,
+            response_days: 2,
+            due_date_it: "martedì 20 gennaio 2026",
+            due_date_en: "Tuesday 20 January 2026",
             tag_prefix: "Ticket",
             base_url: "http://127.0.0.1:8080",
         }
@@ -589,7 +595,14 @@ mod tests {
         .expect("renders");
         assert!(text.contains("Numero della pratica: 2026-000001"), "{text}");
         assert!(text.contains("Reference number: 2026-000001"), "{text}");
-        assert!(text.contains("entro 30 giorni"), "{text}");
+        assert!(
+            text.contains("entro 2 giorni lavorativi, cioè entro martedì 20 gennaio 2026"),
+            "{text}"
+        );
+        assert!(
+            text.contains("within 2 working days, that is by Tuesday 20 January 2026"),
+            "{text}"
+        );
         assert!(text.contains("112"), "{text}");
     }
 }
