@@ -2,7 +2,8 @@
 //! Dovecot and Postfix: tickets in several states — waiting, taken, answered, overdue on a
 //! later `--as-of` day — and `ticketgate digest --send`; each staff mailbox gets one digest
 //! listing exactly its area's open tickets, each with a staff page link that opens; a
-//! second run the same day sends nothing; on PostgreSQL two runs at once send one digest.
+//! second run the same day sends nothing; a reply to the digest is no ticket; on PostgreSQL
+//! two runs at once send one digest.
 
 mod support;
 
@@ -214,6 +215,18 @@ fn each_office_gets_one_digest_of_exactly_its_open_tickets_with_links_and_only_o
     outbox_has_run(&stack);
     assert_eq!(digests(&stack, STAFF_LAVORI).len(), 1);
     assert_eq!(digests(&stack, STAFF_AMBIENTE).len(), 1);
+
+    // Staff answering the digest itself: kept aside for an operator, never a ticket.
+    let tickets = gw.tickets().len();
+    let (to, reply) = reply_to_mail(&lavori, STAFF_LAVORI, "Grazie del riepilogo.");
+    assert_eq!(to, LAVORI);
+    send(&stack, STAFF_LAVORI, &[LAVORI], &reply);
+    let kept = gw.wait_for("the reply quarantined", WAIT, || {
+        let q = gw.quarantine();
+        (!q.is_empty()).then_some(q)
+    });
+    assert!(kept[0].to_string().contains("daily digest"), "{kept:?}");
+    assert_eq!(gw.tickets().len(), tickets);
 
     if !test_backend_is_postgres() {
         return;
