@@ -338,45 +338,9 @@ fn lateness(
 }
 
 /// An operator's `--as-of "YYYY-MM-DD HH:MM"`, Rome time, as unix millis; `None` when it is
-/// not such a time (or a time the summer-time change skips).
+/// not such a time. The same reading as `ticketgate digest --as-of` (`domain::rome`).
 pub fn as_of_millis(text: &str) -> Option<i64> {
-    let (date, clock) = text.trim().split_once(' ')?;
-    let num = |s: &str, len: usize| -> Option<u16> {
-        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    let mut ymd = date.split('-');
-    let (y, m, d) = (
-        num(ymd.next()?, 4)?,
-        num(ymd.next()?, 2)?,
-        num(ymd.next()?, 2)?,
-    );
-    let (hh, mm) = clock.split_once(':')?;
-    let (hh, mm) = (num(hh, 2)?, num(mm, 2)?);
-    if ymd.next().is_some() {
-        return None;
-    }
-    let month = time::Month::try_from(u8::try_from(m).ok()?).ok()?;
-    let date = time::Date::from_calendar_date(i32::from(y), month, u8::try_from(d).ok()?).ok()?;
-    let local = date
-        .with_hms(u8::try_from(hh).ok()?, u8::try_from(mm).ok()?, 0)
-        .ok()?;
-    // Rome is UTC+1 in winter and UTC+2 in summer: the offset whose instant shows as `local`.
-    [2i64, 1].iter().find_map(|h| {
-        let utc = local.assume_utc() - time::Duration::hours(*h);
-        let millis = utc.unix_timestamp().checked_mul(1000)?;
-        let shown = local_time(millis);
-        let wanted = format!(
-            "{:02}/{:02}/{} {:02}:{:02}",
-            local.day(),
-            u8::from(local.month()),
-            local.year(),
-            local.hour(),
-            local.minute()
-        );
-        (shown == wanted).then_some(millis)
-    })
+    crate::domain::rome::parse_local(text).map(crate::domain::rome::to_millis)
 }
 
 #[cfg(test)]
