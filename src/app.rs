@@ -164,6 +164,21 @@ pub async fn serve(cfg: Arc<Config>, stop: CancellationToken) -> anyhow::Result<
         });
     }
 
+    // Reminders and escalation of overdue tickets (issue 14): checked at start and every
+    // few minutes. Each is sent once however many instances check (see intake::remind).
+    tasks.spawn(run_reminders(gw.pipeline.clone(), shutdown.clone()));
+
+    // Each office's daily digest (issue 14): once per area and day, recorded in the database.
+    if cfg.digest.enabled {
+        tasks.spawn(crate::digest::run_scheduled(
+            gw.store.clone(),
+            cfg.clone(),
+            SignedIds::new(cfg.security.secret.expose_secret().as_bytes()),
+            gw.outbox_wake.clone(),
+            shutdown.clone(),
+        ));
+    }
+
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("binding the web server to {}", cfg.server.listen))?;
@@ -184,6 +199,7 @@ pub async fn serve(cfg: Arc<Config>, stop: CancellationToken) -> anyhow::Result<
         pipeline: gw.pipeline.clone(),
         attachments: gw.attachments.clone(),
         outbox_wake: gw.outbox_wake.clone(),
+        public_stats: Default::default(),
     };
     let limits = web_limits(&cfg);
     tasks.spawn(web::server::serve(
@@ -273,6 +289,30 @@ fn web_limits(cfg: &Config) -> web::server::Limits {
         max_connections,
         header_timeout: std::time::Duration::from_secs(cfg.server.header_timeout_seconds),
         body_timeout: std::time::Duration::from_secs(cfg.server.body_timeout_seconds),
+    }
+}
+
+/// How often `serve` checks for overdue tickets: a reminder is due from the first minutes
+/// of the day after the due date, and a few minutes late is on time for it.
+const REMIND_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The reminder task: [`Pipeline::remind`] now, then every [`REMIND_EVERY`], until stopped.
+async fn run_reminders(pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(REMIND_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match pipeline.remind(crate::domain::now_millis(), true).await {
+            Ok(lines) => {
+                for l in &lines {
+                    tracing::info!(%l, "overdue ticket chased");
+                }
+            }
+            Err(e) => tracing::error!(error = format!("{e:#}"), "checking overdue tickets"),
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! The `ticketgate` command line: argument shapes (clap) and the operator commands that are
-//! not `serve` — migrate, check-config, ingest, ticket list/show, quarantine list/retry.
+//! not `serve` — migrate, check-config, ingest, ticket list/show, quarantine list/retry,
+//! remind.
 //!
 //! JSON shapes printed here are a contract with operators' scripts (docs/design-notes.md, "The
 //! CLI's JSON is a contract"): field names do not change; new fields may be added. They are the types of [`json`].
 
+pub mod csv;
 pub mod json;
 
 use std::path::PathBuf;
@@ -14,11 +16,15 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app;
 use crate::config::{Config, ConfigError, Severity};
-use crate::domain::{rfc3339, EventKind, TicketRef};
+use crate::domain::calendar::iso_date;
+use crate::domain::{
+    calendar, is_overdue, now_millis, parse_day, rfc3339, rome_day_start, stats, AreaSlug, Channel,
+    EventKind, TicketKind, TicketRef, TicketStatus,
+};
 use crate::inbound::ingest::ingest_stdin;
 use crate::intake::{Outcome, Pipeline};
 use crate::mail::summary;
-use crate::store::{Store, StoreError, TicketTimeline};
+use crate::store::{Store, StoreError, TicketFilter, TicketTimeline, TicketView};
 
 /// sysexits.h EX_TEMPFAIL: the MTA keeps the message and retries.
 pub const EX_TEMPFAIL: u8 = 75;
@@ -87,21 +93,75 @@ pub enum Command {
         #[command(subcommand)]
         command: TicketCommand,
     },
+    /// Figures per area and in all for the tickets received in a period: received, taken,
+    /// answered, resolved, open and overdue now, times to first answer and to resolution.
+    Stats {
+        /// First day (YYYY-MM-DD, Italian time); default: the first ticket.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, included (YYYY-MM-DD); default: today.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this area (slug).
+        #[arg(long)]
+        area: Option<String>,
+        #[arg(long, value_enum, default_value_t = TableFormat::Text)]
+        format: TableFormat,
+    },
+    /// Each office's daily digest of its queue: print it (or, with --send, send it now, still
+    /// once per area and day).
+    Digest {
+        /// Only this area.
+        #[arg(long)]
+        area: Option<String>,
+        /// The moment of the digest, Italian time "YYYY-MM-DD HH:MM" (default: now).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Record the day and queue the mails (the outbox sends them).
+        #[arg(long)]
+        send: bool,
+    },
     /// Messages kept aside with a reason.
     Quarantine {
         #[command(subcommand)]
         command: QuarantineCommand,
     },
+    /// Reminders and escalation of tickets overdue without an answer: prints what is due now
+    /// (one line per mail); with --send queues it (the outbox of `serve` sends it). `serve`
+    /// runs the same check every few minutes.
+    Remind {
+        /// The moment to check, "YYYY-MM-DD HH:MM" in Italian time (default: now).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Queue the reminders and escalations due, each recorded on its ticket.
+        #[arg(long)]
+        send: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TicketCommand {
-    /// All tickets, newest first.
+    /// Tickets, newest first: all, or those matching every filter given.
     List {
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = TableFormat::Text)]
+        format: TableFormat,
         #[arg(long)]
         limit: Option<i64>,
+        /// Only the tickets of this area (slug).
+        #[arg(long)]
+        area: Option<String>,
+        /// Only tickets in this status: received, taken, answered, resolved.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only tickets created on or after this day (YYYY-MM-DD, Italian time).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only tickets whose subject, text or citizen address contains this text.
+        #[arg(long)]
+        search: Option<String>,
+        /// Only tickets past their due date without an answer.
+        #[arg(long)]
+        overdue: bool,
     },
     /// One ticket with its events, messages and attachments.
     Show {
@@ -144,6 +204,15 @@ pub enum Format {
     Json,
 }
 
+/// The output of the commands whose result is a table (`ticket list`, `stats`): also CSV,
+/// for a spreadsheet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableFormat {
+    Text,
+    Json,
+    Csv,
+}
+
 /// Loads and validates the configuration: every error of the file (parse and semantic, with
 /// lines) as one [`ConfigError`], which the commands turn into exit code 78.
 pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
@@ -180,13 +249,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             let cfg = load_config(&cli.config)?;
             let store = open_existing_store(&cfg).await?;
             match command {
-                TicketCommand::List { format, limit } => {
-                    ticket_list(&store, format, limit.unwrap_or(i64::MAX)).await
+                TicketCommand::List {
+                    format,
+                    limit,
+                    area,
+                    status,
+                    since,
+                    search,
+                    overdue,
+                } => {
+                    let filter = ticket_filter(&cfg, area, status, since, search)?;
+                    let limit = limit.unwrap_or(i64::MAX);
+                    ticket_list(&cfg, &store, &filter, overdue, format, limit).await
                 }
                 TicketCommand::Show { reference, format } => {
-                    ticket_show(&store, &reference, format).await
+                    ticket_show(&cfg, &store, &reference, format).await
                 }
             }
+        }
+        Command::Stats {
+            from,
+            to,
+            area,
+            format,
+        } => {
+            let cfg = load_config(&cli.config)?;
+            let store = open_existing_store(&cfg).await?;
+            stats(&cfg, &store, from, to, area, format).await
+        }
+        Command::Remind { as_of, send } => {
+            let cfg = Arc::new(load_config(&cli.config)?);
+            remind(cfg, as_of.as_deref(), send).await
+        }
+        Command::Digest { area, as_of, send } => {
+            let cfg = load_config(&cli.config)?;
+            digest(&cfg, area.as_deref(), as_of.as_deref(), send).await
         }
         Command::Quarantine { command } => {
             let cfg = Arc::new(load_config(&cli.config)?);
@@ -220,6 +317,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// `ticketgate remind`: the reminders and escalations due at `as_of` (Rome time; now by
+/// default), queued with `send`.
+async fn remind(cfg: Arc<Config>, as_of: Option<&str>, send: bool) -> anyhow::Result<u8> {
+    let now = match as_of {
+        None => crate::domain::now_millis(),
+        Some(text) => match crate::intake::as_of_millis(text) {
+            Some(millis) => millis,
+            None => {
+                eprintln!("--as-of {text:?}: expected \"YYYY-MM-DD HH:MM\" (Italian time)");
+                return Ok(2);
+            }
+        },
+    };
+    let store = open_existing_store(&cfg).await?;
+    let pipeline = Pipeline::new(
+        store,
+        cfg.clone(),
+        Arc::new(tokio::sync::Notify::new()),
+        crate::attachments::AttachmentStore::new(&cfg.storage.dir)?,
+    );
+    let lines = pipeline.remind(now, send).await?;
+    let verb = if send { "queued" } else { "would send" };
+    for l in &lines {
+        println!("{verb}: {l}");
+    }
+    if lines.is_empty() {
+        println!("nothing due");
+    }
+    Ok(0)
+}
+
 /// The database of a command that reads (or changes) what is there: never created, never
 /// migrated. A missing or unmigrated database is a [`SetupError`] naming the (redacted) url.
 async fn open_existing_store(cfg: &Config) -> anyhow::Result<Store> {
@@ -248,6 +376,52 @@ fn ingest_names(cfg: &Config) -> Vec<&str> {
     // Reports made on the web page are recorded under this name: mail must never pose as one.
     names.retain(|n| *n != crate::domain::WEB_MAILBOX);
     names
+}
+
+/// `ticketgate digest`: the digest of each area at `as_of` (Rome time), printed; with `send`,
+/// recorded and queued (the outbox of a running `serve` sends it, or the next one started).
+async fn digest(
+    cfg: &Config,
+    area: Option<&str>,
+    as_of: Option<&str>,
+    send: bool,
+) -> anyhow::Result<u8> {
+    use crate::digest::Outcome;
+    if let Some(slug) = area {
+        if cfg.area(slug).is_none() {
+            return Err(SetupError(format!("no area {slug:?} in the configuration")).into());
+        }
+    }
+    let at = match as_of {
+        None => crate::domain::now_millis(),
+        Some(text) => match crate::domain::rome::parse_local(text) {
+            Some(local) => crate::domain::rome::to_millis(local),
+            None => {
+                eprintln!("--as-of {text:?}: expected Italian time \"YYYY-MM-DD HH:MM\"");
+                return Ok(2);
+            }
+        },
+    };
+    let store = open_existing_store(cfg).await?;
+    let ids = crate::domain::SignedIds::new(
+        secrecy::ExposeSecret::expose_secret(&cfg.security.secret).as_bytes(),
+    );
+    let digests = crate::digest::run(&store, cfg, &ids, at, area, send).await?;
+    for d in digests {
+        let what = match d.outcome {
+            Outcome::Shown if d.tickets == 0 => "nothing open: no digest".to_owned(),
+            Outcome::Shown => format!("{} open tickets", d.tickets),
+            Outcome::NotWorkingDay => "not a working day: no digest".to_owned(),
+            Outcome::Empty => "nothing open: nothing sent".to_owned(),
+            Outcome::Sent(n) => format!("{} open tickets: queued to {n} staff members", d.tickets),
+            Outcome::AlreadySent => "already sent for this day: nothing sent".to_owned(),
+        };
+        println!("== {} {}: {what}", d.area, d.day);
+        if !d.text.is_empty() {
+            println!("{}", d.text);
+        }
+    }
+    Ok(0)
 }
 
 async fn check_config(path: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
@@ -460,25 +634,297 @@ fn describe(outcome: &Outcome) -> String {
     }
 }
 
-async fn ticket_list(store: &Store, format: Format, limit: i64) -> anyhow::Result<u8> {
-    let tickets = store.list_tickets(limit).await?;
+/// The filters of `ticket list`, parsed: a value that cannot match anything (an area that is
+/// not configured, a status or date that is not one) is an error naming it, not an empty list.
+fn ticket_filter(
+    cfg: &Config,
+    area: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    search: Option<String>,
+) -> anyhow::Result<TicketFilter> {
+    let area = area.map(|a| configured_area(cfg, &a)).transpose()?;
+    let status = match status {
+        Some(s) => Some(s.parse::<TicketStatus>().map_err(|_| {
+            anyhow::anyhow!("--status {s:?}: one of received, taken, answered, resolved")
+        })?),
+        None => None,
+    };
+    let since = since
+        .map(|d| day_arg("--since", &d).map(rome_day_start))
+        .transpose()?;
+    Ok(TicketFilter {
+        area,
+        status,
+        since,
+        search: search.filter(|s| !s.is_empty()),
+    })
+}
+
+/// A `--area` value: a configured area's slug.
+fn configured_area(cfg: &Config, a: &str) -> anyhow::Result<AreaSlug> {
+    let slug: AreaSlug = a
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--area {a:?}: not an area slug"))?;
+    if !cfg.areas.iter().any(|c| c.slug == a) {
+        anyhow::bail!("--area {a:?}: no such area in the configuration");
+    }
+    Ok(slug)
+}
+
+/// A `--from`/`--to`/`--since` value.
+fn day_arg(flag: &str, d: &str) -> anyhow::Result<time::Date> {
+    parse_day(d).ok_or_else(|| anyhow::anyhow!("{flag} {d:?}: a day as YYYY-MM-DD"))
+}
+
+async fn stats(
+    cfg: &Config,
+    store: &Store,
+    from: Option<String>,
+    to: Option<String>,
+    area: Option<String>,
+    format: TableFormat,
+) -> anyhow::Result<u8> {
+    let area = area.map(|a| configured_area(cfg, &a)).transpose()?;
+    let from_day = from.map(|d| day_arg("--from", &d)).transpose()?;
+    let to_day = to.map(|d| day_arg("--to", &d)).transpose()?;
+    let start = from_day.map(rome_day_start).unwrap_or(i64::MIN);
+    let end = match to_day {
+        Some(d) => d.next_day().map(rome_day_start).unwrap_or(i64::MAX),
+        None => i64::MAX,
+    };
+    if start >= end {
+        anyhow::bail!("--from is after --to");
+    }
+    let facts = store.ticket_facts(start, end, area.as_ref()).await?;
+    let holidays = cfg.holidays();
+    let response_days = |slug: &AreaSlug| {
+        cfg.areas
+            .iter()
+            .find(|a| a.slug == slug.as_str())
+            .map(|a| a.response_days)
+    };
+    let rule = stats::DueRule {
+        response_days: &response_days,
+        holidays: &holidays,
+    };
+    let areas: Vec<AreaSlug> = match &area {
+        Some(a) => vec![a.clone()],
+        None => cfg
+            .areas
+            .iter()
+            .filter_map(|a| a.slug.parse().ok())
+            .collect(),
+    };
+    let now = now_millis();
+    let (all, by_area) = stats::figures_by_area(&facts, &areas, &rule, now);
+    let report = json::Stats {
+        all,
+        areas: by_area,
+        from: from_day.map(iso_date),
+        generated_at: rfc3339(now),
+        to: to_day.map(iso_date),
+    };
     match format {
-        Format::Json => {
-            let all: Vec<json::Ticket> = tickets.iter().map(json::Ticket::from).collect();
+        TableFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        TableFormat::Csv => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let mut header = vec!["area".to_string()];
+            header.extend(stats_columns(&report.all).into_iter().map(|(k, _)| k));
+            out.write_all(csv::row(&header).as_bytes())?;
+            let rows = report
+                .areas
+                .iter()
+                .map(|(a, f)| (a.as_str(), f))
+                .chain([("all", &report.all)]);
+            for (name, f) in rows {
+                let mut cells = vec![name.to_string()];
+                cells.extend(stats_columns(f).into_iter().map(|(_, v)| v));
+                out.write_all(csv::row(&cells).as_bytes())?;
+            }
+            out.flush()?;
+        }
+        TableFormat::Text => {
+            let period = format!(
+                "{} to {}",
+                report.from.as_deref().unwrap_or("the first ticket"),
+                report.to.as_deref().unwrap_or("today")
+            );
+            println!("Tickets received from {period}");
+            let mut columns: Vec<(&str, &stats::Figures)> =
+                report.areas.iter().map(|(a, f)| (a.as_str(), f)).collect();
+            columns.push(("all", &report.all));
+            print!("{:<34}", "");
+            for (name, _) in &columns {
+                print!(" {name:>18}");
+            }
+            println!();
+            let table: Vec<Vec<(String, String)>> =
+                columns.iter().map(|(_, f)| stats_columns(f)).collect();
+            let names: Vec<String> = stats_columns(&report.all)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            for (i, name) in names.iter().enumerate() {
+                print!("{name:<34}");
+                for column in &table {
+                    let value = column.get(i).map(|(_, v)| v.as_str()).unwrap_or("");
+                    print!(" {:>18}", if value.is_empty() { "-" } else { value });
+                }
+                println!();
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// The figures as (column, value) pairs, for the CSV and the text table: every kind and
+/// channel appears, with 0 where there is none.
+fn stats_columns(f: &stats::Figures) -> Vec<(String, String)> {
+    let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let mut c: Vec<(String, String)> = vec![("received".into(), f.received.to_string())];
+    for kind in TicketKind::ALL {
+        let n = f.by_kind.get(kind.as_str()).copied().unwrap_or(0);
+        c.push((format!("kind_{kind}"), n.to_string()));
+    }
+    for channel in Channel::ALL {
+        let n = f.by_channel.get(channel.as_str()).copied().unwrap_or(0);
+        c.push((format!("channel_{channel}"), n.to_string()));
+    }
+    for (name, n) in [
+        ("taken", f.taken),
+        ("answered", f.answered),
+        ("resolved", f.resolved),
+        ("reopened", f.reopened),
+        ("open_now", f.open_now),
+        ("overdue_now", f.overdue_now),
+    ] {
+        c.push((name.into(), n.to_string()));
+    }
+    for (prefix, d) in [
+        ("first_answer", &f.first_answer),
+        ("resolution", &f.resolution),
+    ] {
+        for (name, v) in [
+            ("median_hours", d.median_hours),
+            ("p90_hours", d.p90_hours),
+            ("max_hours", d.max_hours),
+            ("median_working_days", d.median_working_days),
+            ("p90_working_days", d.p90_working_days),
+            ("max_working_days", d.max_working_days),
+        ] {
+            c.push((format!("{prefix}_{name}"), opt(v)));
+        }
+    }
+    c.push((
+        "answered_within_due".into(),
+        opt(f.answered_within_due.map(|s| (s * 1000.0).round() / 1000.0)),
+    ));
+    c
+}
+
+/// The columns of `ticket list --format csv`: the keys of its JSON, in the same order.
+const TICKET_CSV_COLUMNS: [&str; 17] = [
+    "area",
+    "certified",
+    "channel",
+    "citizen",
+    "citizen_name",
+    "created_at",
+    "due_date",
+    "kind",
+    "overdue",
+    "pec_address",
+    "ref",
+    "reply_to",
+    "reply_to_asked",
+    "status",
+    "subject",
+    "text",
+    "updated_at",
+];
+
+fn ticket_csv_row(t: &json::Ticket) -> String {
+    let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+    csv::row(&[
+        t.area.clone(),
+        t.certified.map(|c| c.to_string()).unwrap_or_default(),
+        t.channel.clone(),
+        t.citizen.clone(),
+        opt(&t.citizen_name),
+        t.created_at.clone(),
+        t.due_date.clone(),
+        t.kind.clone(),
+        t.overdue.to_string(),
+        opt(&t.pec_address),
+        t.reference.clone(),
+        opt(&t.reply_to),
+        opt(&t.reply_to_asked),
+        t.status.clone(),
+        t.subject.clone(),
+        t.text.clone(),
+        t.updated_at.clone(),
+    ])
+}
+
+/// Whether a ticket is past its due date without an answer now: the calendar's rule
+/// (`Config::due_date`), the same as the JSON's `overdue`.
+fn overdue_now(cfg: &Config, t: &TicketView, now: i64) -> bool {
+    is_overdue(t.status, cfg.due_date(t.area.as_str(), t.created_at), now)
+}
+
+/// The JSON document of a ticket in `ticket list/show`, its due date seen at `now`.
+fn ticket_json(cfg: &Config, t: &TicketView, now: i64) -> json::Ticket {
+    json::Ticket::new(t, cfg.due_date(t.area.as_str(), t.created_at), now)
+}
+
+async fn ticket_list(
+    cfg: &Config,
+    store: &Store,
+    filter: &TicketFilter,
+    overdue: bool,
+    format: TableFormat,
+    limit: i64,
+) -> anyhow::Result<u8> {
+    let now = now_millis();
+    let tickets = if overdue {
+        // The due date is a calendar rule, not SQL: filter the waiting tickets here, then
+        // apply the limit.
+        let mut waiting = store.list_tickets_filtered(filter, -1).await?;
+        waiting.retain(|t| overdue_now(cfg, t, now));
+        waiting.truncate(usize::try_from(limit.max(0)).unwrap_or(usize::MAX));
+        waiting
+    } else {
+        store.list_tickets_filtered(filter, limit).await?
+    };
+    match format {
+        TableFormat::Json => {
+            let all: Vec<json::Ticket> = tickets.iter().map(|t| ticket_json(cfg, t, now)).collect();
             println!("{}", serde_json::to_string_pretty(&all)?);
         }
-        Format::Text => {
+        TableFormat::Csv => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(csv::row(&TICKET_CSV_COLUMNS).as_bytes())?;
+            for t in &tickets {
+                out.write_all(ticket_csv_row(&ticket_json(cfg, t, now)).as_bytes())?;
+            }
+            out.flush()?;
+        }
+        TableFormat::Text => {
             println!(
-                "{:<12} {:<20} {:<13} {:<10} {:<32} SUBJECT",
-                "REF", "CREATED", "KIND", "STATUS", "CITIZEN"
+                "{:<12} {:<20} {:<13} {:<10} {:<19} {:<32} SUBJECT",
+                "REF", "CREATED", "KIND", "STATUS", "DUE", "CITIZEN"
             );
             for t in &tickets {
                 println!(
-                    "{:<12} {:<20} {:<13} {:<10} {:<32} {}",
+                    "{:<12} {:<20} {:<13} {:<10} {:<19} {:<32} {}",
                     t.reference,
                     rfc3339(t.created_at).get(..19).unwrap_or(""),
                     t.kind,
                     t.status,
+                    due_text(cfg, t, now),
                     t.citizen,
                     t.subject
                 );
@@ -488,7 +934,23 @@ async fn ticket_list(store: &Store, format: Format, limit: i64) -> anyhow::Resul
     Ok(0)
 }
 
-async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::Result<u8> {
+/// The due date for `ticket list/show` text: "2026-01-20", "2026-01-20 OVERDUE 3d".
+fn due_text(cfg: &Config, t: &TicketView, now: i64) -> String {
+    let due = cfg.due_date(t.area.as_str(), t.created_at);
+    let late = calendar::days_overdue(t.status, due, now);
+    if late > 0 {
+        format!("{} OVERDUE {late}d", calendar::iso_date(due))
+    } else {
+        calendar::iso_date(due)
+    }
+}
+
+async fn ticket_show(
+    cfg: &Config,
+    store: &Store,
+    reference: &str,
+    format: Format,
+) -> anyhow::Result<u8> {
     let found = match reference.trim().parse::<TicketRef>() {
         Ok(r) => store.ticket_by_ref(&r).await?,
         Err(_) => None,
@@ -524,7 +986,11 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                     .collect(),
                 ticket: json::Ticket {
                     not_certified_because: Some(not_certified.clone()),
-                    ..json::Ticket::from(&t)
+                    ..json::Ticket::new(
+                        &t,
+                        cfg.due_date(t.area.as_str(), t.created_at),
+                        now_millis(),
+                    )
                 },
             };
             println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -556,6 +1022,7 @@ async fn ticket_show(store: &Store, reference: &str, format: Format) -> anyhow::
                 None => {}
             }
             println!("Created  {}", rfc3339(t.created_at));
+            println!("Due      {}", due_text(cfg, &t, now_millis()));
             println!("\n{}\n", t.text.trim());
             println!("Events:");
             for e in &events {

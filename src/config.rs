@@ -57,12 +57,44 @@ pub struct Config {
     pub outbox: OutboxConfig,
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    #[serde(default)]
+    pub digest: DigestConfig,
     #[serde(default, rename = "mailbox")]
     pub mailboxes: Vec<MailboxConfig>,
     #[serde(default, rename = "area")]
     pub areas: Vec<AreaConfig>,
     #[serde(default)]
     pub health: HealthConfig,
+    #[serde(default)]
+    pub calendar: CalendarConfig,
+    #[serde(default)]
+    pub web: WebConfig,
+}
+
+/// The public pages beyond the citizens' own (issue 14).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// `/statistiche`: the figures of the last 12 months for everyone (default true); false
+    /// answers 404 and takes the link off the front page.
+    #[serde(default = "default_true")]
+    pub public_stats: bool,
+}
+
+impl Default for WebConfig {
+    fn default() -> WebConfig {
+        WebConfig { public_stats: true }
+    }
+}
+
+/// The comune's own closures, on top of weekends and national holidays (issue 14, see
+/// `domain::calendar`): they do not count as working days for due dates.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarConfig {
+    /// `MM-DD` every year (the patron saint) or `YYYY-MM-DD` once (a local closure).
+    #[serde(default)]
+    pub holidays: Vec<String>,
 }
 
 /// What `/healthz` counts as unhealthy.
@@ -342,6 +374,38 @@ impl Default for NotificationsConfig {
 fn default_max_attachment_bytes() -> u64 {
     15 * 1024 * 1024
 }
+/// Each office's daily digest of its queue (issue 14).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestConfig {
+    /// Whether `serve` mails the digest at all (`ticketgate digest` still prints it).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Italian time ("HH:MM", Europe/Rome) from which the day's digest is sent.
+    #[serde(default = "default_digest_time")]
+    pub time: String,
+}
+
+impl Default for DigestConfig {
+    fn default() -> Self {
+        DigestConfig {
+            enabled: true,
+            time: default_digest_time(),
+        }
+    }
+}
+
+impl DigestConfig {
+    /// `time` as (hour, minute); `None` when it is not a valid "HH:MM" (check-config says so).
+    pub fn hour_minute(&self) -> Option<(u8, u8)> {
+        crate::domain::rome::parse_hh_mm(&self.time)
+    }
+}
+
+fn default_digest_time() -> String {
+    "08:30".to_owned()
+}
+
 /// Above this `notifications.max_attachment_bytes` is refused: no mail server takes 1 GiB.
 const MAX_ATTACHMENT_BYTES_LIMIT: u64 = 1024 * 1024 * 1024;
 /// Above this `notifications.max_attachment_bytes` is warned about: the base64 mail would
@@ -455,11 +519,25 @@ pub struct AreaConfig {
     /// Staff of an admin area may answer and command on every ticket.
     #[serde(default)]
     pub admin: bool,
+    /// The head of office's address: told, with the admin areas' staff, of a ticket still
+    /// unanswered `escalate_after_days` after its reminder (issue 14).
+    #[serde(default)]
+    pub head: Option<String>,
+    /// Days after the reminder of an overdue ticket that it is escalated; 0 = never.
+    #[serde(default = "default_escalate_after_days")]
+    pub escalate_after_days: u32,
 }
 
 fn default_response_days() -> u32 {
     30
 }
+
+fn default_escalate_after_days() -> u32 {
+    7
+}
+
+/// The most `escalate_after_days` may be: a year.
+pub const MAX_ESCALATE_AFTER_DAYS: u32 = 366;
 
 /// An area address, optionally with the kind its tickets get (e.g. `reclami@` → `reclamo`).
 #[derive(Debug, Clone, Deserialize)]
@@ -700,6 +778,15 @@ impl Config {
                 "must be at least 1024".into(),
             );
         }
+        if self.digest.hour_minute().is_none() {
+            err(
+                "digest.time".into(),
+                format!(
+                    "{:?} is not an Italian time \"HH:MM\" (e.g. \"08:30\")",
+                    self.digest.time
+                ),
+            );
+        }
         if self.notifications.max_attachment_bytes > MAX_ATTACHMENT_BYTES_LIMIT {
             err(
                 "notifications.max_attachment_bytes".into(),
@@ -773,6 +860,20 @@ impl Config {
                 if let Err(e) = EmailAddress::parse(s) {
                     err(format!("{key}.staff[{j}]"), format!("{s:?}: {e}"));
                 }
+            }
+            if let Some(head) = &area.head {
+                if let Err(e) = EmailAddress::parse(head) {
+                    err(format!("{key}.head"), format!("{head:?}: {e}"));
+                }
+            }
+            if area.escalate_after_days > MAX_ESCALATE_AFTER_DAYS {
+                err(
+                    format!("{key}.escalate_after_days"),
+                    format!(
+                        "{} is more than {MAX_ESCALATE_AFTER_DAYS} days (0 turns escalation off)",
+                        area.escalate_after_days
+                    ),
+                );
             }
         }
 
@@ -863,6 +964,9 @@ impl Config {
                 ),
                 Some(_) => {}
             }
+        }
+        for (i, why) in crate::domain::Holidays::parse(&self.calendar.holidays).1 {
+            err(format!("calendar.holidays[{i}]"), why);
         }
 
         let mut warnings = Vec::new();
@@ -978,6 +1082,25 @@ impl Config {
         } else {
             Err(ConfigError::Invalid(errors.join("\n")))
         }
+    }
+
+    /// The local holidays of `[calendar]` (bad entries, refused by the check, left out).
+    pub fn holidays(&self) -> crate::domain::Holidays {
+        crate::domain::Holidays::parse(&self.calendar.holidays).0
+    }
+
+    /// The working days area `slug` answers within (the default, 30, for an area no longer
+    /// configured).
+    pub fn response_days(&self, slug: &str) -> u32 {
+        self.area(slug)
+            .map(|a| a.response_days)
+            .unwrap_or_else(default_response_days)
+    }
+
+    /// The due date of a ticket of area `slug` created at `created_at` (unix millis): the one
+    /// rule of `domain::calendar`, with this file's holidays and response days.
+    pub fn due_date(&self, slug: &str, created_at: i64) -> time::Date {
+        crate::domain::due_date(created_at, self.response_days(slug), &self.holidays())
     }
 
     pub fn area(&self, slug: &str) -> Option<&AreaConfig> {
@@ -1146,6 +1269,68 @@ mod tests {
         ] {
             assert!(keys.contains(&key.to_owned()), "{key}: {keys:?}");
         }
+    }
+
+    #[test]
+    fn a_bad_head_of_office_and_a_too_long_escalation_are_named() {
+        let defaults = Config::from_toml_str(GOOD).expect("parses");
+        assert_eq!(defaults.areas[0].escalate_after_days, 7);
+        assert_eq!(defaults.areas[0].head, None);
+        let text =
+            format!("{GOOD}\n        head = \"dirigente\"\n        escalate_after_days = 400\n");
+        let cfg = Config::from_toml_str(&text).expect("parses");
+        let problems = cfg.problems();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, vec!["area[0].head", "area[0].escalate_after_days"]);
+        let good = format!(
+            "{GOOD}\n        head = \"capo@comune.test\"\n        escalate_after_days = 0\n"
+        );
+        let cfg = Config::from_toml_str(&good).expect("parses");
+        assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+        assert_eq!(cfg.areas[0].head.as_deref(), Some("capo@comune.test"));
+    }
+
+    #[test]
+    fn the_public_figures_page_is_on_by_default_and_its_key_is_checked() {
+        let cfg = Config::from_toml_str(GOOD).expect("parses");
+        assert!(cfg.web.public_stats);
+        let off = Config::from_toml_str(&format!("{GOOD}\n[web]\npublic_stats = false\n"))
+            .expect("parses");
+        assert!(!off.web.public_stats);
+        for bad in ["public_stats = \"no\"", "public_statistics = false"] {
+            let checked = Config::check_toml_str(&format!("{GOOD}\n[web]\n{bad}\n"));
+            let keys: Vec<&str> = checked.problems.iter().map(|p| p.key.as_str()).collect();
+            assert!(
+                keys.iter().any(|k| k.starts_with("web.public_stat")),
+                "{bad}: {keys:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_bad_calendar_holiday_is_named_and_the_good_ones_count() {
+        let text = format!(
+            "{GOOD}\n[calendar]\nholidays = [\"12-07\", \"31-12\", \"2026-06-24\", \"domani\"]\n"
+        );
+        let cfg = Config::from_toml_str(&text).expect("parses");
+        let problems = cfg.problems();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, vec!["calendar.holidays[1]", "calendar.holidays[3]"]);
+        assert!(
+            problems[0].message.contains("\"31-12\""),
+            "{}",
+            problems[0].message
+        );
+        let holidays = cfg.holidays();
+        assert!(holidays.contains(time::macros::date!(2030 - 12 - 07)));
+        assert!(holidays.contains(time::macros::date!(2026 - 06 - 24)));
+        let unknown = format!("{GOOD}\n[calendar]\nholiday = [\"12-07\"]\n");
+        let checked = Config::check_toml_str(&unknown);
+        assert!(
+            checked.problems.iter().any(|p| p.key.contains("calendar")),
+            "{:?}",
+            checked.problems
+        );
     }
 
     #[test]
@@ -1369,6 +1554,27 @@ mod tests {
             .map(|p| p.key)
             .collect();
         assert_eq!(errors, ["security.secret"]);
+    }
+
+    #[test]
+    fn the_digest_is_on_at_half_past_eight_by_default_and_a_bad_time_is_named() {
+        let cfg = Config::from_toml_str(GOOD).expect("parses");
+        assert!(cfg.digest.enabled);
+        assert_eq!(cfg.digest.hour_minute(), Some((8, 30)));
+        let errors = |text: &str| -> Vec<String> {
+            Config::check_toml_str(text)
+                .problems
+                .into_iter()
+                .filter(|p| p.severity == Severity::Error)
+                .map(|p| p.key)
+                .collect()
+        };
+        let seven = format!("{GOOD}\n[digest]\nenabled = false\ntime = \"07:45\"\n");
+        assert!(errors(&seven).is_empty());
+        let bad = format!("{GOOD}\n[digest]\ntime = \"8.30\"\n");
+        assert_eq!(errors(&bad), ["digest.time"]);
+        let unknown = format!("{GOOD}\n[digest]\nhour = \"08:30\"\n");
+        assert!(errors(&unknown).iter().any(|k| k.contains("hour")));
     }
 
     #[test]

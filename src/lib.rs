@@ -10,6 +10,7 @@ pub mod app;
 pub mod attachments;
 pub mod cli;
 pub mod config;
+pub mod digest;
 pub mod domain;
 pub mod health;
 pub mod inbound;

@@ -257,3 +257,61 @@ fn a_citizen_registers_confirms_signs_in_and_follows_a_ticket_in_a_real_browser(
         b.current_url()
     );
 }
+
+#[test]
+fn the_public_figures_page_shows_this_month_s_reports_in_a_table_and_a_chart_without_axe_violations(
+) {
+    let stack = MailStack::start();
+    let gw = Gateway::start(&stack);
+    for subject in ["Buca in via Roma", "Lampione spento"] {
+        let (_, raw) = citizen_mail(CITIZEN, LAVORI, subject, "Da sistemare, grazie.");
+        let out = gw.ingest("lavori-pubblici", &raw);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let base = format!("http://127.0.0.1:{}", gw.web_port);
+    let b = Browser::start();
+    b.goto(&format!("{base}/"));
+    follow(&b, "a[href='/statistiche']");
+    assert!(
+        b.current_url().ends_with("/statistiche"),
+        "{}",
+        b.current_url()
+    );
+    assert_eq!(b.find("h1").text(), "Statistiche degli ultimi 12 mesi");
+    // This month is the last row of the table of all offices: both reports, no answer yet.
+    let rows = b.find_all("table tbody tr");
+    assert!(rows.len() >= 12, "12 months per table");
+    let this_month = rows[11].text();
+    assert!(this_month.contains(" 2 0 "), "{this_month}");
+    let desc = b.find("svg desc").text();
+    assert!(
+        desc.contains(": 2."),
+        "the chart's text alternative: {desc}"
+    );
+    assert!(!b.source().contains(CITIZEN), "no personal data");
+    assert!(b.find_all("script").is_empty());
+    check_page(&b, "statistiche", true);
+    follow(&b, "a[hreflang='en']");
+    assert_eq!(b.find("h1").text(), "Figures of the last 12 months");
+    check_page(&b, "statistiche (English)", false);
+
+    // The comune turns it off: 404, and no link on the front page.
+    let off = Gateway::start_edited(&stack, "", "", |t| {
+        format!("{t}\n[web]\npublic_stats = false\n")
+    });
+    let base = format!("http://127.0.0.1:{}", off.web_port);
+    let status = ureq::get(&format!("{base}/statistiche"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .expect("answer")
+        .status();
+    assert_eq!(status.as_u16(), 404);
+    b.goto(&format!("{base}/"));
+    assert!(b.try_find("a[href='/statistiche']").is_none());
+}

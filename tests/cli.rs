@@ -12,6 +12,7 @@ use std::process::{Command, Output, Stdio};
 
 use support::gateway::{LAVORI, SECRET, STAFF_LAVORI};
 use ticketgate::cli::json::{QuarantineEntry, Ticket, TicketShow};
+use ticketgate::domain::calendar;
 
 /// A scratch directory with a configuration file in it.
 struct Setup {
@@ -127,6 +128,28 @@ impl Setup {
         } else {
             self.json(&["quarantine", "list", "--format", "json"])
         }
+    }
+
+    /// Runs statements on the database, as another process would: how a test gives tickets
+    /// a known past (creation and event times) that `ingest` stamps with the clock.
+    fn sql(&self, statements: &[String]) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            use sqlx::Connection;
+            let url = format!("sqlite://{}", self.db_path().display());
+            let mut c = sqlx::SqliteConnection::connect(&url)
+                .await
+                .expect("connect");
+            for statement in statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.as_str()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            }
+        });
     }
 
     fn migrate(&self) {
@@ -301,6 +324,35 @@ fn ticket_list_and_show_print_the_documented_json_with_its_keys_in_sorted_order(
         Some("queued"),
         "{ack:?}"
     );
+    // The due date (issue 14): the creation date in Rome plus the area's 30 working days.
+    let created = time::OffsetDateTime::parse(
+        &shown.ticket.created_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("created_at is RFC 3339");
+    let created = i64::try_from(created.unix_timestamp_nanos() / 1_000_000).expect("millis");
+    let due = calendar::due_date(created, 30, &calendar::Holidays::none());
+    assert_eq!(shown.ticket.due_date, calendar::iso_date(due));
+    assert_eq!(t.due_date, shown.ticket.due_date, "list and show agree");
+    assert!(
+        !shown.ticket.overdue && !t.overdue,
+        "a new ticket is not overdue"
+    );
+    // A local holiday on that day (`[calendar] holidays`) moves it to the next working day.
+    s.write_config(&format!(
+        "{}\n[calendar]\nholidays = [\"{}\"]\n",
+        config_text(s.path()),
+        calendar::iso_date(due)
+    ));
+    let moved: TicketShow = s.json(&["ticket", "show", &t.reference, "--format", "json"]);
+    let next = calendar::add_working_days(due, 1, &calendar::Holidays::none());
+    assert_eq!(moved.ticket.due_date, calendar::iso_date(next));
+    let said = text_of(&s.run(&["ticket", "show", &t.reference]));
+    assert!(
+        said.contains(&format!("Due      {}", calendar::iso_date(next))),
+        "{said}"
+    );
+
     // Scripts may depend on the exact bytes: keys sorted at every level, as the `json!`
     // maps the CLI first printed them with had them.
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -322,8 +374,10 @@ fn ticket_list_and_show_print_the_documented_json_with_its_keys_in_sorted_order(
             "citizen",
             "citizen_name",
             "created_at",
+            "due_date",
             "kind",
             "not_certified_because",
+            "overdue",
             "pec_address",
             "ref",
             "reply_to",
@@ -346,7 +400,8 @@ fn check_config_names_every_mistake_of_a_file_with_its_line_and_exits_78() {
         .replace(
             &format!("addresses = [\"{LAVORI}\"]"),
             "addresses = [\"nobody\"]",
-        );
+        )
+        + "\n[calendar]\nholidays = [\"12-07\",\n  \"31-12\"]\n";
     s.write_config(&text);
     let out = s.run(&["check-config"]);
     let said = text_of(&out);
@@ -357,11 +412,12 @@ fn check_config_names_every_mistake_of_a_file_with_its_line_and_exits_78() {
         ("smtp.hots", "hots ="),
         ("mailbox[0].port", "\"imap\""),
         ("area[0].addresses[0]", "\"nobody\""),
+        ("calendar.holidays[1]", "\"31-12\""),
     ] {
         let expected = format!("error: {key} (line {})", line(needle).expect("in the file"));
         assert!(said.contains(&expected), "{expected:?} not in:\n{said}");
     }
-    assert!(said.contains("4 error(s)"), "{said}");
+    assert!(said.contains("5 error(s)"), "{said}");
 }
 
 #[test]
@@ -575,4 +631,192 @@ fn a_bad_value_from_the_environment_is_named_by_its_variable_beside_the_file_s_m
         "{said}"
     );
     assert!(said.contains("error: mailbox[0].folder (line"), "{said}");
+}
+
+#[test]
+fn ticket_list_filters_by_area_status_day_and_text_and_prints_csv_a_spreadsheet_cannot_run() {
+    let s = Setup::new();
+    s.migrate();
+    for subject in [
+        "Buca in via Roma",
+        "Sconto del 100%",
+        "=HYPERLINK(\"http://x\")",
+    ] {
+        let out = s.run_with(
+            &["ingest", "--mailbox", "lavori-pubblici"],
+            &[],
+            Some(&citizen_mail(LAVORI, subject)),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    }
+    let subjects = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["ticket", "list", "--format", "json"];
+        all.extend_from_slice(args);
+        let tickets: Vec<Ticket> = s.json(&all);
+        tickets.into_iter().map(|t| t.subject).collect()
+    };
+    assert_eq!(
+        subjects(&["--search", "SCONTO"]),
+        ["Sconto del 100%"],
+        "any case"
+    );
+    assert_eq!(
+        subjects(&["--search", "100%"]),
+        ["Sconto del 100%"],
+        "% is a character, not a wildcard"
+    );
+    assert_eq!(subjects(&["--search", "_"]), Vec::<String>::new(), "_ too");
+    assert_eq!(
+        subjects(&["--search", "anna.verdi@citizen"]).len(),
+        3,
+        "the address"
+    );
+    assert_eq!(
+        subjects(&["--area", "lavori-pubblici", "--status", "received"]).len(),
+        3
+    );
+    assert_eq!(subjects(&["--status", "resolved"]), Vec::<String>::new());
+    assert_eq!(subjects(&["--since", "2000-01-01"]).len(), 3);
+    assert_eq!(subjects(&["--since", "2999-01-01"]), Vec::<String>::new());
+    assert_eq!(subjects(&["--overdue"]), Vec::<String>::new(), "all new");
+    // Created 70 days ago, past the default 30 working days: the received and the taken ones
+    // are overdue, the answered one is not.
+    s.sql(&[
+        "UPDATE ticket SET created_at = created_at - 86400000 * 70".into(),
+        "UPDATE ticket SET status = 'taken' WHERE subject = 'Sconto del 100%'".into(),
+        "UPDATE ticket SET status = 'answered' WHERE subject LIKE 'Buca%'".into(),
+    ]);
+    assert_eq!(
+        subjects(&["--overdue", "--search", "100"]),
+        ["Sconto del 100%"],
+        "the overdue ticket that also matches"
+    );
+    assert_eq!(subjects(&["--overdue"]).len(), 2, "received and taken");
+    let flagged = s.tickets().iter().filter(|t| t.overdue).count();
+    assert_eq!(
+        flagged, 2,
+        "the JSON's `overdue` says the same as --overdue"
+    );
+    for (args, named) in [
+        (&["--area", "tributi"][..], "--area"),
+        (&["--status", "closed"], "--status"),
+        (&["--since", "8/12/2026"], "--since"),
+    ] {
+        let mut all = vec!["ticket", "list"];
+        all.extend_from_slice(args);
+        let out = s.run(&all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text_of(&out));
+        assert!(text_of(&out).contains(named), "{}", text_of(&out));
+    }
+
+    let out = s.run(&["ticket", "list", "--format", "csv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    let csv = String::from_utf8(out.stdout).expect("UTF-8");
+    let lines: Vec<&str> = csv.split("\r\n").collect();
+    assert_eq!(
+        lines[0],
+        "area,certified,channel,citizen,citizen_name,created_at,due_date,kind,overdue,\
+         pec_address,ref,reply_to,reply_to_asked,status,subject,text,updated_at"
+    );
+    assert_eq!(lines.len(), 5, "a header, three rows, the last CRLF: {csv}");
+    assert!(
+        lines[1].contains(",\"'=HYPERLINK(\"\"http://x\"\")\","),
+        "quoted and neutralised: {}",
+        lines[1]
+    );
+    assert!(lines[1].starts_with("lavori-pubblici,,email,anna.verdi@citizen.test,Anna Verdi,"));
+}
+
+#[test]
+fn stats_gives_the_medians_p90_and_shares_of_a_known_history_as_json_and_csv() {
+    let s = Setup::new();
+    s.migrate();
+    for subject in ["T1", "T2", "T3", "T4"] {
+        let out = s.run_with(
+            &["ingest", "--mailbox", "lavori-pubblici"],
+            &[],
+            Some(&citizen_mail(LAVORI, subject)),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    }
+    // Monday 30 November 2026, 09:00 in Rome. T1 answered 2 hours later, T2 after 30 hours
+    // (Tuesday) and resolved after 50, T3 after 100 (Friday); T4, of 1 September, waits
+    // past its due date.
+    const MONDAY_9: i64 = 1_796_025_600_000;
+    const HOUR: i64 = 3_600_000;
+    let answer = |subject: &str, hours: i64| {
+        format!(
+            "INSERT INTO event (ticket_id, kind, at, actor, details) SELECT ticket_id, \
+             'answered', created_at + {}, 'test', '{{}}' FROM ticket WHERE subject = '{subject}'",
+            hours * HOUR
+        )
+    };
+    s.sql(&[
+        format!("UPDATE ticket SET created_at = {MONDAY_9} WHERE subject <> 'T4'"),
+        "UPDATE ticket SET created_at = 1788246000000 WHERE subject = 'T4'".into(),
+        answer("T1", 2),
+        answer("T2", 30),
+        answer("T3", 100),
+        format!(
+            "INSERT INTO event (ticket_id, kind, at, actor, details) SELECT ticket_id, \
+             'resolved', created_at + {}, 'test', '{{}}' FROM ticket WHERE subject = 'T2'",
+            50 * HOUR
+        ),
+        "UPDATE ticket SET status = 'answered' WHERE subject IN ('T1', 'T3')".into(),
+        "UPDATE ticket SET status = 'resolved' WHERE subject = 'T2'".into(),
+    ]);
+
+    let report: serde_json::Value = s.json(&["stats", "--format", "json"]);
+    let all = &report["all"];
+    assert_eq!(
+        report["areas"]["lavori-pubblici"], *all,
+        "one area: the same"
+    );
+    assert_eq!(all["received"], 4);
+    assert_eq!(all["by_channel"]["email"], 4);
+    assert_eq!(all["by_kind"]["segnalazione"], 4);
+    assert_eq!(
+        (
+            &all["answered"],
+            &all["resolved"],
+            &all["open_now"],
+            &all["overdue_now"]
+        ),
+        (&3.into(), &1.into(), &3.into(), &1.into())
+    );
+    let first = &all["first_answer"];
+    assert_eq!(first["count"], 3);
+    assert_eq!(first["median_hours"], 30.0);
+    assert_eq!(first["p90_hours"], 100.0);
+    assert_eq!(first["max_hours"], 100.0);
+    assert_eq!(first["median_working_days"], 1.0);
+    assert_eq!(first["p90_working_days"], 4.0);
+    assert_eq!(all["resolution"]["median_hours"], 50.0);
+    assert_eq!(all["resolution"]["median_working_days"], 2.0);
+    assert_eq!(all["answered_within_due"], 0.75, "3 on time, 1 overdue");
+
+    let from: serde_json::Value = s.json(&[
+        "stats",
+        "--from",
+        "2026-11-30",
+        "--to",
+        "2026-11-30",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(from["all"]["received"], 3, "T4 is of September");
+    assert_eq!(from["from"], "2026-11-30");
+
+    let out = s.run(&["stats", "--format", "csv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    let csv = String::from_utf8(out.stdout).expect("UTF-8");
+    let lines: Vec<&str> = csv.split("\r\n").collect();
+    assert!(
+        lines[0].starts_with("area,received,kind_segnalazione,"),
+        "{csv}"
+    );
+    assert!(lines[1].starts_with("lavori-pubblici,4,4,"), "{csv}");
+    assert!(lines[2].starts_with("all,4,4,"), "{csv}");
+    let out = s.run(&["stats", "--area", "tributi"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text_of(&out));
 }

@@ -53,7 +53,31 @@ fn a_mail_to_an_area_becomes_a_ticket_acknowledged_to_the_citizen_and_notified_t
         "{text}"
     );
     assert!(text.contains("Lavori pubblici"), "{text}");
-    assert!(text.contains("entro 30 giorni"), "{text}");
+    assert!(
+        text.contains("entro 30 giorni lavorativi, cioè entro "),
+        "{text}"
+    );
+    // The ack gives the same due date (issue 14) as `ticket list`, in words.
+    let due: Vec<u16> = t["due_date"]
+        .as_str()
+        .unwrap_or("")
+        .split('-')
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [year, month, day] = due[..] else {
+        panic!("due_date is not YYYY-MM-DD: {t}")
+    };
+    let due = time::Date::from_calendar_date(
+        i32::from(year),
+        time::Month::try_from(u8::try_from(month).expect("month")).expect("month"),
+        u8::try_from(day).expect("day"),
+    )
+    .expect("due_date is a date");
+    assert!(
+        text.contains(&ticketgate::domain::calendar::long_date_it(due)),
+        "{text}"
+    );
+    assert_eq!(t["overdue"], false);
     assert_eq!(
         header(&ack, "In-Reply-To").as_deref(),
         Some(format!("<{id}>").as_str())

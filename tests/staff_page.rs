@@ -118,6 +118,20 @@ fn staff_open_the_ticket_from_the_notification_take_it_and_close_it_with_an_answ
         page.body
     );
     assert!(!page.body.contains("href=\"/register\""), "{}", page.body);
+    // The due date (issue 14), as `ticket show` gives it, and not overdue.
+    let due = gw.show(&reference)["ticket"]["due_date"]
+        .as_str()
+        .unwrap_or("")
+        .split('-')
+        .rev()
+        .collect::<Vec<_>>()
+        .join("/");
+    assert!(
+        page.body
+            .contains(&format!("Risposta dovuta entro</dt><dd>{due}</dd>")),
+        "{due}: {}",
+        page.body
+    );
 
     // Every attachment downloads with the citizen page's safe headers, the stored bytes.
     let href = page

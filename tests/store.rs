@@ -130,6 +130,7 @@ on_both_backends!(
     pec_facts_and_receipts_are_recorded_and_a_late_acceptance_never_undoes_a_delivery,
     mail_of_a_ticket_to_one_reader_is_due_only_after_the_earlier_one_is_done,
     a_ticket_without_the_citizens_address_reads_back_as_none_and_no_mail_is_queued_to_it,
+    the_ticket_list_search_ignores_case_and_takes_like_wildcards_literally,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -2252,4 +2253,46 @@ async fn mail_of_a_ticket_to_one_reader_is_due_only_after_the_earlier_one_is_don
         s.outbox_item(last[0]).await.unwrap().unwrap().message_id,
         third
     );
+}
+
+async fn the_ticket_list_search_ignores_case_and_takes_like_wildcards_literally(db: Db) {
+    let s = &db.store;
+    for (reference, subject) in [
+        ("2027-000001", "Sconto del 100%"),
+        ("2027-000002", "Sconto del 1000"),
+        ("2027-000003", "Rifiuti_ingombranti"),
+    ] {
+        let mut tx = s.begin().await.unwrap();
+        Store::insert_ticket(&mut tx, &ticket(reference, subject, T0))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let found = |search: &'static str| async move {
+        let filter = ticketgate::store::TicketFilter {
+            search: Some(search.to_owned()),
+            ..Default::default()
+        };
+        let list = s.list_tickets_filtered(&filter, -1).await.unwrap();
+        let mut subjects: Vec<String> = list.into_iter().map(|t| t.subject).collect();
+        subjects.sort();
+        subjects
+    };
+    assert_eq!(found("SCONTO DEL 100%").await, ["Sconto del 100%"]);
+    assert_eq!(found("i_i").await, ["Rifiuti_ingombranti"]);
+    assert_eq!(
+        found("100_").await,
+        Vec::<String>::new(),
+        "_ is not any character"
+    );
+    assert_eq!(found("sconto").await.len(), 2);
+    let since = ticketgate::store::TicketFilter {
+        since: Some(T0 + 1),
+        ..Default::default()
+    };
+    assert!(s
+        .list_tickets_filtered(&since, -1)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -158,8 +158,24 @@ fn a_citizen_registers_confirms_signs_in_and_follows_a_ticket_sent_earlier_by_ma
     assert!(list.body.contains("Buca in via Roma"));
     assert!(list.body.contains("Lavori pubblici"));
 
+    // The expected date is the ticket's due date (issue 14), as `ticket show` gives it.
+    let due = gw.show(&reference)["ticket"]["due_date"]
+        .as_str()
+        .unwrap_or("")
+        .split('-')
+        .rev()
+        .collect::<Vec<_>>()
+        .join("/");
+    assert_eq!(due.len(), 10, "{due}");
+    assert!(list.body.contains(&due), "{due}: {}", list.body);
+
     let detail = client.get(&format!("/tickets/{reference}"));
     assert_eq!(detail.status, 200);
+    assert!(detail.body.contains(&due), "{due}: {}", detail.body);
+    assert!(
+        !detail.body.contains("in ritardo"),
+        "a new ticket is in time"
+    );
     assert!(detail
         .body
         .contains("Segnalazione ricevuta e assegnata a Lavori pubblici"));

@@ -9,10 +9,13 @@
 //! alphabetical order (`ref` sorts as `ref`, not as `reference`). The unit test
 //! `every_document_prints_its_keys_sorted` holds that.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::domain::{rfc3339, EventKind, MessageKind};
+use crate::domain::stats::Figures;
+use crate::domain::{calendar, rfc3339, EventKind, MessageKind};
 use crate::mail::summary::HeaderSummary;
 use crate::store::{
     AttachmentView, EventView, MessageView, NotificationAttachment, QuarantineView, TicketView,
@@ -33,6 +36,9 @@ pub struct Ticket {
     pub citizen_name: Option<String>,
     /// RFC 3339, UTC.
     pub created_at: String,
+    /// `YYYY-MM-DD`, the last day (Europe/Rome) of the answer's time (issue 14,
+    /// `domain::calendar`).
+    pub due_date: String,
     pub kind: String,
     /// `ticket show` only (there always, null when there is nothing to say): why a PEC
     /// ticket is not certified, from its `received` event. `ticket list` has no such key.
@@ -42,6 +48,8 @@ pub struct Ticket {
         deserialize_with = "present"
     )]
     pub not_certified_because: Option<Option<String>>,
+    /// Awaiting the office's answer past its due date (`domain::calendar::is_overdue`).
+    pub overdue: bool,
     pub pec_address: Option<String>,
     /// `YYYY-NNNNNN`.
     #[serde(rename = "ref")]
@@ -53,6 +61,18 @@ pub struct Ticket {
     pub text: String,
     /// RFC 3339, UTC.
     pub updated_at: String,
+}
+
+/// `stats --format json` (issue 14): the figures of the tickets received from `from` to `to`
+/// (days in Rome, both included; null: unbounded), in all and per area.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    pub all: Figures,
+    pub areas: BTreeMap<String, Figures>,
+    pub from: Option<String>,
+    /// RFC 3339, UTC: the "now" of `open_now` and `overdue_now`.
+    pub generated_at: String,
+    pub to: Option<String>,
 }
 
 /// `ticket show REF --format json`.
@@ -201,8 +221,9 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     Option::<String>::deserialize(d).map(Some)
 }
 
-impl From<&TicketView> for Ticket {
-    fn from(t: &TicketView) -> Ticket {
+impl Ticket {
+    /// The document of `t`, whose due date is `due`, seen at `now` (unix millis).
+    pub fn new(t: &TicketView, due: time::Date, now: i64) -> Ticket {
         Ticket {
             area: t.area.to_string(),
             certified: t.certified,
@@ -210,8 +231,10 @@ impl From<&TicketView> for Ticket {
             citizen: t.citizen.to_string(),
             citizen_name: t.citizen_name.clone(),
             created_at: rfc3339(t.created_at),
+            due_date: calendar::iso_date(due),
             kind: t.kind.to_string(),
             not_certified_because: None,
+            overdue: calendar::is_overdue(t.status, due, now),
             pec_address: t.pec_address.clone(),
             reference: t.reference.to_string(),
             reply_to: t.reply_to.clone(),
@@ -398,8 +421,10 @@ mod tests {
             citizen: "anna@citizen.test".into(),
             citizen_name: Some("Anna".into()),
             created_at: rfc3339(0),
+            due_date: "1970-02-12".into(),
             kind: "segnalazione".into(),
             not_certified_because,
+            overdue: true,
             pec_address: Some("protocollo@pec.comune.test".into()),
             reference: "2026-000001".into(),
             reply_to: None,
@@ -504,7 +529,20 @@ mod tests {
         let list = vec![ticket(None)];
         let shown = show();
         let quarantine = vec![quarantine_entry()];
+        let mut figures = crate::domain::stats::Figures::default();
+        figures.by_kind.insert("reclamo".into(), 1);
+        let stats = Stats {
+            all: figures.clone(),
+            areas: [("tributi".to_string(), figures)].into(),
+            from: None,
+            generated_at: "2026-12-08T00:00:00Z".into(),
+            to: Some("2026-12-08".into()),
+        };
         for (printed, sorted) in [
+            (
+                serde_json::to_string_pretty(&stats).unwrap(),
+                sorted_bytes(&stats),
+            ),
             (
                 serde_json::to_string_pretty(&list).unwrap(),
                 sorted_bytes(&list),

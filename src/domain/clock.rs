@@ -1,6 +1,6 @@
 //! Time as the gateway reads and shows it: the clock (unix millis, the unit of every time
-//! in the database), Italian civil time for the citizen pages, and working days for the
-//! expected answer date. Pure but for [`now_millis`], which reads the system clock.
+//! in the database) and Italian civil time (pages, due dates, reference years; working days
+//! are `calendar`'s). Pure but for [`now_millis`], which reads the system clock.
 
 /// Unix time in milliseconds.
 pub fn now_millis() -> i64 {
@@ -10,11 +10,10 @@ pub fn now_millis() -> i64 {
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Italian civil time (CET/CEST, EU summer time rules) of unix millis, as "dd/mm/yyyy hh:mm".
-pub fn local_time(millis: i64) -> String {
-    let Ok(utc) = time::OffsetDateTime::from_unix_timestamp(millis.div_euclid(1000)) else {
-        return String::new();
-    };
+/// Italian civil time (CET/CEST, EU summer time rules) of unix millis.
+pub fn rome_datetime(millis: i64) -> time::PrimitiveDateTime {
+    let utc = time::OffsetDateTime::from_unix_timestamp(millis.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let year = utc.year();
     // Summer time runs from the last Sunday of March to the last Sunday of October, 01:00 UTC.
     let last_sunday = |month: time::Month| {
@@ -27,6 +26,27 @@ pub fn local_time(millis: i64) -> String {
     let summer = utc >= last_sunday(time::Month::March) && utc < last_sunday(time::Month::October);
     let offset = if summer { 2 } else { 1 };
     let local = utc + time::Duration::hours(offset);
+    time::PrimitiveDateTime::new(local.date(), local.time())
+}
+
+/// The date in Rome of unix millis: the day a ticket was created, the "today" of due dates.
+pub fn rome_date(millis: i64) -> time::Date {
+    rome_datetime(millis).date()
+}
+
+/// The year in Rome of unix millis: the year of a ticket reference. A ticket of 23:30 on 31
+/// December, Italian time, is of that year, and one of 00:30 on 1 January of the new one
+/// (still 31 December in UTC, which gave it the old year before issue 14).
+pub fn rome_year(millis: i64) -> i32 {
+    rome_datetime(millis).year()
+}
+
+/// Italian civil time of unix millis, as "dd/mm/yyyy hh:mm".
+pub fn local_time(millis: i64) -> String {
+    if time::OffsetDateTime::from_unix_timestamp(millis.div_euclid(1000)).is_err() {
+        return String::new();
+    }
+    let local = rome_datetime(millis);
     format!(
         "{:02}/{:02}/{} {:02}:{:02}",
         local.day(),
@@ -35,25 +55,6 @@ pub fn local_time(millis: i64) -> String {
         local.hour(),
         local.minute()
     )
-}
-
-/// The date `days` working days (Monday to Friday) after `millis`, as "dd/mm/yyyy".
-pub fn working_days_after(millis: i64, days: u32) -> String {
-    let Ok(start) = time::OffsetDateTime::from_unix_timestamp(millis.div_euclid(1000)) else {
-        return String::new();
-    };
-    let mut d = start.date();
-    let mut left = days;
-    while left > 0 {
-        d = match d.next_day() {
-            Some(n) => n,
-            None => break,
-        };
-        if !matches!(d.weekday(), time::Weekday::Saturday | time::Weekday::Sunday) {
-            left -= 1;
-        }
-    }
-    format!("{:02}/{:02}/{}", d.day(), u8::from(d.month()), d.year())
 }
 
 #[cfg(test)]
@@ -75,10 +76,11 @@ mod tests {
     }
 
     #[test]
-    fn working_days_skip_the_weekend() {
-        // Friday 2026-01-16 + 1 working day is Monday 19.
-        assert_eq!(working_days_after(1_768_564_800_000, 1), "19/01/2026");
-        assert_eq!(working_days_after(1_768_564_800_000, 0), "16/01/2026");
-        assert_eq!(working_days_after(1_768_564_800_000, 5), "23/01/2026");
+    fn a_ticket_of_the_last_half_hour_of_the_year_in_rome_is_of_that_year() {
+        // 2026-12-31 23:30 Rome is 22:30 UTC; 2027-01-01 00:30 Rome is 23:30 UTC on the 31st.
+        assert_eq!(rome_year(1_798_756_200_000), 2026);
+        assert_eq!(local_time(1_798_756_200_000), "31/12/2026 23:30");
+        assert_eq!(rome_year(1_798_759_800_000), 2027);
+        assert_eq!(local_time(1_798_759_800_000), "01/01/2027 00:30");
     }
 }

@@ -68,6 +68,11 @@ pub enum EventKind {
     PecReceipt(PecReceipt),
     /// A PEC receipt whose signature did not verify: kept, nothing applied.
     PecReceiptUnverified(PecReceipt),
+    /// The area's staff were reminded of the ticket, overdue without an answer (issue 14).
+    Reminder(Chased),
+    /// The head of office and the admin areas' staff were told of the ticket, overdue
+    /// without an answer `escalate_after_days` after the reminder (issue 14).
+    Escalation(Chased),
     /// A kind this code does not know (or details that do not fit it), as stored.
     #[serde(skip)]
     Other { kind: String, details: Value },
@@ -102,6 +107,8 @@ impl EventKind {
             EventKind::AutoReply(_) => "auto_reply",
             EventKind::PecReceipt(_) => "pec_receipt",
             EventKind::PecReceiptUnverified(_) => "pec_receipt_unverified",
+            EventKind::Reminder(_) => "reminder",
+            EventKind::Escalation(_) => "escalation",
             EventKind::Other { kind, .. } => kind,
         }
     }
@@ -407,6 +414,20 @@ pub struct PecReceipt {
     pub claimed_state: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied: Option<bool>,
+}
+
+/// Details of `reminder` and `escalation` (issue 14): who was told, by which of our mails,
+/// and the due date the ticket had passed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Chased {
+    /// The ticket's due date, "YYYY-MM-DD".
+    pub due: String,
+    /// Calendar days past the due date when the mail was queued.
+    pub days_overdue: u32,
+    /// Our mails (outbound message ids), one per recipient, in the order of `to`.
+    pub messages: Vec<i64>,
+    pub to: Vec<String>,
 }
 
 #[cfg(test)]

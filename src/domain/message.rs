@@ -69,6 +69,14 @@ pub enum MessageKind {
     /// The notice to a staff member that their answer was held because a colleague had
     /// answered first, carrying that answer (issue 13); `#invia` in a reply to it sends theirs.
     HeldNotice,
+    /// The reminder to the area's staff of a ticket overdue without an answer (issue 14).
+    Reminder,
+    /// The escalation of an overdue ticket to the head of office and the admin areas' staff
+    /// (issue 14).
+    Escalation,
+    /// An office's daily digest of its queue to one staff member (issue 14); about no one
+    /// ticket.
+    Digest,
 }
 
 impl MessageKind {
@@ -92,6 +100,9 @@ impl MessageKind {
             MessageKind::Account => "account",
             MessageKind::ColleagueCopy => "colleague_copy",
             MessageKind::HeldNotice => "held_notice",
+            MessageKind::Reminder => "reminder",
+            MessageKind::Escalation => "escalation",
+            MessageKind::Digest => "digest",
         }
     }
 
@@ -115,7 +126,10 @@ impl MessageKind {
             | MessageKind::Oversize
             | MessageKind::Account
             | MessageKind::ColleagueCopy
-            | MessageKind::HeldNotice => Direction::Out,
+            | MessageKind::HeldNotice
+            | MessageKind::Reminder
+            | MessageKind::Escalation
+            | MessageKind::Digest => Direction::Out,
         }
     }
 
@@ -135,13 +149,18 @@ impl MessageKind {
     }
 
     /// Mail of ours to staff about the ticket that a staff reply may answer as the office:
-    /// a notification, a colleague's answer copied, a held-answer notice. Each went to staff
-    /// only, under a signed Message-ID; the citizen's ack and answer never count.
+    /// a notification, a colleague's answer copied, a held-answer notice, a reminder or an
+    /// escalation of an overdue ticket (issue 14). Each went to staff only, under a signed
+    /// Message-ID; the citizen's ack and answer never count.
     pub fn answerable_by_staff(&self, direction: Direction) -> bool {
         direction == Direction::Out
             && matches!(
                 self,
-                MessageKind::Notification | MessageKind::ColleagueCopy | MessageKind::HeldNotice
+                MessageKind::Notification
+                    | MessageKind::ColleagueCopy
+                    | MessageKind::HeldNotice
+                    | MessageKind::Reminder
+                    | MessageKind::Escalation
             )
     }
 
@@ -172,7 +191,10 @@ impl MessageKind {
             MessageKind::Status => "status",
             MessageKind::Notice | MessageKind::Oversize | MessageKind::HeldNotice => "notice",
             MessageKind::ColleagueCopy => "colleague copy",
+            MessageKind::Reminder => "reminder",
+            MessageKind::Escalation => "escalation",
             MessageKind::Account => "other",
+            MessageKind::Digest => "digest",
         }
     }
 
@@ -212,6 +234,9 @@ stored_word!(
         MessageKind::Account,
         MessageKind::ColleagueCopy,
         MessageKind::HeldNotice,
+        MessageKind::Reminder,
+        MessageKind::Escalation,
+        MessageKind::Digest,
     ]
 );
 
@@ -249,7 +274,13 @@ mod tests {
             .collect();
         assert_eq!(
             answerable,
-            ["notification", "colleague_copy", "held_notice"]
+            [
+                "notification",
+                "colleague_copy",
+                "held_notice",
+                "reminder",
+                "escalation"
+            ]
         );
     }
 

@@ -4,20 +4,27 @@
 //! rest of the code can trust them.
 
 mod address;
+pub mod calendar;
 mod clock;
+mod days;
 pub mod event;
 mod fiscal_code;
 mod message;
 mod outbox;
 pub mod password;
 mod raw;
+pub mod reminder;
+pub mod rome;
 mod signed_id;
+pub mod stats;
 mod ticket;
 mod token_purpose;
 mod url;
 
 pub use address::{AddressError, EmailAddress, NO_ADDRESS};
-pub use clock::{local_time, now_millis, working_days_after};
+pub use calendar::{days_overdue, due_date, is_overdue, Holidays};
+pub use clock::{local_time, now_millis, rome_date, rome_datetime, rome_year};
+pub use days::{parse_day, rome_day_start};
 pub use event::EventKind;
 pub use fiscal_code::{FiscalCode, FiscalCodeError, FiscalCodeKind};
 pub use message::{Direction, MessageKind};

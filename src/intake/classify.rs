@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 
 use crate::config::Config;
-use crate::domain::{Direction, WEB_MAILBOX};
+use crate::domain::{Direction, MessageKind, WEB_MAILBOX};
 use crate::mail::auth;
 use crate::mail::autoreply::AutoReason;
 use crate::mail::parse::InboundMail;
@@ -137,6 +137,15 @@ pub(super) fn classify(
     if from_addr.is_empty() {
         return Decision::Quarantine(
             "no usable sender: From is missing or not one valid address".to_owned(),
+        );
+    }
+    // A digest is about no one ticket (issue 14): an answer to it, a person's or an
+    // out-of-office's, is no report of anybody's. Kept for an operator, never a ticket.
+    if tagged.is_none() && ours.as_ref().is_some_and(|m| m.kind == MessageKind::Digest) {
+        return Decision::Quarantine(
+            "a reply to an office's daily digest (about no one ticket): not made into a \
+             ticket; tickets are answered from their notification or staff page"
+                .to_owned(),
         );
     }
     let is_own = rules.own_addresses.contains(&from_addr);
@@ -588,6 +597,20 @@ mod tests {
                 "a reply to the {kind} taken as the office's answer"
             );
         }
+    }
+
+    #[test]
+    fn a_reply_to_a_digest_is_kept_aside_never_made_a_ticket() {
+        let raw = "From: mario@comune.test\r\nTo: lavori@comune.test\r\n\
+                   Subject: Re: Riepilogo pratiche\r\n\r\nGrazie.\r\n";
+        let mut digest = ours("digest");
+        if let Some(m) = digest.ours.as_mut() {
+            m.ticket = None;
+        }
+        let Decision::Quarantine(reason) = decide(raw, digest) else {
+            panic!("a reply to a digest made into something else");
+        };
+        assert!(reason.contains("daily digest"), "{reason}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use anyhow::Context;
 use askama::Template;
 
 use super::Pipeline;
-use crate::domain::Transport;
+use crate::domain::{calendar, Transport};
 use crate::domain::{rfc3339, Direction, EmailAddress, MessageKind, TicketKind, TicketRef};
 use crate::mail::compose::{
     self, AckText, AnswerHeldText, BounceNoticeText, CommandErrorText, HowToReplyText,
@@ -86,6 +86,8 @@ pub(super) struct AckFor<'a> {
     /// Thread under the report's Message-ID: the citizen's own mail. Not for a report staff
     /// registered: the citizen never saw that mail.
     pub thread_under_report: bool,
+    /// When the ticket was created (unix millis): the start of its due date.
+    pub created_at: i64,
 }
 
 impl Pipeline {
@@ -147,13 +149,13 @@ impl Pipeline {
         mail: &InboundMail,
         to: &AckFor<'_>,
     ) -> anyhow::Result<()> {
-        let area = self.cfg.area(&owner.area);
         let area_name = self.area_name(&owner.area);
         let citizen_name = to
             .citizen_name
             .map(str::to_owned)
             .unwrap_or_else(|| "cittadina, gentile cittadino".to_owned());
         let prefix = &self.cfg.tickets.tag_prefix;
+        let due = self.cfg.due_date(&owner.area, to.created_at);
         let text = AckText {
             citizen_name: &citizen_name,
             kind_it: kind.as_str(),
@@ -161,7 +163,9 @@ impl Pipeline {
             subject: &mail.subject,
             reference: &t.reference.to_string(),
             area_name: &area_name,
-            response_days: area.map(|a| a.response_days).unwrap_or(30),
+            response_days: self.cfg.response_days(&owner.area),
+            due_date_it: &calendar::long_date_it(due),
+            due_date_en: &calendar::long_date_en(due),
             tag_prefix: prefix,
             base_url: &self.cfg.server.base_url,
         }
@@ -865,7 +869,7 @@ impl Pipeline {
 
 /// One recipient, checked again here: a ticket stored before addresses were validated may
 /// hold a string that is not one address, and it must never reach SMTP as a list.
-fn recipient(address: &str) -> anyhow::Result<EmailAddress> {
+pub(super) fn recipient(address: &str) -> anyhow::Result<EmailAddress> {
     EmailAddress::parse(address)
         .with_context(|| format!("recipient {address:?} is not one valid address"))
 }

@@ -21,11 +21,13 @@ mod letters;
 mod pec;
 pub mod pec_signature;
 mod registration;
+mod remind;
 mod reply;
 mod staff_page;
 pub mod web_report;
 
 pub use answer::{AnswerAttachment, AnswerAuthor, AnswerOptions};
+pub use remind::{as_of_millis, ChaseLine};
 pub use staff_page::{StaffAction, StaffOutcome};
 
 use std::collections::{HashMap, HashSet};
@@ -973,7 +975,7 @@ impl Pipeline {
         };
         let area = AreaSlug::parse(&owner.area)?;
         let now = now_millis();
-        let year = current_year();
+        let year = reference_year(now);
 
         let seq = Store::next_ticket_seq(tx, i64::from(year)).await?;
         let reference = TicketRef::new(year, u32::try_from(seq).unwrap_or(u32::MAX))
@@ -1061,6 +1063,7 @@ impl Pipeline {
                 let ack = letters::AckFor {
                     citizen_name: citizen_name.as_deref(),
                     thread_under_report: registered.is_none(),
+                    created_at: now,
                 };
                 self.acknowledge(tx, &t, reference, owner, kind, mail, &ack)
                     .await?
@@ -1271,8 +1274,8 @@ fn find_our_id_in(raw: &[u8], ids: &SignedIds) -> Option<OurMessageId> {
         .find_map(|w| ids.verify(w))
 }
 
-/// The current year (UTC), for ticket references.
-fn current_year() -> u16 {
-    let year = time::OffsetDateTime::now_utc().year();
-    u16::try_from(year).unwrap_or(2026)
+/// The year of a ticket created at `now`: its year in Rome (issue 14), so that the reference
+/// and the creation date shown to everyone agree at New Year.
+fn reference_year(now: i64) -> u16 {
+    u16::try_from(crate::domain::rome_year(now)).unwrap_or(2026)
 }

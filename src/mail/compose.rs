@@ -56,6 +56,21 @@ pub fn build_with_attachments(
     text: &str,
     attachments: &[OutAttachment<'_>],
 ) -> Vec<u8> {
+    build_parts(env, text, None, attachments)
+}
+
+/// A mail with a plain-text body and an HTML alternative of the same content (`html` is
+/// trusted markup: the caller escaped every value it put in).
+pub fn build_alternative(env: &Envelope<'_>, text: &str, html: &str) -> Vec<u8> {
+    build_parts(env, text, Some(html), &[])
+}
+
+fn build_parts(
+    env: &Envelope<'_>,
+    text: &str,
+    html: Option<&str>,
+    attachments: &[OutAttachment<'_>],
+) -> Vec<u8> {
     let mut b = MessageBuilder::new()
         .from((env.from_name, env.from_addr))
         .to(env
@@ -66,7 +81,10 @@ pub fn build_with_attachments(
         .subject(env.subject)
         .message_id(env.message_id)
         .date(env.date_millis / 1000);
-    if attachments.is_empty() {
+    if let Some(html) = html {
+        // multipart/alternative: the plain text first, the HTML the client prefers last.
+        b = b.text_body(text).html_body(html);
+    } else if attachments.is_empty() {
         b = b.text_body(text);
     } else {
         let mut parts = Vec::with_capacity(attachments.len() + 1);
@@ -236,6 +254,10 @@ pub struct AckText<'a> {
     pub reference: &'a str,
     pub area_name: &'a str,
     pub response_days: u32,
+    /// The due date in words (issue 14): "martedì 20 gennaio 2026".
+    pub due_date_it: &'a str,
+    /// "Tuesday 20 January 2026".
+    pub due_date_en: &'a str,
     pub tag_prefix: &'a str,
     pub base_url: &'a str,
 }
@@ -563,7 +585,9 @@ mod tests {
             subject: "Buca",
             reference: "2026-000001",
             area_name: "Lavori pubblici",
-            response_days: 30,
+            response_days: 2,
+            due_date_it: "martedì 20 gennaio 2026",
+            due_date_en: "Tuesday 20 January 2026",
             tag_prefix: "Ticket",
             base_url: "http://127.0.0.1:8080",
         }
@@ -571,7 +595,14 @@ mod tests {
         .expect("renders");
         assert!(text.contains("Numero della pratica: 2026-000001"), "{text}");
         assert!(text.contains("Reference number: 2026-000001"), "{text}");
-        assert!(text.contains("entro 30 giorni"), "{text}");
+        assert!(
+            text.contains("entro 2 giorni lavorativi, cioè entro martedì 20 gennaio 2026"),
+            "{text}"
+        );
+        assert!(
+            text.contains("within 2 working days, that is by Tuesday 20 January 2026"),
+            "{text}"
+        );
         assert!(text.contains("112"), "{text}");
     }
 }

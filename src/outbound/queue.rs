@@ -34,6 +34,21 @@ pub struct Queued<'a> {
 
 /// Composes and queues `q`; returns our message row id.
 pub async fn queue_mail(tx: &mut Tx, ids: &SignedIds, q: &Queued<'_>) -> Result<i64> {
+    queue(tx, ids, q, None).await
+}
+
+/// Like [`queue_mail`], with `html` as an HTML alternative of `q.text` (trusted markup: every
+/// value in it escaped by the caller, e.g. an askama template). `q.attachments` must be empty.
+pub async fn queue_mail_with_html(
+    tx: &mut Tx,
+    ids: &SignedIds,
+    q: &Queued<'_>,
+    html: &str,
+) -> Result<i64> {
+    queue(tx, ids, q, Some(html)).await
+}
+
+async fn queue(tx: &mut Tx, ids: &SignedIds, q: &Queued<'_>, html: Option<&str>) -> Result<i64> {
     // The last guard for tickets registered without the citizen's address: every producer
     // checks first (and records instead), this makes a forgotten check an error that rolls
     // the change back, never a mail to a made-up address.
@@ -75,22 +90,22 @@ pub async fn queue_mail(tx: &mut Tx, ids: &SignedIds, q: &Queued<'_>) -> Result<
         .map(|(_, d)| d)
         .unwrap_or("localhost");
     let rfc_id = ids.make(q.ticket.map(|t| t.1), message_id, domain);
-    let bytes = compose::build_with_attachments(
-        &Envelope {
-            from_name: q.from_name,
-            from_addr: q.from_addr,
-            to: &q.to,
-            reply_to: q.reply_to,
-            subject: q.subject,
-            message_id: &rfc_id,
-            in_reply_to: q.in_reply_to,
-            references: &q.references,
-            auto_replied: q.auto_replied,
-            date_millis: at,
-        },
-        q.text,
-        &q.attachments,
-    );
+    let envelope = Envelope {
+        from_name: q.from_name,
+        from_addr: q.from_addr,
+        to: &q.to,
+        reply_to: q.reply_to,
+        subject: q.subject,
+        message_id: &rfc_id,
+        in_reply_to: q.in_reply_to,
+        references: &q.references,
+        auto_replied: q.auto_replied,
+        date_millis: at,
+    };
+    let bytes = match html {
+        Some(html) => compose::build_alternative(&envelope, q.text, html),
+        None => compose::build_with_attachments(&envelope, q.text, &q.attachments),
+    };
     let sha = raw_sha256_hex(&bytes);
     Store::set_outbound_bytes(tx, message_id, &rfc_id, &bytes, &sha).await?;
     Store::enqueue(tx, message_id, q.from_addr, &q.to, q.transport).await?;

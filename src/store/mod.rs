@@ -9,10 +9,13 @@
 mod read;
 mod attempts;
 mod citizens;
+mod digest;
 mod lock;
 mod outbox;
 mod pec;
 mod raw;
+mod reminders;
+mod stats;
 mod tickets;
 
 use std::str::FromStr;
@@ -29,8 +32,9 @@ pub use pec::{InboundPec, ReceiptEffect};
 pub use raw::{sha256_hex as raw_sha256_hex, RawIn, RawRow};
 pub use read::{
     AttachmentView, EventView, MessageView, NotificationAttachment, QuarantineDrop, QuarantineView,
-    TicketTimeline, TicketView, QUARANTINE_HEAD_BYTES,
+    TicketFilter, TicketTimeline, TicketView, QUARANTINE_HEAD_BYTES,
 };
+pub use reminders::Unanswered;
 pub use tickets::{
     HistoryEntry, MessageTicket, NewAttachment, NewMessage, NewTicket, OurMessage, TicketText,
 };

@@ -228,7 +228,91 @@ pub(super) fn ticket_from_row(r: &AnyRow) -> Result<TicketView> {
     })
 }
 
+/// Which tickets `ticket list` shows (issue 14). Every field narrows; `None` does not.
+#[derive(Debug, Clone, Default)]
+pub struct TicketFilter {
+    pub area: Option<AreaSlug>,
+    pub status: Option<TicketStatus>,
+    /// Created at or after these unix millis (the start of a Rome day, from `--since`).
+    pub since: Option<i64>,
+    /// Text the subject, the text or the citizen's address contains, any ASCII case.
+    pub search: Option<String>,
+}
+
+/// `text` as a LIKE pattern matching it anywhere, with `%`, `_` and the escape character
+/// itself escaped: a search for "100%" finds "100%", not every ticket with "100".
+fn like_contains(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 impl Store {
+    /// Tickets matching `filter`, newest first; a negative `limit` means no limit. The
+    /// conditions are fixed SQL with bound values: only which of them apply varies.
+    pub async fn list_tickets_filtered(
+        &self,
+        filter: &TicketFilter,
+        limit: i64,
+    ) -> Result<Vec<TicketView>> {
+        let limit = if limit < 0 { i64::MAX } else { limit };
+        let mut sql = String::from(concat!(
+            "SELECT ",
+            ticket_view_columns!(),
+            " FROM ticket WHERE 1 = 1"
+        ));
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if filter.area.is_some() {
+            sql.push_str(&format!(" AND area = ${}", next()));
+        }
+        if filter.status.is_some() {
+            sql.push_str(&format!(" AND status = ${}", next()));
+        }
+        if filter.since.is_some() {
+            sql.push_str(&format!(" AND created_at >= ${}", next()));
+        }
+        if filter.search.is_some() {
+            // lower() on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+            let (a, b, c) = (next(), next(), next());
+            sql.push_str(&format!(
+                " AND (lower(subject) LIKE ${a} ESCAPE '\\' OR lower(text) LIKE ${b} ESCAPE '\\' \
+                 OR lower(citizen) LIKE ${c} ESCAPE '\\')"
+            ));
+        }
+        sql.push_str(&format!(" ORDER BY ticket_id DESC LIMIT ${}", next()));
+        // Safe: `sql` is built from the fixed fragments above; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(area) = &filter.area {
+            query = query.bind(area.to_string());
+        }
+        if let Some(status) = filter.status {
+            query = query.bind(status.as_str());
+        }
+        if let Some(since) = filter.since {
+            query = query.bind(since);
+        }
+        if let Some(search) = &filter.search {
+            let pattern = like_contains(search);
+            query = query
+                .bind(pattern.clone())
+                .bind(pattern.clone())
+                .bind(pattern);
+        }
+        let rows = query.bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(ticket_from_row).collect()
+    }
+
     /// Tickets, newest first; a negative `limit` means no limit.
     pub async fn list_tickets(&self, limit: i64) -> Result<Vec<TicketView>> {
         // SQLite reads a negative LIMIT as "no limit", PostgreSQL refuses it ("LIMIT must not
@@ -471,5 +555,16 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_contains;
+
+    #[test]
+    fn a_search_pattern_escapes_the_like_wildcards_and_its_escape() {
+        assert_eq!(like_contains("Buca"), "%buca%");
+        assert_eq!(like_contains("100%_a\\b"), "%100\\%\\_a\\\\b%");
     }
 }

@@ -31,6 +31,7 @@ struct HomePage {
     c: Chrome,
     site: String,
     areas: Vec<AreaCard>,
+    public_stats: bool,
 }
 
 async fn home(State(state): State<AppState>, v: Visitor) -> Response {
@@ -54,6 +55,7 @@ async fn home(State(state): State<AppState>, v: Visitor) -> Response {
         }),
         site: state.cfg.server.site_name.clone(),
         areas,
+        public_stats: state.cfg.web.public_stats,
     };
     render(&v, StatusCode::OK, &page)
 }

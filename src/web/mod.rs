@@ -12,6 +12,7 @@ mod home;
 mod limits;
 mod my_tickets;
 mod password;
+pub mod public_stats;
 pub mod server;
 mod staff;
 mod visitor;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub attachments: AttachmentStore,
     /// Wakes the outbox worker after queueing mail (account links).
     pub outbox_wake: Arc<Notify>,
+    /// The figures of `/statistiche`, computed at most once a minute (issue 14).
+    pub public_stats: public_stats::Cache,
 }
 
 /// All routes of the citizens' port.
@@ -65,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(account::router())
         .merge(my_tickets::router())
         .merge(staff::router())
+        .merge(public_stats::router())
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }

@@ -37,6 +37,12 @@ pub struct Area {
     pub addresses: Vec<String>,
     pub staff: Vec<String>,
     pub response_days: u32,
+    /// `head`: the head of office, told of an overdue ticket with the escalation (issue 14).
+    pub head: Option<String>,
+    /// `escalate_after_days`; the gateway's default (7) when `None`.
+    pub escalate_after_days: Option<u32>,
+    /// `admin = true`: its staff speak for every office and get every escalation.
+    pub admin: bool,
 }
 
 /// A test gateway's configuration: the private mail stack's ports, two areas
@@ -99,6 +105,9 @@ impl TestConfig {
             addresses: addresses.to_vec(),
             staff: vec![staff.to_owned()],
             response_days: days,
+            head: None,
+            escalate_after_days: None,
+            admin: false,
         };
         TestConfig {
             web_port,
@@ -255,6 +264,15 @@ timeout_seconds = 10
                 staff.join(", "),
                 a.response_days
             ));
+            if let Some(head) = &a.head {
+                text.push_str(&format!("head = {head:?}\n"));
+            }
+            if let Some(days) = a.escalate_after_days {
+                text.push_str(&format!("escalate_after_days = {days}\n"));
+            }
+            if a.admin {
+                text.push_str("admin = true\n");
+            }
         }
         if let Some(port) = self.pec_smtp_port {
             text.push_str(&format!(

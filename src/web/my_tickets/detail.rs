@@ -8,11 +8,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::Value;
 
-use super::{area_name, citizen, iso, kind_label, owned_ticket, status_label};
-use crate::domain::{
-    local_time, working_days_after, AreaSlug, Channel, Direction, EventKind, MessageKind,
-    TicketStatus,
-};
+use super::{area_name, citizen, expected, iso, kind_label, owned_ticket, status_label};
+use crate::domain::{local_time, AreaSlug, Channel, Direction, EventKind, MessageKind};
 use crate::mail::compose::human_size;
 use crate::mail::html::{self, ShownHtml};
 use crate::store::{AttachmentView, MessageView, TicketTimeline};
@@ -57,6 +54,7 @@ struct DetailPage {
     channel: String,
     created: String,
     expected: String,
+    overdue: bool,
     timeline: Vec<Entry>,
     messages: Vec<Msg>,
 }
@@ -294,11 +292,7 @@ pub(super) async fn detail(
             certified: certified_line(&chrome, m),
         })
         .collect();
-    let days = state
-        .cfg
-        .area(t.area.as_str())
-        .map(|a| a.response_days)
-        .unwrap_or(30);
+    let (expected, overdue) = expected(&state, &t);
     let channel = match t.channel {
         Channel::Pec if t.certified == Some(true) => {
             chrome.t("PEC (certificata)", "PEC (certified)")
@@ -333,11 +327,8 @@ pub(super) async fn detail(
         area: area_name(&state, t.area.as_str()),
         channel,
         created: local_time(t.created_at),
-        expected: if t.status == TicketStatus::Resolved {
-            "—".to_owned()
-        } else {
-            working_days_after(t.created_at, days)
-        },
+        expected,
+        overdue,
         timeline,
         messages: msgs,
     };

@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::{area_name, citizen, iso, kind_label, status_label};
-use crate::domain::{local_time, working_days_after, TicketStatus};
+use super::{area_name, citizen, expected, iso, kind_label, status_label};
+use crate::domain::local_time;
 use crate::web::visitor::{render, Chrome, Visitor};
 use crate::web::{AppState, Error};
 
@@ -19,6 +19,7 @@ struct Row {
     last_activity: String,
     last_activity_iso: String,
     expected: String,
+    overdue: bool,
 }
 
 #[derive(Template)]
@@ -46,11 +47,7 @@ pub(super) async fn list(State(state): State<AppState>, v: Visitor) -> Result<Re
     let rows = tickets
         .iter()
         .map(|t| {
-            let days = state
-                .cfg
-                .area(t.area.as_str())
-                .map(|a| a.response_days)
-                .unwrap_or(30);
+            let (expected, overdue) = expected(&state, t);
             Row {
                 reference: t.reference.to_string(),
                 subject: t.subject.clone(),
@@ -59,11 +56,8 @@ pub(super) async fn list(State(state): State<AppState>, v: Visitor) -> Result<Re
                 area: area_name(&state, t.area.as_str()),
                 last_activity: local_time(t.updated_at),
                 last_activity_iso: iso(t.updated_at),
-                expected: if t.status == TicketStatus::Resolved {
-                    "—".to_owned()
-                } else {
-                    working_days_after(t.created_at, days)
-                },
+                expected,
+                overdue,
             }
         })
         .collect();

@@ -15,7 +15,7 @@ use axum::Router;
 
 use super::visitor::{Chrome, Visitor};
 use super::AppState;
-use crate::domain::{TicketKind, TicketRef, TicketStatus};
+use crate::domain::{calendar, now_millis, TicketKind, TicketRef, TicketStatus};
 use crate::store::{CitizenRow, TicketTimeline, TicketView};
 
 pub fn router() -> Router<AppState> {
@@ -66,6 +66,19 @@ fn area_name(state: &AppState, slug: &str) -> String {
 }
 
 /// The signed-in citizen (callers send anybody else to sign in).
+/// The answer's expected date of a ticket ("dd/mm/yyyy", "—" once resolved) and whether it
+/// is overdue now: the one rule of `domain::calendar` (issue 14).
+fn expected(state: &AppState, t: &TicketView) -> (String, bool) {
+    if t.status == TicketStatus::Resolved {
+        return ("—".to_owned(), false);
+    }
+    let due = state.cfg.due_date(t.area.as_str(), t.created_at);
+    (
+        calendar::italian_date(due),
+        calendar::is_overdue(t.status, due, now_millis()),
+    )
+}
+
 fn citizen(v: &Visitor) -> Option<&CitizenRow> {
     v.citizen.as_ref().filter(|c| c.verified_at.is_some())
 }

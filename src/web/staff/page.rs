@@ -15,7 +15,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{LinkFields, StaffLink};
-use crate::domain::{local_time, rfc3339, Channel, Direction, EventKind, TicketStatus};
+use crate::domain::{
+    calendar, local_time, now_millis, rfc3339, Channel, Direction, EventKind, TicketStatus,
+};
 use crate::mail::compose::human_size;
 use crate::store::{AttachmentView, MessageView, TicketTimeline, TicketView};
 use crate::web::visitor::{message, random_token, render, Chrome, Errors, FieldErrors, Visitor};
@@ -106,6 +108,10 @@ struct StaffPage {
     citizen: String,
     reply_to_asked: String,
     created: String,
+    /// The due date, "dd/mm/yyyy" (issue 14, `domain::calendar`).
+    due: String,
+    /// Calendar days past the due date without an answer; 0 when not overdue.
+    days_overdue: u32,
     staff: String,
     exp: i64,
     sig: String,
@@ -250,6 +256,7 @@ pub(super) async fn render_page(
             selected: a.slug == form.area,
         })
         .collect();
+    let due = state.cfg.due_date(ticket.area.as_str(), ticket.created_at);
     let page = StaffPage {
         status: status_label(&c, ticket.status),
         status_word: ticket.status.as_str().to_owned(),
@@ -267,6 +274,8 @@ pub(super) async fn render_page(
         citizen: ticket.citizen.as_str().to_owned(),
         reply_to_asked: ticket.reply_to_asked.clone().unwrap_or_default(),
         created: local_time(ticket.created_at),
+        due: calendar::italian_date(due),
+        days_overdue: calendar::days_overdue(ticket.status, due, now_millis()),
         staff: link.staff.clone(),
         exp: link.exp,
         sig: link.sig.clone(),
@@ -351,6 +360,14 @@ fn role(c: &Chrome, m: &MessageView) -> String {
         "oversize" => (
             "Avviso di messaggio troppo grande",
             "Message too large notice",
+        ),
+        "reminder" => (
+            "Promemoria all'ufficio: pratica scaduta",
+            "Reminder to the office: overdue",
+        ),
+        "escalation" => (
+            "Segnalazione al responsabile: pratica scaduta",
+            "Escalation to the head of office: overdue",
         ),
         other => (other, other),
     };
@@ -552,6 +569,20 @@ fn event_text(state: &AppState, c: &Chrome, e: &EventKind) -> String {
                 .unwrap_or("")
         ),
         EventKind::PecReceipt(d) => format!("{} {}", c.t("Ricevuta PEC", "PEC receipt"), d.receipt),
+        EventKind::Reminder(d) => format!(
+            "{} {} ({}: {})",
+            c.t("Promemoria a", "Reminder to"),
+            d.to.join(", "),
+            c.t("scadenza", "due"),
+            d.due
+        ),
+        EventKind::Escalation(d) => format!(
+            "{} {} ({}: {})",
+            c.t("Segnalata a", "Escalated to"),
+            d.to.join(", "),
+            c.t("scadenza", "due"),
+            d.due
+        ),
         other => other.kind().replace('_', " "),
     }
 }
