@@ -117,8 +117,7 @@ fn each_office_gets_one_digest_of_exactly_its_open_tickets_with_links_and_only_o
         // are overdue; Ambiente's 20 days are not over.
         c.area("lavori-pubblici").response_days = 2;
         // The scheduler of `serve` stays out of the way: this test runs the command.
-        c.extra
-            .push_str("\n[digest]\nenabled = false\ntime = \"08:30\"\n");
+        c.digest = false;
     });
     let base = format!("http://127.0.0.1:{}", gw.web_port);
 

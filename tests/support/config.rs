@@ -77,6 +77,10 @@ pub struct TestConfig {
     pub areas: Vec<Area>,
     /// `[pec_smtp]` on the private Postfix at this port (certified mail out).
     pub pec_smtp_port: Option<u16>,
+    /// `[digest] enabled`: false unless a test wants `serve`'s scheduled digest. A suite run
+    /// after 08:30 Rome time on a working day would otherwise get a digest mail (and an
+    /// outbox row) at the gateway's first tick that none of its counts expect.
+    pub digest: bool,
     /// More TOML appended at the end (tables the builder does not know).
     pub extra: String,
 }
@@ -149,6 +153,7 @@ impl TestConfig {
                 ),
             ],
             pec_smtp_port: None,
+            digest: false,
             extra: String::new(),
         }
     }
@@ -224,6 +229,9 @@ timeout_seconds = 10
 
 [outbox]
 {outbox}
+
+[digest]
+enabled = {digest}
 "#,
             web_port = self.web_port,
             base_url = self.base_url,
@@ -233,6 +241,7 @@ timeout_seconds = 10
             smtp = self.smtp_port,
             tickets = self.tickets,
             outbox = self.outbox,
+            digest = self.digest,
         );
         for m in &self.mailboxes {
             text.push_str(&format!(
