@@ -287,6 +287,17 @@ fn the_public_figures_page_shows_this_month_s_reports_in_a_table_and_a_chart_wit
     assert!(rows.len() >= 12, "12 months per table");
     let this_month = rows[11].text();
     assert!(this_month.contains(" 2 0 "), "{this_month}");
+    // The same figures as `ticketgate stats`: taken, resolved, reopened, open and overdue
+    // now, median / p90 / max to the first answer, median to resolution, within the due date.
+    let tables = b.find_all("table").len();
+    assert_eq!(
+        b.find_all("thead th").len(),
+        13 * tables,
+        "13 columns per table"
+    );
+    let mix = b.find("main").text();
+    assert!(mix.contains("per tipo: segnalazione 2"), "{mix}");
+    assert!(mix.contains("per canale: e-mail 2"), "{mix}");
     let desc = b.find("svg desc").text();
     assert!(
         desc.contains(": 2."),

@@ -19,8 +19,8 @@ use time::Date;
 
 use super::visitor::{message, render, Visitor};
 use super::{AppState, Error};
-use crate::domain::stats::{figures, DueRule, TicketFacts};
-use crate::domain::{now_millis, rome_date, rome_day_start, AreaSlug};
+use crate::domain::stats::{figures, DueRule, Figures, TicketFacts};
+use crate::domain::{now_millis, rome_date, rome_day_start, AreaSlug, Channel, TicketKind};
 
 /// How long computed figures are served before they are computed again.
 const FRESH_FOR: Duration = Duration::from_secs(60);
@@ -43,8 +43,18 @@ pub struct MonthRow {
     pub month: String,
     pub received: u64,
     pub answered: u64,
+    pub taken: u64,
+    pub resolved: u64,
+    pub reopened: u64,
+    pub open_now: u64,
+    pub overdue_now: u64,
     /// Median working days to the first answer, one decimal; empty when none was answered.
     pub median_days: String,
+    /// p90 and maximum of the same, and the median working days to resolution; empty when
+    /// there is none.
+    pub p90_days: String,
+    pub max_days: String,
+    pub resolution_median_days: String,
     /// Share answered within the due date, as a whole percent; empty when none was due.
     pub within_due: String,
 }
@@ -54,6 +64,31 @@ pub struct MonthRow {
 pub struct AreaTable {
     pub name: String,
     pub rows: Vec<MonthRow>,
+    /// The 12 months' reports by kind and by channel, as "word count" pairs in the page's
+    /// two languages (Italian, English); kinds and channels without reports are left out.
+    pub by_kind: Vec<(String, String, u64)>,
+    pub by_channel: Vec<(String, String, u64)>,
+}
+
+/// One decimal, or empty.
+fn days(d: Option<f64>) -> String {
+    d.map(|d| format!("{d:.1}")).unwrap_or_default()
+}
+
+/// The Italian and English words of a stored kind (the word itself when unknown).
+fn kind_words(stored: &str) -> (String, String) {
+    match TicketKind::parse(stored) {
+        Some(k) => (k.as_str().to_owned(), k.english().to_owned()),
+        None => (stored.to_owned(), stored.to_owned()),
+    }
+}
+
+/// The Italian and English words of a stored channel (the word itself when unknown).
+fn channel_words(stored: &str) -> (String, String) {
+    match stored.parse::<Channel>() {
+        Ok(c) => (c.italian().to_owned(), c.as_str().to_owned()),
+        Err(_) => (stored.to_owned(), stored.to_owned()),
+    }
 }
 
 /// The bar chart of tickets received per month, in all: coordinates computed here.
@@ -169,11 +204,15 @@ async fn compute(state: &AppState) -> Result<Tables, Error> {
                     month: key,
                     received: f.received,
                     answered: f.answered,
-                    median_days: f
-                        .first_answer
-                        .median_working_days
-                        .map(|d| format!("{d:.1}"))
-                        .unwrap_or_default(),
+                    taken: f.taken,
+                    resolved: f.resolved,
+                    reopened: f.reopened,
+                    open_now: f.open_now,
+                    overdue_now: f.overdue_now,
+                    median_days: days(f.first_answer.median_working_days),
+                    p90_days: days(f.first_answer.p90_working_days),
+                    max_days: days(f.first_answer.max_working_days),
+                    resolution_median_days: days(f.resolution.median_working_days),
                     within_due: f
                         .answered_within_due
                         .map(|s| format!("{:.0}%", s * 100.0))
@@ -181,6 +220,8 @@ async fn compute(state: &AppState) -> Result<Tables, Error> {
                 }
             })
             .collect(),
+        by_kind: mix(&facts, of, &rule, now, |f| &f.by_kind, kind_words),
+        by_channel: mix(&facts, of, &rule, now, |f| &f.by_channel, channel_words),
     };
     let all = table(String::new(), &|_| true);
     let bars = bars(&all);
@@ -194,6 +235,28 @@ async fn compute(state: &AppState) -> Result<Tables, Error> {
             .map(|a| table(a.name.clone(), &|t: &TicketFacts| t.area.as_str() == a.slug)),
     );
     Ok(Tables { tables, bars })
+}
+
+/// The 12 months' counts of one breakdown (`pick`: by kind or by channel) of the tickets
+/// `of` selects, with each word in both languages.
+fn mix(
+    facts: &[TicketFacts],
+    of: &dyn Fn(&TicketFacts) -> bool,
+    rule: &DueRule<'_>,
+    now: i64,
+    pick: fn(&Figures) -> &std::collections::BTreeMap<String, u64>,
+    words: fn(&str) -> (String, String),
+) -> Vec<(String, String, u64)> {
+    let chosen: Vec<TicketFacts> = facts.iter().filter(|t| of(t)).cloned().collect();
+    let f = figures(&chosen, rule, now);
+    pick(&f)
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(w, n)| {
+            let (it, en) = words(w);
+            (it, en, *n)
+        })
+        .collect()
 }
 
 /// Chart geometry: 12 bars in a 600×200 drawing, the tallest 160 high.
