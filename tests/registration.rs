@@ -11,7 +11,7 @@ use serde_json::Value;
 use support::gateway::*;
 use support::mail::*;
 use support::mailstack::MailStack;
-use support::web::{cf, link_in, Client};
+use support::web::{signed_in_citizen, Client};
 
 const WAIT: Duration = Duration::from_secs(30);
 const PASSWORD: &str = "una-password-lunga-42";
@@ -19,41 +19,7 @@ const PASSWORD: &str = "una-password-lunga-42";
 /// The citizen makes a web account for `email`, confirms it from the mailed link and signs
 /// in, as tests/web.rs does.
 fn signed_in(stack: &MailStack, gw: &Gateway, email: &str) -> Client {
-    let client = Client::new(gw);
-    let form = client.get("/register");
-    let fiscal = cf("VRDNNA85T50A562");
-    let done = client.post(
-        "/register",
-        &[
-            ("csrf", &form.csrf()),
-            ("first_name", "Anna"),
-            ("last_name", "Verdi"),
-            ("email", email),
-            ("fiscal_code", &fiscal),
-            ("password", PASSWORD),
-            ("password_confirm", PASSWORD),
-            ("privacy", "yes"),
-        ],
-    );
-    assert_eq!(done.status, 303, "{}", done.body);
-    let mail = wait_for_mail(stack, email, WAIT, |m| m.contains("/verify?token="));
-    let link = link_in(&mail, "/verify?token=");
-    let page = client.get(&link);
-    let token = link.split("token=").nth(1).unwrap_or("").to_owned();
-    let confirmed = client.post("/verify", &[("csrf", &page.csrf()), ("token", &token)]);
-    assert_eq!(confirmed.status, 303, "{}", confirmed.body);
-    let form = client.get("/login");
-    let signed = client.post(
-        "/login",
-        &[
-            ("csrf", &form.csrf()),
-            ("email", email),
-            ("password", PASSWORD),
-            ("next", "/tickets"),
-        ],
-    );
-    assert_eq!(signed.status, 303, "{}", signed.body);
-    client
+    signed_in_citizen(stack, gw, email, "VRDNNA85T50A562", PASSWORD)
 }
 
 /// The comune's MTA, as the gateway knows it: registrations need its `dmarc=pass`.

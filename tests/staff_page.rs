@@ -15,7 +15,7 @@ use support::browser::Browser;
 use support::gateway::*;
 use support::mail::*;
 use support::mailstack::MailStack;
-use support::web::{cf, link_in, mail_with_photo_and_html, photo, Client};
+use support::web::{link_in, mail_with_photo_and_html, photo, signed_in_citizen, Client};
 use ticketgate::domain::SignedIds;
 use ticketgate::tickets::{staff_page_link, take_link};
 
@@ -39,40 +39,7 @@ fn submit(b: &Browser, action: &str) {
 
 /// Registers the citizen, confirms from the mailed link and signs in (HTTP level).
 fn citizen_signed_in(stack: &MailStack, gw: &Gateway) -> Client {
-    let client = Client::new(gw);
-    let form = client.get("/register");
-    let done = client.post(
-        "/register",
-        &[
-            ("csrf", &form.csrf()),
-            ("first_name", "Anna"),
-            ("last_name", "Verdi"),
-            ("email", CITIZEN),
-            ("fiscal_code", &cf("RSSMRA85T10A562")),
-            ("password", PASSWORD),
-            ("password_confirm", PASSWORD),
-            ("privacy", "yes"),
-        ],
-    );
-    assert_eq!(done.status, 303, "{}", done.body);
-    let mail = wait_for_mail(stack, CITIZEN, WAIT, |m| m.contains("/verify?token="));
-    let link = link_in(&mail, "/verify?token=");
-    let page = client.get(&link);
-    let token = link.split("token=").nth(1).unwrap().to_owned();
-    let confirmed = client.post("/verify", &[("csrf", &page.csrf()), ("token", &token)]);
-    assert_eq!(confirmed.status, 303, "{}", confirmed.body);
-    let form = client.get("/login");
-    let signed = client.post(
-        "/login",
-        &[
-            ("csrf", &form.csrf()),
-            ("email", CITIZEN),
-            ("password", PASSWORD),
-            ("next", "/tickets"),
-        ],
-    );
-    assert_eq!(signed.status, 303, "{}", signed.body);
-    client
+    signed_in_citizen(stack, gw, CITIZEN, "RSSMRA85T10A562", PASSWORD)
 }
 
 #[test]

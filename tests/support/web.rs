@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use super::gateway::Gateway;
+use super::mail::wait_for_mail;
+use super::mailstack::MailStack;
 
 pub struct Client {
     agent: ureq::Agent,
@@ -244,4 +246,51 @@ pub fn cf_check(first15: &str) -> char {
 
 pub fn cf(first15: &str) -> String {
     format!("{first15}{}", cf_check(first15))
+}
+
+/// A citizen named Anna Verdi makes a web account for `email` (codice fiscale from the first
+/// 15 characters `cf15`, password `password`), confirms it from the mailed link and signs in.
+pub fn signed_in_citizen(
+    stack: &MailStack,
+    gw: &Gateway,
+    email: &str,
+    cf15: &str,
+    password: &str,
+) -> Client {
+    let wait = Duration::from_secs(30);
+    let client = Client::new(gw);
+    let form = client.get("/register");
+    let fiscal = cf(cf15);
+    let done = client.post(
+        "/register",
+        &[
+            ("csrf", &form.csrf()),
+            ("first_name", "Anna"),
+            ("last_name", "Verdi"),
+            ("email", email),
+            ("fiscal_code", &fiscal),
+            ("password", password),
+            ("password_confirm", password),
+            ("privacy", "yes"),
+        ],
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+    let mail = wait_for_mail(stack, email, wait, |m| m.contains("/verify?token="));
+    let link = link_in(&mail, "/verify?token=");
+    let page = client.get(&link);
+    let token = link.split("token=").nth(1).unwrap_or("").to_owned();
+    let confirmed = client.post("/verify", &[("csrf", &page.csrf()), ("token", &token)]);
+    assert_eq!(confirmed.status, 303, "{}", confirmed.body);
+    let form = client.get("/login");
+    let signed = client.post(
+        "/login",
+        &[
+            ("csrf", &form.csrf()),
+            ("email", email),
+            ("password", password),
+            ("next", "/tickets"),
+        ],
+    );
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    client
 }
